@@ -1,0 +1,99 @@
+"""Saved activations of the decoder layers, per token, under autocast (Trainer bf16/fp16).
+
+What autograd keeps, read from transformers 5 / peft / bitsandbytes sources:
+- MatMul4Bit saves no input (the frozen weight needs no gradient), so a 4-bit linear keeps nothing itself.
+- A LoRA branch keeps its input for lora_A's weight gradient: with dropout > 0 a dropout mask (1 B) and the
+  dropped copy in 16 bits; without dropout, a 16-bit cast of an fp32 input, or the 16-bit input itself.
+  lora_B keeps lora_A's output (r values).
+- After prepare_model_for_kbit_training the embeddings and norms are fp32, so the residual stream is fp32;
+  RoPE on fp32 cos/sin promotes q and k to fp32, and SDPA's autocast casts them back to 16 bits (saved).
+- SDPA (flash / memory-efficient) keeps q, k, v, its output and the fp32 log-sum-exp; eager attention keeps the
+  fp32 softmax and its 16-bit copy: b*H*s^2 each.
+- The MLP keeps gate, act(gate) and up outputs (16 bits).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..plan import TrainPlan
+from ..profiles.models import FUSED_PROJECTIONS, PER_HEAD_QK_NORM, SANDWICH_NORMS, ModelArch
+from .weights import unquantized_bytes_per_param
+
+C = 2  # compute dtype bytes (bf16 or fp16)
+_NORM_INPUT = {"q_proj", "k_proj", "v_proj", "qkv_proj", "gate_proj", "up_proj", "gate_up_proj"}
+
+
+@dataclass(frozen=True)
+class LayerActivations:
+    """Bytes one decoder layer keeps for backward, and what it needs while computing."""
+
+    saved_per_token: int
+    saved_per_sequence: int
+    """Terms quadratic in sequence length (eager attention), per sequence."""
+    input_per_token: int
+    """The layer input: what gradient checkpointing keeps of each layer."""
+    backward_per_token: int
+    """Working set of one layer's backward: incoming/outgoing grads of the residual, MLP and attention grads."""
+    forward_per_token: int
+
+    def saved(self, plan: TrainPlan) -> int:
+        return self.saved_per_token * plan.tokens + self.saved_per_sequence * plan.batch
+
+
+def residual_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    return 4 if unquantized_bytes_per_param(model, plan) == 4 else 2
+
+
+def _lora_input_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    targets = set(plan.target_names(model.linear_names))
+    res = residual_bytes(model, plan)
+    total = 0
+    shared_16bit_sources = set()
+    for lin in model.linears:
+        if lin.name not in targets:
+            continue
+        total += C * plan.rank  # lora_A output kept by lora_B
+        if plan.dropout > 0:
+            total += 3 * lin.in_features  # mask + dropped 16-bit copy
+        elif lin.name in _NORM_INPUT and res == 4:
+            total += C * lin.in_features  # each adapter casts the fp32 norm output on its own
+        elif lin.name in ("o_proj",):
+            pass  # the attention output, already kept by SDPA
+        else:
+            source = "norm" if lin.name in _NORM_INPUT else lin.name
+            if source not in shared_16bit_sources:
+                shared_16bit_sources.add(source)
+                total += C * lin.in_features
+    return total
+
+
+def layer_activations(model: ModelArch, plan: TrainPlan) -> LayerActivations:
+    h, inter, d = model.hidden, model.intermediate, model.head_dim
+    q, kv, heads = model.heads * d, model.kv_heads * d, model.heads
+    res = residual_bytes(model, plan)
+    saved = 2 * res * h  # layer input + the residual after attention (both read by RMSNorm backward)
+    if res == 2:
+        saved += 2 * 4 * h  # RMSNorm upcasts a 16-bit input to fp32 and keeps that copy
+    if model.model_type in SANDWICH_NORMS:
+        saved += 2 * 4 * h  # post-attention / post-feedforward norms upcast their 16-bit inputs
+    if model.model_type in PER_HEAD_QK_NORM:
+        saved += 4 * (q + kv)  # q_norm / k_norm keep fp32 copies of q and k
+    saved += _lora_input_bytes(model, plan)
+    per_seq = 0
+    if plan.attn == "eager":
+        saved += C * (3 * q + q)  # q, repeated k and v, output
+        per_seq = (4 + C + (C if model.attn_logit_softcapping else 0)) * heads * plan.seq * plan.seq
+    else:
+        saved += C * (2 * q + 2 * kv) + 4 * heads  # q, k, v, out, logsumexp
+    saved += 3 * C * inter  # gate, act(gate), up
+    if model.model_type in FUSED_PROJECTIONS:
+        saved += C * inter  # chunk() of gate_up keeps the whole fused output alive
+    backward = 8 * h + 3 * C * inter + 4 * q + C * (q + 2 * kv)
+    forward = 4 * C * inter
+    return LayerActivations(saved, per_seq, res * h, backward, forward)
+
+
+def checkpointed_inputs_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    """use_reentrant=False checkpointing keeps each layer's input, plus RoPE's cos/sin once."""
+    la = layer_activations(model, plan)
+    return model.layers * la.input_per_token * plan.tokens + 2 * 4 * model.head_dim * plan.tokens

@@ -1,0 +1,82 @@
+"""Breakdown: the one object the CLI tables, --json, the TUI and pre-flight all display."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..units import GiB
+
+PHASES = ("load", "forward", "loss", "backward", "optimizer")
+
+LABELS = {
+    "cuda_context": "CUDA context + kernels",
+    "weights_4bit": "4-bit base weights",
+    "weights_int8": "8-bit base weights",
+    "weights_16bit": "16-bit base weights",
+    "quant_constants": "quantization constants",
+    "embeddings_lm_head": "embeddings + lm_head",
+    "norms_biases": "norms + biases",
+    "lora_adapter": "LoRA adapter (fp32)",
+    "lora_gradients": "LoRA gradients (fp32)",
+    "optimizer_states": "optimizer states",
+    "optimizer_states_paged": "optimizer states (paged)",
+    "optimizer_step_temp": "optimizer step temporaries",
+    "checkpointed_inputs": "checkpointed layer inputs",
+    "activations": "saved activations",
+    "layer_recompute": "recomputed layer (backward)",
+    "layer_workspace": "layer working set",
+    "dequant_buffer": "dequantized weight (transient)",
+    "lm_head_cast": "lm_head 16-bit copy",
+    "logits_loss": "logits + loss buffers",
+    "load_transient": "load-time cast copy",
+    "allocator_slack": "allocator slack",
+}
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    model: str
+    gpu: str
+    plan: dict
+    peak_phase: str
+    components: dict[str, int]
+    """Bytes of each component alive at the peak; they sum to peak_bytes."""
+    phases: dict[str, dict[str, int]]
+    """Allocator-level components of every phase."""
+    peak_allocated_bytes: int
+    peak_reserved_bytes: int
+    managed_bytes: int
+    capacity_bytes: int
+    """What one process can allocate on the card (or --vram)."""
+    trainable_params: int
+    assumptions: list[str] = field(default_factory=list)
+    runtime: dict = field(default_factory=dict)
+
+    @property
+    def peak_bytes(self) -> int:
+        return sum(self.components.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_bytes <= self.capacity_bytes
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.capacity_bytes - self.peak_bytes
+
+    def phase_peaks(self) -> dict[str, int]:
+        return {p: sum(c.values()) for p, c in self.phases.items()}
+
+    def dominant(self) -> tuple[str, int]:
+        return max(self.components.items(), key=lambda kv: kv[1])
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "gpu": self.gpu, "plan": self.plan,
+            "peak_bytes": self.peak_bytes, "peak_gib": round(self.peak_bytes / GiB, 3),
+            "peak_allocated_bytes": self.peak_allocated_bytes, "peak_reserved_bytes": self.peak_reserved_bytes,
+            "managed_bytes": self.managed_bytes, "peak_phase": self.peak_phase,
+            "capacity_bytes": self.capacity_bytes, "fits": self.fits, "headroom_bytes": self.headroom_bytes,
+            "components": dict(self.components), "phase_allocated_bytes": self.phase_peaks(),
+            "trainable_params": self.trainable_params, "assumptions": list(self.assumptions),
+            "calibration": self.runtime,
+        }

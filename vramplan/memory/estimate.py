@@ -1,0 +1,98 @@
+"""estimate(): profile + plan -> Breakdown. Pure; no torch."""
+from __future__ import annotations
+
+from ..plan import TrainPlan
+from ..profiles.gpus import GpuSpec
+from ..profiles.models import ModelArch
+from .activations import checkpointed_inputs_bytes, layer_activations
+from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
+from .breakdown import Breakdown
+from .logits import loss_backward_bytes, loss_forward_bytes
+from .optimizer import optimizer_memory
+from .runtime import DEFAULT_RUNTIME, RuntimeParams
+from .weights import base_components, dequant_buffer_bytes, lm_head_cast_bytes, unquantized_bytes_per_param
+
+LIBRARY_VERSIONS = "transformers 5.x, peft >= 0.17, bitsandbytes >= 0.48, torch >= 2.6"
+
+
+def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams = DEFAULT_RUNTIME,
+             vram_bytes: int | None = None) -> Breakdown:
+    base = base_components(model, plan)
+    shapes = lora_tensor_shapes(model, plan)
+    lora = adapter_bytes(model, plan)
+    opt = optimizer_memory(shapes, plan.optim, runtime.managed_granularity)
+    resident = {**base, "lora_adapter": lora}
+    if opt.device:
+        resident["optimizer_states"] = opt.device
+    grads_between_micro_batches = {"lora_gradients": lora} if plan.grad_accum > 1 else {}
+
+    la = layer_activations(model, plan)
+    t = plan.tokens
+    act = runtime.activation_scale
+    dequant = dequant_buffer_bytes(model, plan)
+    if plan.gradient_checkpointing:
+        kept = {"checkpointed_inputs": checkpointed_inputs_bytes(model, plan)}
+        recompute = {"layer_recompute": int(act * (la.saved(plan) - la.input_per_token * t))}
+    else:
+        kept = {"activations": int(act * model.layers * la.saved(plan))}
+        recompute = {}
+    lm_cast = {"lm_head_cast": lm_head_cast_bytes(model, plan)} if lm_head_cast_bytes(model, plan) else {}
+    logit = runtime.logits_scale
+
+    phases: dict[str, dict[str, int]] = {}
+    static_at_load = dict(base)
+    per = unquantized_bytes_per_param(model, plan)
+    if per == 4:  # the last 16-bit embedding/lm_head tensor and its fp32 copy coexist during the cast
+        static_at_load["load_transient"] = 2 * model.vocab * model.hidden
+    phases["load"] = static_at_load
+    phases["forward"] = {**resident, **grads_between_micro_batches, **kept,
+                         "layer_workspace": int(act * la.forward_per_token * t), "dequant_buffer": dequant}
+    phases["loss"] = {**resident, **grads_between_micro_batches, **kept, **lm_cast,
+                      "logits_loss": int(logit * loss_forward_bytes(model, plan))}
+    phases["backward"] = max(
+        ({**resident, **grads_between_micro_batches, **kept, **lm_cast,
+          "logits_loss": int(logit * loss_backward_bytes(model, plan))},
+         {**resident, "lora_gradients": lora, **kept, **recompute,
+          "layer_workspace": int(act * la.backward_per_token * t), "dequant_buffer": dequant}),
+        key=lambda c: sum(c.values()))
+    phases["optimizer"] = {**resident, "lora_gradients": lora}
+    if opt.step_temp:
+        phases["optimizer"]["optimizer_step_temp"] = opt.step_temp
+
+    peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
+    allocated = sum(phases[peak_phase].values())
+    slack = int(runtime.slack_fraction * allocated + runtime.slack_bytes)
+    components = {"cuda_context": runtime.context_bytes, **phases[peak_phase]}
+    if opt.managed and peak_phase != "load":
+        components["optimizer_states_paged"] = opt.managed
+    components["allocator_slack"] = slack
+    components = {k: v for k, v in components.items() if v}
+
+    capacity = vram_bytes if vram_bytes else int(gpu.memory_bytes * (1 - runtime.driver_reserved_fraction))
+    return Breakdown(
+        model=model.name, gpu=gpu.name, plan=plan.to_dict(), peak_phase=peak_phase, components=components,
+        phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack,
+        managed_bytes=opt.managed, capacity_bytes=capacity, trainable_params=trainable_params(model, plan),
+        assumptions=assumptions(model, gpu, plan, runtime), runtime=runtime.to_dict())
+
+
+def assumptions(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams) -> list[str]:
+    out = [f"library versions: {LIBRARY_VERSIONS} (standard recipe: from_pretrained with BitsAndBytesConfig, "
+           "prepare_model_for_kbit_training, peft LoRA, transformers Trainer)",
+           "peak = CUDA context + torch reserved + managed (paged) memory, as nvidia-smi shows it",
+           f"runtime constants: {runtime.source}",
+           "sequences padded/packed to --seq; no padding attention mask (SDPA runs its causal kernel)"]
+    if plan.quantized:
+        out.append("prepare_model_for_kbit_training casts embeddings, lm_head and norms to fp32")
+    if not model.known_family:
+        out.append(f"model_type {model.model_type!r} is not a known family: read as Llama-like "
+                   "(q/k/v/o and gate/up/down projections)")
+    if plan.dtype == "bf16" and not gpu.bf16:
+        out.append(f"{gpu.name} has no bf16 support: use --dtype fp16 (same memory)")
+    if plan.attn == "flash_attention_2":
+        out.append("flash_attention_2 modelled like SDPA's flash kernel (same saved tensors)")
+    if model.attn_logit_softcapping and plan.attn != "eager":
+        out.append("this model's attention logit soft-capping is ignored by SDPA/flash kernels")
+    if model.note:
+        out.append(model.note)
+    return out

@@ -1,0 +1,79 @@
+"""Name lookup over the catalogs, case-insensitive, with close matches for typos."""
+from __future__ import annotations
+
+import difflib
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import NotFoundError, VramplanError
+from ..resources import data_dir
+from .gpus import GpuSpec, load_gpu_file
+from .models import ModelArch, load_local_config, load_model_file
+
+
+def _key(name: str) -> str:
+    """'NVIDIA GeForce RTX 4090' ~ 'rtx-4090' ~ 'RTX4090'."""
+    k = name.lower().replace("nvidia", "").replace("geforce", "").replace("tesla", "")
+    return re.sub(r"[^a-z0-9.]", "", k)
+
+
+@lru_cache(maxsize=None)
+def gpu_catalog() -> tuple[GpuSpec, ...]:
+    return tuple(sorted((load_gpu_file(p) for p in (data_dir("profiles") / "gpus").glob("*.json")),
+                        key=lambda g: (g.memory_mib, g.name)))
+
+
+@lru_cache(maxsize=None)
+def model_catalog() -> tuple[ModelArch, ...]:
+    return tuple(sorted((load_model_file(p) for p in (data_dir("profiles") / "models").glob("*.json")),
+                        key=lambda m: (m.total_params, m.name)))
+
+
+def _index(items) -> dict[str, object]:
+    idx = {}
+    for item in items:
+        for n in (item.name, *item.aliases, *( [item.hub_id] if getattr(item, "hub_id", None) else [])):
+            idx.setdefault(_key(n), item)
+    return idx
+
+
+def _suggest(name: str, items) -> list[str]:
+    names = {}
+    for item in items:
+        for n in (item.name, *item.aliases):
+            names.setdefault(_key(n), item.name)
+    close = difflib.get_close_matches(_key(name), list(names), n=8, cutoff=0.6)
+    out = []
+    for c in close:
+        if names[c] not in out:
+            out.append(names[c])
+    return out[:4]
+
+
+def find_gpu(name: str) -> GpuSpec:
+    """A catalog GPU by name or alias; `2xRTX4090` style prefixes are for multi-GPU plans (not supported yet)."""
+    if not name or not name.strip():
+        raise VramplanError("--gpu: empty GPU name", hint="`vramplan gpus` lists the catalog")
+    m = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(.+)", name)
+    if m:
+        raise VramplanError(f"--gpu {name!r}: multi-GPU plans are not supported yet", hint=f"plan for one {m.group(2)}")
+    gpu = _index(gpu_catalog()).get(_key(name))
+    if gpu is None:
+        raise NotFoundError("GPU", name, _suggest(name, gpu_catalog()), "vramplan gpus")
+    return gpu
+
+
+def find_model(name: str) -> ModelArch:
+    """A catalog model by name, alias or hub id; or a local config.json / model folder."""
+    if not name or not name.strip():
+        raise VramplanError("MODEL: empty model name", hint="`vramplan models` lists the catalog")
+    path = Path(name).expanduser()
+    if path.exists():
+        return load_local_config(path)
+    model = _index(model_catalog()).get(_key(name))
+    if model is None:
+        if name.endswith(".json") or "/" in name and not name.count("/") == 1:
+            raise VramplanError(f"{name}: no such file", hint="give a catalog name, a config.json, or a model folder")
+        raise NotFoundError("model", name, _suggest(name, model_catalog()), "vramplan models")
+    return model

@@ -1,0 +1,44 @@
+"""GPU specifications."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..units import MiB
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    name: str
+    memory_mib: int
+    """Total memory as nvidia-smi reports it."""
+    compute_capability: float
+    bf16: bool
+    bandwidth_gbs: float
+    tensor_tflops_16bit: float
+    """Dense fp16/bf16 tensor-core rate with fp32 accumulation (what autocast training runs at)."""
+    architecture: str = ""
+    aliases: tuple[str, ...] = ()
+    source: str = ""
+    memory_source: str = ""
+    count: int = 1
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mib * MiB
+
+    def summary(self) -> dict:
+        return {"name": self.name, "memory_mib": self.memory_mib, "memory_bytes": self.memory_bytes,
+                "compute_capability": self.compute_capability, "bf16": self.bf16,
+                "bandwidth_gbs": self.bandwidth_gbs, "tensor_tflops_16bit": self.tensor_tflops_16bit,
+                "architecture": self.architecture, "source": self.source}
+
+
+def load_gpu_file(path: Path) -> GpuSpec:
+    d = json.loads(path.read_text())
+    return GpuSpec(name=d["name"], memory_mib=int(d["memory_mib"]), compute_capability=float(d["compute_capability"]),
+                   bf16=bool(d["bf16"]), bandwidth_gbs=float(d["bandwidth_gbs"]),
+                   tensor_tflops_16bit=float(d["tensor_tflops_16bit"]), architecture=d.get("architecture", ""),
+                   aliases=tuple(d.get("aliases", ())), source=d.get("source", ""),
+                   memory_source=d.get("memory_source", ""))

@@ -1,0 +1,233 @@
+"""One measured QLoRA run, in its own process: `python -m vramplan.runtime.measure SPEC.json OUT.json`.
+
+The standard recipe, as users run it: from_pretrained with BitsAndBytesConfig, prepare_model_for_kbit_training,
+peft LoRA, transformers Trainer with the chosen optimizer. The model is a random-weight checkpoint built from a
+profile (memory does not depend on weight values). Records NVML and torch memory at every stage.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+from .gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
+
+SCHEMA = 1
+
+
+class NvmlPeak:
+    """Samples device memory in a thread: the peak nvidia-smi would have shown."""
+
+    def __init__(self, interval_s: float = 0.002):
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, nvml_used())
+            time.sleep(self.interval_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, nvml_used())
+
+
+def torch_mem() -> dict:
+    import torch
+    return {"allocated": torch.cuda.memory_allocated(), "reserved": torch.cuda.memory_reserved(),
+            "max_allocated": torch.cuda.max_memory_allocated(), "max_reserved": torch.cuda.max_memory_reserved()}
+
+
+def training_arguments(plan: dict, output_dir: str, max_steps: int):
+    """Plan -> TrainingArguments, the mapping `vramplan train` uses too."""
+    from transformers import TrainingArguments
+    return TrainingArguments(
+        output_dir=output_dir, per_device_train_batch_size=plan["batch"],
+        gradient_accumulation_steps=plan.get("grad_accum", 1), max_steps=max_steps, learning_rate=2e-4,
+        bf16=plan["dtype"] == "bf16", fp16=plan["dtype"] == "fp16", optim=plan["optim"],
+        gradient_checkpointing=plan["gradient_checkpointing"],
+        gradient_checkpointing_kwargs={"use_reentrant": False} if plan["gradient_checkpointing"] else None,
+        logging_steps=10_000, save_strategy="no", report_to=[], dataloader_num_workers=0,
+        remove_unused_columns=False, disable_tqdm=True, seed=0)
+
+
+def quantization_config(plan: dict):
+    import torch
+    from transformers import BitsAndBytesConfig
+    compute = torch.bfloat16 if plan["dtype"] == "bf16" else torch.float16
+    if plan["quant"] in ("nf4", "fp4"):
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=plan["quant"],
+                                  bnb_4bit_use_double_quant=plan["double_quant"], bnb_4bit_compute_dtype=compute)
+    if plan["quant"] == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def lora_config(plan: dict):
+    from peft import LoraConfig
+    targets = plan["targets"]
+    return LoraConfig(r=plan["rank"], lora_alpha=plan["alpha"], lora_dropout=plan["dropout"],
+                      target_modules=targets if isinstance(targets, str) else list(targets), bias="none",
+                      task_type="CAUSAL_LM")
+
+
+class RandomTokens:
+    """Sequences of random token ids, labels = inputs (every token trains; no padding)."""
+
+    def __init__(self, n: int, seq: int, vocab: int, seed: int = 0):
+        import torch
+        g = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(0, vocab, (n, seq), generator=g)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i].clone()}
+
+
+def phase_recorder():
+    import torch
+    from transformers import TrainerCallback
+
+    class PhaseRecorder(TrainerCallback):
+        """Per optimizer step: allocator peaks of forward+loss, backward, optimizer; reserved; NVML; time."""
+
+        def __init__(self):
+            self.steps, self._cur = [], None
+
+        def forward_hook(self, module, args, output):
+            if self._cur is not None:
+                self._cur["forward_max_allocated"] = max(self._cur.get("forward_max_allocated", 0),
+                                                         torch.cuda.max_memory_allocated())
+
+        def on_step_begin(self, args, state, control, **kw):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._cur = {"t0": time.perf_counter(), "start_allocated": torch.cuda.memory_allocated()}
+
+        def on_pre_optimizer_step(self, args, state, control, **kw):
+            torch.cuda.synchronize()
+            self._cur["backward_max_allocated"] = torch.cuda.max_memory_allocated()
+            self._cur["max_reserved_before_step"] = torch.cuda.max_memory_reserved()
+
+        def on_optimizer_step(self, args, state, control, **kw):
+            torch.cuda.synchronize()
+            self._cur["optimizer_max_allocated"] = torch.cuda.max_memory_allocated()
+
+        def on_step_end(self, args, state, control, **kw):
+            torch.cuda.synchronize()
+            cur = self._cur
+            cur["time_s"] = time.perf_counter() - cur.pop("t0")
+            cur["max_allocated"] = torch.cuda.max_memory_allocated()
+            cur["max_reserved"] = torch.cuda.max_memory_reserved()
+            cur["end_allocated"] = torch.cuda.memory_allocated()
+            cur["nvml_used"] = nvml_used()
+            self.steps.append(cur)
+            self._cur = None
+
+    return PhaseRecorder()
+
+
+def run(spec: dict) -> dict:
+    """Measure one plan. spec: model (profile name), checkpoint (dir), plan (TrainPlan dict), steps, cap_bytes."""
+    record = {"schema": SCHEMA, "run_key": spec["run_key"], "model": spec["model"], "plan": spec["plan"],
+              "steps_requested": spec.get("steps", 4), "cap_bytes": spec.get("cap_bytes"), "status": "running",
+              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": detect_gpu(), "versions": software_versions()}
+    nvml = record["nvml"] = {"before_init": nvml_used()}
+    trace = record["torch"] = {}
+    plan = spec["plan"]
+    poller = NvmlPeak()
+    try:
+        import torch
+        torch.cuda.init()
+        torch.zeros(1, device="cuda")
+        torch.cuda.synchronize()
+        nvml["after_init"] = nvml_used()
+        record["gpu"]["torch_total_bytes"] = torch.cuda.get_device_properties(0).total_memory
+        if spec.get("cap_bytes"):
+            torch.cuda.set_per_process_memory_fraction(spec["cap_bytes"] / record["gpu"]["torch_total_bytes"])
+        with poller:
+            _train(spec, plan, record, nvml, trace)
+        record["status"] = "ok"
+    except Exception as exc:  # an OOM or crash is a result too: record it, don't lose the sweep
+        import torch
+        oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+        record["status"] = "oom" if oom else "error"
+        record["error"] = f"{type(exc).__name__}: {str(exc)[:600]}"
+        if not oom:
+            record["traceback"] = traceback.format_exc()[-3000:]
+    finally:
+        poller.__exit__(None, None, None) if poller._thread.is_alive() else None
+        nvml["peak"] = poller.peak
+        nvml["end"] = nvml_used()
+        mem = nvml_memory()
+        record["gpu"]["nvml_reserved_bytes"] = mem["reserved"]
+    return record
+
+
+def _train(spec, plan, record, nvml, trace):
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, Trainer
+
+    t0 = time.perf_counter()
+    dtype = torch.bfloat16 if plan["dtype"] == "bf16" else torch.float16
+    qc = quantization_config(plan)
+    model = AutoModelForCausalLM.from_pretrained(
+        spec["checkpoint"], quantization_config=qc, device_map={"": 0}, attn_implementation=plan["attn"],
+        dtype="auto" if qc is not None else dtype)
+    torch.cuda.synchronize()
+    nvml["after_load"], trace["after_load"] = nvml_used(), torch_mem()
+    record["load_s"] = time.perf_counter() - t0
+    if qc is not None:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=plan["gradient_checkpointing"],
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif plan["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model = get_peft_model(model, lora_config(plan))
+    torch.cuda.synchronize()
+    nvml["after_peft"], trace["after_peft"] = nvml_used(), torch_mem()
+    record["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    steps = spec.get("steps", 4)
+    data = RandomTokens(plan["batch"] * plan.get("grad_accum", 1) * steps, plan["seq"], model.config.vocab_size)
+    recorder = phase_recorder()
+    model.register_forward_hook(recorder.forward_hook)
+    args = training_arguments(plan, spec.get("output_dir", "/tmp/vramplan-measure"), steps)
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[recorder])
+    trainer.train()
+    torch.cuda.synchronize()
+    trace["steps"] = recorder.steps
+    trace["max_allocated"] = max(s["max_allocated"] for s in recorder.steps)
+    trace["max_reserved"] = max(s["max_reserved"] for s in recorder.steps)
+    nvml["after_train"] = nvml_used()
+    times = sorted(s["time_s"] for s in recorder.steps[1:]) or [recorder.steps[0]["time_s"]]
+    record["step_time_s"] = times[len(times) // 2]
+    record["tokens_per_s"] = plan["batch"] * plan.get("grad_accum", 1) * plan["seq"] / record["step_time_s"]
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec = json.loads(open(argv[0]).read())
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    record = run(spec)
+    with open(argv[1], "w") as f:
+        json.dump(record, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
