@@ -89,3 +89,35 @@ def estimated_seconds(run: SweepRun) -> float:
     from ..profiles import find_model
     params = find_model(run.model).total_params
     return 20 + params / 1e9 * 4 + run.plan.tokens * run.plan.grad_accum * params / 2e13
+
+
+BOUNDARY_CAPS_GIB = (12, 16, 24)
+BOUNDARY_RATIOS = (0.90, 0.96, 1.04, 1.10)
+BOUNDARY_MODELS = {12: "llama-3.2-3b", 16: "llama-3.1-8b", 24: "gemma-2-2b"}
+
+
+def boundary(gpu_name: str = "H100-80GB") -> list[SweepRun]:
+    """Plans whose predicted allocator need lands at 90/96/104/110% of an allocator cap of 12, 16, 24 GiB.
+
+    Emulates smaller cards with torch.cuda.set_per_process_memory_fraction: the verdict under test is
+    `fits` with capacity = cap + the context and managed memory that live outside the allocator.
+    """
+    from ..calibration.select import runtime_for
+    from ..memory import estimate
+    from ..profiles import find_gpu, find_model
+    gpu = find_gpu(gpu_name)
+    runtime = runtime_for(gpu)
+    runs = []
+    for cap_gib in BOUNDARY_CAPS_GIB:
+        model = find_model(BOUNDARY_MODELS[cap_gib])
+        cap = cap_gib * 2**30
+        for ratio in BOUNDARY_RATIOS:
+            best = None
+            for seq in range(256, 32768 + 1, 256):
+                b = estimate(model, gpu, BASE.with_(seq=seq), runtime)
+                need = (b.required_bytes - runtime.context_bytes - b.managed_bytes) / cap
+                if best is None or abs(need - ratio) < abs(best[1] - ratio):
+                    best = (seq, need)
+            runs.append(SweepRun(model.name, f"boundary {cap_gib}GiB at {best[1]:.0%}", BASE.with_(seq=best[0]),
+                                 cap_bytes=cap))
+    return runs

@@ -9,14 +9,17 @@ What autograd keeps, read from transformers 5 / peft / bitsandbytes sources:
   RoPE on fp32 cos/sin promotes q and k to fp32, and SDPA's autocast casts them back to 16 bits (saved).
 - SDPA (flash / memory-efficient) keeps q, k, v, its output and the fp32 log-sum-exp; eager attention keeps the
   fp32 softmax and its 16-bit copy: b*H*s^2 each.
-- The MLP keeps gate, act(gate) and up outputs (16 bits).
+- bitsandbytes' Linear4bit.forward ends in `.to(inp_dtype)`: fed the fp32 norm output, the q/k/v/gate/up
+  projections return fp32. So the MLP keeps gate, act(gate) and up in fp32 (16 bits without quantization), and
+  the product that feeds down_proj is fp32 too (measured on H100: 15 bytes per intermediate unit per token with
+  LoRA dropout on down_proj, not 9).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..plan import TrainPlan
-from ..profiles.models import FUSED_PROJECTIONS, PER_HEAD_QK_NORM, SANDWICH_NORMS, ModelArch
+from ..profiles.models import PER_HEAD_QK_NORM, SANDWICH_NORMS, ModelArch
 from .weights import unquantized_bytes_per_param
 
 C = 2  # compute dtype bytes (bf16 or fp16)
@@ -85,12 +88,25 @@ def layer_activations(model: ModelArch, plan: TrainPlan) -> LayerActivations:
         per_seq = (4 + C + (C if model.attn_logit_softcapping else 0)) * heads * plan.seq * plan.seq
     else:
         saved += C * (2 * q + 2 * kv) + 4 * heads  # q, k, v, out, logsumexp
-    saved += 3 * C * inter  # gate, act(gate), up
-    if model.model_type in FUSED_PROJECTIONS:
-        saved += C * inter  # chunk() of gate_up keeps the whole fused output alive
-    backward = 8 * h + 3 * C * inter + 4 * q + C * (q + 2 * kv)
-    forward = 4 * C * inter
+    mlp = mlp_bytes(model, plan)
+    saved += 3 * mlp * inter  # gate, act(gate), up (a fused gate_up is the same bytes: gate and up halves)
+    # incoming + outgoing residual grads (fp32), about 1.5 MLP-sized grads at once, attention grads
+    backward = 8 * h + 3 * mlp * inter // 2 + 4 * q + C * (q + 2 * kv)
+    forward = 4 * mlp * inter
     return LayerActivations(saved, per_seq, res * h, backward, forward)
+
+
+def mlp_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    """Bytes per element of the MLP's intermediate tensors: quantized linears return their input's dtype."""
+    return 4 if plan.quantized and residual_bytes(model, plan) == 4 else C
+
+
+def int8_kept_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    """bnb's MatMul8bitLt keeps each linear's 16-bit input and its int8 copy as ctx attributes, not through
+    save_for_backward, so checkpointing cannot drop them: every layer keeps them, with or without it."""
+    if plan.quant != "int8":
+        return 0
+    return model.layers * plan.tokens * sum(3 * lin.in_features for lin in model.linears)
 
 
 def checkpointed_inputs_bytes(model: ModelArch, plan: TrainPlan) -> int:

@@ -22,12 +22,14 @@ LABELS = {
     "optimizer_step_temp": "optimizer step temporaries",
     "checkpointed_inputs": "checkpointed layer inputs",
     "activations": "saved activations",
+    "int8_kept_inputs": "int8 matmul inputs (kept by bnb)",
     "layer_recompute": "recomputed layer (backward)",
     "layer_workspace": "layer working set",
     "dequant_buffer": "dequantized weight (transient)",
     "lm_head_cast": "lm_head 16-bit copy",
     "logits_loss": "logits + loss buffers",
     "load_transient": "load-time cast copy",
+    "cuda_workspaces": "cuBLAS workspaces, small buffers",
     "allocator_slack": "allocator slack",
 }
 
@@ -47,6 +49,8 @@ class Breakdown:
     managed_bytes: int
     capacity_bytes: int
     """What one process can allocate on the card (or --vram)."""
+    required_bytes: int
+    """What the run needs to not OOM: the peak minus the cache the allocator frees before it gives up."""
     trainable_params: int
     assumptions: list[str] = field(default_factory=list)
     runtime: dict = field(default_factory=dict)
@@ -57,11 +61,11 @@ class Breakdown:
 
     @property
     def fits(self) -> bool:
-        return self.peak_bytes <= self.capacity_bytes
+        return self.required_bytes <= self.capacity_bytes
 
     @property
     def headroom_bytes(self) -> int:
-        return self.capacity_bytes - self.peak_bytes
+        return self.capacity_bytes - self.required_bytes
 
     def phase_peaks(self) -> dict[str, int]:
         return {p: sum(c.values()) for p, c in self.phases.items()}
@@ -75,7 +79,7 @@ class Breakdown:
             "peak_bytes": self.peak_bytes, "peak_gib": round(self.peak_bytes / GiB, 3),
             "peak_allocated_bytes": self.peak_allocated_bytes, "peak_reserved_bytes": self.peak_reserved_bytes,
             "managed_bytes": self.managed_bytes, "peak_phase": self.peak_phase,
-            "capacity_bytes": self.capacity_bytes, "fits": self.fits, "headroom_bytes": self.headroom_bytes,
+            "required_bytes": self.required_bytes, "capacity_bytes": self.capacity_bytes, "fits": self.fits, "headroom_bytes": self.headroom_bytes,
             "components": dict(self.components), "phase_allocated_bytes": self.phase_peaks(),
             "trainable_params": self.trainable_params, "assumptions": list(self.assumptions),
             "calibration": self.runtime,

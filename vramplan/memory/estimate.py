@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..plan import TrainPlan
 from ..profiles.gpus import GpuSpec
 from ..profiles.models import ModelArch
-from .activations import checkpointed_inputs_bytes, layer_activations
+from .activations import checkpointed_inputs_bytes, int8_kept_bytes, layer_activations
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
 from .logits import loss_backward_bytes, loss_forward_bytes
@@ -20,7 +20,7 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     base = base_components(model, plan)
     shapes = lora_tensor_shapes(model, plan)
     lora = adapter_bytes(model, plan)
-    opt = optimizer_memory(shapes, plan.optim, runtime.managed_granularity)
+    opt = optimizer_memory(shapes, plan.optim, runtime.managed_min_bytes)
     resident = {**base, "lora_adapter": lora}
     if opt.device:
         resident["optimizer_states"] = opt.device
@@ -36,6 +36,8 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     else:
         kept = {"activations": int(act * model.layers * la.saved(plan))}
         recompute = {}
+    if int8_kept_bytes(model, plan):
+        kept["int8_kept_inputs"] = int8_kept_bytes(model, plan)
     lm_cast = {"lm_head_cast": lm_head_cast_bytes(model, plan)} if lm_head_cast_bytes(model, plan) else {}
     logit = runtime.logits_scale
 
@@ -59,27 +61,32 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     if opt.step_temp:
         phases["optimizer"]["optimizer_step_temp"] = opt.step_temp
 
+    for comps in phases.values():
+        comps["cuda_workspaces"] = runtime.workspace_bytes
     peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
-    slack = int(runtime.slack_fraction * allocated + runtime.slack_bytes)
+    slack = runtime.slack(t, model.vocab, model.intermediate)
+    managed = opt.managed if peak_phase != "load" else 0
     components = {"cuda_context": runtime.context_bytes, **phases[peak_phase]}
-    if opt.managed and peak_phase != "load":
-        components["optimizer_states_paged"] = opt.managed
+    components["optimizer_states_paged"] = managed
     components["allocator_slack"] = slack
     components = {k: v for k, v in components.items() if v}
+    required = runtime.context_bytes + managed + int(allocated * (1 + runtime.pressure_fragmentation))
 
     capacity = vram_bytes if vram_bytes else int(gpu.memory_bytes * (1 - runtime.driver_reserved_fraction))
     return Breakdown(
         model=model.name, gpu=gpu.name, plan=plan.to_dict(), peak_phase=peak_phase, components=components,
         phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack,
-        managed_bytes=opt.managed, capacity_bytes=capacity, trainable_params=trainable_params(model, plan),
+        managed_bytes=opt.managed, capacity_bytes=capacity, required_bytes=required, trainable_params=trainable_params(model, plan),
         assumptions=assumptions(model, gpu, plan, runtime), runtime=runtime.to_dict())
 
 
 def assumptions(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams) -> list[str]:
     out = [f"library versions: {LIBRARY_VERSIONS} (standard recipe: from_pretrained with BitsAndBytesConfig, "
            "prepare_model_for_kbit_training, peft LoRA, transformers Trainer)",
-           "peak = CUDA context + torch reserved + managed (paged) memory, as nvidia-smi shows it",
+           "peak = CUDA context + torch reserved + managed (paged) memory, as nvidia-smi shows it on a card with room",
+           "fits = context + managed + allocated peak + fragmentation <= capacity (under pressure PyTorch frees "
+           "its cache and retries before it raises OOM)",
            f"runtime constants: {runtime.source}",
            "sequences padded/packed to --seq; no padding attention mask (SDPA runs its causal kernel)"]
     if plan.quantized:

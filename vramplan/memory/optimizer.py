@@ -21,11 +21,7 @@ class OptimizerMemory:
     """Temporaries of one optimizer step."""
 
 
-def _managed(nbytes: int, granularity: int) -> int:
-    return -(-nbytes // granularity) * granularity
-
-
-def optimizer_memory(shapes: list[tuple[int, int]], optim: str, managed_granularity: int) -> OptimizerMemory:
+def optimizer_memory(shapes: list[tuple[int, int]], optim: str, managed_min_bytes: int) -> OptimizerMemory:
     numels = [r * c for r, c in shapes]
     device = managed = tensors = 0
     total = sum(numels)
@@ -35,7 +31,7 @@ def optimizer_memory(shapes: list[tuple[int, int]], optim: str, managed_granular
     def state(n: int, itemsize: int):
         nonlocal device, managed, tensors
         if paged and n >= PAGED_MIN_NUMEL:
-            managed += _managed(n * itemsize, managed_granularity)
+            managed += n * itemsize
             tensors += 1
         else:
             device += r512(n * itemsize)
@@ -56,6 +52,8 @@ def optimizer_memory(shapes: list[tuple[int, int]], optim: str, managed_granular
             temp = 0
         else:
             temp = 0
+        if managed:
+            managed = max(managed, managed_min_bytes)
         return OptimizerMemory(device, managed, tensors, temp)
     if optim == "adafactor":
         # transformers' Adafactor, beta1=None: factored second moment (row + column vectors) per matrix

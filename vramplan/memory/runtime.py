@@ -1,4 +1,8 @@
-"""Parameters of the run-time that no source code states: calibration measures and sets them."""
+"""Parameters of the run-time that no source code states: calibration measures and sets them.
+
+The defaults are the H100 fit of calibration/fits (rounded), so an uncalibrated install still starts from
+measurements; `vramplan calibrate` refits them per GPU.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -10,21 +14,28 @@ from ..units import MiB
 class RuntimeParams:
     """What the CUDA run-time and PyTorch's allocator add on top of the tensors a QLoRA step holds."""
 
-    context_bytes: int = 520 * MiB
+    context_bytes: int = 767 * MiB
     """Device memory outside torch's allocator: CUDA context, loaded kernels (torch, cuBLAS, bitsandbytes)."""
-    slack_fraction: float = 0.05
-    """Allocator slack (reserved minus allocated at the peak), as a share of the allocated peak."""
-    slack_bytes: int = 64 * MiB
-    """Constant part of the allocator slack (cuBLAS workspaces, small-block pools)."""
-    managed_granularity: int = 2 * MiB
-    """Device footprint unit of one CUDA managed (paged optimizer) allocation."""
+    workspace_bytes: int = 75 * MiB
+    """Allocated but not modelled tensor by tensor: cuBLAS/cuBLASLt workspaces, small buffers."""
+    slack_bytes: int = 120 * MiB
+    """Allocator slack (reserved minus allocated at the peak): constant part."""
+    slack_per_logit_byte: float = 0.49
+    """Slack per byte of one fp32 tokens x vocab buffer (freed and re-requested blocks fragment the cache)."""
+    slack_per_mlp_byte: float = 6.0
+    """Slack per byte of one fp32 tokens x intermediate buffer."""
+    pressure_fragmentation: float = 0.02
+    """Share of the allocated peak still lost to fragmentation when the card is full (the allocator frees its
+    cache and retries before it raises OOM): what the fits verdict adds instead of the full slack."""
+    managed_min_bytes: int = 128 * MiB
+    """Device footprint of managed (paged optimizer) memory is never below this once any state is paged."""
     activation_scale: float = 1.0
     """Measured over analytic saved activations of the decoder layers."""
     logits_scale: float = 1.0
     """Measured over analytic logits/loss buffers."""
-    driver_reserved_fraction: float = 0.0
+    driver_reserved_fraction: float = 0.0059
     """Share of the nvidia-smi total that the driver keeps and no process can allocate."""
-    source: str = "built-in defaults (no calibration)"
+    source: str = "built-in defaults (rounded H100 fit)"
     runs: int = 0
     error: dict = field(default_factory=dict)
     """Accuracy of the calibration these came from: mae_pct, worst_under_pct, loao_mae_pct."""
@@ -35,5 +46,11 @@ class RuntimeParams:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def slack(self, tokens: int, vocab: int, intermediate: int) -> int:
+        return int(self.slack_bytes + self.slack_per_logit_byte * 4 * tokens * vocab
+                   + self.slack_per_mlp_byte * 4 * tokens * intermediate)
+
 
 DEFAULT_RUNTIME = RuntimeParams()
+FITTED_FIELDS = ("context_bytes", "workspace_bytes", "slack_bytes", "slack_per_logit_byte", "slack_per_mlp_byte",
+                 "managed_min_bytes", "driver_reserved_fraction")

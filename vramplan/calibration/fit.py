@@ -1,0 +1,131 @@
+"""Fit the run-time parameters of one GPU from its raw records, and measure how good the fit is.
+
+Fitted: CUDA context (NVML outside torch's reserve), unmodelled allocated workspace, allocator slack as a
+function of the allocation pattern (constant + fp32 logits blocks + fp32 MLP blocks), the managed-memory floor,
+the driver's reserve. Accuracy: predicted peak_bytes against the measured NVML peak, in-sample and
+leave-one-architecture-out (LOAO: refit without the architecture, predict it).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from ..memory import estimate
+from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
+from ..plan import TrainPlan
+from ..profiles import find_gpu, find_model
+from ..profiles.gpus import GpuSpec
+from .records import gpu_slug, load_all_runs
+
+MiB = 2**20
+
+
+def usable(record: dict) -> bool:
+    """Completed, uncapped runs measure the unconstrained peak; capped runs test verdicts instead."""
+    return record.get("status") == "ok" and not record.get("cap_bytes")
+
+
+def _nnls(rows: list[list[float]], ys: list[float]) -> list[float]:
+    """Least squares with non-negative coefficients (coordinate descent; 3 unknowns, tens of rows)."""
+    k = len(rows[0])
+    coef = [0.0] * k
+    for _ in range(500):
+        for j in range(k):
+            num = sum(r[j] * (y - sum(c * x for c, x in zip(coef, r)) + coef[j] * r[j]) for r, y in zip(rows, ys))
+            den = sum(r[j] * r[j] for r in rows) or 1.0
+            coef[j] = max(0.0, num / den)
+    return coef
+
+
+def fit_params(records: list[dict], gpu: GpuSpec, base: RuntimeParams = DEFAULT_RUNTIME) -> RuntimeParams:
+    recs = [r for r in records if usable(r)]
+    if not recs:
+        raise ValueError("no usable runs")
+    zero = replace(base, workspace_bytes=0, slack_bytes=0, slack_per_logit_byte=0.0, slack_per_mlp_byte=0.0)
+    preds = [(r, estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), zero)) for r in recs]
+    workspace = statistics.median(r["torch"]["max_allocated"] - b.peak_allocated_bytes for r, b in preds)
+    rows, ys = [], []
+    for r, b in preds:
+        plan, m = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
+        rows.append([1.0, 4.0 * plan.tokens * m.vocab, 4.0 * plan.tokens * m.intermediate])
+        ys.append(float(r["torch"]["max_reserved"] - r["torch"]["max_allocated"]))
+    s0, s_logit, s_mlp = _nnls([[row[0]] + [x / 2**30 for x in row[1:]] for row in rows], [y / 2**30 for y in ys])
+    unmanaged = [r["nvml"]["after_train"] - r["torch"]["max_reserved"] for r, b in preds if not b.managed_bytes]
+    context = statistics.median(unmanaged) if unmanaged else base.context_bytes
+    floor = [r["nvml"]["after_train"] - r["torch"]["max_reserved"] - context
+             for r, b in preds if 0 < b.managed_bytes <= base.managed_min_bytes]
+    reserve = statistics.median(r["gpu"]["nvml_reserved_bytes"] / r["gpu"]["memory_total_bytes"] for r in recs)
+    return replace(base, context_bytes=int(context), workspace_bytes=int(max(0, workspace)),
+                   slack_bytes=int(s0 * 2**30), slack_per_logit_byte=round(s_logit, 4),
+                   slack_per_mlp_byte=round(s_mlp, 4),
+                   managed_min_bytes=int(statistics.median(floor)) if floor else base.managed_min_bytes,
+                   driver_reserved_fraction=round(reserve, 5), runs=len(recs))
+
+
+def measured_peak(record: dict) -> int:
+    return max(record["nvml"]["peak"], record["nvml"].get("after_train", 0)) - record["nvml"].get("before_init", 0)
+
+
+def evaluate(records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[dict]:
+    out = []
+    for r in records:
+        if not usable(r):
+            continue
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
+        meas = measured_peak(r)
+        out.append({"run_key": r["run_key"], "model": r["model"], "why": r.get("why", ""), "measured": meas,
+                    "predicted": b.peak_bytes, "error_pct": 100.0 * (b.peak_bytes - meas) / meas,
+                    "measured_allocated": r["torch"]["max_allocated"], "predicted_allocated": b.peak_allocated_bytes})
+    return out
+
+
+def summarize(rows: list[dict]) -> dict:
+    errs = [row["error_pct"] for row in rows]
+    if not errs:
+        return {}
+    return {"mae_pct": round(sum(abs(e) for e in errs) / len(errs), 3), "worst_under_pct": round(min(errs), 3),
+            "worst_over_pct": round(max(errs), 3), "n": len(errs)}
+
+
+def loao(records: list[dict], gpu: GpuSpec) -> list[dict]:
+    """Refit without each architecture and predict its runs."""
+    archs = sorted({r["model"] for r in records if usable(r)})
+    rows = []
+    for arch in archs:
+        params = fit_params([r for r in records if r["model"] != arch], gpu)
+        rows += evaluate([r for r in records if r["model"] == arch], gpu, params)
+    return rows
+
+
+def fit_gpu(records: list[dict]) -> dict:
+    name = next(r["gpu"]["name"] for r in records if r.get("gpu"))
+    gpu = find_gpu(name)
+    params = fit_params(records, gpu)
+    in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu))
+    first = next(r for r in records if r.get("versions"))
+    return {
+        "gpu_name": name, "profile": gpu.name, "architecture": gpu.architecture,
+        "compute_capability": gpu.compute_capability, "memory_mib": gpu.memory_mib,
+        "driver": first["gpu"].get("driver"), "versions": first["versions"], "runs": params.runs,
+        "architectures": sorted({r["model"] for r in records if usable(r)}),
+        "params": {k: getattr(params, k) for k in FITTED_FIELDS},
+        "error": {"mae_pct": in_sample.get("mae_pct"), "worst_under_pct": in_sample.get("worst_under_pct"),
+                  "loao_mae_pct": held_out.get("mae_pct"), "loao_worst_under_pct": held_out.get("worst_under_pct"),
+                  "loao_worst_over_pct": held_out.get("worst_over_pct")},
+        "derived_by": "vramplan calibrate --refit (vramplan/calibration/fit.py) from calibration/runs",
+    }
+
+
+def refit_all(calib_dir: Path) -> list[Path]:
+    written = []
+    for slug, records in load_all_runs(calib_dir).items():
+        if not any(usable(r) for r in records):
+            continue
+        fit = fit_gpu(records)
+        path = calib_dir / "fits" / f"{gpu_slug(fit['gpu_name'])}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(fit, indent=2) + "\n")
+        written.append(path)
+    return written

@@ -1,0 +1,49 @@
+"""Which calibration applies to a GPU: its own fit, else the nearest calibrated GPU's, said out loud."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from ..memory.runtime import DEFAULT_RUNTIME, RuntimeParams
+from ..profiles.gpus import GpuSpec
+from ..resources import data_dir
+from .records import gpu_slug
+
+
+@lru_cache(maxsize=None)
+def load_fits(calib_dir: str | None = None) -> tuple[dict, ...]:
+    folder = Path(calib_dir) if calib_dir else data_dir("calibration")
+    return tuple(json.loads(p.read_text()) for p in sorted((folder / "fits").glob("*.json")))
+
+
+def _matches(fit: dict, gpu: GpuSpec) -> bool:
+    names = {gpu_slug(n) for n in (gpu.name, *gpu.aliases)}
+    return fit.get("profile") == gpu.name or gpu_slug(fit.get("gpu_name", "")) in names
+
+
+def _distance(fit: dict, gpu: GpuSpec) -> tuple:
+    """Same architecture first, then closest compute capability, then closest memory size."""
+    return (fit.get("architecture") != gpu.architecture,
+            abs(float(fit.get("compute_capability", 0)) - gpu.compute_capability),
+            abs(fit.get("memory_mib", 0) - gpu.memory_mib))
+
+
+def runtime_for(gpu: GpuSpec, calib_dir: str | None = None) -> RuntimeParams:
+    fits = load_fits(calib_dir)
+    if not fits:
+        return DEFAULT_RUNTIME
+    own = [f for f in fits if _matches(f, gpu)]
+    fit = own[0] if own else min(fits, key=lambda f: _distance(f, gpu))
+    params = dict(fit["params"])
+    if not own:
+        # context and driver reserve belong to the card; the allocator's behaviour transfers
+        params["source"] = (f"nearest calibrated GPU: {fit['gpu_name']} ({fit['runs']} runs, "
+                            f"LOAO MAE {fit['error'].get('loao_mae_pct', float('nan')):.1f}%); "
+                            f"{gpu.name} itself is not calibrated")
+    else:
+        params["source"] = (f"calibrated on {fit['gpu_name']} ({fit['runs']} runs, "
+                            f"LOAO MAE {fit['error'].get('loao_mae_pct', float('nan')):.1f}%)")
+    params["runs"] = fit["runs"]
+    params["error"] = fit["error"]
+    return RuntimeParams(**{k: v for k, v in params.items() if k in RuntimeParams.__dataclass_fields__})

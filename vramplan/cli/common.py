@@ -1,0 +1,66 @@
+"""What the subcommands share: plan flags, name resolution, JSON output."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import VramplanError
+from ..plan import ATTENTIONS, DTYPES, OPTIMIZERS, QUANTS, TrainPlan
+from ..units import parse_size
+
+
+def positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag}: {text!r} is not a whole number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{flag}: must be positive, got {value}")
+        return value
+    return parse
+
+
+def add_plan_args(p: argparse.ArgumentParser) -> None:
+    d = TrainPlan()
+    g = p.add_argument_group("plan (defaults: the standard QLoRA recipe)")
+    g.add_argument("--rank", type=positive_int("--rank"), default=d.rank, help="LoRA rank r (default %(default)s)")
+    g.add_argument("--alpha", type=float, default=d.alpha, help="LoRA alpha (default %(default)s)")
+    g.add_argument("--dropout", type=float, default=d.dropout, help="LoRA dropout (default %(default)s)")
+    g.add_argument("--targets", default=d.targets, help="all-linear or a comma list such as q_proj,v_proj")
+    g.add_argument("--batch", type=positive_int("--batch"), default=d.batch, help="micro-batch (default 1)")
+    g.add_argument("--grad-accum", type=positive_int("--grad-accum"), default=d.grad_accum,
+                   help="gradient accumulation steps (default 1)")
+    g.add_argument("--seq", type=positive_int("--seq"), default=d.seq, help="sequence length (default 2048)")
+    g.add_argument("--optim", default=d.optim, help="transformers optim name: " + ", ".join(OPTIMIZERS))
+    g.add_argument("--dtype", choices=DTYPES, default=None, help="compute dtype (default: bf16 where supported)")
+    g.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
+    g.add_argument("--no-double-quant", dest="double_quant", action="store_false")
+    g.add_argument("--quant", choices=QUANTS, default=d.quant, help="base weights (default nf4)")
+    g.add_argument("--attn", choices=ATTENTIONS, default=d.attn, help="attention implementation (default sdpa)")
+
+
+def add_vram_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vram", type=str, default=None, help="judge against this much memory instead (e.g. 22GiB)")
+
+
+def plan_from_args(args, gpu) -> TrainPlan:
+    dtype = args.dtype or ("bf16" if gpu.bf16 else "fp16")
+    return TrainPlan(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=args.targets, batch=args.batch,
+                     grad_accum=args.grad_accum, seq=args.seq, optim=args.optim, dtype=dtype,
+                     gradient_checkpointing=args.gradient_checkpointing, double_quant=args.double_quant,
+                     quant=args.quant, attn=args.attn)
+
+
+def vram_from_args(args) -> int | None:
+    return parse_size(args.vram) if getattr(args, "vram", None) else None
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def fail(message: str) -> VramplanError:
+    return VramplanError(message)

@@ -1,0 +1,34 @@
+"""Text rendering of Breakdowns and plan lists for the terminal."""
+from __future__ import annotations
+
+from ..memory import LABELS, Breakdown
+from ..units import GiB
+
+BAR = 40
+
+
+def bar(used: int, capacity: int, limit: int | None = None, width: int = BAR) -> str:
+    filled = min(width, round(width * used / capacity)) if capacity else width
+    cells = ["#"] * filled + ["."] * (width - filled)
+    if limit:
+        mark = min(width - 1, round(width * limit / capacity))
+        cells[mark] = "|"
+    over = "!" if used > capacity else ""
+    return "[" + "".join(cells) + "]" + over
+
+
+def breakdown_table(b: Breakdown) -> list[str]:
+    cap = b.capacity_bytes
+    rows = sorted(b.components.items(), key=lambda kv: -kv[1])
+    width = max(len(LABELS.get(k, k)) for k, _ in rows)
+    lines = [f"  {'component':{width}s}  {'GiB':>7s}  {'of card':>7s}"]
+    for key, value in rows:
+        lines.append(f"  {LABELS.get(key, key):{width}s}  {value / GiB:7.2f}  {value / cap:7.1%}")
+    lines.append(f"  {'peak (' + b.peak_phase + ')':{width}s}  {b.peak_bytes / GiB:7.2f}  {b.peak_bytes / cap:7.1%}")
+    return lines
+
+
+def plan_line(plan: dict) -> str:
+    return (f"r={plan['rank']} micro-batch {plan['batch']} x accum {plan['grad_accum']}, seq {plan['seq']}, "
+            f"{plan['dtype']}, {plan['optim']}, checkpointing {'on' if plan['gradient_checkpointing'] else 'off'}, "
+            f"{plan['attn']}, {plan['quant']}{' + double quant' if plan['double_quant'] and plan['quant'] in ('nf4', 'fp4') else ''}")

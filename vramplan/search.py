@@ -1,0 +1,177 @@
+"""`fit`: enumerate plans, keep those that fit with the safety margin, rank by estimated throughput."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .calibration.select import runtime_for
+from .errors import VramplanError
+from .memory import Breakdown, estimate
+from .plan import TrainPlan
+from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
+from .speed import tokens_per_second
+
+SAFETY_MARGIN = 0.05
+"""Share of the card kept free: covers the calibrated error bound (no under-prediction worse than -5%)."""
+DEFAULT_RANK = 16
+RANK_REASON = ("r=16 on all linear layers: the QLoRA paper (Dettmers et al. 2023) found that adapting every "
+               "linear layer matters and the rank much less; higher ranks cost memory and speed for little gain")
+OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    plan: TrainPlan
+    breakdown: Breakdown
+    tokens_per_s: float
+    limit_bytes: int
+
+    @property
+    def fits(self) -> bool:
+        return self.breakdown.peak_bytes <= self.limit_bytes
+
+    def to_dict(self, fastest: float) -> dict:
+        return {"plan": self.plan.to_dict(), "peak_bytes": self.breakdown.peak_bytes,
+                "peak_phase": self.breakdown.peak_phase, "tokens_per_s_estimate": round(self.tokens_per_s, 1),
+                "relative_speed": round(self.tokens_per_s / fastest, 3) if fastest else None}
+
+
+@dataclass
+class FitResult:
+    model: ModelArch
+    gpu: GpuSpec
+    capacity_bytes: int
+    limit_bytes: int
+    recommended: Candidate | None
+    alternatives: list[Candidate]
+    reasons: list[str] = field(default_factory=list)
+    suggestions: dict = field(default_factory=dict)
+
+
+def _micro_batches(effective: int) -> list[int]:
+    return [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= effective and effective % b == 0] or [1]
+
+
+def candidates(model: ModelArch, gpu: GpuSpec, base: TrainPlan, effective_batch: int, capacity: int,
+               ranks: tuple[int, ...], optims: tuple[str, ...]) -> list[Candidate]:
+    runtime = runtime_for(gpu)
+    limit = int(capacity * (1 - SAFETY_MARGIN))
+    out = []
+    for rank in ranks:
+        for optim in optims:
+            for ckpt in (False, True):
+                for mb in _micro_batches(effective_batch):
+                    plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
+                                      grad_accum=effective_batch // mb)
+                    b = estimate(model, gpu, plan, runtime, vram_bytes=capacity)
+                    out.append(Candidate(plan, b, tokens_per_second(model, gpu, plan), limit))
+    return out
+
+
+def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int = 16, rank: int | None = None,
+        vram_bytes: int | None = None, base: TrainPlan | None = None, optims: tuple[str, ...] | None = None,
+        explain: bool = True) -> FitResult:
+    if effective_batch < 1 or effective_batch > 4096:
+        raise VramplanError(f"--effective-batch: {effective_batch} is out of range", hint="use 1..4096")
+    dtype = "bf16" if gpu.bf16 else "fp16"
+    base = (base or TrainPlan()).with_(seq=seq, dtype=dtype)
+    runtime = runtime_for(gpu)
+    capacity = vram_bytes or int(gpu.memory_bytes * (1 - runtime.driver_reserved_fraction))
+    ranks = (rank,) if rank else (DEFAULT_RANK, 8)
+    cands = candidates(model, gpu, base, effective_batch, capacity, ranks, optims or OPTIMIZERS)
+    fitting = [c for c in cands if c.fits]
+    # rank 16 unless only rank 8 fits; then fastest; ties go to the smaller peak
+    preferred = [c for c in fitting if c.plan.rank == ranks[0]] or fitting
+    preferred.sort(key=lambda c: (-round(c.tokens_per_s, 6), c.breakdown.peak_bytes))
+    result = FitResult(model, gpu, capacity, int(capacity * (1 - SAFETY_MARGIN)),
+                       preferred[0] if preferred else None, [])
+    if result.recommended:
+        rec = result.recommended
+        seen = {_sig(rec.plan)}
+        for c in preferred[1:]:
+            if _sig(c.plan) not in seen and c.plan.optim == rec.plan.optim or c.plan.gradient_checkpointing != rec.plan.gradient_checkpointing and _sig(c.plan) not in seen:
+                seen.add(_sig(c.plan))
+                result.alternatives.append(c)
+            if len(result.alternatives) >= 4:
+                break
+        result.reasons = _reasons(rec, gpu, rank, cands)
+    elif explain:
+        result.reasons, result.suggestions = _why_not(model, gpu, base, effective_batch, capacity, cands)
+    return result
+
+
+def _sig(plan: TrainPlan) -> tuple:
+    return (plan.batch, plan.gradient_checkpointing, plan.optim, plan.rank)
+
+
+def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candidate]) -> list[str]:
+    p = rec.plan
+    out = [f"{p.dtype}: " + ("the GPU supports bf16 (wider range than fp16, no loss scaling)" if p.dtype == "bf16"
+                             else f"{gpu.name} has no bf16 (compute capability {gpu.compute_capability}); fp16 "
+                                  "with loss scaling, same memory")]
+    out.append(f"rank {p.rank}: the one you asked for" if rank else
+               (RANK_REASON if p.rank == DEFAULT_RANK else "r=8: r=16 does not fit with the margin"))
+    out.append(f"micro-batch {p.batch} x accumulation {p.grad_accum}: the largest micro-batch that fits amortizes "
+               "the 4-bit dequantization over more tokens")
+    if p.gradient_checkpointing:
+        out.append("gradient checkpointing on: without it the activations do not fit")
+    else:
+        out.append("gradient checkpointing off: memory allows it, and it skips a forward recompute (faster)")
+    out.append(f"{p.optim}: " + {
+        "paged_adamw_8bit": "the recipe's optimizer; 8-bit states, paged to CPU under pressure",
+        "adamw_8bit": "8-bit states in ordinary device memory (no managed-memory paging)",
+        "adamw_torch_fused": "fp32 states; the adapter is small enough that 8-bit saves little here",
+    }.get(p.optim, "as requested"))
+    return out
+
+
+def longest_seq(model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int, limit_seq: int = 131072) -> int:
+    """Longest sequence (multiple of 128) that fits at micro-batch 1 with checkpointing, with the margin."""
+    runtime = runtime_for(gpu)
+    limit = int(capacity * (1 - SAFETY_MARGIN))
+    plan = base.with_(batch=1, grad_accum=1, gradient_checkpointing=True)
+
+    def ok(seq: int) -> bool:
+        return estimate(model, gpu, plan.with_(seq=seq), runtime, vram_bytes=capacity).peak_bytes <= limit
+
+    if not ok(128):
+        return 0
+    lo, hi = 128, min(limit_seq, model.max_position_embeddings or limit_seq)
+    if ok(hi):
+        return hi
+    while hi - lo > 128:
+        mid = (lo + hi) // 2 // 128 * 128
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[str], dict]:
+    smallest = min(cands, key=lambda c: c.breakdown.peak_bytes)
+    b = smallest.breakdown
+    dom, dom_bytes = b.dominant()
+    limit = int(capacity * (1 - SAFETY_MARGIN))
+    reasons = [f"even the leanest plan (micro-batch 1, checkpointing, rank {smallest.plan.rank}) needs "
+               f"{b.peak_bytes / 2**30:.1f} GiB; the limit is {limit / 2**30:.1f} GiB "
+               f"({gpu.name} minus the {SAFETY_MARGIN:.0%} margin)",
+               f"largest part: {dom} ({dom_bytes / 2**30:.1f} GiB) in the {b.peak_phase} phase"]
+    seq = longest_seq(model, gpu, base, capacity)
+    suggestions = {"longest_seq": seq}
+    if seq:
+        reasons.append(f"a shorter sequence fits: up to {seq} tokens")
+    smaller = [m.name for m in model_catalog() if m.total_params < model.total_params and
+               _fits_at_all(m, gpu, base, capacity)]
+    suggestions["smaller_models"] = smaller[-3:][::-1]
+    if smaller:
+        reasons.append("smaller models that fit at this sequence: " + ", ".join(suggestions["smaller_models"]))
+    gpus = [g.name for g in gpu_catalog() if g.memory_mib > gpu.memory_mib and
+            _fits_at_all(model, g, base.with_(dtype="bf16" if g.bf16 else "fp16"), None)]
+    suggestions["gpus"] = gpus[:3]
+    if gpus:
+        reasons.append("smallest catalog GPUs that fit it: " + ", ".join(gpus[:3]))
+    return reasons, suggestions
+
+
+def _fits_at_all(model, gpu, base, capacity) -> bool:
+    runtime = runtime_for(gpu)
+    cap = capacity or int(gpu.memory_bytes * (1 - runtime.driver_reserved_fraction))
+    plan = base.with_(batch=1, grad_accum=1, gradient_checkpointing=True)
+    return estimate(model, gpu, plan, runtime, vram_bytes=cap).peak_bytes <= cap * (1 - SAFETY_MARGIN)
