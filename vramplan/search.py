@@ -27,10 +27,11 @@ class Candidate:
 
     @property
     def fits(self) -> bool:
-        return self.breakdown.peak_bytes <= self.limit_bytes
+        return self.breakdown.required_bytes <= self.limit_bytes
 
     def to_dict(self, fastest: float) -> dict:
         return {"plan": self.plan.to_dict(), "peak_bytes": self.breakdown.peak_bytes,
+                "required_bytes": self.breakdown.required_bytes,
                 "peak_phase": self.breakdown.peak_phase, "tokens_per_s_estimate": round(self.tokens_per_s, 1),
                 "relative_speed": round(self.tokens_per_s / fastest, 3) if fastest else None}
 
@@ -81,26 +82,31 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     fitting = [c for c in cands if c.fits]
     # rank 16 unless only rank 8 fits; then fastest; ties go to the smaller peak
     preferred = [c for c in fitting if c.plan.rank == ranks[0]] or fitting
-    preferred.sort(key=lambda c: (-round(c.tokens_per_s, 6), c.breakdown.peak_bytes))
+    preferred.sort(key=lambda c: (-round(c.tokens_per_s, 6), c.breakdown.required_bytes))
     result = FitResult(model, gpu, capacity, int(capacity * (1 - SAFETY_MARGIN)),
                        preferred[0] if preferred else None, [])
     if result.recommended:
-        rec = result.recommended
-        seen = {_sig(rec.plan)}
-        for c in preferred[1:]:
-            if _sig(c.plan) not in seen and c.plan.optim == rec.plan.optim or c.plan.gradient_checkpointing != rec.plan.gradient_checkpointing and _sig(c.plan) not in seen:
-                seen.add(_sig(c.plan))
-                result.alternatives.append(c)
-            if len(result.alternatives) >= 4:
-                break
-        result.reasons = _reasons(rec, gpu, rank, cands)
+        result.alternatives = _alternatives(preferred)
+        result.reasons = _reasons(result.recommended, gpu, rank, cands)
     elif explain:
         result.reasons, result.suggestions = _why_not(model, gpu, base, effective_batch, capacity, cands)
     return result
 
 
-def _sig(plan: TrainPlan) -> tuple:
-    return (plan.batch, plan.gradient_checkpointing, plan.optim, plan.rank)
+def _alternatives(ranked: list[Candidate], n: int = 4) -> list[Candidate]:
+    """The next best plan of each other (micro-batch, checkpointing) shape, then another optimizer."""
+    rec = ranked[0]
+    shapes = {(rec.plan.batch, rec.plan.gradient_checkpointing)}
+    out = []
+    for c in ranked[1:]:
+        shape = (c.plan.batch, c.plan.gradient_checkpointing)
+        if shape not in shapes and len(out) < n - 1:
+            shapes.add(shape)
+            out.append(c)
+    other = next((c for c in ranked[1:] if c.plan.optim != rec.plan.optim and
+                  (c.plan.batch, c.plan.gradient_checkpointing) == (rec.plan.batch, rec.plan.gradient_checkpointing)),
+                 None)
+    return out + ([other] if other else [])
 
 
 def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candidate]) -> list[str]:
@@ -131,7 +137,7 @@ def longest_seq(model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int, 
     plan = base.with_(batch=1, grad_accum=1, gradient_checkpointing=True)
 
     def ok(seq: int) -> bool:
-        return estimate(model, gpu, plan.with_(seq=seq), runtime, vram_bytes=capacity).peak_bytes <= limit
+        return estimate(model, gpu, plan.with_(seq=seq), runtime, vram_bytes=capacity).required_bytes <= limit
 
     if not ok(128):
         return 0
@@ -145,12 +151,14 @@ def longest_seq(model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int, 
 
 
 def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[str], dict]:
-    smallest = min(cands, key=lambda c: c.breakdown.peak_bytes)
+    smallest = min(cands, key=lambda c: c.breakdown.required_bytes)
     b = smallest.breakdown
     dom, dom_bytes = b.dominant()
     limit = int(capacity * (1 - SAFETY_MARGIN))
+    from .memory import LABELS
+    dom = LABELS.get(dom, dom)
     reasons = [f"even the leanest plan (micro-batch 1, checkpointing, rank {smallest.plan.rank}) needs "
-               f"{b.peak_bytes / 2**30:.1f} GiB; the limit is {limit / 2**30:.1f} GiB "
+               f"{b.required_bytes / 2**30:.1f} GiB; the limit is {limit / 2**30:.1f} GiB "
                f"({gpu.name} minus the {SAFETY_MARGIN:.0%} margin)",
                f"largest part: {dom} ({dom_bytes / 2**30:.1f} GiB) in the {b.peak_phase} phase"]
     seq = longest_seq(model, gpu, base, capacity)
@@ -174,4 +182,4 @@ def _fits_at_all(model, gpu, base, capacity) -> bool:
     runtime = runtime_for(gpu)
     cap = capacity or int(gpu.memory_bytes * (1 - runtime.driver_reserved_fraction))
     plan = base.with_(batch=1, grad_accum=1, gradient_checkpointing=True)
-    return estimate(model, gpu, plan, runtime, vram_bytes=cap).peak_bytes <= cap * (1 - SAFETY_MARGIN)
+    return estimate(model, gpu, plan, runtime, vram_bytes=cap).required_bytes <= cap * (1 - SAFETY_MARGIN)

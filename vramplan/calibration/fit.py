@@ -99,11 +99,47 @@ def loao(records: list[dict], gpu: GpuSpec) -> list[dict]:
     return rows
 
 
-def fit_gpu(records: list[dict]) -> dict:
+def capped(record: dict) -> bool:
+    return bool(record.get("cap_bytes")) and record.get("status") in ("ok", "oom")
+
+
+def fit_pressure_fragmentation(capped_records: list[dict], base: RuntimeParams = DEFAULT_RUNTIME) -> float | None:
+    """Fragmentation under an allocator cap: between the largest allocated/cap ratio that trained and the
+    smallest that ran out of memory. The midpoint of that interval; None without both outcomes."""
+    ok, oom = [], []
+    for r in capped_records:
+        gpu = find_gpu(r["gpu"]["name"])
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), base)
+        (ok if r["status"] == "ok" else oom).append(b.peak_allocated_bytes / r["cap_bytes"])
+    if not ok or not oom:
+        return None
+    low, high = 1 / max(ok) - 1, 1 / min(oom) - 1  # frag <= low keeps the oks; frag > high flags the ooms
+    return round((low + high) / 2, 4) if high < low else round(low, 4)
+
+
+def verdicts(capped_records: list[dict], params: RuntimeParams) -> list[dict]:
+    """The fits verdict for each capped run: capacity = cap + what lives outside the allocator."""
+    out = []
+    for r in capped_records:
+        gpu = find_gpu(r["gpu"]["name"])
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
+        need = int(b.peak_allocated_bytes * (1 + params.pressure_fragmentation))
+        out.append({"run_key": r["run_key"], "model": r["model"], "why": r.get("why", ""), "cap_bytes": r["cap_bytes"],
+                    "predicted_fits": need <= r["cap_bytes"], "measured": r["status"],
+                    "right": (need <= r["cap_bytes"]) == (r["status"] == "ok")})
+    return out
+
+
+def fit_gpu(records: list[dict], all_capped: list[dict] | None = None) -> dict:
     name = next(r["gpu"]["name"] for r in records if r.get("gpu"))
     gpu = find_gpu(name)
     params = fit_params(records, gpu)
+    capped_runs = all_capped if all_capped is not None else [r for r in records if capped(r)]
+    frag = fit_pressure_fragmentation(capped_runs)
+    if frag is not None:
+        params = replace(params, pressure_fragmentation=frag)
     in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu))
+    checks = verdicts(capped_runs, params)
     first = next(r for r in records if r.get("versions"))
     return {
         "gpu_name": name, "profile": gpu.name, "architecture": gpu.architecture,
@@ -114,16 +150,21 @@ def fit_gpu(records: list[dict]) -> dict:
         "error": {"mae_pct": in_sample.get("mae_pct"), "worst_under_pct": in_sample.get("worst_under_pct"),
                   "loao_mae_pct": held_out.get("mae_pct"), "loao_worst_under_pct": held_out.get("worst_under_pct"),
                   "loao_worst_over_pct": held_out.get("worst_over_pct")},
+        "boundary": {"runs": len(checks), "right": sum(c["right"] for c in checks),
+                     "note": "allocator-capped runs of every calibrated GPU; pressure_fragmentation is fitted on "
+                             "these same runs, so the verdict count is in-sample"},
         "derived_by": "vramplan calibrate --refit (vramplan/calibration/fit.py) from calibration/runs",
     }
 
 
 def refit_all(calib_dir: Path) -> list[Path]:
     written = []
-    for slug, records in load_all_runs(calib_dir).items():
+    runs = load_all_runs(calib_dir)
+    all_capped = [r for records in runs.values() for r in records if capped(r)]
+    for slug, records in runs.items():
         if not any(usable(r) for r in records):
             continue
-        fit = fit_gpu(records)
+        fit = fit_gpu(records, all_capped)
         path = calib_dir / "fits" / f"{gpu_slug(fit['gpu_name'])}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(fit, indent=2) + "\n")

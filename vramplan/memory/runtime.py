@@ -16,15 +16,15 @@ class RuntimeParams:
 
     context_bytes: int = 767 * MiB
     """Device memory outside torch's allocator: CUDA context, loaded kernels (torch, cuBLAS, bitsandbytes)."""
-    workspace_bytes: int = 75 * MiB
+    workspace_bytes: int = 81 * MiB
     """Allocated but not modelled tensor by tensor: cuBLAS/cuBLASLt workspaces, small buffers."""
-    slack_bytes: int = 120 * MiB
+    slack_bytes: int = 110 * MiB
     """Allocator slack (reserved minus allocated at the peak): constant part."""
     slack_per_logit_byte: float = 0.49
     """Slack per byte of one fp32 tokens x vocab buffer (freed and re-requested blocks fragment the cache)."""
     slack_per_mlp_byte: float = 6.0
     """Slack per byte of one fp32 tokens x intermediate buffer."""
-    pressure_fragmentation: float = 0.02
+    pressure_fragmentation: float = 0.064
     """Share of the allocated peak still lost to fragmentation when the card is full (the allocator frees its
     cache and retries before it raises OOM): what the fits verdict adds instead of the full slack."""
     managed_min_bytes: int = 128 * MiB
@@ -53,4 +53,4 @@ class RuntimeParams:
 
 DEFAULT_RUNTIME = RuntimeParams()
 FITTED_FIELDS = ("context_bytes", "workspace_bytes", "slack_bytes", "slack_per_logit_byte", "slack_per_mlp_byte",
-                 "managed_min_bytes", "driver_reserved_fraction")
+                 "pressure_fragmentation", "managed_min_bytes", "driver_reserved_fraction")

@@ -1,0 +1,77 @@
+"""`vramplan fit MODEL --gpu GPU`: the fastest plan that fits, with alternatives, or why nothing fits."""
+from __future__ import annotations
+
+from ..profiles import find_gpu, find_model
+from ..search import SAFETY_MARGIN, fit
+from ..units import GiB
+from .common import positive_int, print_json, vram_from_args
+from .display import bar, plan_line
+
+
+def register(sub) -> None:
+    p = sub.add_parser("fit", help="recommend the fastest plan that fits",
+                       description="Search rank, micro-batch x accumulation, optimizer and checkpointing for the "
+                                   "fastest QLoRA plan that fits the GPU with a safety margin.")
+    p.add_argument("model", metavar="MODEL", help="catalog name, hub id, config.json or model folder")
+    p.add_argument("--gpu", required=True, help="catalog GPU name (vramplan gpus)")
+    p.add_argument("--seq", type=positive_int("--seq"), default=2048, help="sequence length (default 2048)")
+    p.add_argument("--effective-batch", type=positive_int("--effective-batch"), default=16,
+                   help="sequences per optimizer step (default 16)")
+    p.add_argument("--rank", type=positive_int("--rank"), default=None, help="fix the LoRA rank")
+    p.add_argument("--vram", default=None, help="judge against this much memory instead (e.g. 22GiB)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    model, gpu = find_model(args.model), find_gpu(args.gpu)
+    result = fit(model, gpu, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
+                 vram_bytes=vram_from_args(args))
+    if args.json:
+        print_json(to_json(result))
+    else:
+        print("\n".join(render(result)))
+    return 0 if result.recommended else 1
+
+
+def to_json(result) -> dict:
+    rec = result.recommended
+    fastest = rec.tokens_per_s if rec else 0
+    return {
+        "model": result.model.summary(), "gpu": result.gpu.summary(),
+        "capacity_bytes": result.capacity_bytes, "limit_bytes": result.limit_bytes,
+        "safety_margin": SAFETY_MARGIN,
+        "recommended": ({**rec.to_dict(fastest), "required_bytes": rec.breakdown.required_bytes,
+                         "components": rec.breakdown.components} if rec else None),
+        "alternatives": [c.to_dict(fastest) for c in result.alternatives],
+        "reasons": result.reasons, "suggestions": result.suggestions,
+        "speed_note": "tokens/s from a roofline over the GPU profile: an estimate for ranking plans",
+        "calibration": rec.breakdown.runtime["source"] if rec else None,
+    }
+
+
+def render(result) -> list[str]:
+    m, g = result.model, result.gpu
+    lines = [f"{m.name} ({m.total_params / 1e9:.2f}B) on {g.name} ({g.memory_mib / 1024:.1f} GiB): "
+             f"limit {result.limit_bytes / GiB:.2f} GiB ({SAFETY_MARGIN:.0%} safety margin)"]
+    rec = result.recommended
+    if rec is None:
+        lines.append("\nNOTHING FITS.")
+        lines += [f"  - {r}" for r in result.reasons]
+        return lines
+    b = rec.breakdown
+    lines += ["", "recommended: " + plan_line(rec.plan.to_dict()),
+              f"  needs {b.required_bytes / GiB:.2f} GiB (nvidia-smi peak {b.peak_bytes / GiB:.2f} GiB) "
+              f"{bar(b.required_bytes, result.capacity_bytes, result.limit_bytes)}",
+              f"  ~{rec.tokens_per_s:,.0f} tokens/s (roofline estimate)", "", "why:"]
+    lines += [f"  - {r}" for r in result.reasons]
+    if result.alternatives:
+        lines += ["", "alternatives:", f"  {'micro-batch x accum':>20s}  {'ckpt':>4s}  {'optimizer':18s} {'rank':>4s}  "
+                                      f"{'GiB':>6s}  {'speed':>5s}"]
+        for c in result.alternatives:
+            p = c.plan
+            lines.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {'on' if p.gradient_checkpointing else 'off':>4s}"
+                         f"  {p.optim:18s} {p.rank:>4d}  {c.breakdown.required_bytes / GiB:6.2f}  "
+                         f"{c.tokens_per_s / rec.tokens_per_s:5.2f}x")
+    lines.append(f"\ncalibration: {b.runtime['source']}")
+    return lines

@@ -1,0 +1,59 @@
+"""`vramplan table --gpu GPU` / `--model MODEL`: compatibility tables that replace the blogs' static ones."""
+from __future__ import annotations
+
+from ..errors import VramplanError
+from ..plan import TrainPlan
+from ..profiles import find_gpu, find_model, gpu_catalog, model_catalog
+from ..search import fit, longest_seq
+from ..units import GiB
+from .common import positive_int, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("table", help="compatibility table over the catalog",
+                       description="Every catalog model on one GPU (--gpu), or one model on every catalog GPU "
+                                   "(--model): fits?, best plan, longest sequence that fits.")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--gpu", help="one GPU, every model")
+    who.add_argument("--model", help="one model, every GPU")
+    p.add_argument("--seq", type=positive_int("--seq"), default=2048, help="sequence length (default 2048)")
+    p.add_argument("--effective-batch", type=positive_int("--effective-batch"), default=16)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def row(model, gpu, seq: int, effective_batch: int) -> dict:
+    result = fit(model, gpu, seq=seq, effective_batch=effective_batch, explain=False)
+    rec = result.recommended
+    base = TrainPlan(dtype="bf16" if gpu.bf16 else "fp16")
+    return {"model": model.name, "gpu": gpu.name, "params": model.total_params, "fits": rec is not None,
+            "plan": rec.plan.to_dict() if rec else None,
+            "required_bytes": rec.breakdown.required_bytes if rec else None,
+            "tokens_per_s_estimate": round(rec.tokens_per_s, 1) if rec else None,
+            "longest_seq": longest_seq(model, gpu, base, result.capacity_bytes)}
+
+
+def run(args) -> int:
+    if args.gpu:
+        gpu = find_gpu(args.gpu)
+        rows = [row(m, gpu, args.seq, args.effective_batch) for m in model_catalog()]
+        title = f"every catalog model on {gpu.name} ({gpu.memory_mib / 1024:.1f} GiB), seq {args.seq}"
+    else:
+        model = find_model(args.model)
+        rows = [row(model, g, args.seq, args.effective_batch) for g in gpu_catalog()]
+        title = f"{model.name} on every catalog GPU, seq {args.seq}"
+    if not rows:
+        raise VramplanError("the catalog is empty")
+    if args.json:
+        print_json({"title": title, "seq": args.seq, "effective_batch": args.effective_batch, "rows": rows})
+        return 0
+    key = "model" if args.gpu else "gpu"
+    print(title)
+    print(f"{key:30s} {'fits':>4s}  {'GiB':>6s}  {'best plan':44s} {'longest seq':>11s}")
+    for r in rows:
+        p = r["plan"]
+        plan = (f"r{p['rank']} {p['batch']}x{p['grad_accum']} {'ckpt' if p['gradient_checkpointing'] else 'no-ckpt'} "
+                f"{p['optim']} {p['dtype']}") if p else "-"
+        gib = f"{r['required_bytes'] / GiB:6.2f}" if r["required_bytes"] else "     -"
+        print(f"{r[key]:30s} {'yes' if r['fits'] else 'no':>4s}  {gib}  {plan:44s} {r['longest_seq'] or '-':>11}")
+    return 0
