@@ -43,7 +43,9 @@ def _suggest(name: str, items) -> list[str]:
     for item in items:
         for n in (item.name, *item.aliases):
             names.setdefault(_key(n), item.name)
-    close = difflib.get_close_matches(_key(name), list(names), n=8, cutoff=0.6)
+    key = _key(name)
+    close = difflib.get_close_matches(key, list(names), n=8, cutoff=0.5)
+    close += [k for k in names if len(key) >= 2 and (k.startswith(key) or key in k)]
     out = []
     for c in close:
         if names[c] not in out:

@@ -48,7 +48,7 @@ def torch_mem() -> dict:
             "max_allocated": torch.cuda.max_memory_allocated(), "max_reserved": torch.cuda.max_memory_reserved()}
 
 
-def training_arguments(plan: dict, output_dir: str, max_steps: int):
+def training_arguments(plan: dict, output_dir: str, max_steps: int, use_cpu: bool = False):
     """Plan -> TrainingArguments, the mapping `vramplan train` uses too."""
     from transformers import TrainingArguments
     return TrainingArguments(
@@ -58,7 +58,7 @@ def training_arguments(plan: dict, output_dir: str, max_steps: int):
         gradient_checkpointing=plan["gradient_checkpointing"],
         gradient_checkpointing_kwargs={"use_reentrant": False} if plan["gradient_checkpointing"] else None,
         logging_steps=10_000, save_strategy="no", report_to=[], dataloader_num_workers=0,
-        remove_unused_columns=False, disable_tqdm=True, seed=0)
+        remove_unused_columns=False, disable_tqdm=True, seed=0, use_cpu=use_cpu)
 
 
 def quantization_config(plan: dict):
@@ -176,20 +176,19 @@ def run(spec: dict) -> dict:
     return record
 
 
-def _train(spec, plan, record, nvml, trace):
+def load_for_training(checkpoint: str, plan: dict, device_map=None):
+    """The standard recipe up to the trainable model: from_pretrained (+ BitsAndBytesConfig),
+    prepare_model_for_kbit_training, peft LoRA. Yields ("loaded", model) then ("peft", model) so callers can measure between stages."""
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, Trainer
+    from transformers import AutoModelForCausalLM
 
-    t0 = time.perf_counter()
     dtype = torch.bfloat16 if plan["dtype"] == "bf16" else torch.float16
     qc = quantization_config(plan)
     model = AutoModelForCausalLM.from_pretrained(
-        spec["checkpoint"], quantization_config=qc, device_map={"": 0}, attn_implementation=plan["attn"],
+        checkpoint, quantization_config=qc, device_map=device_map, attn_implementation=plan["attn"],
         dtype="auto" if qc is not None else dtype)
-    torch.cuda.synchronize()
-    nvml["after_load"], trace["after_load"] = nvml_used(), torch_mem()
-    record["load_s"] = time.perf_counter() - t0
+    yield "loaded", model
     if qc is not None:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=plan["gradient_checkpointing"],
@@ -198,16 +197,33 @@ def _train(spec, plan, record, nvml, trace):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = get_peft_model(model, lora_config(plan))
-    torch.cuda.synchronize()
-    nvml["after_peft"], trace["after_peft"] = nvml_used(), torch_mem()
+    yield "peft", model
+
+
+def make_trainer(model, plan: dict, steps: int, output_dir: str, callbacks=(), use_cpu: bool = False):
+    from transformers import Trainer
+    data = RandomTokens(plan["batch"] * plan.get("grad_accum", 1) * steps, plan["seq"], model.config.vocab_size)
+    args = training_arguments(plan, output_dir, steps, use_cpu=use_cpu)
+    return Trainer(model=model, args=args, train_dataset=data, callbacks=list(callbacks))
+
+
+def _train(spec, plan, record, nvml, trace):
+    import torch
+
+    t0 = time.perf_counter()
+    model = None
+    for stage, model in load_for_training(spec["checkpoint"], plan, device_map={"": 0}):
+        torch.cuda.synchronize()
+        key = "after_load" if stage == "loaded" else "after_peft"
+        nvml[key], trace[key] = nvml_used(), torch_mem()
+        if stage == "loaded":
+            record["load_s"] = time.perf_counter() - t0
     record["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     steps = spec.get("steps", 4)
-    data = RandomTokens(plan["batch"] * plan.get("grad_accum", 1) * steps, plan["seq"], model.config.vocab_size)
     recorder = phase_recorder()
     model.register_forward_hook(recorder.forward_hook)
-    args = training_arguments(plan, spec.get("output_dir", "/tmp/vramplan-measure"), steps)
-    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[recorder])
+    trainer = make_trainer(model, plan, steps, spec.get("output_dir", "/tmp/vramplan-measure"), [recorder])
     trainer.train()
     torch.cuda.synchronize()
     trace["steps"] = recorder.steps

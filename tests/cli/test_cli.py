@@ -1,0 +1,111 @@
+"""Through the real entry point, as users run it."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def vramplan(*args):
+    proc = subprocess.run([sys.executable, "-m", "vramplan", *args], capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_estimate_json_contract():
+    code, out, _ = vramplan("estimate", "llama-3.1-8b", "--gpu", "T4", "--json")
+    assert code == 0
+    d = json.loads(out)
+    for key in ("peak_bytes", "peak_allocated_bytes", "components", "peak_phase", "fits", "gpu", "plan",
+                "assumptions"):
+        assert key in d
+    assert isinstance(d["peak_bytes"], int) and sum(d["components"].values()) == d["peak_bytes"]
+    assert d["plan"]["dtype"] == "fp16"  # T4 has no bf16
+    assert any("transformers 5" in a for a in d["assumptions"])
+
+
+def test_estimate_table_shows_verdict_dominant_part_and_biggest_saving():
+    code, out, _ = vramplan("estimate", "qwen2.5-7b", "--gpu", "rtx4090", "--seq", "4096", "--batch", "2")
+    assert code == 0
+    assert "DOES NOT FIT:" in out and "short" in out and "dominant: logits + loss buffers" in out
+    assert "biggest saving: --seq 2048" in out and "of card" in out
+    code, out, _ = vramplan("estimate", "qwen2.5-7b", "--gpu", "rtx4090")
+    assert "FITS:" in out and "to spare" in out
+
+
+def test_estimate_vram_flag_changes_the_verdict():
+    _, out, _ = vramplan("estimate", "llama-3.1-8b", "--gpu", "H100", "--vram", "8GiB", "--json")
+    d = json.loads(out)
+    assert d["fits"] is False and d["capacity_bytes"] == 8 * 2**30
+
+
+def test_fit_json_contract_and_plan_fields():
+    code, out, _ = vramplan("fit", "llama-3.1-8b", "--gpu", "A100-80GB", "--json")
+    assert code == 0
+    d = json.loads(out)
+    plan = d["recommended"]["plan"]
+    for key in ("rank", "micro_batch", "grad_accum", "dtype", "optim", "gradient_checkpointing"):
+        assert key in plan
+    assert plan["micro_batch"] * plan["grad_accum"] == 16
+    assert d["recommended"]["required_bytes"] <= d["limit_bytes"]
+    assert d["gpu"]["name"] == "A100-80GB" and d["alternatives"]
+
+
+def test_fit_when_nothing_fits_says_why_and_what_would():
+    code, out, _ = vramplan("fit", "llama-3.1-70b", "--gpu", "RTX-4090", "--json")
+    assert code == 1
+    d = json.loads(out)
+    assert d["recommended"] is None and d["reasons"]
+    assert d["suggestions"]["gpus"] and d["suggestions"]["smaller_models"]
+
+
+def test_table_over_models_and_over_gpus():
+    code, out, _ = vramplan("table", "--gpu", "T4", "--json")
+    rows = json.loads(out)["rows"]
+    assert code == 0 and len(rows) >= 30
+    assert {r["model"] for r in rows if r["fits"]} and {r["model"] for r in rows if not r["fits"]}
+    code, out, _ = vramplan("table", "--model", "llama-3.1-8b")
+    assert code == 0 and "H200" in out and "longest seq" in out
+
+
+def test_catalog_listings():
+    assert len(json.loads(vramplan("gpus", "--json")[1])) >= 25
+    assert len(json.loads(vramplan("models", "--json")[1])) >= 30
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["estimate", "llama-3.1-9b", "--gpu", "T4"], "llama-3.1-8b"),
+    (["estimate", "llama-3.1-8b", "--gpu", "T5"], "did you mean"),
+    (["estimate", "llama-3.1-8b", "--gpu", "T4", "--rank", "0"], "--rank"),
+    (["estimate", "llama-3.1-8b", "--gpu", "T4", "--seq", "-5"], "--seq"),
+    (["estimate", "llama-3.1-8b", "--gpu", "T4", "--optim", "adam_fancy"], "--optim"),
+    (["estimate", "llama-3.1-8b", "--gpu", "T4", "--vram", "lots"], "--vram"),
+    (["estimate", "/nonexistent/config.json", "--gpu", "T4"], "no such file"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(args, needle):
+    code, out, err = vramplan(*args)
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_malformed_local_config_is_exit_2(tmp_path):
+    (tmp_path / "config.json").write_text("{oops")
+    code, _, err = vramplan("estimate", str(tmp_path), "--gpu", "T4")
+    assert code == 2 and "malformed JSON" in err and "Traceback" not in err
+
+
+def test_calibrate_dry_run_lists_the_sweep_without_a_gpu():
+    code, out, _ = vramplan("calibrate", "--dry-run", "--boundary")
+    assert code == 0 and "58 runs over 8 architectures" in out
+
+
+def test_calibrate_without_gpu_writes_nothing(tmp_path):
+    code, _, err = vramplan("calibrate", "--quick", "--out", str(tmp_path))
+    assert code == 2 and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = ("import sys, vramplan.cli, vramplan.search, vramplan.memory; "
+            "from vramplan.cli import main; main(['fit', 'llama-3.1-8b', '--gpu', 'T4', '--json']); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,47 @@
+import pytest
+
+from vramplan.errors import NotFoundError, VramplanError
+from vramplan.profiles import find_gpu, gpu_catalog
+
+REQUIRED = ["T4", "V100-16GB", "V100-32GB", "A10G", "A10", "L4", "L40S", "A100-40GB", "A100-80GB", "H100-PCIe",
+            "H100-80GB", "H200", "RTX-3060", "RTX-3080", "RTX-3090", "RTX-4060Ti-16GB", "RTX-4070", "RTX-4080",
+            "RTX-4090", "RTX-5090", "RTX-A4000", "RTX-A5000", "RTX-A6000", "RTX-6000-Ada"]
+
+
+def test_catalog_has_the_required_gpus_and_at_least_25():
+    names = {g.name for g in gpu_catalog()}
+    assert len(names) >= 25
+    assert set(REQUIRED) <= names
+
+
+@pytest.mark.parametrize("gpu", gpu_catalog(), ids=lambda g: g.name)
+def test_every_gpu_profile_is_complete_and_sourced(gpu):
+    assert gpu.memory_mib > 8000 and gpu.bandwidth_gbs > 0 and gpu.tensor_tflops_16bit > 0
+    assert gpu.source.startswith("https://")
+    assert gpu.bf16 == (gpu.compute_capability >= 8.0)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("t4", "T4"), ("Tesla-T4", "T4"), ("h100", "H100-80GB"), ("H100-80GB", "H100-80GB"),
+    ("NVIDIA H100 80GB HBM3", "H100-80GB"), ("NVIDIA H200", "H200"), ("rtx4090", "RTX-4090"),
+    ("NVIDIA GeForce RTX 4090", "RTX-4090"),
+])
+def test_names_match_case_insensitively(name, expected):
+    assert find_gpu(name).name == expected
+
+
+def test_measured_gpus_carry_their_measured_totals():
+    # nvidia-smi totals read by vramplan calibrate on the device runs (calibration/runs)
+    assert find_gpu("H100-80GB").memory_mib == 81559
+    assert find_gpu("H200").memory_mib == 143771
+
+
+def test_unknown_gpu_suggests_close_names():
+    with pytest.raises(NotFoundError) as err:
+        find_gpu("rtx-4900")
+    assert err.value.suggestions and err.value.exit_code == 2
+
+
+def test_multi_gpu_names_are_refused_clearly():
+    with pytest.raises(VramplanError, match="multi-GPU"):
+        find_gpu("2xRTX4090")
