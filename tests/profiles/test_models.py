@@ -81,3 +81,15 @@ def test_malformed_config_is_a_clear_error(tmp_path, content, message):
     with pytest.raises(VramplanError) as err:
         find_model(str(path))
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_profile_module_names_must_agree_with_the_family_layout(tmp_path):
+    from vramplan.profiles.models import load_model_file
+    from vramplan.resources import data_dir
+    d = json.loads((data_dir("profiles") / "models" / "phi-3-mini.json").read_text())
+    assert d["modules"]["decoder_linears"] == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    d["modules"]["decoder_linears"] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    bad = tmp_path / "phi.json"
+    bad.write_text(json.dumps(d))
+    with pytest.raises(VramplanError, match="disagrees"):
+        load_model_file(bad)

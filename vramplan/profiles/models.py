@@ -167,8 +167,18 @@ def arch_from_config(config: dict, *, name: str, origin: str, **meta) -> ModelAr
 
 
 def load_model_file(path: Path) -> ModelArch:
-    """A catalog profile (profiles/models/*.json)."""
+    """A catalog profile (profiles/models/*.json). Its `modules` block must agree with the family's layout."""
     d = json.loads(path.read_text())
+    arch = _arch_from_profile(d, path)
+    modules = d.get("modules")
+    if modules and (tuple(modules.get("decoder_linears", ())) != arch.linear_names or
+                    modules.get("linears_with_bias", []) != [lin.name for lin in arch.linears if lin.bias]):
+        raise VramplanError(f"{path}: its modules block disagrees with the {arch.model_type} layout vramplan uses",
+                            hint="fix the profile or the family table in vramplan/profiles/models.py")
+    return arch
+
+
+def _arch_from_profile(d: dict, path: Path) -> ModelArch:
     return arch_from_config(
         d["config"], name=d["name"], origin=str(path), hub_id=d.get("hub_id"), aliases=tuple(d.get("aliases", ())),
         source=d.get("source", ""), note=d.get("note"), published_params=d.get("published_params"),
