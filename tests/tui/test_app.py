@@ -1,0 +1,116 @@
+"""The TUI driven by key presses (Textual's Pilot): keys change the plan, and the numbers follow."""
+import json
+
+import pytest
+
+pytest.importorskip("textual")
+
+from vramplan.tui.app import create_app  # noqa: E402
+from vramplan.tui.state import PlanState  # noqa: E402
+
+
+def cell_values(app):
+    table = app.query_one("#table")
+    return {table.get_row_at(i)[0]: float(table.get_row_at(i)[1]) for i in range(table.row_count)}
+
+
+async def test_keys_change_the_plan_and_the_numbers(tmp_path):
+    app = create_app("llama-3.1-8b", "T4", output_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        before = cell_values(app)
+        assert app.state.plan.seq == 2048 and app.state.plan.dtype == "fp16"  # T4 has no bf16
+        await pilot.press("s")
+        assert app.state.plan.seq == 4096 and app.query_one("#seq").value == "4096"
+        after = cell_values(app)
+        assert after["logits + loss buffers"] > before["logits + loss buffers"]
+        await pilot.press("g")
+        assert app.state.plan.gradient_checkpointing is False
+        assert "saved activations" in cell_values(app)
+        await pilot.press("o")
+        assert app.state.plan.optim == "adamw_8bit"
+        await pilot.press("t")
+        assert app.state.plan.targets == ("q_proj", "k_proj", "v_proj", "o_proj")
+        await pilot.press("r", "R", "R")
+        assert app.state.plan.rank == 8
+        await pilot.press("u", "a", "d")
+        p = app.state.plan
+        assert (p.double_quant, p.attn, p.dtype) == (False, "eager", "bf16")
+        assert "no bf16" in str(app.query_one("#toggles").render())
+
+
+async def test_typing_a_model_and_a_gpu_replans(tmp_path):
+    app = create_app("llama-3.1-8b", "T4", output_dir=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.set_focus(app.query_one("#gpu"))
+        app.query_one("#gpu").value = ""
+        await pilot.press(*"h200", "enter")
+        assert app.state.gpu.name == "H200"
+        assert "FITS" in str(app.query_one("#verdict").render())
+        app.set_focus(app.query_one("#model"))
+        app.query_one("#model").value = ""
+        await pilot.press(*"llama-3.1-70b", "enter")
+        assert app.state.model.name == "llama-3.1-70b"
+        app.set_focus(app.query_one("#model"))
+        app.query_one("#model").value = ""
+        await pilot.press(*"no-such-model", "enter")
+        assert app.state.model.name == "llama-3.1-70b"  # unchanged; the error is a notification
+
+
+async def test_typed_numbers_apply_as_you_type(tmp_path):
+    app = create_app("qwen2.5-7b", "RTX-4090", output_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.set_focus(app.query_one("#batch"))
+        app.query_one("#batch").value = ""
+        await pilot.press("4")
+        assert (app.state.plan.batch, app.state.plan.grad_accum) == (4, 4)  # effective batch stays 16
+        await pilot.press("escape", "b")
+        assert (app.state.plan.batch, app.state.plan.grad_accum) == (8, 2)
+
+
+async def test_fit_shows_the_recommendation_and_enter_applies_it(tmp_path):
+    app = create_app("qwen2.5-7b", "A100-80GB", output_dir=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f")
+        screen = app.screen
+        assert screen.__class__.__name__ == "FitScreen" and screen.choices
+        chosen = screen.choices[0].plan
+        assert chosen.effective_batch == 16 and chosen.batch > 1  # an 80 GB card takes bigger micro-batches
+        await pilot.press("enter")
+        assert app.state.plan == chosen and app.screen.__class__.__name__ != "FitScreen"
+
+
+async def test_write_never_overwrites_and_copy_puts_the_command_on_the_clipboard(tmp_path):
+    app = create_app("llama-3.2-3b", "L4", output_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("e", "e", "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "vramplan-plan-2.json", "vramplan-plan.json", "vramplan-train-2.sh", "vramplan-train.sh"]
+    plan = json.loads((tmp_path / "vramplan-plan.json").read_text())
+    assert plan["model"] == "llama-3.2-3b" and plan["train_command"].startswith("vramplan train meta-llama/")
+    assert app.clipboard == plan["train_command"]
+
+
+async def test_help_screen_opens_and_closes_and_q_quits(tmp_path):
+    app = create_app(output_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        await pilot.press("escape")
+        assert app.screen.__class__.__name__ != "HelpScreen"
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+def test_state_targets_follow_the_model_layout():
+    s = PlanState.create("phi-3-mini", "T4")
+    assert s.target_choices() == ["all-linear", "qkv_proj,o_proj", "qkv_proj"]
+    s.cycle("targets")
+    s.set_model("llama-3.1-8b")  # qkv_proj does not exist there: back to all-linear
+    assert s.plan.targets == "all-linear"
+
+
+def test_train_command_round_trips_the_plan():
+    s = PlanState.create("qwen2.5-7b", "A10G")
+    s.cycle("gradient_checkpointing")
+    cmd = s.train_command()
+    assert "--no-gradient-checkpointing" in cmd and "--gpu A10G" in cmd and "Qwen/Qwen2.5-7B" in cmd

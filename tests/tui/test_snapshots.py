@@ -1,0 +1,23 @@
+"""Snapshot tests at fixed terminal sizes (pytest-textual-snapshot): what the user sees, key press by key press."""
+import pytest
+
+pytest.importorskip("pytest_textual_snapshot")
+
+APP = "snapshot_app.py"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_start_screen(snap_compare, size):
+    assert snap_compare(APP, terminal_size=size)
+
+
+def test_after_edits(snap_compare):
+    assert snap_compare(APP, press=["s", "s", "g", "o"], terminal_size=(80, 24))
+
+
+def test_fit_screen(snap_compare):
+    assert snap_compare(APP, press=["f"], terminal_size=(100, 30))
+
+
+def test_help_screen(snap_compare):
+    assert snap_compare(APP, press=["question_mark"], terminal_size=(80, 24))

@@ -1,0 +1,72 @@
+"""Modal screens: help, and the fit result with alternatives to apply."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from ..search import SAFETY_MARGIN, FitResult
+from ..units import GiB
+
+HELP = """[b]vramplan[/b]: explore QLoRA memory plans. Every change re-plans at once.
+
+[b]model / gpu[/b]  type to search (Tab accepts the suggestion), Enter applies
+[b]seq, micro-batch, rank[/b]  type a number and Enter, or:
+  s / S  sequence length x2 / /2     b / B  micro-batch x2 / /2
+  r / R  rank x2 / /2
+[b]toggles[/b]
+  t  targets (all-linear, attention, q/v)   o  optimizer
+  d  bf16 / fp16        g  gradient checkpointing
+  a  attention kind     u  double quant
+[b]actions[/b]
+  f  fit: recommended plan and alternatives (Enter applies one)
+  e  write the plan as vramplan-plan.json and vramplan-train.sh (never overwrites)
+  c  copy the `vramplan train` command to the clipboard
+  Esc  leave a text field    ?  this help    q  quit
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box"):
+            yield Static(HELP, id="help-text")
+
+
+class FitScreen(ModalScreen):
+    """The recommended plan first, then alternatives; Enter applies the highlighted one."""
+
+    BINDINGS = [Binding("escape,q", "dismiss", "Close")]
+
+    def __init__(self, result: FitResult):
+        super().__init__()
+        self.result = result
+        self.choices = ([result.recommended] + result.alternatives) if result.recommended else []
+
+    def compose(self) -> ComposeResult:
+        r = self.result
+        with Vertical(id="fit-box"):
+            head = (f"[b]fit[/b] {r.model.name} on {r.gpu.name}: limit {r.limit_bytes / GiB:.1f} GiB "
+                    f"({SAFETY_MARGIN:.0%} margin)")
+            yield Static(head, id="fit-head")
+            if not self.choices:
+                yield Static("[b red]nothing fits[/b red]\n" + "\n".join(f"- {x}" for x in r.reasons), id="fit-why")
+                return
+            fastest = self.choices[0].tokens_per_s
+            options = []
+            for i, c in enumerate(self.choices):
+                p = c.plan
+                tag = "recommended" if i == 0 else "alternative"
+                options.append(Option(
+                    f"{tag:11s} {p.batch}x{p.grad_accum} ckpt {'on ' if p.gradient_checkpointing else 'off'} "
+                    f"{p.optim:17s} r{p.rank:<3d} {c.breakdown.required_bytes / GiB:5.1f} GiB "
+                    f"{c.tokens_per_s / fastest:4.2f}x", id=str(i)))
+            yield OptionList(*options, id="fit-options")
+            yield Static("\n".join(f"- {x}" for x in r.reasons[:3]), id="fit-why")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.choices[int(event.option.id)].plan)
