@@ -46,6 +46,8 @@ class TrainPlan:
     quant: str = "nf4"
     """nf4, fp4 (4-bit), int8 (LLM.int8) or none (plain 16-bit LoRA)."""
     attn: str = "sdpa"
+    kbit_prepare: bool = True
+    """prepare_model_for_kbit_training applied (the recipe): embeddings, lm_head and norms become fp32."""
     gpus: int = 1
 
     def __post_init__(self):

@@ -131,10 +131,11 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
 
 
 def longest_seq(model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int, limit_seq: int = 131072) -> int:
-    """Longest sequence (multiple of 128) that fits at micro-batch 1 with checkpointing, with the margin."""
+    """Longest sequence (multiple of 128) that fits at micro-batch 1 with checkpointing, with the margin,
+    keeping the effective batch (accumulation keeps gradients between micro-batches)."""
     runtime = runtime_for(gpu)
     limit = int(capacity * (1 - SAFETY_MARGIN))
-    plan = base.with_(batch=1, grad_accum=1, gradient_checkpointing=True)
+    plan = base.with_(batch=1, grad_accum=base.effective_batch, gradient_checkpointing=True)
 
     def ok(seq: int) -> bool:
         return estimate(model, gpu, plan.with_(seq=seq), runtime, vram_bytes=capacity).required_bytes <= limit
@@ -161,10 +162,11 @@ def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[s
                f"{b.required_bytes / 2**30:.1f} GiB; the limit is {limit / 2**30:.1f} GiB "
                f"({gpu.name} minus the {SAFETY_MARGIN:.0%} margin)",
                f"largest part: {dom} ({dom_bytes / 2**30:.1f} GiB) in the {b.peak_phase} phase"]
-    seq = longest_seq(model, gpu, base, capacity)
+    seq = longest_seq(model, gpu, base.with_(batch=1, grad_accum=effective_batch), capacity)
     suggestions = {"longest_seq": seq}
     if seq:
         reasons.append(f"a shorter sequence fits: up to {seq} tokens")
+    base = base.with_(batch=1, grad_accum=effective_batch)
     smaller = [m.name for m in model_catalog() if m.total_params < model.total_params and
                _fits_at_all(m, gpu, base, capacity)]
     suggestions["smaller_models"] = smaller[-3:][::-1]
@@ -181,5 +183,5 @@ def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[s
 def _fits_at_all(model, gpu, base, capacity) -> bool:
     runtime = runtime_for(gpu)
     cap = capacity or int(gpu.memory_bytes * (1 - runtime.driver_reserved_fraction))
-    plan = base.with_(batch=1, grad_accum=1, gradient_checkpointing=True)
+    plan = base.with_(batch=1, grad_accum=base.effective_batch, gradient_checkpointing=True)
     return estimate(model, gpu, plan, runtime, vram_bytes=cap).required_bytes <= cap * (1 - SAFETY_MARGIN)

@@ -109,3 +109,29 @@ def test_importing_the_cli_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_check_exit_codes_and_json(tmp_path):
+    assert vramplan("check", "llama-3.1-8b", "--gpu", "A100-80GB")[0] == 0
+    code, out, _ = vramplan("check", "llama-3.1-8b", "--gpu", "T4", "--seq", "4096", "--json")
+    d = json.loads(out)
+    assert code == 1 and d["fits"] is False
+    assert d["nearest_fit"] is None or d["nearest_fit"]["seq"] == 4096  # the nearest plan keeps the sequence
+    code, out, _ = vramplan("check", "llama-3.1-8b", "--gpu", "T4", "--seq", "2048", "--batch", "4")
+    assert code == 1 and "FAIL" in out and "dominant:" in out and "fits instead" in out
+    assert vramplan("check", "llama-3.1-8b", "--gpu", "T9")[0] == 2
+
+
+def test_check_reads_a_config_and_flags_win(tmp_path):
+    path = tmp_path / "axolotl.yml"
+    path.write_text("base_model: Qwen/Qwen2.5-7B\nadapter: qlora\nload_in_4bit: true\nlora_r: 16\n"
+                    "micro_batch_size: 8\nsequence_len: 4096\nwandb_project: x\nnot_a_key: 1\n")
+    code, out, _ = vramplan("check", "--gpu", "RTX-4090", "--config", str(path), "--json")
+    d = json.loads(out)
+    assert code == 1 and d["breakdown"]["plan"]["batch"] == 8 and d["breakdown"]["model"] == "qwen2.5-7b"
+    assert d["config"]["unknown"] == ["not_a_key"] and d["config"]["ignored"] == ["wandb_project"]
+    code, out, err = vramplan("check", "--gpu", "RTX-4090", "--config", str(path), "--batch", "1", "--seq", "1024")
+    assert code == 0 and "not_a_key" in err
+    (tmp_path / "bad.yml").write_text("a: [")
+    code, _, err = vramplan("check", "--gpu", "T4", "--config", str(tmp_path / "bad.yml"))
+    assert code == 2 and "malformed YAML" in err and "Traceback" not in err

@@ -61,3 +61,11 @@ def test_h100_measurement_is_reproduced():
     # calibration/runs/nvidia-h100-80gb-hbm3.jsonl: llama-3.1-8b r16 seq 2048, max_memory_allocated 13,397,573,120
     b = estimate(find_model("llama-3.1-8b"), GPU, TrainPlan(seq=2048))
     assert b.peak_allocated_bytes == pytest.approx(13_397_573_120, rel=0.02)
+
+
+def test_without_prepare_for_kbit_training_the_unquantized_parts_stay_16bit():
+    m = find_model("llama-3.1-8b")
+    prepared = estimate(m, GPU, TrainPlan())
+    raw = estimate(m, GPU, TrainPlan(kbit_prepare=False))
+    assert raw.phases["load"]["embeddings_lm_head"] * 2 == prepared.phases["load"]["embeddings_lm_head"]
+    assert "lm_head_cast" not in raw.components and raw.peak_allocated_bytes < prepared.peak_allocated_bytes

@@ -22,7 +22,9 @@ def positive_int(flag: str):
     return parse
 
 
-def add_plan_args(p: argparse.ArgumentParser) -> None:
+def add_plan_args(p: argparse.ArgumentParser, only_given: bool = False) -> None:
+    """Plan flags. only_given: leave flags the user did not type out of the namespace (so a --config can
+    supply them)."""
     d = TrainPlan()
     g = p.add_argument_group("plan (defaults: the standard QLoRA recipe)")
     g.add_argument("--rank", type=positive_int("--rank"), default=d.rank, help="LoRA rank r (default %(default)s)")
@@ -39,6 +41,9 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-double-quant", dest="double_quant", action="store_false")
     g.add_argument("--quant", choices=QUANTS, default=d.quant, help="base weights (default nf4)")
     g.add_argument("--attn", choices=ATTENTIONS, default=d.attn, help="attention implementation (default sdpa)")
+    if only_given:
+        for action in g._group_actions:
+            action.default = argparse.SUPPRESS
 
 
 def add_vram_arg(p: argparse.ArgumentParser) -> None:

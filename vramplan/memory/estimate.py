@@ -90,8 +90,10 @@ def assumptions(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: Runtim
            "its cache and retries before it raises OOM)",
            f"runtime constants: {runtime.source}",
            "sequences padded/packed to --seq; no padding attention mask (SDPA runs its causal kernel)"]
-    if plan.quantized:
+    if plan.quantized and plan.kbit_prepare:
         out.append("prepare_model_for_kbit_training casts embeddings, lm_head and norms to fp32")
+    elif plan.quantized:
+        out.append("no prepare_model_for_kbit_training: embeddings, lm_head and norms stay 16-bit")
     if not model.known_family:
         out.append(f"model_type {model.model_type!r} is not a known family: read as Llama-like "
                    "(q/k/v/o and gate/up/down projections)")

@@ -27,7 +27,7 @@ def quantized_linear_bytes(numel: int, out_features: int, plan: TrainPlan) -> tu
 
 def unquantized_bytes_per_param(model: ModelArch, plan: TrainPlan) -> int:
     """prepare_model_for_kbit_training casts every 16-bit non-4-bit parameter to fp32."""
-    if plan.quantized:
+    if plan.quantized and plan.kbit_prepare:
         return 4
     return 4 if model.dtype == "float32" else 2
 

@@ -1,0 +1,67 @@
+"""`vramplan check`: a pre-flight gate for scripts and CI. Exit 0 fits, 1 does not, 2 bad input."""
+from __future__ import annotations
+
+import sys
+
+from .. import config_file
+from ..errors import VramplanError
+from ..memory import LABELS
+from ..plan import TrainPlan
+from ..profiles import find_model
+from ..units import GiB
+from ..verdict import judge, resolve_gpu
+from .common import add_plan_args, print_json, vram_from_args
+from .display import plan_line
+
+
+def register(sub) -> None:
+    p = sub.add_parser("check", help="pre-flight gate: exit 0 if the job fits, 1 if not, 2 on bad input",
+                       description="Judge a QLoRA job before it starts. Plan from flags and/or --config (a JSON or "
+                                   "YAML of TrainingArguments / LoraConfig / BitsAndBytesConfig fields, or an "
+                                   "axolotl config); flags win over the file.")
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None,
+                   help="model (default: the config's base_model / model_name_or_path)")
+    p.add_argument("--gpu", required=True, help="catalog GPU name, or auto (the detected GPU's free memory)")
+    p.add_argument("--config", default=None, help="an existing training setup to read the plan from")
+    add_plan_args(p, only_given=True)
+    p.add_argument("--vram", default=None, help="judge against this much memory instead (e.g. 22GiB)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+PLAN_FLAGS = ("rank", "alpha", "dropout", "targets", "batch", "grad_accum", "seq", "optim", "dtype",
+              "gradient_checkpointing", "double_quant", "quant", "attn")
+
+
+def run(args) -> int:
+    cfg = config_file.load(args.config) if args.config else config_file.ConfigPlan()
+    model_name = args.model or cfg.model
+    if not model_name:
+        raise VramplanError("check: no MODEL given and the config names none", hint="pass MODEL")
+    model = find_model(model_name)
+    gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
+    fields = dict(cfg.plan)
+    fields.update({k: getattr(args, k) for k in PLAN_FLAGS if hasattr(args, k)})
+    if fields.get("dtype") is None:
+        fields["dtype"] = "bf16" if gpu.bf16 else "fp16"
+    plan = TrainPlan(**fields)
+    verdict = judge(model, gpu, plan, capacity)
+    if args.json:
+        out = verdict.to_dict()
+        out["config"] = {"file": args.config, "read": cfg.read, "ignored": cfg.ignored, "unknown": cfg.unknown}
+        print_json(out)
+    else:
+        b = verdict.breakdown
+        print(f"{model.name} on {gpu.name}: {plan_line(plan.to_dict())}")
+        status = "OK: fits" if verdict.fits else "FAIL: does not fit"
+        print(f"{status}: needs {verdict.required_bytes / GiB:.2f} GiB, card {verdict.capacity_bytes / GiB:.2f} GiB "
+              f"(nvidia-smi peak {verdict.peak_bytes / GiB:.2f} GiB)")
+        dom, dom_bytes = b.dominant()
+        print(f"dominant: {LABELS.get(dom, dom)} {dom_bytes / GiB:.2f} GiB ({b.peak_phase} phase)")
+        for line in verdict.advice[1:]:
+            print(f"  - {line}")
+        if args.config:
+            print(f"config {args.config}: read {', '.join(cfg.read) or 'nothing'}")
+            if cfg.unknown:
+                print(f"config: unknown keys (not used): {', '.join(cfg.unknown)}", file=sys.stderr)
+    return 0 if verdict.fits else 1

@@ -1,0 +1,112 @@
+"""A transformers TrainerCallback that stops an over-sized QLoRA job before its first step.
+
+    from vramplan.integrations.transformers_callback import PreflightCallback
+    trainer = Trainer(..., callbacks=[PreflightCallback(seq=2048)])
+
+At train begin it reads the real model (4-bit/8-bit layers, LoRA ranks and targets, whether embeddings were
+cast to fp32 by prepare_model_for_kbit_training), the TrainingArguments and the GPU's memory, predicts the peak
+and raises PreflightError, naming a plan that fits, when it does not fit.
+"""
+from __future__ import annotations
+
+import logging
+
+from transformers import TrainerCallback
+
+from ..plan import TrainPlan
+from ..profiles import arch_from_config, find_gpu
+from ..units import GiB
+from ..verdict import Verdict, judge
+
+log = logging.getLogger("vramplan")
+
+
+class PreflightError(RuntimeError):
+    """The job does not fit; the message names the peak, the card and a plan that fits."""
+
+
+def plan_from_model(model, args, seq: int) -> TrainPlan:
+    """What this model object and these TrainingArguments will do, as a TrainPlan."""
+    import torch
+    quant, double_quant = "none", True
+    ranks, alphas, dropouts, targets = set(), set(), set(), set()
+    for name, module in model.named_modules():
+        cls = type(module).__name__
+        if cls == "Linear4bit" and hasattr(module, "weight") and hasattr(module.weight, "quant_state"):
+            state = module.weight.quant_state
+            quant = getattr(state, "quant_type", None) or getattr(module.weight, "quant_type", "nf4")
+            double_quant = bool(getattr(state, "nested", False))
+        elif cls == "Linear8bitLt" and quant == "none":
+            quant = "int8"
+        lora_a = getattr(module, "lora_A", None)
+        if lora_a is not None and hasattr(module, "r") and len(lora_a):
+            adapter = next(iter(lora_a.keys()))
+            ranks.add(module.r[adapter])
+            alphas.add(module.lora_alpha[adapter])
+            drop = module.lora_dropout[adapter]
+            dropouts.add(float(getattr(drop, "p", 0.0)))
+            targets.add(name.rsplit(".", 1)[-1])
+    embed = model.get_input_embeddings().weight
+    optim = getattr(args.optim, "value", args.optim)
+    return TrainPlan(
+        rank=max(ranks) if ranks else 8, alpha=max(alphas) if alphas else 16,
+        dropout=max(dropouts) if dropouts else 0.0, targets=tuple(sorted(targets)) if targets else "all-linear",
+        batch=args.per_device_train_batch_size, grad_accum=args.gradient_accumulation_steps, seq=seq,
+        optim=str(optim), dtype="fp16" if args.fp16 else "bf16",
+        gradient_checkpointing=bool(args.gradient_checkpointing), double_quant=double_quant, quant=quant,
+        attn=_attn(model), kbit_prepare=embed.dtype == torch.float32)
+
+
+def _attn(model) -> str:
+    impl = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    return impl if impl in ("sdpa", "eager", "flash_attention_2") else "sdpa"
+
+
+def _seq_from_data(dataset, limit: int = 256) -> int | None:
+    try:
+        lengths = [len(dataset[i]["input_ids"]) for i in range(min(len(dataset), limit))]
+    except Exception:
+        return None
+    return max(lengths) if lengths else None
+
+
+class PreflightCallback(TrainerCallback):
+    """seq: tokens per sequence (default: the longest of the first 256 training examples).
+    gpu: a catalog name, or 'auto' (the current CUDA device; capacity = its memory this process can still use).
+    vram_bytes: judge against this much instead."""
+
+    def __init__(self, seq: int | None = None, gpu: str = "auto", vram_bytes: int | None = None):
+        self.seq, self.gpu, self.vram_bytes = seq, gpu, vram_bytes
+        self.verdict: Verdict | None = None
+        self.plan: TrainPlan | None = None
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        seq = self.seq or (_seq_from_data(train_dataloader.dataset) if train_dataloader is not None else None)
+        if not seq:
+            raise PreflightError("vramplan pre-flight: cannot tell the sequence length; pass PreflightCallback(seq=N)")
+        config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(model.config)
+        arch = arch_from_config(config, name=config.get("_name_or_path") or config.get("model_type", "model"),
+                                origin="model.config")
+        gpu, capacity = self._gpu()
+        self.plan = plan_from_model(model, args, seq)
+        self.verdict = judge(arch, gpu, self.plan, capacity)
+        v = self.verdict
+        summary = (f"vramplan pre-flight: {arch.name} on {gpu.name}: needs {v.required_bytes / GiB:.2f} GiB of "
+                   f"{v.capacity_bytes / GiB:.2f} GiB (peak as nvidia-smi shows it {v.peak_bytes / GiB:.2f} GiB)")
+        if not v.fits:
+            raise PreflightError(summary + "; does not fit. " + " ".join(v.advice))
+        log.info("%s; fits", summary)
+        return control
+
+    def _gpu(self):
+        if self.gpu != "auto":
+            return find_gpu(self.gpu), self.vram_bytes
+        import torch
+        if not torch.cuda.is_available():
+            raise PreflightError("vramplan pre-flight: no CUDA device; pass PreflightCallback(gpu='NAME')")
+        gpu = find_gpu(torch.cuda.get_device_name())
+        free, _ = torch.cuda.mem_get_info()
+        from ..calibration.select import runtime_for
+        # what this process can use: what is free plus what it already holds (its allocator and context)
+        held = torch.cuda.memory_reserved() + runtime_for(gpu).context_bytes
+        return gpu, self.vram_bytes or free + held

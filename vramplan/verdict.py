@@ -1,0 +1,102 @@
+"""`vramplan.preflight()`: will this job fit this card? No torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .calibration.select import runtime_for
+from .memory import LABELS, Breakdown, estimate
+from .plan import TrainPlan
+from .profiles import GpuSpec, ModelArch, find_gpu, find_model
+from .search import SAFETY_MARGIN, fit
+from .units import GiB
+
+
+@dataclass
+class Verdict:
+    fits: bool
+    """Fits with the safety margin."""
+    peak_bytes: int
+    required_bytes: int
+    capacity_bytes: int
+    headroom_bytes: int
+    """Capacity minus required bytes (negative: short by that much)."""
+    breakdown: Breakdown
+    advice: list[str] = field(default_factory=list)
+    nearest_fit: dict | None = None
+    """The fastest plan that does fit (same sequence and effective batch), when this one does not."""
+
+    def to_dict(self) -> dict:
+        return {"fits": self.fits, "peak_bytes": self.peak_bytes, "required_bytes": self.required_bytes,
+                "capacity_bytes": self.capacity_bytes, "headroom_bytes": self.headroom_bytes,
+                "safety_margin": SAFETY_MARGIN, "advice": self.advice, "nearest_fit": self.nearest_fit,
+                "breakdown": self.breakdown.to_dict()}
+
+    def __bool__(self) -> bool:
+        return self.fits
+
+
+def detect_free_memory() -> tuple[str, int] | None:
+    """(GPU name, free bytes) of GPU 0 through NVML, or None without pynvml or a GPU."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(h)
+        return (name.decode() if isinstance(name, bytes) else name), int(pynvml.nvmlDeviceGetMemoryInfo(h).free)
+    except Exception:
+        return None
+
+
+def resolve_gpu(gpu: str | GpuSpec, vram_bytes: int | None = None) -> tuple[GpuSpec, int | None]:
+    """'auto' -> the detected GPU and its free memory as the capacity."""
+    if isinstance(gpu, GpuSpec):
+        return gpu, vram_bytes
+    if gpu == "auto":
+        from .errors import VramplanError
+        found = detect_free_memory()
+        if found is None:
+            raise VramplanError("--gpu auto: no GPU detected (needs pynvml and an NVIDIA driver)",
+                                hint="name the GPU instead, e.g. --gpu T4")
+        name, free = found
+        return find_gpu(name), vram_bytes or free
+    return find_gpu(gpu), vram_bytes
+
+
+def judge(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, vram_bytes: int | None = None) -> Verdict:
+    runtime = runtime_for(gpu)
+    b = estimate(model, gpu, plan, runtime, vram_bytes)
+    limit = int(b.capacity_bytes * (1 - SAFETY_MARGIN))
+    ok = b.required_bytes <= limit
+    dom, dom_bytes = b.dominant()
+    advice = [f"needs {b.required_bytes / GiB:.2f} GiB of {b.capacity_bytes / GiB:.2f} GiB "
+              f"({SAFETY_MARGIN:.0%} margin: limit {limit / GiB:.2f} GiB); largest part {LABELS.get(dom, dom)} "
+              f"{dom_bytes / GiB:.2f} GiB in the {b.peak_phase} phase"]
+    nearest = None
+    if not ok:
+        result = fit(model, gpu, seq=plan.seq, effective_batch=plan.effective_batch, vram_bytes=b.capacity_bytes,
+                     base=plan, optims=tuple(dict.fromkeys((plan.optim, "adamw_8bit", "paged_adamw_8bit"))))
+        if result.recommended:
+            rec = result.recommended
+            nearest = rec.plan.to_dict()
+            p = rec.plan
+            advice.append(f"fits instead: rank {p.rank}, micro-batch {p.batch} x accumulation {p.grad_accum}, checkpointing "
+                          f"{'on' if p.gradient_checkpointing else 'off'}, {p.optim} "
+                          f"({rec.breakdown.required_bytes / GiB:.2f} GiB)")
+        else:
+            advice += result.reasons[2:] or result.reasons
+    return Verdict(ok, b.peak_bytes, b.required_bytes, b.capacity_bytes, b.capacity_bytes - b.required_bytes, b,
+                   advice, nearest)
+
+
+def preflight(model: str | ModelArch, gpu: str | GpuSpec = "auto", vram_bytes: int | None = None,
+              **plan) -> Verdict:
+    """Judge a QLoRA job before it starts. `plan` takes TrainPlan fields (rank, batch, seq, optim, ...).
+
+    >>> preflight("llama-3.1-8b", gpu="T4", seq=1024).fits
+    True
+    """
+    arch = model if isinstance(model, ModelArch) else find_model(model)
+    spec, capacity = resolve_gpu(gpu, vram_bytes)
+    if "dtype" not in plan:
+        plan["dtype"] = "bf16" if spec.bf16 else "fp16"
+    return judge(arch, spec, TrainPlan(**plan), capacity)
