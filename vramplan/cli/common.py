@@ -22,7 +22,7 @@ def positive_int(flag: str):
     return parse
 
 
-def add_plan_args(p: argparse.ArgumentParser, only_given: bool = False) -> None:
+def add_plan_args(p: argparse.ArgumentParser, only_given: bool = False, skip: tuple[str, ...] = ()) -> None:
     """Plan flags. only_given: leave flags the user did not type out of the namespace (so a --config can
     supply them)."""
     d = TrainPlan()
@@ -34,7 +34,8 @@ def add_plan_args(p: argparse.ArgumentParser, only_given: bool = False) -> None:
     g.add_argument("--batch", type=positive_int("--batch"), default=d.batch, help="micro-batch (default 1)")
     g.add_argument("--grad-accum", type=positive_int("--grad-accum"), default=d.grad_accum,
                    help="gradient accumulation steps (default 1)")
-    g.add_argument("--seq", type=positive_int("--seq"), default=d.seq, help="sequence length (default 2048)")
+    if "seq" not in skip:
+        g.add_argument("--seq", type=positive_int("--seq"), default=d.seq, help="sequence length (default 2048)")
     g.add_argument("--optim", default=d.optim, help="transformers optim name: " + ", ".join(OPTIMIZERS))
     g.add_argument("--dtype", choices=DTYPES, default=None, help="compute dtype (default: bf16 where supported)")
     g.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")

@@ -51,14 +51,8 @@ def torch_mem() -> dict:
 def training_arguments(plan: dict, output_dir: str, max_steps: int, use_cpu: bool = False):
     """Plan -> TrainingArguments, the mapping `vramplan train` uses too."""
     from transformers import TrainingArguments
-    return TrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=plan["batch"],
-        gradient_accumulation_steps=plan.get("grad_accum", 1), max_steps=max_steps, learning_rate=2e-4,
-        bf16=plan["dtype"] == "bf16", fp16=plan["dtype"] == "fp16", optim=plan["optim"],
-        gradient_checkpointing=plan["gradient_checkpointing"],
-        gradient_checkpointing_kwargs={"use_reentrant": False} if plan["gradient_checkpointing"] else None,
-        logging_steps=10_000, save_strategy="no", report_to=[], dataloader_num_workers=0,
-        remove_unused_columns=False, disable_tqdm=True, seed=0, use_cpu=use_cpu)
+    from ..training.arguments import training_kwargs
+    return TrainingArguments(**training_kwargs(plan, output_dir, max_steps=max_steps, use_cpu=use_cpu))
 
 
 def quantization_config(plan: dict):

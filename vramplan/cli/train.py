@@ -1,0 +1,135 @@
+"""`vramplan train`: plan for this GPU, verify the plan with real steps, then train."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import VramplanError
+from ..plan import TrainPlan
+from ..profiles import find_model
+from ..search import SAFETY_MARGIN, fit
+from ..training.arguments import training_kwargs
+from ..training.data import load_examples
+from ..training.seqlen import choose_seq
+from ..units import GiB
+from ..verdict import resolve_gpu
+from .common import add_plan_args, positive_int, vram_from_args
+from .display import plan_line
+
+PLAN_FLAGS = ("rank", "alpha", "dropout", "targets", "batch", "grad_accum", "optim", "dtype",
+              "gradient_checkpointing", "double_quant", "quant", "attn")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="plan, verify on the GPU, then train",
+                       description="Plan for the GPU found (or named), verify the plan with a few real steps at the "
+                                   "longest sequence (stepping down if it runs out of memory), then run the full "
+                                   "QLoRA training and save the adapter, tokenizer and a run record.")
+    p.add_argument("model", metavar="MODEL", help="local model folder, or a catalog name / hub id (downloads)")
+    p.add_argument("--data", required=True, help="JSON Lines or JSON: alpaca, chat `messages`, or `text` records")
+    p.add_argument("--output", type=Path, default=Path("vramplan-run"), help="output folder (default vramplan-run)")
+    p.add_argument("--gpu", default="auto", help="auto (detected, free memory) or a catalog name")
+    p.add_argument("--seq", default="auto", help="sequence length, or auto (from the data's token lengths)")
+    p.add_argument("--effective-batch", type=positive_int("--effective-batch"), default=16)
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=float, default=1.0)
+    length.add_argument("--max-steps", type=positive_int("--max-steps"), default=None)
+    p.add_argument("--save-steps", type=positive_int("--save-steps"), default=200, help="adapter checkpoints")
+    p.add_argument("--merge", action="store_true", help="also write a merged 16-bit model")
+    p.add_argument("--overwrite", action="store_true", help="allow writing into an existing output folder")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and training arguments; no GPU, no torch")
+    p.add_argument("--vram", default=None, help="plan for this much memory instead of what the GPU has free")
+    add_plan_args(p, only_given=True, skip=("seq",))
+    p.set_defaults(func=run)
+
+
+def model_source(name: str):
+    """(architecture, what from_pretrained loads)."""
+    arch = find_model(name)
+    local = Path(name).expanduser()
+    return arch, str(local.resolve() if local.is_dir() else (local.parent if local.is_file() else arch.hub_id or name))
+
+
+def run(args) -> int:
+    arch, source = model_source(args.model)
+    examples = load_examples(args.data)  # every record checked before any GPU work
+    gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
+    seq, seq_note = resolve_seq(args, source, examples, arch)
+    given = {k: getattr(args, k) for k in PLAN_FLAGS if hasattr(args, k)}
+    base = TrainPlan(seq=seq, dtype="bf16" if gpu.bf16 else "fp16", **given)
+    if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
+        candidates = [base.with_(grad_accum=max(1, args.effective_batch // base.batch))
+                      if "grad_accum" not in given else base]
+        result = None
+    else:
+        result = fit(arch, gpu, seq=seq, effective_batch=args.effective_batch, vram_bytes=capacity, base=base)
+        if result.recommended is None:
+            raise VramplanError("no plan fits: " + "; ".join(result.reasons), hint="shorter --seq or a bigger GPU")
+        candidates = [c.plan for c in [result.recommended] + result.alternatives]
+    plan = candidates[0]
+    out = args.output
+    kwargs = training_kwargs(plan.to_dict(), str(out / "checkpoints"), max_steps=args.max_steps or -1,
+                             epochs=args.epochs, save_steps=args.save_steps, logging_steps=1)
+    print(f"model: {arch.name} ({source}); data: {len(examples)} examples from {args.data}")
+    print(f"gpu: {gpu.name}" + (f", {capacity / GiB:.2f} GiB to plan for" if capacity else ""))
+    print(seq_note)
+    print(f"plan: {plan_line(plan.to_dict())}")
+    if result is not None:
+        print(f"  ({SAFETY_MARGIN:.0%} safety margin; {len(candidates) - 1} fallback plan(s) if verification fails)")
+    if args.dry_run:
+        print("training arguments:\n" + json.dumps(kwargs, indent=2))
+        return 0
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise VramplanError(f"--output {out}: exists and is not empty", hint="choose another folder or --overwrite")
+    return _train(args, arch, source, examples, gpu, capacity, candidates, out)
+
+
+def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
+    if args.seq != "auto":
+        try:
+            seq = int(args.seq)
+        except ValueError:
+            raise VramplanError(f"--seq: {args.seq!r} is neither a number nor auto") from None
+        if seq <= 0:
+            raise VramplanError("--seq must be positive")
+        return seq, f"--seq {seq} (given)"
+    if args.dry_run:
+        from ..training.lengths import fast_lengths
+        lengths = fast_lengths(Path(source), examples) if Path(source).is_dir() else None
+        if lengths is None:
+            raise VramplanError("--seq auto in a dry run needs a local model folder with tokenizer.json",
+                                hint="pass --seq N")
+    else:
+        from ..runtime.train_run import encode, load_tokenizer
+        tok = load_tokenizer(source)
+        lengths = [len(encode(e, tok)["input_ids"]) for e in examples]
+    choice = choose_seq(lengths, arch.max_position_embeddings)
+    return choice.seq, choice.describe()
+
+
+def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -> int:
+    from ..memory import estimate
+    from ..calibration.select import runtime_for
+    from ..runtime.train_run import train_full, verification_trial
+    from ..training.verify import verify
+    import torch
+    if not torch.cuda.is_available():
+        raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")
+    limit = capacity or int(gpu.memory_bytes * (1 - runtime_for(gpu).driver_reserved_fraction))
+    checked = verify(candidates, lambda plan: verification_trial(source, plan), limit)
+    if checked.plan is None:
+        raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
+    if out.exists() and args.overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = checked.plan
+    predicted = estimate(arch, gpu, plan, runtime_for(gpu), capacity)
+    record = train_full(source, examples, plan, out, max_steps=args.max_steps or -1, epochs=args.epochs,
+                        save_steps=args.save_steps, merge=args.merge)
+    record.update({"model": arch.name, "source": source, "gpu": gpu.name, "verification": checked.log,
+                   "predicted_peak_bytes": predicted.peak_bytes, "predicted_required_bytes": predicted.required_bytes,
+                   "verified_peak_bytes": checked.trial.peak_bytes})
+    (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"done: adapter in {out / 'adapter'}, run record in {out / 'run_record.json'}")
+    return 0

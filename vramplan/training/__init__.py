@@ -1,0 +1,1 @@
+"""`vramplan train` without torch: data checks, sequence choice, plan verification logic, training arguments."""
