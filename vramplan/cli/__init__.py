@@ -9,9 +9,6 @@ import sys
 
 from ..errors import VramplanError
 
-COMMANDS = ("estimate", "fit", "check", "table", "catalog", "calibrate", "train", "tui")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vramplan", description="Memory planner for QLoRA fine-tuning: will it fit, and with which settings?")

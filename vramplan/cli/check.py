@@ -10,7 +10,7 @@ from ..plan import TrainPlan
 from ..profiles import find_model
 from ..units import GiB
 from ..verdict import judge, resolve_gpu
-from .common import add_plan_args, print_json, vram_from_args
+from .common import add_plan_args, given_plan_fields, print_json, vram_from_args
 from .display import plan_line
 
 
@@ -29,10 +29,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-PLAN_FLAGS = ("rank", "alpha", "dropout", "targets", "batch", "grad_accum", "seq", "optim", "dtype",
-              "gradient_checkpointing", "double_quant", "quant", "attn")
-
-
 def run(args) -> int:
     cfg = config_file.load(args.config) if args.config else config_file.ConfigPlan()
     model_name = args.model or cfg.model
@@ -41,7 +37,7 @@ def run(args) -> int:
     model = find_model(model_name)
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
     fields = dict(cfg.plan)
-    fields.update({k: getattr(args, k) for k in PLAN_FLAGS if hasattr(args, k)})
+    fields.update(given_plan_fields(args))
     if fields.get("dtype") is None:
         fields["dtype"] = "bf16" if gpu.bf16 else "fp16"
     plan = TrainPlan(**fields)

@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 
-from ..errors import VramplanError
 from ..plan import ATTENTIONS, DTYPES, OPTIMIZERS, QUANTS, TrainPlan
 from ..units import parse_size
 
@@ -68,5 +67,10 @@ def print_json(obj) -> None:
     sys.stdout.write("\n")
 
 
-def fail(message: str) -> VramplanError:
-    return VramplanError(message)
+PLAN_FIELDS = ("rank", "alpha", "dropout", "targets", "batch", "grad_accum", "seq", "optim", "dtype",
+               "gradient_checkpointing", "double_quant", "quant", "attn")
+
+
+def given_plan_fields(args, skip: tuple[str, ...] = ()) -> dict:
+    """The plan flags the user typed (add_plan_args(only_given=True) leaves the others out of args)."""
+    return {k: getattr(args, k) for k in PLAN_FIELDS if k not in skip and hasattr(args, k)}

@@ -14,11 +14,8 @@ from ..training.data import load_examples
 from ..training.seqlen import choose_seq
 from ..units import GiB
 from ..verdict import resolve_gpu
-from .common import add_plan_args, positive_int, vram_from_args
+from .common import add_plan_args, given_plan_fields, positive_int, vram_from_args
 from .display import plan_line
-
-PLAN_FLAGS = ("rank", "alpha", "dropout", "targets", "batch", "grad_accum", "optim", "dtype",
-              "gradient_checkpointing", "double_quant", "quant", "attn")
 
 
 def register(sub) -> None:
@@ -56,7 +53,7 @@ def run(args) -> int:
     examples = load_examples(args.data)  # every record checked before any GPU work
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
     seq, seq_note = resolve_seq(args, source, examples, arch)
-    given = {k: getattr(args, k) for k in PLAN_FLAGS if hasattr(args, k)}
+    given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
     base = TrainPlan(seq=seq, dtype="bf16" if gpu.bf16 else "fp16", **given)
     if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
         candidates = [base.with_(grad_accum=max(1, args.effective_batch // base.batch))

@@ -38,7 +38,8 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
         recompute = {}
     if int8_kept_bytes(model, plan):
         kept["int8_kept_inputs"] = int8_kept_bytes(model, plan)
-    lm_cast = {"lm_head_cast": lm_head_cast_bytes(model, plan)} if lm_head_cast_bytes(model, plan) else {}
+    cast = lm_head_cast_bytes(model, plan)
+    lm_cast = {"lm_head_cast": cast} if cast else {}
     logit = runtime.logits_scale
 
     phases: dict[str, dict[str, int]] = {}

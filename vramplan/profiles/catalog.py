@@ -75,7 +75,8 @@ def find_model(name: str) -> ModelArch:
         return load_local_config(path)
     model = _index(model_catalog()).get(_key(name))
     if model is None:
-        if name.endswith(".json") or "/" in name and not name.count("/") == 1:
+        looks_like_path = name.endswith(".json") or name.count("/") > 1 or name.startswith((".", "/", "~"))
+        if looks_like_path:  # hub ids have exactly one slash
             raise VramplanError(f"{name}: no such file", hint="give a catalog name, a config.json, or a model folder")
         raise NotFoundError("model", name, _suggest(name, model_catalog()), "vramplan models")
     return model

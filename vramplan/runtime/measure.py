@@ -162,7 +162,6 @@ def run(spec: dict) -> dict:
         if not oom:
             record["traceback"] = traceback.format_exc()[-3000:]
     finally:
-        poller.__exit__(None, None, None) if poller._thread.is_alive() else None
         nvml["peak"] = poller.peak
         nvml["end"] = nvml_used()
         mem = nvml_memory()
