@@ -13,28 +13,17 @@ from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.runtime.train_run import IGNORE, encode, load_tokenizer, train_full  # noqa: E402
 from vramplan.training.data import load_examples  # noqa: E402
 
-ROWS = [{"instruction": "Say hello to the world", "output": "hello world"},
-        {"messages": [{"role": "user", "content": "what is two plus two"}, {"role": "assistant", "content": "four"}]},
-        {"text": "the quick brown fox jumps over the lazy dog"}] * 4
-TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} </s> {% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|> {% endif %}")
+ROWS = [{"instruction": "w1 w2 w3", "output": "w4 w5"},
+        {"messages": [{"role": "user", "content": "w6 w7 w8 w9"}, {"role": "assistant", "content": "w10"}]},
+        {"text": "w11 w12 w13 w14 w15 w16 w17 w18 w19"}] * 4
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from vramplan.training.synthetic import save_tokenizer
     folder = tmp_path_factory.mktemp("tiny-model")
-    words = sorted({w for r in ROWS for w in json.dumps(r).replace('"', " ").replace(":", " ").replace(",", " ")
-                    .replace("{", " ").replace("}", " ").replace("[", " ").replace("]", " ").split()}
-                   | {"###", "Instruction", "Response", "<|user|>", "<|assistant|>", "<|system|>"})
-    vocab = {w: i for i, w in enumerate(["<unk>", "<pad>", "</s>", "<s>"] + words)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="</s>",
-                                   bos_token="<s>")
-    fast.chat_template = TEMPLATE
-    fast.save_pretrained(folder)
+    save_tokenizer(folder, vocab_words=200)
     config = AutoConfig.for_model("llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                   num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
                                   tie_word_embeddings=False)
@@ -49,7 +38,7 @@ def test_only_the_response_is_learned(model_dir):
     chat, text = load_examples(model_dir.parent / "train.jsonl")[1:3]
     enc = encode(chat, tok)
     learned = [t for t, l in zip(enc["input_ids"], enc["labels"]) if l != IGNORE]
-    assert tok.decode(learned).split() == ["four", "</s>"]
+    assert tok.decode(learned).split() == ["w10", "</s>"]
     assert enc["labels"][0] == IGNORE
     plain = encode(text, tok)
     assert all(l != IGNORE for l in plain["labels"])  # plain text: every token trains
@@ -84,3 +73,9 @@ def test_existing_output_is_never_overwritten(model_dir, tmp_path):
                     "--seq", "64", "--output", str(tmp_path))
     assert proc.returncode == 2 and "exists and is not empty" in proc.stderr
     assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
+def test_synthetic_dataset_is_valid_training_data(tmp_path):
+    from vramplan.training.synthetic import write_dataset
+    examples = load_examples(write_dataset(tmp_path / "d.jsonl", n=30, min_words=5, max_words=50))
+    assert len(examples) == 30 and {e.kind for e in examples} == {"alpaca", "messages", "text"}

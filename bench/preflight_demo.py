@@ -1,0 +1,91 @@
+"""Issue 5 on a GPU: the PreflightCallback stops an over-sized job before its first step and passes a good one.
+
+    python bench/preflight_demo.py --model llama-3.1-8b [--out calibration/preflight]
+
+Each job runs in its own process: the standard recipe (from_pretrained 4-bit, prepare_model_for_kbit_training,
+peft LoRA) handed to a transformers Trainer with PreflightCallback(gpu='auto'). The over-sized job is the same model
+at a sequence long enough that the planner predicts more than the card has; the good job is `vramplan fit`'s plan.
+Records (outcome, predicted, measured peak, GPU, versions) are appended to OUT/<gpu>.jsonl.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+JOB = r'''
+import json, sys, time
+import torch
+from vramplan.integrations.transformers_callback import PreflightCallback, PreflightError
+from vramplan.runtime.gpu_info import detect_gpu, software_versions, nvml_used
+from vramplan.runtime.measure import load_for_training, make_trainer, NvmlPeak
+spec = json.loads(sys.argv[1])
+rec = {"job": spec["job"], "model": spec["model"], "plan": spec["plan"], "gpu": detect_gpu(),
+       "versions": software_versions(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+cb = PreflightCallback(gpu="auto")
+with NvmlPeak() as peak:
+    model = None
+    for _, model in load_for_training(spec["checkpoint"], spec["plan"], device_map={"": 0}):
+        pass
+    trainer = make_trainer(model, spec["plan"], spec["steps"], spec["output_dir"], callbacks=[cb])
+    try:
+        trainer.train()
+        rec["outcome"] = "trained"
+    except PreflightError as exc:
+        rec["outcome"] = "stopped by pre-flight"
+        rec["message"] = str(exc)
+    except torch.OutOfMemoryError as exc:
+        rec["outcome"] = "oom (not caught by pre-flight)"
+        rec["message"] = str(exc)[:500]
+rec["steps_done"] = trainer.state.global_step
+rec["nvml_peak"] = peak.peak
+if cb.verdict is not None:
+    rec.update(predicted_peak_bytes=cb.verdict.peak_bytes, predicted_required_bytes=cb.verdict.required_bytes,
+               capacity_bytes=cb.verdict.capacity_bytes, fits=cb.verdict.fits, advice=cb.verdict.advice)
+print(json.dumps(rec))
+'''
+
+
+def main() -> None:
+    from vramplan.calibration.records import append_run, gpu_slug
+    from vramplan.plan import TrainPlan
+    from vramplan.profiles import find_gpu, find_model
+    from vramplan.resources import data_dir
+    from vramplan.runtime.gpu_info import detect_gpu
+    from vramplan.search import fit, longest_seq
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="llama-3.1-8b")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=ROOT / "calibration" / "preflight")
+    args = ap.parse_args()
+    gpu_name = detect_gpu()["name"]
+    arch, gpu = find_model(args.model), find_gpu(gpu_name)
+    good = fit(arch, gpu, seq=2048, effective_batch=16).recommended.plan
+    too_long = longest_seq(arch, gpu, TrainPlan(), gpu.memory_bytes) * 2
+    oversized = TrainPlan(seq=too_long, batch=1, grad_accum=16)
+    work = Path(tempfile.mkdtemp(prefix="vramplan-preflight-"))
+    ckpt = work / args.model
+    subprocess.run([sys.executable, "-m", "vramplan.runtime.build_model",
+                    str(data_dir("profiles") / "models" / f"{args.model}.json"), str(ckpt)], check=True)
+    path = args.out / f"{gpu_slug(gpu_name)}.jsonl"
+    for job, plan in (("over-sized", oversized), ("good", good)):
+        spec = {"job": job, "model": args.model, "checkpoint": str(ckpt), "plan": plan.to_dict(),
+                "steps": args.steps, "output_dir": str(work / job)}
+        proc = subprocess.run([sys.executable, "-c", JOB, json.dumps(spec)], capture_output=True, text=True,
+                              timeout=1200)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        rec = json.loads(lines[-1]) if lines else {"job": job, "outcome": "crash", "error": proc.stderr[-2000:]}
+        append_run(path, rec)
+        print(f"{job:10s} seq {plan.seq:6d}: {rec['outcome']}  steps {rec.get('steps_done')}  "
+              f"predicted {rec.get('predicted_required_bytes', 0) / 2**30:.1f} GiB  "
+              f"measured peak {rec.get('nvml_peak', 0) / 2**30:.1f} GiB")
+    print(f"records: {path}")
+
+
+if __name__ == "__main__":
+    main()
