@@ -104,7 +104,7 @@ def test_calibrate_without_gpu_writes_nothing(tmp_path):
 
 
 def test_importing_the_cli_does_not_import_torch():
-    code = ("import sys, vramplan.cli, vramplan.search, vramplan.memory; "
+    code = ("import sys, vramplan.cli, vramplan.search, vramplan.memory, vramplan.tui.app, vramplan.cli.train; "
             "from vramplan.cli import main; main(['fit', 'llama-3.1-8b', '--gpu', 'T4', '--json']); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
