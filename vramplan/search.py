@@ -116,10 +116,20 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
                                   "with loss scaling, same memory")]
     out.append(f"rank {p.rank}: the one you asked for" if rank else
                (RANK_REASON if p.rank == DEFAULT_RANK else "r=8: r=16 does not fit with the margin"))
-    out.append(f"micro-batch {p.batch} x accumulation {p.grad_accum}: the largest micro-batch that fits amortizes "
-               "the 4-bit dequantization over more tokens")
-    if p.gradient_checkpointing:
-        out.append("gradient checkpointing on: without it the activations do not fit")
+    same = [c for c in cands if c.fits and c.plan.rank == p.rank and c.plan.optim == p.optim]
+    largest = {ckpt: max((c.plan.batch for c in same if c.plan.gradient_checkpointing == ckpt), default=0)
+               for ckpt in (False, True)}
+    if p.batch == largest[p.gradient_checkpointing] and p.batch < p.effective_batch:
+        out.append(f"micro-batch {p.batch} x accumulation {p.grad_accum}: the largest micro-batch that fits "
+                   f"({2 * p.batch} does not); larger micro-batches amortize the 4-bit dequantization")
+    else:
+        out.append(f"micro-batch {p.batch} x accumulation {p.grad_accum}: the fastest split of the effective batch "
+                   f"of {p.effective_batch} that fits")
+    if p.gradient_checkpointing and largest[False]:
+        out.append(f"gradient checkpointing on: it allows micro-batch {p.batch}; without it only {largest[False]} "
+                   "fits, which the estimate puts slower")
+    elif p.gradient_checkpointing:
+        out.append("gradient checkpointing on: without it the activations do not fit even at micro-batch 1")
     else:
         out.append("gradient checkpointing off: memory allows it, and it skips a forward recompute (faster)")
     out.append(f"{p.optim}: " + {

@@ -1,0 +1,30 @@
+"""fit's search and the reasons it gives, checked against the candidates it searched."""
+from vramplan.memory import estimate
+from vramplan.profiles import find_gpu, find_model
+from vramplan.search import SAFETY_MARGIN, fit
+
+
+def test_recommendation_fits_with_the_margin_and_keeps_the_effective_batch():
+    r = fit(find_model("qwen2.5-7b"), find_gpu("RTX-4090"), seq=2048, effective_batch=16)
+    p = r.recommended.plan
+    assert p.batch * p.grad_accum == 16 and p.dtype == "bf16"
+    assert r.recommended.breakdown.required_bytes <= r.capacity_bytes * (1 - SAFETY_MARGIN)
+
+
+def test_checkpointing_reason_matches_what_fits():
+    model, gpu = find_model("qwen2.5-7b"), find_gpu("RTX-4090")
+    r = fit(model, gpu, seq=2048, effective_batch=16)
+    p = r.recommended.plan
+    reason = next(x for x in r.reasons if x.startswith("gradient checkpointing"))
+    no_ckpt_mb1 = estimate(model, gpu, p.with_(batch=1, grad_accum=16, gradient_checkpointing=False))
+    fits_without = no_ckpt_mb1.required_bytes <= r.limit_bytes
+    if p.gradient_checkpointing:
+        assert ("without it only" in reason) == fits_without
+        assert ("do not fit even at micro-batch 1" in reason) == (not fits_without)
+
+
+def test_no_bf16_gpu_gets_fp16_and_small_gpu_explains_itself():
+    r = fit(find_model("llama-3.1-8b"), find_gpu("T4"), seq=2048)
+    assert r.recommended.plan.dtype == "fp16" and any("no bf16" in x for x in r.reasons)
+    nothing = fit(find_model("llama-3.1-70b"), find_gpu("T4"), seq=2048)
+    assert nothing.recommended is None and nothing.suggestions["gpus"]
