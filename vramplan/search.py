@@ -48,6 +48,16 @@ class FitResult:
     suggestions: dict = field(default_factory=dict)
 
 
+def margin_limit(capacity: int) -> int:
+    """The most a recommended plan may need: the capacity less the safety margin."""
+    return int(capacity * (1 - SAFETY_MARGIN))
+
+
+def _leanest(base: TrainPlan) -> TrainPlan:
+    """Micro-batch 1 with checkpointing, keeping the effective batch (accumulation keeps gradients)."""
+    return base.with_(batch=1, grad_accum=base.effective_batch, gradient_checkpointing=True)
+
+
 def _micro_batches(effective: int) -> list[int]:
     return [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= effective and effective % b == 0] or [1]
 
@@ -55,7 +65,7 @@ def _micro_batches(effective: int) -> list[int]:
 def candidates(model: ModelArch, gpu: GpuSpec, base: TrainPlan, effective_batch: int, capacity: int,
                ranks: tuple[int, ...], optims: tuple[str, ...]) -> list[Candidate]:
     runtime = runtime_for(gpu)
-    limit = int(capacity * (1 - SAFETY_MARGIN))
+    limit = margin_limit(capacity)
     out = []
     for rank in ranks:
         for optim in optims:
@@ -73,17 +83,15 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
         explain: bool = True) -> FitResult:
     if effective_batch < 1 or effective_batch > 4096:
         raise VramplanError(f"--effective-batch: {effective_batch} is out of range", hint="use 1..4096")
-    dtype = "bf16" if gpu.bf16 else "fp16"
-    base = (base or TrainPlan()).with_(seq=seq, dtype=dtype)
-    runtime = runtime_for(gpu)
-    capacity = vram_bytes or int(gpu.memory_bytes * (1 - runtime.driver_reserved_fraction))
+    base = (base or TrainPlan()).with_(seq=seq, dtype=gpu.default_dtype)
+    capacity = vram_bytes or runtime_for(gpu).usable_bytes(gpu.memory_bytes)
     ranks = (rank,) if rank else (DEFAULT_RANK, 8)
     cands = candidates(model, gpu, base, effective_batch, capacity, ranks, optims or OPTIMIZERS)
     fitting = [c for c in cands if c.fits]
     # rank 16 unless only rank 8 fits; then fastest; ties go to the smaller peak
     preferred = [c for c in fitting if c.plan.rank == ranks[0]] or fitting
     preferred.sort(key=lambda c: (-round(c.tokens_per_s, 6), c.breakdown.required_bytes))
-    result = FitResult(model, gpu, capacity, int(capacity * (1 - SAFETY_MARGIN)),
+    result = FitResult(model, gpu, capacity, margin_limit(capacity),
                        preferred[0] if preferred else None, [])
     if result.recommended:
         result.alternatives = _alternatives(preferred)
@@ -144,8 +152,8 @@ def longest_seq(model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int, 
     """Longest sequence (multiple of 128) that fits at micro-batch 1 with checkpointing, with the margin,
     keeping the effective batch (accumulation keeps gradients between micro-batches)."""
     runtime = runtime_for(gpu)
-    limit = int(capacity * (1 - SAFETY_MARGIN))
-    plan = base.with_(batch=1, grad_accum=base.effective_batch, gradient_checkpointing=True)
+    limit = margin_limit(capacity)
+    plan = _leanest(base)
 
     def ok(seq: int) -> bool:
         return estimate(model, gpu, plan.with_(seq=seq), runtime, vram_bytes=capacity).required_bytes <= limit
@@ -165,25 +173,25 @@ def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[s
     smallest = min(cands, key=lambda c: c.breakdown.required_bytes)
     b = smallest.breakdown
     dom, dom_bytes = b.dominant()
-    limit = int(capacity * (1 - SAFETY_MARGIN))
+    limit = margin_limit(capacity)
     from .memory import LABELS
     dom = LABELS.get(dom, dom)
     reasons = [f"even the leanest plan (micro-batch 1, checkpointing, rank {smallest.plan.rank}) needs "
                f"{b.required_bytes / 2**30:.1f} GiB; the limit is {limit / 2**30:.1f} GiB "
                f"({gpu.name} minus the {SAFETY_MARGIN:.0%} margin)",
                f"largest part: {dom} ({dom_bytes / 2**30:.1f} GiB) in the {b.peak_phase} phase"]
-    seq = longest_seq(model, gpu, base.with_(batch=1, grad_accum=effective_batch), capacity)
+    base = base.with_(batch=1, grad_accum=effective_batch)
+    seq = longest_seq(model, gpu, base, capacity)
     suggestions = {"longest_seq": seq}
     if seq:
         reasons.append(f"a shorter sequence fits: up to {seq} tokens")
-    base = base.with_(batch=1, grad_accum=effective_batch)
     smaller = [m.name for m in model_catalog() if m.total_params < model.total_params and
                _fits_at_all(m, gpu, base, capacity)]
     suggestions["smaller_models"] = smaller[-3:][::-1]
     if smaller:
         reasons.append("smaller models that fit at this sequence: " + ", ".join(suggestions["smaller_models"]))
     gpus = [g.name for g in gpu_catalog() if g.memory_mib > gpu.memory_mib and
-            _fits_at_all(model, g, base.with_(dtype="bf16" if g.bf16 else "fp16"), None)]
+            _fits_at_all(model, g, base.with_(dtype=g.default_dtype), None)]
     suggestions["gpus"] = gpus[:3]
     if gpus:
         reasons.append("smallest catalog GPUs that fit it: " + ", ".join(gpus[:3]))
@@ -192,6 +200,5 @@ def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[s
 
 def _fits_at_all(model, gpu, base, capacity) -> bool:
     runtime = runtime_for(gpu)
-    cap = capacity or int(gpu.memory_bytes * (1 - runtime.driver_reserved_fraction))
-    plan = base.with_(batch=1, grad_accum=base.effective_batch, gradient_checkpointing=True)
-    return estimate(model, gpu, plan, runtime, vram_bytes=cap).required_bytes <= cap * (1 - SAFETY_MARGIN)
+    cap = capacity or runtime.usable_bytes(gpu.memory_bytes)
+    return estimate(model, gpu, _leanest(base), runtime, vram_bytes=cap).required_bytes <= margin_limit(cap)

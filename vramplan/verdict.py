@@ -7,7 +7,7 @@ from .calibration.select import runtime_for
 from .memory import LABELS, Breakdown, estimate
 from .plan import TrainPlan
 from .profiles import GpuSpec, ModelArch, find_gpu, find_model
-from .search import SAFETY_MARGIN, fit
+from .search import SAFETY_MARGIN, fit, margin_limit
 from .units import GiB
 
 
@@ -37,12 +37,9 @@ class Verdict:
 
 def detect_free_memory() -> tuple[str, int] | None:
     """(GPU name, free bytes) of GPU 0 through NVML, or None without pynvml or a GPU."""
+    from .runtime.gpu_info import detect_gpu, nvml_memory  # NVML only; no torch
     try:
-        import pynvml
-        pynvml.nvmlInit()
-        h = pynvml.nvmlDeviceGetHandleByIndex(0)
-        name = pynvml.nvmlDeviceGetName(h)
-        return (name.decode() if isinstance(name, bytes) else name), int(pynvml.nvmlDeviceGetMemoryInfo(h).free)
+        return detect_gpu()["name"], nvml_memory()["free"]
     except Exception:
         return None
 
@@ -65,7 +62,7 @@ def resolve_gpu(gpu: str | GpuSpec, vram_bytes: int | None = None) -> tuple[GpuS
 def judge(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, vram_bytes: int | None = None) -> Verdict:
     runtime = runtime_for(gpu)
     b = estimate(model, gpu, plan, runtime, vram_bytes)
-    limit = int(b.capacity_bytes * (1 - SAFETY_MARGIN))
+    limit = margin_limit(b.capacity_bytes)
     ok = b.required_bytes <= limit
     dom, dom_bytes = b.dominant()
     advice = [f"needs {b.required_bytes / GiB:.2f} GiB of {b.capacity_bytes / GiB:.2f} GiB "
@@ -98,5 +95,5 @@ def preflight(model: str | ModelArch, gpu: str | GpuSpec = "auto", vram_bytes: i
     arch = model if isinstance(model, ModelArch) else find_model(model)
     spec, capacity = resolve_gpu(gpu, vram_bytes)
     if "dtype" not in plan:
-        plan["dtype"] = "bf16" if spec.bf16 else "fp16"
+        plan["dtype"] = spec.default_dtype
     return judge(arch, spec, TrainPlan(**plan), capacity)

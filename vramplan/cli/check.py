@@ -39,7 +39,7 @@ def run(args) -> int:
     fields = dict(cfg.plan)
     fields.update(given_plan_fields(args))
     if fields.get("dtype") is None:
-        fields["dtype"] = "bf16" if gpu.bf16 else "fp16"
+        fields["dtype"] = gpu.default_dtype
     plan = TrainPlan(**fields)
     verdict = judge(model, gpu, plan, capacity)
     if args.json:

@@ -51,7 +51,7 @@ def add_vram_arg(p: argparse.ArgumentParser) -> None:
 
 
 def plan_from_args(args, gpu) -> TrainPlan:
-    dtype = args.dtype or ("bf16" if gpu.bf16 else "fp16")
+    dtype = args.dtype or gpu.default_dtype
     return TrainPlan(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=args.targets, batch=args.batch,
                      grad_accum=args.grad_accum, seq=args.seq, optim=args.optim, dtype=dtype,
                      gradient_checkpointing=args.gradient_checkpointing, double_quant=args.double_quant,

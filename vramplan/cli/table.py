@@ -25,7 +25,7 @@ def register(sub) -> None:
 def row(model, gpu, seq: int, effective_batch: int) -> dict:
     result = fit(model, gpu, seq=seq, effective_batch=effective_batch, explain=False)
     rec = result.recommended
-    base = TrainPlan(dtype="bf16" if gpu.bf16 else "fp16")
+    base = TrainPlan(dtype=gpu.default_dtype)
     return {"model": model.name, "gpu": gpu.name, "params": model.total_params, "fits": rec is not None,
             "plan": rec.plan.to_dict() if rec else None,
             "required_bytes": rec.breakdown.required_bytes if rec else None,

@@ -54,7 +54,7 @@ def run(args) -> int:
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
     seq, seq_note = resolve_seq(args, source, examples, arch)
     given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
-    base = TrainPlan(seq=seq, dtype="bf16" if gpu.bf16 else "fp16", **given)
+    base = TrainPlan(seq=seq, dtype=gpu.default_dtype, **given)
     if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
         candidates = [base.with_(grad_accum=max(1, args.effective_batch // base.batch))
                       if "grad_accum" not in given else base]
@@ -113,7 +113,7 @@ def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -
     import torch
     if not torch.cuda.is_available():
         raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")
-    limit = capacity or int(gpu.memory_bytes * (1 - runtime_for(gpu).driver_reserved_fraction))
+    limit = capacity or runtime_for(gpu).usable_bytes(gpu.memory_bytes)
     checked = verify(candidates, lambda plan: verification_trial(source, plan), limit)
     if checked.plan is None:
         raise VramplanError("no plan survived verification: " + "; ".join(checked.log))

@@ -74,7 +74,7 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     components = {k: v for k, v in components.items() if v}
     required = runtime.context_bytes + managed + int(allocated * (1 + runtime.pressure_fragmentation))
 
-    capacity = vram_bytes if vram_bytes else int(gpu.memory_bytes * (1 - runtime.driver_reserved_fraction))
+    capacity = vram_bytes or runtime.usable_bytes(gpu.memory_bytes)
     return Breakdown(
         model=model.name, gpu=gpu.name, plan=plan.to_dict(), peak_phase=peak_phase, components=components,
         phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack,

@@ -46,6 +46,10 @@ class RuntimeParams:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def usable_bytes(self, memory_bytes: int) -> int:
+        """What one process can allocate of a card's nvidia-smi total."""
+        return int(memory_bytes * (1 - self.driver_reserved_fraction))
+
     def slack(self, tokens: int, vocab: int, intermediate: int) -> int:
         return int(self.slack_bytes + self.slack_per_logit_byte * 4 * tokens * vocab
                    + self.slack_per_mlp_byte * 4 * tokens * intermediate)

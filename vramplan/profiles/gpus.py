@@ -28,6 +28,11 @@ class GpuSpec:
     def memory_bytes(self) -> int:
         return self.memory_mib * MiB
 
+    @property
+    def default_dtype(self) -> str:
+        """bf16 where the card has it (wider range, no loss scaling), else fp16."""
+        return "bf16" if self.bf16 else "fp16"
+
     def summary(self) -> dict:
         return {"name": self.name, "memory_mib": self.memory_mib, "memory_bytes": self.memory_bytes,
                 "compute_capability": self.compute_capability, "bf16": self.bf16,

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from ..errors import VramplanError
 from ..memory import LABELS
 from ..profiles import gpu_catalog, model_catalog
-from ..search import SAFETY_MARGIN
+from ..search import SAFETY_MARGIN, margin_limit
 from ..units import GiB
 from .screens import FitScreen, HelpScreen
 from .state import PlanState
@@ -104,7 +104,7 @@ class VramplanApp(App):
             f"({b.capacity_bytes / GiB:.1f} GiB usable)")
         self.query_one("#bar", MemoryBar).show(b)
         dom, dom_bytes = b.dominant()
-        limit = b.capacity_bytes * (1 - SAFETY_MARGIN)
+        limit = margin_limit(b.capacity_bytes)
         if b.required_bytes <= limit:
             verdict = f"[b green]FITS[/b green] with the {SAFETY_MARGIN:.0%} margin"
         elif b.fits:

@@ -29,7 +29,7 @@ class PlanState:
         g = find_gpu(gpu or "RTX-4090")
         # effective batch 16, as `vramplan fit` assumes: micro-batch 1 x accumulation 16
         return cls(find_model(model or "llama-3.1-8b"), g,
-                   TrainPlan(dtype="bf16" if g.bf16 else "fp16", grad_accum=16))
+                   TrainPlan(dtype=g.default_dtype, grad_accum=16))
 
     def breakdown(self) -> Breakdown:
         return estimate(self.model, self.gpu, self.plan, runtime_for(self.gpu))
