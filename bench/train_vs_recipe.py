@@ -27,7 +27,7 @@ from vramplan.runtime.sweep import run_one  # noqa: E402
 from vramplan.training.synthetic import save_tokenizer, write_dataset  # noqa: E402
 
 SEED_RECIPE = dict(rank=64, alpha=64, dropout=0.05, optim="paged_adamw_32bit", batch=2, grad_accum=8,
-                   gradient_checkpointing=True)
+                   gradient_checkpointing=True, allocator="default")
 
 
 def main() -> None:

@@ -28,3 +28,11 @@ def test_no_bf16_gpu_gets_fp16_and_small_gpu_explains_itself():
     assert r.recommended.plan.dtype == "fp16" and any("no bf16" in x for x in r.reasons)
     nothing = fit(find_model("llama-3.1-70b"), find_gpu("T4"), seq=2048)
     assert nothing.recommended is None and nothing.suggestions["gpus"]
+
+
+def test_explicit_targets_of_one_family_do_not_break_the_smaller_model_advice():
+    # pre-flight hands fit the real model's module names; phi-3 has no q_proj, so advice must not crash on it
+    from vramplan.plan import TrainPlan
+    base = TrainPlan(targets=("q_proj", "k_proj", "v_proj", "up_proj", "gate_proj"))
+    r = fit(find_model("llama-3.1-8b"), find_gpu("H100-80GB"), seq=64000, effective_batch=16, base=base)
+    assert r.recommended is None and r.suggestions["smaller_models"]

@@ -13,6 +13,9 @@ OPTIMIZER_ALIASES = {"adamw_bnb_8bit": "adamw_8bit", "paged_adamw": "paged_adamw
 QUANTS = ("nf4", "fp4", "int8", "none")
 ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
 DTYPES = ("bf16", "fp16")
+ALLOCATORS = ("default", "expandable")
+ALLOC_CONF = {"default": None, "expandable": "expandable_segments:True"}
+"""PYTORCH_CUDA_ALLOC_CONF for each allocator setting."""
 ALL_LINEAR = "all-linear"
 
 # Bounds beyond which a value is a typo, not a plan.
@@ -49,6 +52,8 @@ class TrainPlan:
     kbit_prepare: bool = True
     """prepare_model_for_kbit_training applied (the recipe): embeddings, lm_head and norms become fp32."""
     gpus: int = 1
+    allocator: str = "default"
+    """PyTorch's caching allocator as users run it (default) or with expandable_segments:True (vramplan train)."""
 
     def __post_init__(self):
         for name, (lo, hi) in _LIMITS.items():
@@ -64,7 +69,7 @@ class TrainPlan:
             raise VramplanError(f"--optim: unknown optimizer {self.optim!r}", hint="use one of " + ", ".join(OPTIMIZERS))
         object.__setattr__(self, "optim", optim)
         for flag, value, allowed in (("--quant", self.quant, QUANTS), ("--attn", self.attn, ATTENTIONS),
-                                     ("--dtype", self.dtype, DTYPES)):
+                                     ("--dtype", self.dtype, DTYPES), ("--allocator", self.allocator, ALLOCATORS)):
             if value not in allowed:
                 raise VramplanError(f"{flag}: unknown value {value!r}", hint="use one of " + ", ".join(allowed))
         if self.gpus != 1:

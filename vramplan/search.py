@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from .calibration.select import runtime_for
 from .errors import VramplanError
 from .memory import Breakdown, estimate
-from .plan import TrainPlan
+from .plan import ALL_LINEAR, TrainPlan
 from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
 from .speed import tokens_per_second
 
@@ -199,6 +199,8 @@ def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[s
 
 
 def _fits_at_all(model, gpu, base, capacity) -> bool:
+    if base.targets != ALL_LINEAR and not set(base.targets) <= set(model.linear_names):
+        base = base.with_(targets=ALL_LINEAR)  # another architecture: its module names differ, train them all
     runtime = runtime_for(gpu)
     cap = capacity or runtime.usable_bytes(gpu.memory_bytes)
     return estimate(model, gpu, _leanest(base), runtime, vram_bytes=cap).required_bytes <= margin_limit(cap)

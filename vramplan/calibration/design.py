@@ -64,8 +64,9 @@ class SweepRun:
                 f"{'+dq' if p.double_quant else ''}{cap}")
 
 
-def sweep(kind: str = "full", models: tuple[str, ...] | None = None) -> list[SweepRun]:
-    """kind: 'quick' (the base factors on every small model) or 'full' (everything)."""
+def sweep(kind: str = "full", models: tuple[str, ...] | None = None, allocator: str = "default") -> list[SweepRun]:
+    """kind: 'quick' (the base factors on every small model) or 'full' (everything); allocator: PyTorch's caching
+    allocator as the standard recipe runs it (default) or with expandable segments, as `vramplan train` runs it."""
     runs = []
     for i, name in enumerate(SMALL):
         for why, change in EVERY:
@@ -81,6 +82,9 @@ def sweep(kind: str = "full", models: tuple[str, ...] | None = None) -> list[Swe
             runs.append(SweepRun(name, why, BASE.with_(**change)))
     if models:
         runs = [r for r in runs if r.model in models]
+    if allocator != "default":
+        runs = [SweepRun(r.model, f"{r.why}, {allocator} segments", r.plan.with_(allocator=allocator), r.cap_bytes)
+                for r in runs]
     return runs
 
 

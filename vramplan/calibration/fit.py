@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..memory import estimate
+from ..memory.estimate import logits_resplit_bytes
 from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
@@ -39,19 +40,36 @@ def _nnls(rows: list[list[float]], ys: list[float]) -> list[float]:
     return coef
 
 
+def _slack_rows(preds) -> tuple[list[list[float]], list[float]]:
+    """Reserved minus allocated at the peak against (1, fp32 logits block, fp32 MLP block), in GiB."""
+    rows, ys = [], []
+    for r, b in preds:
+        plan, m = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
+        rows.append([1.0, 4.0 * plan.tokens * m.vocab / 2**30, 4.0 * plan.tokens * m.intermediate / 2**30])
+        resplit = logits_resplit_bytes(m, plan)
+        ys.append((r["torch"]["max_reserved"] - r["torch"]["max_allocated"] - resplit) / 2**30)
+    return rows, ys
+
+
+def allocator_of(record: dict) -> str:
+    return record["plan"].get("allocator", "default")
+
+
 def fit_params(records: list[dict], gpu: GpuSpec, base: RuntimeParams = DEFAULT_RUNTIME) -> RuntimeParams:
-    recs = [r for r in records if usable(r)]
+    """Everything from the default-allocator runs (the standard recipe); the expandable-segments slack from
+    the runs made with it, if any (else it stays the default allocator's, the conservative choice)."""
+    recs = [r for r in records if usable(r) and allocator_of(r) == "default"]
     if not recs:
         raise ValueError("no usable runs")
     zero = replace(base, workspace_bytes=0, slack_bytes=0, slack_per_logit_byte=0.0, slack_per_mlp_byte=0.0)
     preds = [(r, estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), zero)) for r in recs]
     workspace = statistics.median(r["torch"]["max_allocated"] - b.peak_allocated_bytes for r, b in preds)
-    rows, ys = [], []
-    for r, b in preds:
-        plan, m = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
-        rows.append([1.0, 4.0 * plan.tokens * m.vocab, 4.0 * plan.tokens * m.intermediate])
-        ys.append(float(r["torch"]["max_reserved"] - r["torch"]["max_allocated"]))
-    s0, s_logit, s_mlp = _nnls([[row[0]] + [x / 2**30 for x in row[1:]] for row in rows], [y / 2**30 for y in ys])
+    s0, s_logit, s_mlp = _nnls(*_slack_rows(preds))
+    expandable = [r for r in records if usable(r) and allocator_of(r) == "expandable"]
+    if expandable:
+        e0, e_logit, e_mlp = _nnls(*_slack_rows([(r, None) for r in expandable]))
+    else:
+        e0, e_logit, e_mlp = s0, s_logit, s_mlp
     unmanaged = [r["nvml"]["after_train"] - r["torch"]["max_reserved"] for r, b in preds if not b.managed_bytes]
     context = statistics.median(unmanaged) if unmanaged else base.context_bytes
     floor = [r["nvml"]["after_train"] - r["torch"]["max_reserved"] - context
@@ -59,9 +77,10 @@ def fit_params(records: list[dict], gpu: GpuSpec, base: RuntimeParams = DEFAULT_
     reserve = statistics.median(r["gpu"]["nvml_reserved_bytes"] / r["gpu"]["memory_total_bytes"] for r in recs)
     return replace(base, context_bytes=int(context), workspace_bytes=int(max(0, workspace)),
                    slack_bytes=int(s0 * 2**30), slack_per_logit_byte=round(s_logit, 4),
-                   slack_per_mlp_byte=round(s_mlp, 4),
+                   slack_per_mlp_byte=round(s_mlp, 4), expandable_slack_bytes=int(e0 * 2**30),
+                   expandable_slack_per_logit_byte=round(e_logit, 4), expandable_slack_per_mlp_byte=round(e_mlp, 4),
                    managed_min_bytes=int(statistics.median(floor)) if floor else base.managed_min_bytes,
-                   driver_reserved_fraction=round(reserve, 5), runs=len(recs))
+                   driver_reserved_fraction=round(reserve, 5), runs=len(recs) + len(expandable))
 
 
 def measured_peak(record: dict) -> int:

@@ -13,6 +13,8 @@ def gpu_slug(gpu_name: str) -> str:
 
 
 def run_key(gpu_name: str, model: str, plan: dict, steps: int, cap_bytes: int | None) -> str:
+    if plan.get("allocator", "default") == "default":  # keys of the runs recorded before the field existed
+        plan = {k: v for k, v in plan.items() if k != "allocator"}
     blob = json.dumps([gpu_slug(gpu_name), model, plan, steps, cap_bytes], sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 

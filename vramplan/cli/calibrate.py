@@ -18,6 +18,9 @@ def register(sub) -> None:
     kind.add_argument("--full", dest="kind", action="store_const", const="full", help="the whole sweep (default)")
     p.add_argument("--boundary", action="store_true",
                    help="also run 12 allocator-capped runs (12/16/24 GiB) that test the fits verdict")
+    p.add_argument("--allocator", choices=("default", "expandable"), default="default",
+                   help="measure with PyTorch's default caching allocator (the standard recipe) or with "
+                        "expandable_segments:True (what `vramplan train` uses)")
     p.add_argument("--models", default=None, help="only these profiles (comma list)")
     p.add_argument("--out", type=Path, default=None, help="calibration folder (default: the package's calibration/)")
     p.add_argument("--dry-run", action="store_true", help="list the sweep and its estimated time; run nothing")
@@ -37,7 +40,7 @@ def run(args) -> int:
     if models:
         from ..profiles import find_model
         models = tuple(find_model(m).name for m in models)
-    runs = sweep(args.kind, models)
+    runs = sweep(args.kind, models, args.allocator)
     if args.boundary:
         runs += [r for r in boundary() if not models or r.model in models]
     if not runs:

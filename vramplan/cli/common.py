@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ..plan import ATTENTIONS, DTYPES, OPTIMIZERS, QUANTS, TrainPlan
+from ..plan import ALLOCATORS, ATTENTIONS, DTYPES, OPTIMIZERS, QUANTS, TrainPlan
 from ..units import parse_size
 
 
@@ -41,6 +41,9 @@ def add_plan_args(p: argparse.ArgumentParser, only_given: bool = False, skip: tu
     g.add_argument("--no-double-quant", dest="double_quant", action="store_false")
     g.add_argument("--quant", choices=QUANTS, default=d.quant, help="base weights (default nf4)")
     g.add_argument("--attn", choices=ATTENTIONS, default=d.attn, help="attention implementation (default sdpa)")
+    g.add_argument("--allocator", choices=ALLOCATORS, default=d.allocator,
+                   help="PyTorch's caching allocator as is (default) or with expandable_segments:True (expandable; "
+                        "what `vramplan train` uses)")
     if only_given:
         for action in g._group_actions:
             action.default = argparse.SUPPRESS
@@ -55,7 +58,7 @@ def plan_from_args(args, gpu) -> TrainPlan:
     return TrainPlan(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=args.targets, batch=args.batch,
                      grad_accum=args.grad_accum, seq=args.seq, optim=args.optim, dtype=dtype,
                      gradient_checkpointing=args.gradient_checkpointing, double_quant=args.double_quant,
-                     quant=args.quant, attn=args.attn)
+                     quant=args.quant, attn=args.attn, allocator=args.allocator)
 
 
 def vram_from_args(args) -> int | None:
@@ -68,7 +71,7 @@ def print_json(obj) -> None:
 
 
 PLAN_FIELDS = ("rank", "alpha", "dropout", "targets", "batch", "grad_accum", "seq", "optim", "dtype",
-               "gradient_checkpointing", "double_quant", "quant", "attn")
+               "gradient_checkpointing", "double_quant", "quant", "attn", "allocator")
 
 
 def given_plan_fields(args, skip: tuple[str, ...] = ()) -> dict:

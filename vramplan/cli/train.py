@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import VramplanError
-from ..plan import TrainPlan
+from ..plan import ALLOC_CONF, TrainPlan
 from ..profiles import find_model
 from ..search import SAFETY_MARGIN, fit
 from ..training.arguments import training_kwargs
@@ -54,7 +54,9 @@ def run(args) -> int:
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
     seq, seq_note = resolve_seq(args, source, examples, arch)
     given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
-    base = TrainPlan(seq=seq, dtype=gpu.default_dtype, **given)
+    # expandable segments: measured to remove the step-2 logits re-split (bench/segment_split.py); --allocator
+    # default keeps PyTorch's allocator as is
+    base = TrainPlan(**{"seq": seq, "dtype": gpu.default_dtype, "allocator": "expandable", **given})
     if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
         candidates = [base.with_(grad_accum=max(1, args.effective_batch // base.batch))
                       if "grad_accum" not in given else base]
@@ -72,6 +74,9 @@ def run(args) -> int:
     print(f"gpu: {gpu.name}" + (f", {capacity / GiB:.2f} GiB to plan for" if capacity else ""))
     print(seq_note)
     print(f"plan: {plan_line(plan.to_dict())}")
+    if plan.allocator == "expandable":
+        print(f"allocator: PYTORCH_CUDA_ALLOC_CONF={ALLOC_CONF['expandable']} (predicted peak "
+              f"{allocator_saving(arch, gpu, plan, capacity) / GiB:.2f} GiB lower than PyTorch's default allocator)")
     if result is not None:
         print(f"  ({SAFETY_MARGIN:.0%} safety margin; {len(candidates) - 1} fallback plan(s) if verification fails)")
     if args.dry_run:
@@ -80,6 +85,14 @@ def run(args) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise VramplanError(f"--output {out}: exists and is not empty", hint="choose another folder or --overwrite")
     return _train(args, arch, source, examples, gpu, capacity, candidates, out)
+
+
+def allocator_saving(arch, gpu, plan: TrainPlan, capacity) -> int:
+    from ..calibration.select import runtime_for
+    from ..memory import estimate
+    runtime = runtime_for(gpu)
+    return (estimate(arch, gpu, plan.with_(allocator="default"), runtime, capacity).peak_bytes
+            - estimate(arch, gpu, plan, runtime, capacity).peak_bytes)
 
 
 def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
@@ -110,6 +123,8 @@ def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -
     from ..calibration.select import runtime_for
     from ..runtime.train_run import train_full, verification_trial
     from ..training.verify import verify
+    from ..runtime.measure import apply_allocator
+    apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
     import torch
     if not torch.cuda.is_available():
         raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")

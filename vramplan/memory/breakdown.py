@@ -31,6 +31,7 @@ LABELS = {
     "load_transient": "load-time cast copy",
     "cuda_workspaces": "cuBLAS workspaces, small buffers",
     "allocator_slack": "allocator slack",
+    "logits_resplit": "allocator: re-split logits segment",
 }
 
 

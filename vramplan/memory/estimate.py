@@ -66,21 +66,36 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
         comps["cuda_workspaces"] = runtime.workspace_bytes
     peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
-    slack = runtime.slack(t, model.vocab, model.intermediate)
+    slack = runtime.slack(t, model.vocab, model.intermediate, plan.allocator)
+    resplit = logits_resplit_bytes(model, plan)
     managed = opt.managed if peak_phase != "load" else 0
     components = {"cuda_context": runtime.context_bytes, **phases[peak_phase]}
     components["optimizer_states_paged"] = managed
     components["allocator_slack"] = slack
+    components["logits_resplit"] = resplit
     components = {k: v for k, v in components.items() if v}
     required = runtime.context_bytes + managed + int(allocated * (1 + runtime.pressure_fragmentation))
 
     capacity = vram_bytes or runtime.usable_bytes(gpu.memory_bytes)
     return Breakdown(
         model=model.name, gpu=gpu.name, plan=plan.to_dict(), peak_phase=peak_phase, components=components,
-        phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack,
+        phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack + resplit,
         managed_bytes=opt.managed, capacity_bytes=capacity, required_bytes=required,
         fragmentation_event_bytes=4 * t * model.vocab, trainable_params=trainable_params(model, plan),
         assumptions=assumptions(model, gpu, plan, runtime), runtime=runtime.to_dict())
+
+
+def logits_resplit_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    """One more fp32 tokens x vocab segment, where the default caching allocator is measured to need it.
+
+    Allocation traces (bench/segment_split.py) show the mechanism: blocks that live long in step 2 (saved
+    activations without checkpointing; the backward thread's 32 MiB cuBLAS workspace) are best-fit into the
+    freed step-1 logits segments and split them, so the next concurrent logits buffer takes a fresh segment.
+    Where it lands depends on every freed block, so it is charged to the plan shapes where it was seen (no
+    checkpointing, 16-bit LoRA); expandable segments remap pages instead of splitting and do not need it."""
+    if plan.allocator != "default" or (plan.gradient_checkpointing and plan.quantized):
+        return 0
+    return 4 * plan.tokens * model.vocab
 
 
 def assumptions(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams) -> list[str]:

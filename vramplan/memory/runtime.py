@@ -33,6 +33,10 @@ class RuntimeParams:
     """Measured over analytic saved activations of the decoder layers."""
     logits_scale: float = 1.0
     """Measured over analytic logits/loss buffers."""
+    expandable_slack_bytes: int = 110 * MiB
+    """Allocator slack with expandable_segments:True: constant part (until measured, the default allocator's)."""
+    expandable_slack_per_logit_byte: float = 0.49
+    expandable_slack_per_mlp_byte: float = 6.0
     driver_reserved_fraction: float = 0.0059
     """Share of the nvidia-smi total that the driver keeps and no process can allocate."""
     source: str = "built-in defaults (rounded H100 fit)"
@@ -50,11 +54,16 @@ class RuntimeParams:
         """What one process can allocate of a card's nvidia-smi total."""
         return int(memory_bytes * (1 - self.driver_reserved_fraction))
 
-    def slack(self, tokens: int, vocab: int, intermediate: int) -> int:
-        return int(self.slack_bytes + self.slack_per_logit_byte * 4 * tokens * vocab
-                   + self.slack_per_mlp_byte * 4 * tokens * intermediate)
+    def slack(self, tokens: int, vocab: int, intermediate: int, allocator: str = "default") -> int:
+        if allocator == "expandable":
+            const, per_logit, per_mlp = (self.expandable_slack_bytes, self.expandable_slack_per_logit_byte,
+                                         self.expandable_slack_per_mlp_byte)
+        else:
+            const, per_logit, per_mlp = self.slack_bytes, self.slack_per_logit_byte, self.slack_per_mlp_byte
+        return int(const + per_logit * 4 * tokens * vocab + per_mlp * 4 * tokens * intermediate)
 
 
 DEFAULT_RUNTIME = RuntimeParams()
 FITTED_FIELDS = ("context_bytes", "workspace_bytes", "slack_bytes", "slack_per_logit_byte", "slack_per_mlp_byte",
+                 "expandable_slack_bytes", "expandable_slack_per_logit_byte", "expandable_slack_per_mlp_byte",
                  "pressure_fragmentation", "managed_min_bytes", "driver_reserved_fraction")

@@ -42,6 +42,31 @@ class NvmlPeak:
         self.peak = max(self.peak, nvml_used())
 
 
+TRACE_MIN_BYTES = 8 << 20  # the blocks that fragment the cache; smaller ones only add noise
+
+
+def start_trace():
+    import torch
+    torch.cuda.memory._record_memory_history(max_entries=500_000, stacks="python")
+
+
+def write_trace(path: str) -> None:
+    """The allocator's history of large blocks and every segment, with the user-code frames that asked for them."""
+    import torch
+    snap = torch.cuda.memory._snapshot()
+    torch.cuda.memory._record_memory_history(enabled=None)
+    events = []
+    for e in snap["device_traces"][0]:
+        if e["action"].startswith("segment") or e["size"] >= TRACE_MIN_BYTES or e["action"] == "oom":
+            frames = [f"{f['filename'].rsplit('/', 2)[-1]}:{f['line']}:{f['name']}" for f in e.get("frames", [])
+                      if "/torch/" not in f["filename"] or "/torch/nn/functional" in f["filename"]][:4]
+            events.append({"action": e["action"], "addr": e["addr"], "size": e["size"], "frames": frames})
+    segments = [{"addr": s["address"], "size": s["total_size"], "allocated": s["allocated_size"],
+                 "blocks": [(b["size"], b["state"]) for b in s["blocks"]]} for s in snap["segments"]]
+    with open(path, "w") as f:
+        json.dump({"events": events, "segments": segments}, f)
+
+
 def torch_mem() -> dict:
     import torch
     return {"allocated": torch.cuda.memory_allocated(), "reserved": torch.cuda.memory_reserved(),
@@ -90,15 +115,15 @@ class RandomTokens:
         return {"input_ids": self.ids[i], "labels": self.ids[i].clone()}
 
 
-def phase_recorder():
+def phase_recorder(mark_steps: bool = False):
     import torch
     from transformers import TrainerCallback
 
     class PhaseRecorder(TrainerCallback):
         """Per optimizer step: allocator peaks of forward+loss, backward, optimizer; reserved; NVML; time."""
 
-        def __init__(self):
-            self.steps, self._cur = [], None
+        def __init__(self, mark_steps: bool = False):
+            self.steps, self._cur, self.mark_steps = [], None, mark_steps
 
         def forward_hook(self, module, args, output):
             if self._cur is not None:
@@ -107,6 +132,8 @@ def phase_recorder():
 
         def on_step_begin(self, args, state, control, **kw):
             torch.cuda.synchronize()
+            if self.mark_steps:  # a block the trace shows at each step's start
+                torch.empty(TRACE_MIN_BYTES, dtype=torch.uint8, device="cuda")
             torch.cuda.reset_peak_memory_stats()
             self._cur = {"t0": time.perf_counter(), "start_allocated": torch.cuda.memory_allocated()}
 
@@ -130,14 +157,25 @@ def phase_recorder():
             self.steps.append(cur)
             self._cur = None
 
-    return PhaseRecorder()
+    return PhaseRecorder(mark_steps)
+
+
+def apply_allocator(plan: dict) -> None:
+    """Set PYTORCH_CUDA_ALLOC_CONF for the plan; read once, when CUDA is first used, so call before that."""
+    from ..plan import ALLOC_CONF
+    conf = ALLOC_CONF[plan.get("allocator", "default")]
+    if conf:
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = conf
+    else:
+        os.environ.pop("PYTORCH_CUDA_ALLOC_CONF", None)
 
 
 def run(spec: dict) -> dict:
     """Measure one plan. spec: model (profile name), checkpoint (dir), plan (TrainPlan dict), steps, cap_bytes."""
     record = {"schema": SCHEMA, "run_key": spec["run_key"], "model": spec["model"], "plan": spec["plan"],
               "steps_requested": spec.get("steps", 4), "cap_bytes": spec.get("cap_bytes"), "status": "running",
-              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": detect_gpu(), "versions": software_versions()}
+              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": detect_gpu(), "versions": software_versions(),
+              "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF")}
     nvml = record["nvml"] = {"before_init": nvml_used()}
     trace = record["torch"] = {}
     plan = spec["plan"]
@@ -151,6 +189,8 @@ def run(spec: dict) -> dict:
         record["gpu"]["torch_total_bytes"] = torch.cuda.get_device_properties(0).total_memory
         if spec.get("cap_bytes"):
             torch.cuda.set_per_process_memory_fraction(spec["cap_bytes"] / record["gpu"]["torch_total_bytes"])
+        if spec.get("trace_path"):
+            start_trace()
         with poller:
             _train(spec, plan, record, nvml, trace)
         record["status"] = "ok"
@@ -162,6 +202,8 @@ def run(spec: dict) -> dict:
         if not oom:
             record["traceback"] = traceback.format_exc()[-3000:]
     finally:
+        if spec.get("trace_path"):
+            write_trace(spec["trace_path"])
         nvml["peak"] = poller.peak
         nvml["end"] = nvml_used()
         mem = nvml_memory()
@@ -214,7 +256,7 @@ def _train(spec, plan, record, nvml, trace):
     record["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     steps = spec.get("steps", 4)
-    recorder = phase_recorder()
+    recorder = phase_recorder(mark_steps=bool(spec.get("trace_path")))
     model.register_forward_hook(recorder.forward_hook)
     trainer = make_trainer(model, plan, steps, spec.get("output_dir", "/tmp/vramplan-measure"), [recorder])
     trainer.train()
@@ -232,6 +274,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(open(argv[0]).read())
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    apply_allocator(spec["plan"])
     record = run(spec)
     with open(argv[1], "w") as f:
         json.dump(record, f, indent=1)

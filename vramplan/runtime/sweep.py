@@ -30,10 +30,10 @@ def ensure_checkpoint(model: str, cache: Path, log) -> Path:
     return out
 
 
-def run_one(run: SweepRun, checkpoint: Path, key: str, timeout_s: int) -> dict:
+def run_one(run: SweepRun, checkpoint: Path, key: str, timeout_s: int, trace_path: Path | None = None) -> dict:
     plan = run.plan.to_dict()
     spec = {"run_key": key, "model": run.model, "checkpoint": str(checkpoint), "plan": plan, "steps": STEPS,
-            "cap_bytes": run.cap_bytes, "why": run.why}
+            "cap_bytes": run.cap_bytes, "why": run.why, "trace_path": str(trace_path) if trace_path else None}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
         spec["output_dir"] = str(Path(tmp) / "trainer")

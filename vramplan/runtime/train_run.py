@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -126,18 +127,27 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
                              use_cpu=use_cpu, save_steps=save_steps, logging_steps=1)
     trainer = Trainer(model=model, args=TrainingArguments(**kwargs), train_dataset=data,
                       data_collator=PadCollator(tok.pad_token_id), callbacks=[progress_callback(say)])
-    if torch.cuda.is_available() and not use_cpu:
+    on_gpu = torch.cuda.is_available() and not use_cpu
+    if on_gpu:
         torch.cuda.reset_peak_memory_stats()
+    from .measure import NvmlPeak
+    poller = NvmlPeak() if on_gpu else None
     t0 = time.time()
-    result = trainer.train()
+    if poller:
+        with poller:
+            result = trainer.train()
+    else:
+        result = trainer.train()
     elapsed = time.time() - t0
     model.save_pretrained(output_dir / "adapter")
     tok.save_pretrained(output_dir / "adapter")
     tokens = sum(len(d["input_ids"]) for d in data) * (result.global_step * plan.effective_batch / max(1, len(data)))
     record = {"plan": plan.to_dict(), "steps": result.global_step, "train_loss": result.training_loss,
               "seconds": round(elapsed, 2), "tokens_per_s": round(tokens / elapsed, 1) if elapsed else None,
-              "measured_max_allocated": torch.cuda.max_memory_allocated() if torch.cuda.is_available() and not use_cpu
-              else None}
+              "measured_max_allocated": torch.cuda.max_memory_allocated() if on_gpu else None,
+              "measured_max_reserved": torch.cuda.max_memory_reserved() if on_gpu else None,
+              "measured_nvml_peak_bytes": poller.peak if poller else None,
+              "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF")}
     if merge:
         record["merged"] = str(merge_adapter(model_path, output_dir / "adapter", output_dir / "merged"))
     if not math.isfinite(result.training_loss):
