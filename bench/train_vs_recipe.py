@@ -7,7 +7,7 @@
 3. measures, in fresh processes on the same GPU, sequence and effective batch, the plan vramplan chose and the
    recipe of shared/seeds/000 (paged_adamw_32bit, micro-batch 2 x accumulation 8, r=64, checkpointing);
 4. prints tokens/s and measured peaks of both and the speed ratio; writes every record to OUT (default
-   calibration/train/).
+   calibration/train/train_runs.jsonl and comparison.jsonl).
 """
 import argparse
 import json
@@ -50,10 +50,9 @@ def main() -> None:
                     str(args.seq), "--effective-batch", str(args.effective_batch), "--max-steps", str(args.steps),
                     "--output", str(out_run)], check=True)
     record = json.loads((out_run / "run_record.json").read_text())
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"train-{args.model}-seq{args.seq}.json").write_text(json.dumps(record, indent=2) + "\n")
+    append_run(args.out / "train_runs.jsonl", record)
     chosen = TrainPlan.from_dict(record["plan"])
-    recipe = chosen.with_(**SEED_RECIPE, grad_accum=args.effective_batch // SEED_RECIPE["batch"])
+    recipe = chosen.with_(**{**SEED_RECIPE, "grad_accum": args.effective_batch // SEED_RECIPE["batch"]})
     rows = {}
     for label, plan in (("vramplan", chosen), ("seed recipe", recipe)):
         run = SweepRun(args.model, f"train comparison: {label}", plan)

@@ -101,7 +101,7 @@ def progress_callback(say=print, every: int = 10):
             self.t0 = time.time()
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if state.global_step and state.global_step % every == 0 and logs:
+            if state.global_step and state.global_step % every == 0 and logs and "loss" in logs:
                 done = state.global_step / max(1, state.max_steps)
                 eta = (time.time() - self.t0) * (1 - done) / max(done, 1e-9)
                 say(f"step {state.global_step}/{state.max_steps}  loss {logs.get('loss', float('nan')):.4f}  "
