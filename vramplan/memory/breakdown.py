@@ -56,8 +56,8 @@ class Breakdown:
     assumptions: list[str] = field(default_factory=list)
     runtime: dict = field(default_factory=dict)
     fragmentation_event_bytes: int = 0
-    """One more fp32 logits block: in 3 of 46 H100 runs the first optimizer step's state split a cached segment
-    and the next step took a fresh one of that size. peak_bytes + this is the upper bound."""
+    """One more fp32 logits block where the default allocator was not seen to re-split one but could (see
+    estimate.logits_resplit_bytes); peak_bytes + this is the upper bound."""
 
     @property
     def peak_bytes(self) -> int:

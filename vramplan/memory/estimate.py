@@ -81,7 +81,8 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
         model=model.name, gpu=gpu.name, plan=plan.to_dict(), peak_phase=peak_phase, components=components,
         phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack + resplit,
         managed_bytes=opt.managed, capacity_bytes=capacity, required_bytes=required,
-        fragmentation_event_bytes=4 * t * model.vocab, trainable_params=trainable_params(model, plan),
+        fragmentation_event_bytes=0 if resplit or plan.allocator != "default" else 4 * t * model.vocab,
+        trainable_params=trainable_params(model, plan),
         assumptions=assumptions(model, gpu, plan, runtime), runtime=runtime.to_dict())
 
 
