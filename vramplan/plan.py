@@ -52,6 +52,8 @@ class TrainPlan:
     kbit_prepare: bool = True
     """prepare_model_for_kbit_training applied (the recipe): embeddings, lm_head and norms become fp32."""
     gpus: int = 1
+    """GPUs of one host. Above 1: FSDP full shard of the 4-bit base stored in the compute dtype (peft's sharded
+    QLoRA recipe, which does not run prepare_model_for_kbit_training), micro-batch per GPU."""
     allocator: str = "default"
     """PyTorch's caching allocator as users run it (default) or with expandable_segments:True (vramplan train)."""
 
@@ -72,8 +74,12 @@ class TrainPlan:
                                      ("--dtype", self.dtype, DTYPES), ("--allocator", self.allocator, ALLOCATORS)):
             if value not in allowed:
                 raise VramplanError(f"{flag}: unknown value {value!r}", hint="use one of " + ", ".join(allowed))
-        if self.gpus != 1:
-            raise VramplanError("--gpus: multi-GPU plans are not supported yet", hint="plan for one GPU")
+        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or not 1 <= self.gpus <= 16:
+            raise VramplanError(f"--gpus: {self.gpus!r} is out of range", hint="use 1..16 GPUs of one host")
+        if self.gpus > 1:
+            if self.quant == "int8":
+                raise VramplanError("--gpus: FSDP cannot shard LLM.int8 weights", hint="use --quant nf4 with --gpus")
+            object.__setattr__(self, "kbit_prepare", False)
         if isinstance(self.targets, str) and self.targets != ALL_LINEAR:
             object.__setattr__(self, "targets", tuple(t.strip() for t in self.targets.split(",") if t.strip()))
         if not self.targets:

@@ -21,15 +21,15 @@ SCHEMA = 1
 class NvmlPeak:
     """Samples device memory in a thread: the peak nvidia-smi would have shown."""
 
-    def __init__(self, interval_s: float = 0.002):
-        self.interval_s = interval_s
+    def __init__(self, interval_s: float = 0.002, index: int = 0):
+        self.interval_s, self.index = interval_s, index
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, nvml_used())
+            self.peak = max(self.peak, nvml_used(self.index))
             time.sleep(self.interval_s)
 
     def __enter__(self):
@@ -39,7 +39,7 @@ class NvmlPeak:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, nvml_used())
+        self.peak = max(self.peak, nvml_used(self.index))
 
 
 TRACE_MIN_BYTES = 8 << 20  # the blocks that fragment the cache; smaller ones only add noise
@@ -237,7 +237,8 @@ def load_for_training(checkpoint: str, plan: dict, device_map=None):
 
 def make_trainer(model, plan: dict, steps: int, output_dir: str, callbacks=(), use_cpu: bool = False):
     from transformers import Trainer
-    data = RandomTokens(plan["batch"] * plan.get("grad_accum", 1) * steps, plan["seq"], model.config.vocab_size)
+    n = plan["batch"] * plan.get("grad_accum", 1) * steps * plan.get("gpus", 1)  # each rank gets its share
+    data = RandomTokens(n, plan["seq"], model.config.vocab_size)
     args = training_arguments(plan, output_dir, steps, use_cpu=use_cpu)
     return Trainer(model=model, args=args, train_dataset=data, callbacks=list(callbacks))
 

@@ -10,7 +10,8 @@ def training_kwargs(plan: dict, output_dir: str, *, max_steps: int = -1, epochs:
         "gradient_accumulation_steps": plan.get("grad_accum", 1), "max_steps": max_steps,
         "num_train_epochs": epochs, "learning_rate": 2e-4, "bf16": plan["dtype"] == "bf16",
         "fp16": plan["dtype"] == "fp16", "optim": plan["optim"], "gradient_checkpointing": ckpt,
-        "gradient_checkpointing_kwargs": {"use_reentrant": False} if ckpt else None,
+        # sharded QLoRA checkpoints reentrantly, as peft's FSDP recipe does
+        "gradient_checkpointing_kwargs": {"use_reentrant": plan.get("gpus", 1) > 1} if ckpt else None,
         "logging_steps": logging_steps, "save_strategy": "steps" if save_steps else "no",
         **({"save_steps": save_steps} if save_steps else {}), "report_to": [], "dataloader_num_workers": 0,
         "remove_unused_columns": False, "disable_tqdm": True, "seed": 0, "use_cpu": use_cpu,
