@@ -62,9 +62,10 @@ def test_every_boundary_verdict_is_right():
 def test_committed_fits_are_what_refit_produces(tmp_path):
     """Fits are derived data: rerunning the fit on the raw records reproduces them."""
     src = data_dir("calibration")
-    (tmp_path / "runs").mkdir()
-    for p in (src / "runs").glob("*.jsonl"):
-        (tmp_path / "runs" / p.name).write_text(p.read_text())
+    for folder in ("runs", "fsdp"):
+        (tmp_path / folder).mkdir()
+        for p in (src / folder).glob("*.jsonl"):
+            (tmp_path / folder / p.name).write_text(p.read_text())
     for path in refit_all(tmp_path):
         committed = json.loads((src / "fits" / path.name).read_text())
         assert json.loads(path.read_text()) == committed

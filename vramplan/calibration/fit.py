@@ -18,7 +18,7 @@ from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..profiles.gpus import GpuSpec
-from .records import gpu_slug, load_all_runs
+from .records import gpu_slug, load_all_runs, load_runs
 
 MiB = 2**20
 
@@ -149,7 +149,40 @@ def verdicts(capped_records: list[dict], params: RuntimeParams) -> list[dict]:
     return out
 
 
-def fit_gpu(records: list[dict], all_capped: list[dict] | None = None) -> dict:
+def fsdp_rank_rows(fsdp_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[dict]:
+    """Predicted against measured peak of every rank of every completed, uncapped FSDP run."""
+    out = []
+    for r in fsdp_records:
+        if r.get("status") != "ok" or r.get("cap_bytes") or "ranks" not in r:
+            continue
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
+        for k in r["ranks"]:
+            meas = k["nvml"]["peak"] - k["nvml"]["before_init"]
+            out.append({"run_key": r["run_key"], "model": r["model"], "why": r.get("why", ""), "rank": k["rank"],
+                        "measured": meas, "predicted": b.peak_bytes, "error_pct": 100.0 * (b.peak_bytes - meas) / meas,
+                        "measured_allocated": k["torch"]["max_allocated"],
+                        "predicted_allocated": b.peak_allocated_bytes})
+    return out
+
+
+def fit_fsdp(fsdp_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> RuntimeParams:
+    """Per-rank communication memory (NVML minus reserve, context and paged states) and the extra slack."""
+    comm, slack = [], []
+    zero = replace(params, fsdp_comm_bytes=0, fsdp_slack_bytes=0)
+    for r in fsdp_records:
+        if r.get("status") != "ok" or r.get("cap_bytes") or "ranks" not in r:
+            continue
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), zero)
+        for k in r["ranks"]:
+            t, n = k["torch"], k["nvml"]
+            comm.append(n["peak"] - n["before_init"] - t["max_reserved"] - params.context_bytes - b.managed_bytes)
+            slack.append(t["max_reserved"] - t["max_allocated"])
+    if not comm:
+        return params
+    return replace(params, fsdp_comm_bytes=int(statistics.median(comm)), fsdp_slack_bytes=int(statistics.median(slack)))
+
+
+def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, fsdp_records: list[dict] = ()) -> dict:
     name = next(r["gpu"]["name"] for r in records if r.get("gpu"))
     gpu = find_gpu(name)
     params = fit_params(records, gpu)
@@ -157,8 +190,10 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None) -> dict:
     frag = fit_pressure_fragmentation(capped_runs)
     if frag is not None:
         params = replace(params, pressure_fragmentation=frag)
+    params = fit_fsdp(list(fsdp_records), gpu, params)
     in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu))
     checks = verdicts(capped_runs, params)
+    fsdp_rows = fsdp_rank_rows(list(fsdp_records), gpu, params)
     first = next(r for r in records if r.get("versions"))
     return {
         "gpu_name": name, "profile": gpu.name, "architecture": gpu.architecture,
@@ -172,6 +207,10 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None) -> dict:
         "boundary": {"runs": len(checks), "right": sum(c["right"] for c in checks),
                      "note": "allocator-capped runs of every calibrated GPU; pressure_fragmentation is fitted on "
                              "these same runs, so the verdict count is in-sample"},
+        **({"fsdp": {"runs": len({row["run_key"] for row in fsdp_rows}), "ranks": len(fsdp_rows),
+                     "architectures": sorted({row["model"] for row in fsdp_rows}), **summarize(fsdp_rows),
+                     "note": "per-rank peak; fsdp_comm_bytes and fsdp_slack_bytes are fitted on these same runs"}}
+           if fsdp_rows else {}),
         "derived_by": "vramplan calibrate --refit (vramplan/calibration/fit.py) from calibration/runs",
     }
 
@@ -183,7 +222,7 @@ def refit_all(calib_dir: Path) -> list[Path]:
     for slug, records in runs.items():
         if not any(usable(r) for r in records):
             continue
-        fit = fit_gpu(records, all_capped)
+        fit = fit_gpu(records, all_capped, load_runs(calib_dir / "fsdp" / f"{slug}.jsonl"))
         path = calib_dir / "fits" / f"{gpu_slug(fit['gpu_name'])}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(fit, indent=2) + "\n")

@@ -41,6 +41,8 @@ def add_plan_args(p: argparse.ArgumentParser, only_given: bool = False, skip: tu
     g.add_argument("--no-double-quant", dest="double_quant", action="store_false")
     g.add_argument("--quant", choices=QUANTS, default=d.quant, help="base weights (default nf4)")
     g.add_argument("--attn", choices=ATTENTIONS, default=d.attn, help="attention implementation (default sdpa)")
+    g.add_argument("--gpus", type=positive_int("--gpus"), default=d.gpus,
+                   help="GPUs of one host; above 1, FSDP full shard of the 4-bit base (per-GPU figures)")
     g.add_argument("--allocator", choices=ALLOCATORS, default=d.allocator,
                    help="PyTorch's caching allocator as is (default) or with expandable_segments:True (expandable; "
                         "what `vramplan train` uses)")
@@ -58,7 +60,7 @@ def plan_from_args(args, gpu) -> TrainPlan:
     return TrainPlan(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=args.targets, batch=args.batch,
                      grad_accum=args.grad_accum, seq=args.seq, optim=args.optim, dtype=dtype,
                      gradient_checkpointing=args.gradient_checkpointing, double_quant=args.double_quant,
-                     quant=args.quant, attn=args.attn, allocator=args.allocator)
+                     quant=args.quant, attn=args.attn, allocator=args.allocator, gpus=args.gpus)
 
 
 def vram_from_args(args) -> int | None:
@@ -71,7 +73,7 @@ def print_json(obj) -> None:
 
 
 PLAN_FIELDS = ("rank", "alpha", "dropout", "targets", "batch", "grad_accum", "seq", "optim", "dtype",
-               "gradient_checkpointing", "double_quant", "quant", "attn", "allocator")
+               "gradient_checkpointing", "double_quant", "quant", "attn", "allocator", "gpus")
 
 
 def given_plan_fields(args, skip: tuple[str, ...] = ()) -> dict:

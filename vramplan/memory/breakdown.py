@@ -31,6 +31,9 @@ LABELS = {
     "load_transient": "load-time cast copy",
     "cuda_workspaces": "cuBLAS workspaces, small buffers",
     "allocator_slack": "allocator slack",
+    "fsdp_root_shard": "FSDP root shard (beside gathered copy)",
+    "fsdp_gathered_units": "FSDP gathered layer units",
+    "fsdp_communication": "NCCL communicators + buffers",
     "logits_resplit": "allocator: re-split logits segment",
 }
 

@@ -37,6 +37,12 @@ class RuntimeParams:
     """Allocator slack with expandable_segments:True: constant part (until measured, the default allocator's)."""
     expandable_slack_per_logit_byte: float = 0.49
     expandable_slack_per_mlp_byte: float = 6.0
+    fsdp_comm_bytes: int = 907 * MiB
+    """Per rank with FSDP: device memory outside torch's allocator beyond the CUDA context (NCCL communicators
+    and buffers), measured on 2 x H200."""
+    fsdp_slack_bytes: int = 1619 * MiB
+    """Per rank with FSDP: reserved minus allocated (all-gathers run on their own stream, whose freed blocks the
+    compute stream cannot reuse); replaces the single-GPU slack."""
     driver_reserved_fraction: float = 0.0059
     """Share of the nvidia-smi total that the driver keeps and no process can allocate."""
     source: str = "built-in defaults (rounded H100 fit)"
@@ -66,4 +72,5 @@ class RuntimeParams:
 DEFAULT_RUNTIME = RuntimeParams()
 FITTED_FIELDS = ("context_bytes", "workspace_bytes", "slack_bytes", "slack_per_logit_byte", "slack_per_mlp_byte",
                  "expandable_slack_bytes", "expandable_slack_per_logit_byte", "expandable_slack_per_mlp_byte",
-                 "pressure_fragmentation", "managed_min_bytes", "driver_reserved_fraction")
+                 "pressure_fragmentation", "managed_min_bytes", "driver_reserved_fraction", "fsdp_comm_bytes",
+                 "fsdp_slack_bytes")
