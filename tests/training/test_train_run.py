@@ -79,3 +79,16 @@ def test_synthetic_dataset_is_valid_training_data(tmp_path):
     from vramplan.training.synthetic import write_dataset
     examples = load_examples(write_dataset(tmp_path / "d.jsonl", n=30, min_words=5, max_words=50))
     assert len(examples) == 30 and {e.kind for e in examples} == {"alpaca", "messages", "text"}
+
+
+def test_train_on_several_gpus_says_it_is_not_built_yet(model_dir, tmp_path):
+    proc = vramplan("train", str(model_dir), "--data", str(model_dir.parent / "train.jsonl"), "--gpu", "T4",
+                    "--seq", "64", "--gpus", "2", "--output", str(tmp_path / "run"), "--dry-run")
+    assert proc.returncode == 2 and "--gpus" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_says_train_uses_expandable_segments(model_dir):
+    proc = vramplan("train", str(model_dir), "--data", str(model_dir.parent / "train.jsonl"), "--gpu", "T4",
+                    "--seq", "64", "--dry-run")
+    assert proc.returncode == 0 and "expandable_segments:True" in proc.stdout

@@ -54,6 +54,9 @@ def run(args) -> int:
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
     seq, seq_note = resolve_seq(args, source, examples, arch)
     given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
+    if given.get("gpus", 1) > 1:
+        raise VramplanError("train --gpus: launching on several GPUs is not built yet",
+                            hint="plan it with `vramplan estimate --gpus N`; train on one GPU here")
     # expandable segments: measured to remove the step-2 logits re-split (bench/segment_split.py); --allocator
     # default keeps PyTorch's allocator as is
     base = TrainPlan(**{"seq": seq, "dtype": gpu.default_dtype, "allocator": "expandable", **given})
