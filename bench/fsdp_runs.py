@@ -22,8 +22,8 @@ from vramplan.calibration.design import SweepRun  # noqa: E402
 from vramplan.calibration.records import append_run, gpu_slug, run_key  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.training.distributed import launch_command, write_accelerate_config  # noqa: E402
+from vramplan.units import GiB  # noqa: E402
 
-GiB = 2**30
 PROOF_SEQ = 8192  # llama-3.1-8b: planner says 25.9 GiB allocator need on one GPU (cap 24), well under on two
 RUNS = (
     ("mistral-7b-v0.3", "fsdp base 2048", TrainPlan(seq=2048, gpus=2), None),

@@ -93,11 +93,14 @@ def evaluate(records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[d
         if not usable(r):
             continue
         b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
-        meas = measured_peak(r)
-        out.append({"run_key": r["run_key"], "model": r["model"], "why": r.get("why", ""), "measured": meas,
-                    "predicted": b.peak_bytes, "error_pct": 100.0 * (b.peak_bytes - meas) / meas,
-                    "measured_allocated": r["torch"]["max_allocated"], "predicted_allocated": b.peak_allocated_bytes})
+        out.append(_accuracy_row(r, b, measured_peak(r), r["torch"]["max_allocated"]))
     return out
+
+
+def _accuracy_row(record: dict, b, measured: int, measured_allocated: int, **extra) -> dict:
+    return {"run_key": record["run_key"], "model": record["model"], "why": record.get("why", ""), **extra,
+            "measured": measured, "predicted": b.peak_bytes, "error_pct": 100.0 * (b.peak_bytes - measured) / measured,
+            "measured_allocated": measured_allocated, "predicted_allocated": b.peak_allocated_bytes}
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -149,19 +152,18 @@ def verdicts(capped_records: list[dict], params: RuntimeParams) -> list[dict]:
     return out
 
 
+def _usable_fsdp(fsdp_records: list[dict]) -> list[dict]:
+    """Completed, uncapped multi-GPU runs (the capped proof runs test a verdict, not the peak)."""
+    return [r for r in fsdp_records if r.get("status") == "ok" and not r.get("cap_bytes") and "ranks" in r]
+
+
 def fsdp_rank_rows(fsdp_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[dict]:
     """Predicted against measured peak of every rank of every completed, uncapped FSDP run."""
     out = []
-    for r in fsdp_records:
-        if r.get("status") != "ok" or r.get("cap_bytes") or "ranks" not in r:
-            continue
+    for r in _usable_fsdp(fsdp_records):
         b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
-        for k in r["ranks"]:
-            meas = k["nvml"]["peak"] - k["nvml"]["before_init"]
-            out.append({"run_key": r["run_key"], "model": r["model"], "why": r.get("why", ""), "rank": k["rank"],
-                        "measured": meas, "predicted": b.peak_bytes, "error_pct": 100.0 * (b.peak_bytes - meas) / meas,
-                        "measured_allocated": k["torch"]["max_allocated"],
-                        "predicted_allocated": b.peak_allocated_bytes})
+        out += [_accuracy_row(r, b, k["nvml"]["peak"] - k["nvml"]["before_init"], k["torch"]["max_allocated"],
+                              rank=k["rank"]) for k in r["ranks"]]
     return out
 
 
@@ -169,9 +171,7 @@ def fit_fsdp(fsdp_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> R
     """Per-rank communication memory (NVML minus reserve, context and paged states) and the extra slack."""
     comm, slack = [], []
     zero = replace(params, fsdp_comm_bytes=0, fsdp_slack_bytes=0)
-    for r in fsdp_records:
-        if r.get("status") != "ok" or r.get("cap_bytes") or "ranks" not in r:
-            continue
+    for r in _usable_fsdp(fsdp_records):
         b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), zero)
         for k in r["ranks"]:
             t, n = k["torch"], k["nvml"]

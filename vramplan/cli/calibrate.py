@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..calibration.design import boundary, estimated_seconds, sweep
 from ..errors import VramplanError
+from ..plan import ALLOCATORS
 from ..resources import data_dir
 
 
@@ -18,7 +19,7 @@ def register(sub) -> None:
     kind.add_argument("--full", dest="kind", action="store_const", const="full", help="the whole sweep (default)")
     p.add_argument("--boundary", action="store_true",
                    help="also run 12 allocator-capped runs (12/16/24 GiB) that test the fits verdict")
-    p.add_argument("--allocator", choices=("default", "expandable"), default="default",
+    p.add_argument("--allocator", choices=ALLOCATORS, default="default",
                    help="measure with PyTorch's default caching allocator (the standard recipe) or with "
                         "expandable_segments:True (what `vramplan train` uses)")
     p.add_argument("--models", default=None, help="only these profiles (comma list)")

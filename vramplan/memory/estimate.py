@@ -62,28 +62,24 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     if opt.step_temp:
         phases["optimizer"]["optimizer_step_temp"] = opt.step_temp
 
-    if plan.gpus > 1:
-        managed = shard_per_rank(model, plan, phases, opt.managed)
-    else:
-        managed = opt.managed
+    managed = shard_per_rank(model, plan, phases, opt.managed) if plan.gpus > 1 else opt.managed
     for comps in phases.values():
         comps["cuda_workspaces"] = runtime.workspace_bytes
     peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
-    slack = runtime.slack(t, model.vocab, model.intermediate, plan.allocator)
-    if plan.gpus > 1:  # measured: no trace of the single-GPU logits/MLP pattern, a per-rank constant instead
-        slack = runtime.fsdp_slack_bytes
+    # FSDP, measured: no trace of the single-GPU logits/MLP pattern in the slack, a per-rank constant instead
+    slack = (runtime.fsdp_slack_bytes if plan.gpus > 1 else
+             runtime.slack(t, model.vocab, model.intermediate, plan.allocator))
+    comm = runtime.fsdp_comm_bytes if plan.gpus > 1 else 0
     resplit = logits_resplit_bytes(model, plan)
     managed_at_peak = managed if peak_phase != "load" else 0
     components = {"cuda_context": runtime.context_bytes, **phases[peak_phase]}
-    if plan.gpus > 1:
-        components["fsdp_communication"] = runtime.fsdp_comm_bytes
+    components["fsdp_communication"] = comm
     components["optimizer_states_paged"] = managed_at_peak
     components["allocator_slack"] = slack
     components["logits_resplit"] = resplit
     components = {k: v for k, v in components.items() if v}
-    outside = runtime.context_bytes + (runtime.fsdp_comm_bytes if plan.gpus > 1 else 0)
-    required = outside + managed_at_peak + int(allocated * (1 + runtime.pressure_fragmentation))
+    required = runtime.context_bytes + comm + managed_at_peak + int(allocated * (1 + runtime.pressure_fragmentation))
 
     capacity = vram_bytes or runtime.usable_bytes(gpu.memory_bytes)
     return Breakdown(

@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import time
-import traceback
 
 
 def load_sharded_qlora(checkpoint: str, plan: dict):
@@ -40,7 +39,8 @@ def main(argv=None) -> int:
     spec = json.loads(open(argv[0]).read())
     out_dir = argv[1]
     plan = spec["plan"]
-    from .measure import NvmlPeak, apply_allocator, make_trainer, phase_recorder, torch_mem
+    from .measure import (NvmlPeak, apply_allocator, make_trainer, phase_recorder, record_failure, record_steps,
+                          torch_mem)
     from .gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
     apply_allocator(plan)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -67,19 +67,10 @@ def main(argv=None) -> int:
             trainer = make_trainer(model, plan, spec["steps"], spec["output_dir"], [recorder])
             trainer.train()
             torch.cuda.synchronize()
-        steps = recorder.steps
-        record["torch"]["steps"] = steps
-        record["torch"]["max_allocated"] = max(s["max_allocated"] for s in steps)
-        record["torch"]["max_reserved"] = max(s["max_reserved"] for s in steps)
-        times = sorted(s["time_s"] for s in steps[1:]) or [steps[0]["time_s"]]
-        record["step_time_s"] = times[len(times) // 2]
+        record_steps(record, recorder.steps)
         record["status"] = "ok"
     except Exception as exc:
-        oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-        record["status"] = "oom" if oom else "error"
-        record["error"] = f"{type(exc).__name__}: {str(exc)[:600]}"
-        if not oom:
-            record["traceback"] = traceback.format_exc()[-3000:]
+        record_failure(record, exc)
     finally:
         record["nvml"]["peak"] = poller.peak
         record["nvml"]["end"] = nvml_used(local)

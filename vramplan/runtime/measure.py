@@ -160,6 +160,25 @@ def phase_recorder(mark_steps: bool = False):
     return PhaseRecorder(mark_steps)
 
 
+def record_steps(record: dict, steps: list[dict]) -> None:
+    """Per-step peaks into record["torch"], and the median steady-state step time (step 1 builds the state)."""
+    record["torch"]["steps"] = steps
+    record["torch"]["max_allocated"] = max(s["max_allocated"] for s in steps)
+    record["torch"]["max_reserved"] = max(s["max_reserved"] for s in steps)
+    times = sorted(s["time_s"] for s in steps[1:]) or [steps[0]["time_s"]]
+    record["step_time_s"] = times[len(times) // 2]
+
+
+def record_failure(record: dict, exc: Exception) -> None:
+    """An OOM or crash is a result too: its status and error, and the traceback of anything but an OOM."""
+    import torch
+    oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    record["status"] = "oom" if oom else "error"
+    record["error"] = f"{type(exc).__name__}: {str(exc)[:600]}"
+    if not oom:
+        record["traceback"] = traceback.format_exc()[-3000:]
+
+
 def apply_allocator(plan: dict) -> None:
     """Set PYTORCH_CUDA_ALLOC_CONF for the plan; read once, when CUDA is first used, so call before that."""
     from ..plan import ALLOC_CONF
@@ -194,13 +213,8 @@ def run(spec: dict) -> dict:
         with poller:
             _train(spec, plan, record, nvml, trace)
         record["status"] = "ok"
-    except Exception as exc:  # an OOM or crash is a result too: record it, don't lose the sweep
-        import torch
-        oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-        record["status"] = "oom" if oom else "error"
-        record["error"] = f"{type(exc).__name__}: {str(exc)[:600]}"
-        if not oom:
-            record["traceback"] = traceback.format_exc()[-3000:]
+    except Exception as exc:  # record it, don't lose the sweep
+        record_failure(record, exc)
     finally:
         if spec.get("trace_path"):
             write_trace(spec["trace_path"])
@@ -262,12 +276,8 @@ def _train(spec, plan, record, nvml, trace):
     trainer = make_trainer(model, plan, steps, spec.get("output_dir", "/tmp/vramplan-measure"), [recorder])
     trainer.train()
     torch.cuda.synchronize()
-    trace["steps"] = recorder.steps
-    trace["max_allocated"] = max(s["max_allocated"] for s in recorder.steps)
-    trace["max_reserved"] = max(s["max_reserved"] for s in recorder.steps)
+    record_steps(record, recorder.steps)
     nvml["after_train"] = nvml_used()
-    times = sorted(s["time_s"] for s in recorder.steps[1:]) or [recorder.steps[0]["time_s"]]
-    record["step_time_s"] = times[len(times) // 2]
     record["tokens_per_s"] = plan["batch"] * plan.get("grad_accum", 1) * plan["seq"] / record["step_time_s"]
 
 

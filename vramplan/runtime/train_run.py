@@ -1,6 +1,7 @@
 """The real `vramplan train`: tokenize with response-only labels, verify the plan on the GPU, train, save."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -133,10 +134,7 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
     from .measure import NvmlPeak
     poller = NvmlPeak() if on_gpu else None
     t0 = time.time()
-    if poller:
-        with poller:
-            result = trainer.train()
-    else:
+    with poller or contextlib.nullcontext():
         result = trainer.train()
     elapsed = time.time() - t0
     model.save_pretrained(output_dir / "adapter")
