@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.fit import (capped, evaluate, fit_gpu, fsdp_rank_rows, loao, summarize,  # noqa: E402
+from vramplan.calibration.fit import (capped, evaluate, fit_gpu, multi_gpu_rank_rows, loao, summarize,  # noqa: E402
                                       verdicts)
 from vramplan.calibration.records import load_all_runs, load_runs  # noqa: E402
 from vramplan.calibration.select import runtime_for  # noqa: E402
@@ -62,18 +62,22 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
-def fsdp_summary() -> str:
-    """Per-rank accuracy of the multi-GPU runs in calibration/fsdp (fitted on the same runs: in-sample)."""
+def multi_gpu_summary() -> str:
+    """Per-rank accuracy of the multi-GPU runs in calibration/multi_gpu, per kind (parallelism, offload, allocator);
+    nccl_bytes and the FSDP slack are fitted on the same runs: in-sample."""
     lines = []
-    for path in sorted((ROOT / "calibration" / "fsdp").glob("*.jsonl")):
+    for path in sorted((ROOT / "calibration" / "multi_gpu").glob("*.jsonl")):
         records = load_runs(path)
         gpu = find_gpu(records[0]["ranks"][0]["gpu"]["name"])
-        rows = fsdp_rank_rows(records, gpu, runtime_for(gpu))
-        s = summarize(rows)
-        alloc = [100 * (r["predicted_allocated"] - r["measured_allocated"]) / r["measured_allocated"] for r in rows]
-        lines.append(f"FSDP {gpu.name}: {len(rows)} ranks of {len({r['run_key'] for r in rows})} runs; peak MAE "
-                     f"{s['mae_pct']:.1f}%, worst under {s['worst_under_pct']:.1f}%, worst over "
-                     f"{s['worst_over_pct']:.1f}%; allocated {min(alloc):+.1f}%..{max(alloc):+.1f}% (in-sample)")
+        all_rows = multi_gpu_rank_rows(records, gpu, runtime_for(gpu))
+        for kind in sorted({r["kind"] for r in all_rows}):
+            rows = [r for r in all_rows if r["kind"] == kind]
+            s = summarize(rows)
+            alloc = [100 * (r["predicted_allocated"] - r["measured_allocated"]) / r["measured_allocated"] for r in rows]
+            lines.append(f"{kind} {gpu.name}: {len(rows)} ranks of {len({r['run_key'] for r in rows})} runs "
+                         f"({', '.join(sorted({r['model'] for r in rows}))}); peak MAE {s['mae_pct']:.1f}%, worst "
+                         f"under {s['worst_under_pct']:.1f}%, worst over {s['worst_over_pct']:.1f}%; allocated "
+                         f"{min(alloc):+.1f}%..{max(alloc):+.1f}%")
     return "\n".join(lines)
 
 
@@ -108,7 +112,7 @@ def main() -> None:
     results = compute()
     text = table(results)
     print(text)
-    print(fsdp_summary())
+    print(multi_gpu_summary())
     if args.write:
         plot(results, ROOT / "docs" / "accuracy.png")
         readme = ROOT / "README.md"

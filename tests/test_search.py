@@ -1,4 +1,6 @@
 """fit's search and the reasons it gives, checked against the candidates it searched."""
+import pytest
+
 from vramplan.memory import estimate
 from vramplan.profiles import find_gpu, find_model
 from vramplan.search import SAFETY_MARGIN, fit
@@ -36,3 +38,34 @@ def test_explicit_targets_of_one_family_do_not_break_the_smaller_model_advice():
     base = TrainPlan(targets=("q_proj", "k_proj", "v_proj", "up_proj", "gate_proj"))
     r = fit(find_model("llama-3.1-8b"), find_gpu("H100-80GB"), seq=64000, effective_batch=16, base=base)
     assert r.recommended is None and r.suggestions["smaller_models"]
+
+
+def test_several_gpus_run_data_parallel_when_the_model_fits_one():
+    from vramplan.profiles import find_gpu, find_model
+    result = fit(find_model("llama-3.2-3b"), find_gpu("RTX-4090"), seq=2048, effective_batch=16, gpus=2)
+    p = result.recommended.plan
+    assert p.gpus == 2 and p.parallel == "ddp" and p.effective_batch == 16
+    assert result.one_gpu is not None and result.recommended.tokens_per_s > 1.5 * result.one_gpu.tokens_per_s
+    assert "data parallel" in result.reasons[0] and "beat one" in result.reasons[0]
+
+
+def test_fsdp_makes_possible_what_one_gpu_cannot_hold():
+    from vramplan.profiles import find_gpu, find_model
+    model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
+    result = fit(model, gpu, seq=8192, effective_batch=4, gpus=2, vram_bytes=24 * 2**30)
+    assert result.one_gpu is None and result.recommended.plan.parallel == "fsdp"
+    assert result.reasons[0].startswith("2 GPUs make it possible") and result.one_gpu_needs > result.limit_bytes
+
+
+def test_when_every_gpu_must_load_the_whole_model_more_gpus_do_not_help():
+    from vramplan.profiles import find_gpu, find_model
+    result = fit(find_model("llama-3.1-70b"), find_gpu("RTX-4090"), seq=2048, effective_batch=16, gpus=2)
+    assert result.recommended is None
+    assert any("loads the whole 4-bit model" in r and "more GPUs do not lower that" in r for r in result.reasons)
+
+
+def test_effective_batch_must_split_over_the_gpus():
+    from vramplan.errors import VramplanError
+    from vramplan.profiles import find_gpu, find_model
+    with pytest.raises(VramplanError, match="split evenly"):
+        fit(find_model("llama-3.2-1b"), find_gpu("T4"), effective_batch=6, gpus=4)

@@ -21,14 +21,14 @@ def test_preflight_api_names_the_nearest_plan_that_fits():
 
 def test_preflight_gpu_auto_without_a_gpu_is_a_clear_error(monkeypatch):
     import vramplan.verdict as verdict
-    monkeypatch.setattr(verdict, "detect_free_memory", lambda: None)
+    monkeypatch.setattr(verdict, "detect_free_memory", lambda count=1: None)
     with pytest.raises(VramplanError, match="no GPU detected"):
         vramplan.preflight("llama-3.1-8b")
 
 
 def test_preflight_gpu_auto_uses_free_memory(monkeypatch):
     import vramplan.verdict as verdict
-    monkeypatch.setattr(verdict, "detect_free_memory", lambda: ("NVIDIA H100 80GB HBM3", 10 * 2**30))
+    monkeypatch.setattr(verdict, "detect_free_memory", lambda count=1: ("NVIDIA H100 80GB HBM3", 10 * 2**30))
     v = vramplan.preflight("llama-3.1-8b")
     assert v.capacity_bytes == 10 * 2**30 and not v.fits
 

@@ -16,6 +16,11 @@ DTYPES = ("bf16", "fp16")
 ALLOCATORS = ("default", "expandable")
 ALLOC_CONF = {"default": None, "expandable": "expandable_segments:True"}
 """PYTORCH_CUDA_ALLOC_CONF for each allocator setting."""
+PARALLELS = ("fsdp", "ddp")
+"""How several GPUs share the work: FSDP full shard of the 4-bit base, or plain data parallel (a whole copy each)."""
+# optimizers that step fp32 states on the CPU, where FSDP's offload leaves the parameters (bnb's 8-bit and paged
+# optimizers and the fused AdamW are CUDA-only)
+CPU_OPTIMIZERS = ("adamw_torch", "adafactor", "sgd")
 ALL_LINEAR = "all-linear"
 
 # Bounds beyond which a value is a typo, not a plan.
@@ -56,6 +61,10 @@ class TrainPlan:
     QLoRA recipe, which does not run prepare_model_for_kbit_training), micro-batch per GPU."""
     allocator: str = "default"
     """PyTorch's caching allocator as users run it (default) or with expandable_segments:True (vramplan train)."""
+    parallel: str = "fsdp"
+    """With gpus > 1: fsdp (shard the base) or ddp (every GPU holds the whole model: for models that fit one)."""
+    offload: bool = False
+    """FSDP CPU offload: sharded parameters, gradients and optimizer states live in CPU memory."""
 
     def __post_init__(self):
         for name, (lo, hi) in _LIMITS.items():
@@ -71,15 +80,26 @@ class TrainPlan:
             raise VramplanError(f"--optim: unknown optimizer {self.optim!r}", hint="use one of " + ", ".join(OPTIMIZERS))
         object.__setattr__(self, "optim", optim)
         for flag, value, allowed in (("--quant", self.quant, QUANTS), ("--attn", self.attn, ATTENTIONS),
-                                     ("--dtype", self.dtype, DTYPES), ("--allocator", self.allocator, ALLOCATORS)):
+                                     ("--dtype", self.dtype, DTYPES), ("--allocator", self.allocator, ALLOCATORS),
+                                     ("--parallel", self.parallel, PARALLELS)):
             if value not in allowed:
                 raise VramplanError(f"{flag}: unknown value {value!r}", hint="use one of " + ", ".join(allowed))
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or not 1 <= self.gpus <= 16:
             raise VramplanError(f"--gpus: {self.gpus!r} is out of range", hint="use 1..16 GPUs of one host")
-        if self.gpus > 1:
+        if self.gpus == 1:  # one GPU: nothing to shard or offload
+            object.__setattr__(self, "parallel", "fsdp")
+            if self.offload:
+                raise VramplanError("--offload: CPU offload is part of FSDP over several GPUs", hint="add --gpus N")
+        elif self.parallel == "fsdp":
             if self.quant == "int8":
-                raise VramplanError("--gpus: FSDP cannot shard LLM.int8 weights", hint="use --quant nf4 with --gpus")
-            object.__setattr__(self, "kbit_prepare", False)
+                raise VramplanError("--gpus: FSDP cannot shard LLM.int8 weights",
+                                    hint="use --quant nf4, or --parallel ddp")
+            if self.offload and self.optim not in CPU_OPTIMIZERS:
+                raise VramplanError(f"--offload: {self.optim} cannot step parameters offloaded to the CPU",
+                                    hint="use --optim " + " or ".join(CPU_OPTIMIZERS))
+            object.__setattr__(self, "kbit_prepare", False)  # peft's sharded-QLoRA recipe does not run it
+        elif self.offload:
+            raise VramplanError("--offload: CPU offload needs FSDP", hint="use --parallel fsdp")
         if isinstance(self.targets, str) and self.targets != ALL_LINEAR:
             object.__setattr__(self, "targets", tuple(t.strip() for t in self.targets.split(",") if t.strip()))
         if not self.targets:
@@ -92,7 +112,12 @@ class TrainPlan:
 
     @property
     def effective_batch(self) -> int:
-        return self.batch * self.grad_accum
+        """Sequences per optimizer step, over all GPUs."""
+        return self.batch * self.grad_accum * self.gpus
+
+    @property
+    def fsdp(self) -> bool:
+        return self.gpus > 1 and self.parallel == "fsdp"
 
     @property
     def quantized(self) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from .calibration.select import runtime_for
 from .errors import VramplanError
 from .memory import Breakdown, estimate
-from .plan import ALL_LINEAR, TrainPlan
+from .plan import ALL_LINEAR, CPU_OPTIMIZERS, TrainPlan
 from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
 from .speed import tokens_per_second
 
@@ -46,6 +46,11 @@ class FitResult:
     alternatives: list[Candidate]
     reasons: list[str] = field(default_factory=list)
     suggestions: dict = field(default_factory=dict)
+    gpus: int = 1
+    one_gpu: Candidate | None = None
+    """With several GPUs: the best plan on one of them (None: nothing fits one), for the comparison."""
+    one_gpu_needs: int = 0
+    """With several GPUs: what the leanest one-GPU plan needs (bytes)."""
 
 
 def margin_limit(capacity: int) -> int:
@@ -55,7 +60,7 @@ def margin_limit(capacity: int) -> int:
 
 def _leanest(base: TrainPlan) -> TrainPlan:
     """Micro-batch 1 with checkpointing, keeping the effective batch (accumulation keeps gradients)."""
-    return base.with_(batch=1, grad_accum=base.effective_batch, gradient_checkpointing=True)
+    return base.with_(batch=1, grad_accum=max(1, base.effective_batch // base.gpus), gradient_checkpointing=True)
 
 
 def _micro_batches(effective: int) -> list[int]:
@@ -64,41 +69,102 @@ def _micro_batches(effective: int) -> list[int]:
 
 def candidates(model: ModelArch, gpu: GpuSpec, base: TrainPlan, effective_batch: int, capacity: int,
                ranks: tuple[int, ...], optims: tuple[str, ...]) -> list[Candidate]:
+    """Every plan of base's layout (GPUs, parallelism, offload); the effective batch is split over the GPUs."""
     runtime = runtime_for(gpu)
     limit = margin_limit(capacity)
+    per_gpu = effective_batch // base.gpus
+    if base.offload:
+        optims = tuple(o for o in optims if o in CPU_OPTIMIZERS) or ("adamw_torch",)
     out = []
     for rank in ranks:
         for optim in optims:
             for ckpt in (False, True):
-                for mb in _micro_batches(effective_batch):
+                for mb in _micro_batches(per_gpu):
                     plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
-                                      grad_accum=effective_batch // mb)
+                                      grad_accum=per_gpu // mb)
                     b = estimate(model, gpu, plan, runtime, vram_bytes=capacity)
                     out.append(Candidate(plan, b, tokens_per_second(model, gpu, plan), limit))
     return out
 
 
+def layouts(base: TrainPlan, parallel: str | None = None) -> list[TrainPlan]:
+    """How the GPUs may share the work: one GPU as is; several by DDP and FSDP (or the one asked for)."""
+    if base.gpus == 1:
+        return [base]
+    # DDP runs the one-GPU recipe on each GPU, prepare_model_for_kbit_training included
+    return [base.with_(parallel=p, offload=False, kbit_prepare=True if p == "ddp" else base.kbit_prepare)
+            for p in ((parallel,) if parallel else ("ddp", "fsdp"))]
+
+
+def _offload_layout(base: TrainPlan) -> TrainPlan:
+    optim = base.optim if base.optim in CPU_OPTIMIZERS else "adamw_torch"
+    return base.with_(parallel="fsdp", offload=True, optim=optim)
+
+
 def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int = 16, rank: int | None = None,
         vram_bytes: int | None = None, base: TrainPlan | None = None, optims: tuple[str, ...] | None = None,
-        explain: bool = True) -> FitResult:
+        explain: bool = True, gpus: int | None = None, parallel: str | None = None) -> FitResult:
+    """The fastest plan that fits each GPU with the margin. gpus > 1: data parallel and FSDP are both searched
+    (or `parallel` alone); FSDP with CPU offload only when nothing else fits; the best one-GPU plan is kept for
+    the comparison."""
     if effective_batch < 1 or effective_batch > 4096:
         raise VramplanError(f"--effective-batch: {effective_batch} is out of range", hint="use 1..4096")
     base = (base or TrainPlan()).with_(seq=seq, dtype=gpu.default_dtype)
+    if gpus:
+        base = base.with_(gpus=gpus)
+    if effective_batch % base.gpus:
+        raise VramplanError(f"--effective-batch {effective_batch} does not split evenly over {base.gpus} GPUs",
+                            hint=f"use a multiple of {base.gpus}")
     capacity = vram_bytes or runtime_for(gpu).usable_bytes(gpu.memory_bytes)
     ranks = (rank,) if rank else (DEFAULT_RANK, 8)
-    cands = candidates(model, gpu, base, effective_batch, capacity, ranks, optims or OPTIMIZERS)
+    opts = optims or OPTIMIZERS
+    cands = [c for layout in layouts(base, parallel) for c in
+             candidates(model, gpu, layout, effective_batch, capacity, ranks, opts)]
+    if base.gpus > 1 and parallel in (None, "fsdp") and not any(c.fits for c in cands):
+        cands += candidates(model, gpu, _offload_layout(base), effective_batch, capacity, ranks, opts)
     fitting = [c for c in cands if c.fits]
     # rank 16 unless only rank 8 fits; then fastest; ties go to the smaller peak
     preferred = [c for c in fitting if c.plan.rank == ranks[0]] or fitting
     preferred.sort(key=lambda c: (-round(c.tokens_per_s, 6), c.breakdown.required_bytes))
     result = FitResult(model, gpu, capacity, margin_limit(capacity),
-                       preferred[0] if preferred else None, [])
+                       preferred[0] if preferred else None, [], gpus=base.gpus)
+    if base.gpus > 1:
+        one = fit(model, gpu, seq=seq, effective_batch=effective_batch, rank=rank, vram_bytes=vram_bytes,
+                  base=base.with_(gpus=1, parallel="fsdp", offload=False, kbit_prepare=True), optims=optims,
+                  explain=False)
+        result.one_gpu = one.recommended
+        result.one_gpu_needs = min(c.breakdown.required_bytes for c in candidates(
+            model, gpu, base.with_(gpus=1, parallel="fsdp", offload=False, kbit_prepare=True), effective_batch,
+            capacity, ranks, opts))
     if result.recommended:
         result.alternatives = _alternatives(preferred)
         result.reasons = _reasons(result.recommended, gpu, rank, cands)
+        if base.gpus > 1:
+            result.reasons.insert(0, versus_one_gpu(result))
     elif explain:
         result.reasons, result.suggestions = _why_not(model, gpu, base, effective_batch, capacity, cands)
     return result
+
+
+def versus_one_gpu(result: FitResult) -> str:
+    """Why several GPUs beat one here, or why they do not."""
+    rec, one, n, g = result.recommended, result.one_gpu, result.gpus, result.gpu
+    p = rec.plan
+    per_gpu = f"{rec.breakdown.required_bytes / 2**30:.1f} GiB per GPU"
+    if one is None:
+        return (f"{n} GPUs make it possible: one {g.name} needs at least {result.one_gpu_needs / 2**30:.1f} GiB "
+                f"(limit {result.limit_bytes / 2**30:.1f} GiB); FSDP shards the 4-bit base, adapter and optimizer "
+                f"over {n} GPUs{' and offloads the shards to CPU memory' if p.offload else ''}: {per_gpu}")
+    speedup = rec.tokens_per_s / one.tokens_per_s
+    if p.parallel == "ddp":
+        return (f"{n} GPUs beat one, ~{speedup:.1f}x its tokens/s: the model fits one {g.name}, so data parallel "
+                f"runs a whole copy on each GPU ({per_gpu}) and only all-reduces the adapter's gradients; FSDP "
+                "would save memory this plan does not need and pay all-gathers every micro-batch")
+    if speedup >= 1.05:
+        return (f"{n} GPUs beat one, ~{speedup:.1f}x its tokens/s: FSDP's sharding frees enough memory per GPU for "
+                f"a faster plan than data parallel can hold ({per_gpu})")
+    return (f"{n} GPUs do not beat one here (~{speedup:.1f}x): FSDP's all-gathers of every layer cost more than "
+            f"the shards save; one {g.name} runs micro-batch {one.plan.batch} at ~{one.tokens_per_s:,.0f} tokens/s")
 
 
 def _alternatives(ranked: list[Candidate], n: int = 4) -> list[Candidate]:
@@ -172,15 +238,26 @@ def longest_seq(model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int, 
 def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[str], dict]:
     smallest = min(cands, key=lambda c: c.breakdown.required_bytes)
     b = smallest.breakdown
-    dom, dom_bytes = b.dominant()
+    dom_key, dom_bytes = b.dominant()
     limit = margin_limit(capacity)
     from .memory import LABELS
-    dom = LABELS.get(dom, dom)
+    from .memory.estimate import SHARDED
+    dom = LABELS.get(dom_key, dom_key)
+    n = smallest.plan.gpus
+    each = " per GPU" if n > 1 else ""
     reasons = [f"even the leanest plan (micro-batch 1, checkpointing, rank {smallest.plan.rank}) needs "
-               f"{b.required_bytes / 2**30:.1f} GiB; the limit is {limit / 2**30:.1f} GiB "
+               f"{b.required_bytes / 2**30:.1f} GiB{each}; the limit is {limit / 2**30:.1f} GiB "
                f"({gpu.name} minus the {SAFETY_MARGIN:.0%} margin)",
                f"largest part: {dom} ({dom_bytes / 2**30:.1f} GiB) in the {b.peak_phase} phase"]
-    base = base.with_(batch=1, grad_accum=effective_batch)
+    if n > 1 and b.peak_phase != "load" and dom_key not in SHARDED:
+        reasons.append(f"that part is per GPU: each GPU runs its own micro-batch, so more GPUs do not shrink it")
+    base = base.with_(batch=1, grad_accum=max(1, effective_batch // base.gpus))
+    if base.gpus > 1 and smallest.plan.gpus > 1:
+        base = base.with_(parallel=smallest.plan.parallel, offload=smallest.plan.offload, optim=smallest.plan.optim)
+        load = sum(b.phases["load"].values())
+        if b.peak_phase == "load":
+            reasons.append(f"every GPU first loads the whole 4-bit model ({load / 2**30:.1f} GiB: transformers "
+                           "quantizes onto each rank's GPU) before FSDP shards it; more GPUs do not lower that")
     seq = longest_seq(model, gpu, base, capacity)
     suggestions = {"longest_seq": seq}
     if seq:
@@ -194,7 +271,8 @@ def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[s
             _fits_at_all(model, g, base.with_(dtype=g.default_dtype), None)]
     suggestions["gpus"] = gpus[:3]
     if gpus:
-        reasons.append("smallest catalog GPUs that fit it: " + ", ".join(gpus[:3]))
+        reasons.append("smallest catalog GPUs that fit it" + (f" ({n} of them)" if n > 1 else "") + ": "
+                       + ", ".join(gpus[:3]))
     return reasons, suggestions
 
 

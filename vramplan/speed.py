@@ -12,10 +12,51 @@ from .profiles.models import ModelArch
 
 MATMUL_EFFICIENCY = 0.55  # share of the datasheet tensor rate that training matmuls reach
 MEMORY_EFFICIENCY = 0.75  # share of datasheet bandwidth that streaming kernels reach
+LINK_EFFICIENCY = 0.7  # share of the link's datasheet rate that NCCL collectives reach
+# FSDP1 as peft wraps it makes every LoRA linear its own unit: ~15 units per decoder layer, each gathered in
+# forward and backward and reduce-scattered, a collective launch and stream wait each. Measured on 2 x H200
+# (calibration/multi_gpu, step_time_s): FSDP steps take 1.5-2.0 s per micro-batch whatever the tokens
+# (2048-8192), DDP steps 0.7-0.84 s: latency, not bandwidth. 1.3 ms per collective reproduces that.
+FSDP_COLLECTIVE_S = 1.3e-3
 
 
 def step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
-    """Seconds per optimizer step (all micro-batches)."""
+    """Seconds per optimizer step (all micro-batches; on several GPUs, every rank's at once)."""
+    micro = compute_seconds(model, gpu, plan)
+    if plan.fsdp:  # prefetching overlaps the all-gathers with compute: the slower of the two sets the pace
+        micro = max(micro, fsdp_transfer_seconds(model, gpu, plan))
+    return micro * plan.grad_accum + sync_seconds(model, gpu, plan)
+
+
+def fsdp_transfer_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
+    """Per micro-batch: FULL_SHARD gathers every layer's shard twice (forward, backward) and the root once;
+    with CPU offload the rank's own shard also crosses PCIe each time it is gathered. Plus the collectives'
+    launch latency, which dominates at these sizes."""
+    from .memory.weights import base_components
+    base = base_components(model, plan)
+    layers = base.get("weights_4bit", 0) + base.get("weights_16bit", 0) + base.get("quant_constants", 0)
+    root = base.get("embeddings_lm_head", 0)
+    n = plan.gpus
+    gathered = (2 * layers + root) * (n - 1) / n
+    seconds = gathered / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
+    units = model.layers * (1 + 2 * len(plan.target_names(model.linear_names)))
+    seconds += 3 * units * FSDP_COLLECTIVE_S
+    if plan.offload:
+        seconds += (2 * layers + root) / n / (gpu.pcie_gbs * 1e9 * LINK_EFFICIENCY)
+    return seconds
+
+
+def sync_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
+    """Per optimizer step: DDP all-reduces the adapter's fp32 gradients (ring: twice the bytes)."""
+    if plan.gpus == 1 or plan.fsdp:
+        return 0.0  # FSDP's reduce-scatter of the adapter gradients is small and overlapped
+    from .memory.adapter import adapter_bytes
+    n = plan.gpus
+    return 2 * adapter_bytes(model, plan) * (n - 1) / n / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
+
+
+def compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
+    """Seconds of one micro-batch's compute on one GPU."""
     flops_rate = gpu.tensor_tflops_16bit * 1e12 * MATMUL_EFFICIENCY
     bw = gpu.bandwidth_gbs * 1e9 * MEMORY_EFFICIENCY
     t = plan.tokens
@@ -38,8 +79,9 @@ def step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
     # LoRA matmuls are small: 6 flops per adapter parameter per token
     from .memory.adapter import trainable_params
     total += 6 * trainable_params(model, plan) * t / flops_rate
-    return total * plan.grad_accum
+    return total
 
 
 def tokens_per_second(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
-    return plan.tokens * plan.grad_accum / step_seconds(model, gpu, plan)
+    """All GPUs together."""
+    return plan.tokens * plan.grad_accum * plan.gpus / step_seconds(model, gpu, plan)

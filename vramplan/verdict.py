@@ -35,25 +35,30 @@ class Verdict:
         return self.fits
 
 
-def detect_free_memory() -> tuple[str, int] | None:
-    """(GPU name, free bytes) of GPU 0 through NVML, or None without pynvml or a GPU."""
+def detect_free_memory(count: int = 1) -> tuple[str, int] | None:
+    """(GPU name, free bytes) through NVML: of GPU 0, or the least free of GPUs 0..count-1; None without pynvml,
+    a GPU, or that many GPUs."""
     from .runtime.gpu_info import detect_gpu, nvml_memory  # NVML only; no torch
     try:
-        return detect_gpu()["name"], nvml_memory()["free"]
+        found = detect_gpu()
+        if found["count"] < count:
+            return None
+        return found["name"], min(nvml_memory(i)["free"] for i in range(count))
     except Exception:
         return None
 
 
-def resolve_gpu(gpu: str | GpuSpec, vram_bytes: int | None = None) -> tuple[GpuSpec, int | None]:
-    """'auto' -> the detected GPU and its free memory as the capacity."""
+def resolve_gpu(gpu: str | GpuSpec, vram_bytes: int | None = None, count: int = 1) -> tuple[GpuSpec, int | None]:
+    """'auto' -> the detected GPU and its free memory (the least free of `count` GPUs) as the capacity."""
     if isinstance(gpu, GpuSpec):
         return gpu, vram_bytes
     if gpu == "auto":
         from .errors import VramplanError
-        found = detect_free_memory()
+        found = detect_free_memory(count)
         if found is None:
-            raise VramplanError("--gpu auto: no GPU detected (needs pynvml and an NVIDIA driver)",
-                                hint="name the GPU instead, e.g. --gpu T4")
+            raise VramplanError(f"--gpu auto: {'no GPU' if count == 1 else f'fewer than {count} GPUs'} detected "
+                                "(needs pynvml and an NVIDIA driver)",
+                                hint="name the GPU instead, e.g. --gpu T4" if count == 1 else "use fewer --gpus")
         name, free = found
         return find_gpu(name), vram_bytes or free
     return find_gpu(gpu), vram_bytes

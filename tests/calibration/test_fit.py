@@ -62,7 +62,7 @@ def test_every_boundary_verdict_is_right():
 def test_committed_fits_are_what_refit_produces(tmp_path):
     """Fits are derived data: rerunning the fit on the raw records reproduces them."""
     src = data_dir("calibration")
-    for folder in ("runs", "fsdp"):
+    for folder in ("runs", "multi_gpu"):
         (tmp_path / folder).mkdir()
         for p in (src / folder).glob("*.jsonl"):
             (tmp_path / folder / p.name).write_text(p.read_text())

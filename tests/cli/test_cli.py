@@ -135,3 +135,18 @@ def test_check_reads_a_config_and_flags_win(tmp_path):
     (tmp_path / "bad.yml").write_text("a: [")
     code, _, err = vramplan("check", "--gpu", "T4", "--config", str(tmp_path / "bad.yml"))
     assert code == 2 and "malformed YAML" in err and "Traceback" not in err
+
+
+def test_fit_on_2x_name_plans_per_gpu_and_compares_with_one():
+    code, out, err = vramplan("fit", "llama-3.1-8b", "--gpu", "2xRTX-4090", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["gpus"] == 2 and result["recommended"]["plan"]["gpus"] == 2 and "one_gpu" in result
+    assert "GPUs" in result["reasons"][0]
+    _, text, _ = vramplan("fit", "llama-3.1-8b", "--gpu", "2xRTX-4090")
+    assert "on 2 x RTX-4090" in text and "layout" in text
+
+
+def test_conflicting_gpu_counts_are_a_clear_error():
+    code, _, err = vramplan("estimate", "llama-3.1-8b", "--gpu", "2xH200", "--gpus", "4")
+    assert code == 2 and "names 2 GPUs" in err and "Traceback" not in err

@@ -42,6 +42,9 @@ def test_unknown_gpu_suggests_close_names():
     assert err.value.suggestions and err.value.exit_code == 2
 
 
-def test_multi_gpu_names_are_refused_clearly():
-    with pytest.raises(VramplanError, match="multi-GPU"):
-        find_gpu("2xRTX4090")
+def test_multi_gpu_names_name_the_card_and_the_count():
+    from vramplan.profiles import gpu_count
+    assert find_gpu("2xRTX4090") == find_gpu("RTX-4090") and gpu_count("2xRTX4090") == 2
+    assert gpu_count("4 x H200") == 4 and gpu_count("RTX-4090") is None
+    with pytest.raises(VramplanError, match="out of range"):
+        find_gpu("32xH200")

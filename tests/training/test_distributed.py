@@ -1,4 +1,5 @@
-"""Multi-GPU: the per-rank FSDP model, the accelerate configuration vramplan writes, the launch command."""
+"""Multi-GPU: the per-rank model (FSDP, DDP, CPU offload), the accelerate configuration vramplan writes, the
+launch command, and how `train --gpus` reads its ranks."""
 import sys
 
 import pytest
@@ -8,7 +9,9 @@ from vramplan.errors import VramplanError
 from vramplan.memory import estimate
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
-from vramplan.training.distributed import fsdp_accelerate_config, launch_command, write_accelerate_config
+from vramplan.runtime.multi_gpu import rank_peak, trial_from_ranks, write_launch
+from vramplan.training.distributed import (accelerate_config, launch_command, plan_accelerate_config,
+                                           write_accelerate_config)
 
 
 def test_fsdp_shards_the_base_and_adapter_but_not_the_activations():
@@ -19,13 +22,44 @@ def test_fsdp_shards_the_base_and_adapter_but_not_the_activations():
     bwd1, bwd2, bwd4 = one.phases["backward"], two.phases["backward"], four.phases["backward"]
     assert bwd2["weights_4bit"] == -(-bwd1["weights_4bit"] // 2) and bwd4["lora_adapter"] < bwd2["lora_adapter"]
     assert bwd2["logits_loss"] == bwd1["logits_loss"]  # micro-batch per GPU: activations stay per rank
-    assert two.components["fsdp_communication"] > 0 and "fsdp_root_shard" in two.components
+    assert two.components["nccl_communication"] > 0 and "fsdp_root_shard" in two.components
     assert four.peak_allocated_bytes < two.peak_allocated_bytes < one.peak_allocated_bytes
     assert two.phases["load"] == one.phases["load"]  # every rank loads the whole model before sharding
 
 
+def test_ddp_keeps_a_whole_copy_plus_gradient_buckets():
+    model, gpu = find_model("mistral-7b-v0.3"), find_gpu("H200")
+    one = estimate(model, gpu, TrainPlan(seq=2048))
+    ddp = estimate(model, gpu, TrainPlan(seq=2048, gpus=2, parallel="ddp"))
+    assert ddp.plan["kbit_prepare"] is True  # the one-GPU recipe on every GPU
+    assert ddp.components["ddp_gradient_buckets"] == one.components["lora_adapter"]
+    assert ddp.peak_allocated_bytes == one.peak_allocated_bytes + one.components["lora_adapter"]
+
+
+def test_cpu_offload_moves_the_shards_off_the_gpu():
+    model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
+    sharded = estimate(model, gpu, TrainPlan(seq=4096, gpus=2, optim="adamw_torch"))
+    offload = estimate(model, gpu, TrainPlan(seq=4096, gpus=2, optim="adamw_torch", offload=True))
+    assert "weights_4bit" not in offload.components and "optimizer_states" not in offload.components
+    assert offload.peak_allocated_bytes < sharded.peak_allocated_bytes
+    with pytest.raises(VramplanError, match="adamw_torch"):
+        TrainPlan(gpus=2, offload=True)  # bnb's paged 8-bit optimizer cannot step CPU parameters
+    with pytest.raises(VramplanError, match="--gpus"):
+        TrainPlan(offload=True, optim="adamw_torch")
+
+
+def test_the_fsdp_wrap_can_set_the_reserve():
+    # calibration/traces/llama-3.1-8b-2048x1-expandable: the compute stream's reserve peaks while FSDP flattens
+    # the root unit, above the short-sequence training step; at long sequences training sets it
+    from vramplan.memory.estimate import fsdp_wrap_excess
+    model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
+    short, long = (estimate(model, gpu, TrainPlan(seq=s, gpus=2)) for s in (2048, 8192))
+    assert fsdp_wrap_excess(model, short.phases, short.phases[short.peak_phase]) > 0
+    assert fsdp_wrap_excess(model, long.phases, long.phases[long.peak_phase]) == 0
+
+
 def test_the_measured_24gib_proof_is_what_the_planner_says():
-    # calibration/fsdp: llama-3.1-8b at 8192 tokens ran out of memory on one H200 capped at 24 GiB, trained on two
+    # calibration/multi_gpu: llama-3.1-8b at 8192 tokens ran out of memory on one H200 capped at 24 GiB, trained on two
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
     cap = 24 * 2**30
     assert not estimate(model, gpu, TrainPlan(seq=8192), vram_bytes=cap).fits
@@ -34,32 +68,63 @@ def test_the_measured_24gib_proof_is_what_the_planner_says():
 
 def test_multi_gpu_plans_use_the_sharded_recipe_and_refuse_int8():
     assert TrainPlan(gpus=2).kbit_prepare is False
+    assert TrainPlan(gpus=2, parallel="ddp", quant="int8").kbit_prepare is True
     with pytest.raises(VramplanError, match="int8"):
         TrainPlan(gpus=2, quant="int8")
     with pytest.raises(VramplanError, match="--gpus"):
         TrainPlan(gpus=0)
+    assert TrainPlan(gpus=4, batch=2, grad_accum=2).effective_batch == 16
 
 
 def test_accelerate_config_is_fsdp_full_shard_for_sharded_qlora(tmp_path):
-    cfg = fsdp_accelerate_config(2)
+    cfg = accelerate_config(2)
     assert cfg["distributed_type"] == "FSDP" and cfg["num_processes"] == 2
     fsdp = cfg["fsdp_config"]
     assert fsdp["fsdp_sharding_strategy"] == "FULL_SHARD" and fsdp["fsdp_cpu_ram_efficient_loading"]
     assert fsdp["fsdp_use_orig_params"] is False and fsdp["fsdp_offload_params"] is False
-    assert fsdp_accelerate_config(2, offload=True)["fsdp_config"]["fsdp_offload_params"] is True
-    path = write_accelerate_config(tmp_path / "accelerate.yaml", 4)
-    assert yaml.safe_load(path.read_text()) == fsdp_accelerate_config(4)
+    assert accelerate_config(2, offload=True)["fsdp_config"]["fsdp_offload_params"] is True
+    ddp = plan_accelerate_config(TrainPlan(gpus=4, parallel="ddp").to_dict())
+    assert ddp["distributed_type"] == "MULTI_GPU" and "fsdp_config" not in ddp and ddp["num_processes"] == 4
+    plan = TrainPlan(gpus=4).to_dict()
+    path = write_accelerate_config(tmp_path / "accelerate.yaml", plan)
+    assert yaml.safe_load(path.read_text()) == accelerate_config(4)
 
 
 def test_launch_command_runs_accelerate_with_one_process_per_gpu(tmp_path):
-    cmd = launch_command(tmp_path / "a.yaml", 2, "vramplan.runtime.fsdp_measure", ["spec.json", "out"])
+    cmd = launch_command(tmp_path / "a.yaml", 2, "vramplan.runtime.rank_measure", ["spec.json", "out"], port=1234)
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[cmd.index("--config_file") + 1].endswith("a.yaml")
-    assert cmd[-4:] == ["-m", "vramplan.runtime.fsdp_measure", "spec.json", "out"]
+    assert cmd[cmd.index("--main_process_port") + 1] == "1234"
+    assert cmd[-4:] == ["-m", "vramplan.runtime.rank_measure", "spec.json", "out"]
 
 
-def test_sharded_runs_checkpoint_reentrantly_and_feed_every_rank():
+def test_train_writes_its_configuration_and_launch_spec_into_the_output(tmp_path):
+    import json
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a b c"}\n')
+    plan = TrainPlan(gpus=2, seq=1024)
+    spec_path, cmd = write_launch(tmp_path / "run", "/models/x", str(data), plan, max_steps=10, epochs=1.0,
+                                  save_steps=None)
+    spec = json.loads(spec_path.read_text())
+    assert spec["plan"] == plan.to_dict() and spec["data"] == str(data.resolve()) and spec["command"] == cmd
+    assert yaml.safe_load((tmp_path / "run" / "accelerate_config.yaml").read_text())["distributed_type"] == "FSDP"
+    assert cmd[-2:] == ["vramplan.runtime.rank_train", str(spec_path)]
+
+
+def test_the_worst_rank_decides_verification():
+    def rank(r, peak, status="ok"):
+        return {"rank": r, "status": status, "nvml": {"before_init": 2**20, "peak": peak, "end": peak // 2},
+                **({"error": "CUDA out of memory"} if status == "oom" else {})}
+    trial = trial_from_ranks([rank(0, 10 * 2**30), rank(1, 12 * 2**30)], 2)
+    assert trial.status == "ok" and trial.peak_bytes == 12 * 2**30 - 2**20 and len(trial.rank_peaks) == 2
+    assert trial_from_ranks([rank(0, 2**30), rank(1, 2**30, "oom")], 2).status == "oom"
+    assert trial_from_ranks([rank(0, 2**30)], 2).status == "error"  # a rank that never reported
+    assert rank_peak({"nvml": {"before_init": 5, "peak": 9}}) == 4
+
+
+def test_sharded_runs_checkpoint_reentrantly_and_ddp_skips_the_unused_parameter_search():
     from vramplan.training.arguments import training_kwargs
-    plan = TrainPlan(gpus=2).to_dict()
-    assert training_kwargs(plan, "o")["gradient_checkpointing_kwargs"] == {"use_reentrant": True}
+    assert training_kwargs(TrainPlan(gpus=2).to_dict(), "o")["gradient_checkpointing_kwargs"] == {"use_reentrant": True}
     assert training_kwargs(TrainPlan().to_dict(), "o")["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
+    ddp = training_kwargs(TrainPlan(gpus=2, parallel="ddp").to_dict(), "o")
+    assert ddp["gradient_checkpointing_kwargs"] == {"use_reentrant": False} and ddp["ddp_find_unused_parameters"] is False

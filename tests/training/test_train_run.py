@@ -81,11 +81,20 @@ def test_synthetic_dataset_is_valid_training_data(tmp_path):
     assert len(examples) == 30 and {e.kind for e in examples} == {"alpaca", "messages", "text"}
 
 
-def test_train_on_several_gpus_says_it_is_not_built_yet(model_dir, tmp_path):
+def test_train_on_several_gpus_plans_per_gpu_and_shows_the_launch_config(model_dir, tmp_path):
+    proc = vramplan("train", str(model_dir), "--data", str(model_dir.parent / "train.jsonl"), "--gpu", "2xT4",
+                    "--seq", "64", "--output", str(tmp_path / "run"), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 x T4" in proc.stdout and "2 GPUs" in proc.stdout and "accelerate configuration" in proc.stdout
+    assert "GPUs beat one" in proc.stdout  # why several GPUs (or not)
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+def test_train_refuses_a_batch_that_does_not_split_over_the_gpus(model_dir, tmp_path):
     proc = vramplan("train", str(model_dir), "--data", str(model_dir.parent / "train.jsonl"), "--gpu", "T4",
-                    "--seq", "64", "--gpus", "2", "--output", str(tmp_path / "run"), "--dry-run")
-    assert proc.returncode == 2 and "--gpus" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "run").exists()
+                    "--gpus", "3", "--seq", "64", "--effective-batch", "16", "--output", str(tmp_path / "r"),
+                    "--dry-run")
+    assert proc.returncode == 2 and "split evenly over 3 GPUs" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_dry_run_says_train_uses_expandable_segments(model_dir):

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..memory import estimate
-from ..memory.estimate import logits_resplit_bytes
+from ..memory.estimate import fsdp_wrap_excess, logits_resplit_bytes
 from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
@@ -152,37 +152,62 @@ def verdicts(capped_records: list[dict], params: RuntimeParams) -> list[dict]:
     return out
 
 
-def _usable_fsdp(fsdp_records: list[dict]) -> list[dict]:
+def _usable_multi(multi_records: list[dict]) -> list[dict]:
     """Completed, uncapped multi-GPU runs (the capped proof runs test a verdict, not the peak)."""
-    return [r for r in fsdp_records if r.get("status") == "ok" and not r.get("cap_bytes") and "ranks" in r]
+    return [r for r in multi_records if r.get("status") == "ok" and not r.get("cap_bytes") and "ranks" in r]
 
 
-def fsdp_rank_rows(fsdp_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[dict]:
-    """Predicted against measured peak of every rank of every completed, uncapped FSDP run."""
+def multi_gpu_kind(record: dict) -> str:
+    """fsdp-default, fsdp-expandable, ddp-expandable, ...: the groups whose slack behaves alike."""
+    plan = TrainPlan.from_dict(record["plan"])
+    return f"{plan.parallel}{'-offload' if plan.offload else ''}-{plan.allocator}"
+
+
+def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[dict]:
+    """Predicted against measured peak of every rank of every completed, uncapped multi-GPU run."""
     out = []
-    for r in _usable_fsdp(fsdp_records):
+    for r in _usable_multi(multi_records):
         b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
         out += [_accuracy_row(r, b, k["nvml"]["peak"] - k["nvml"]["before_init"], k["torch"]["max_allocated"],
-                              rank=k["rank"]) for k in r["ranks"]]
+                              rank=k["rank"], kind=multi_gpu_kind(r)) for k in r["ranks"]]
     return out
 
 
-def fit_fsdp(fsdp_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> RuntimeParams:
-    """Per-rank communication memory (NVML minus reserve, context and paged states) and the extra slack."""
-    comm, slack = [], []
-    zero = replace(params, fsdp_comm_bytes=0, fsdp_slack_bytes=0)
-    for r in _usable_fsdp(fsdp_records):
-        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), zero)
+WRAP_MARGIN = 1 << 30  # a run whose slack exceeds the wrap's excess by more than this was set by training
+
+
+def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> RuntimeParams:
+    """Per-rank NCCL memory (NVML minus reserve, context and paged states) of every multi-GPU run, and the FSDP
+    training slack (constant + per fp32 logits byte) of each allocator setting, from the runs whose reserve the
+    training step set rather than the wrap (estimate.fsdp_wrap_excess). DDP keeps the one-GPU slack."""
+    nccl, rows, extra = [], {"default": ([], []), "expandable": ([], [])}, []
+    zero = replace(params, nccl_bytes=0, fsdp_slack_bytes=0, fsdp_slack_per_logit_byte=0.0, fsdp_wrap_extra_bytes=0,
+                   fsdp_expandable_slack_bytes=0, fsdp_expandable_slack_per_logit_byte=0.0)
+    for r in _usable_multi(multi_records):
+        plan, model = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
+        b = estimate(model, gpu, plan, zero)
+        wrap = fsdp_wrap_excess(model, b.phases, b.phases[b.peak_phase]) if plan.fsdp else 0
         for k in r["ranks"]:
             t, n = k["torch"], k["nvml"]
-            comm.append(n["peak"] - n["before_init"] - t["max_reserved"] - params.context_bytes - b.managed_bytes)
-            slack.append(t["max_reserved"] - t["max_allocated"])
-    if not comm:
+            nccl.append(n["peak"] - n["before_init"] - t["max_reserved"] - params.context_bytes - b.managed_bytes)
+            slack = t["max_reserved"] - t["max_allocated"]
+            if plan.fsdp and slack > wrap + WRAP_MARGIN:
+                rows[plan.allocator][0].append([1.0, 4.0 * plan.tokens * model.vocab / 2**30])
+                rows[plan.allocator][1].append(slack / 2**30)
+            elif plan.fsdp:
+                extra.append(slack - wrap)
+    if not nccl:
         return params
-    return replace(params, fsdp_comm_bytes=int(statistics.median(comm)), fsdp_slack_bytes=int(statistics.median(slack)))
+    fitted = {a: _nnls(*rows[a]) for a in rows if rows[a][0]}
+    d0, dl = fitted.get("default", (params.fsdp_slack_bytes / 2**30, params.fsdp_slack_per_logit_byte))
+    e0, el = fitted.get("expandable", (d0, dl))
+    return replace(params, nccl_bytes=int(statistics.median(nccl)), fsdp_slack_bytes=int(d0 * 2**30),
+                   fsdp_wrap_extra_bytes=int(max(0, statistics.median(extra))) if extra else 0,
+                   fsdp_slack_per_logit_byte=round(dl, 4), fsdp_expandable_slack_bytes=int(e0 * 2**30),
+                   fsdp_expandable_slack_per_logit_byte=round(el, 4))
 
 
-def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, fsdp_records: list[dict] = ()) -> dict:
+def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_records: list[dict] = ()) -> dict:
     name = next(r["gpu"]["name"] for r in records if r.get("gpu"))
     gpu = find_gpu(name)
     params = fit_params(records, gpu)
@@ -190,10 +215,10 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, fsdp_reco
     frag = fit_pressure_fragmentation(capped_runs)
     if frag is not None:
         params = replace(params, pressure_fragmentation=frag)
-    params = fit_fsdp(list(fsdp_records), gpu, params)
+    params = fit_multi_gpu(list(multi_records), gpu, params)
     in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu))
     checks = verdicts(capped_runs, params)
-    fsdp_rows = fsdp_rank_rows(list(fsdp_records), gpu, params)
+    multi_rows = multi_gpu_rank_rows(list(multi_records), gpu, params)
     first = next(r for r in records if r.get("versions"))
     return {
         "gpu_name": name, "profile": gpu.name, "architecture": gpu.architecture,
@@ -207,12 +232,20 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, fsdp_reco
         "boundary": {"runs": len(checks), "right": sum(c["right"] for c in checks),
                      "note": "allocator-capped runs of every calibrated GPU; pressure_fragmentation is fitted on "
                              "these same runs, so the verdict count is in-sample"},
-        **({"fsdp": {"runs": len({row["run_key"] for row in fsdp_rows}), "ranks": len(fsdp_rows),
-                     "architectures": sorted({row["model"] for row in fsdp_rows}), **summarize(fsdp_rows),
-                     "note": "per-rank peak; fsdp_comm_bytes and fsdp_slack_bytes are fitted on these same runs"}}
-           if fsdp_rows else {}),
+        **({"multi_gpu": multi_gpu_summary(multi_rows)} if multi_rows else {}),
         "derived_by": "vramplan calibrate --refit (vramplan/calibration/fit.py) from calibration/runs",
     }
+
+
+def multi_gpu_summary(rows: list[dict]) -> dict:
+    """Per-rank accuracy, over all runs and per kind (parallelism, offload, allocator)."""
+    kinds = {}
+    for kind in sorted({row["kind"] for row in rows}):
+        sub = [row for row in rows if row["kind"] == kind]
+        kinds[kind] = {"runs": len({row["run_key"] for row in sub}), "ranks": len(sub),
+                       "architectures": sorted({row["model"] for row in sub}), **summarize(sub)}
+    return {"runs": len({row["run_key"] for row in rows}), "ranks": len(rows), **summarize(rows), "kinds": kinds,
+            "note": "per-rank peak; nccl_bytes and the fsdp slack are fitted on these same runs (in-sample)"}
 
 
 def refit_all(calib_dir: Path) -> list[Path]:
@@ -222,7 +255,7 @@ def refit_all(calib_dir: Path) -> list[Path]:
     for slug, records in runs.items():
         if not any(usable(r) for r in records):
             continue
-        fit = fit_gpu(records, all_capped, load_runs(calib_dir / "fsdp" / f"{slug}.jsonl"))
+        fit = fit_gpu(records, all_capped, load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl"))
         path = calib_dir / "fits" / f"{gpu_slug(fit['gpu_name'])}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(fit, indent=2) + "\n")

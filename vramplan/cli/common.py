@@ -5,7 +5,9 @@ import argparse
 import json
 import sys
 
-from ..plan import ALLOCATORS, ATTENTIONS, DTYPES, OPTIMIZERS, QUANTS, TrainPlan
+from ..errors import VramplanError
+from ..plan import ALLOCATORS, ATTENTIONS, DTYPES, OPTIMIZERS, PARALLELS, QUANTS, TrainPlan
+from ..profiles import gpu_count
 from ..units import parse_size
 
 
@@ -41,14 +43,33 @@ def add_plan_args(p: argparse.ArgumentParser, only_given: bool = False, skip: tu
     g.add_argument("--no-double-quant", dest="double_quant", action="store_false")
     g.add_argument("--quant", choices=QUANTS, default=d.quant, help="base weights (default nf4)")
     g.add_argument("--attn", choices=ATTENTIONS, default=d.attn, help="attention implementation (default sdpa)")
-    g.add_argument("--gpus", type=positive_int("--gpus"), default=d.gpus,
-                   help="GPUs of one host; above 1, FSDP full shard of the 4-bit base (per-GPU figures)")
+    add_multi_gpu_args(g, d)
     g.add_argument("--allocator", choices=ALLOCATORS, default=d.allocator,
                    help="PyTorch's caching allocator as is (default) or with expandable_segments:True (expandable; "
                         "what `vramplan train` uses)")
     if only_given:
         for action in g._group_actions:
             action.default = argparse.SUPPRESS
+
+
+def add_multi_gpu_args(g, d: TrainPlan = TrainPlan(), search: bool = False) -> None:
+    g.add_argument("--gpus", type=positive_int("--gpus"), default=None,
+                   help="GPUs of one host (or name them --gpu 2xRTX-4090); figures are per GPU")
+    g.add_argument("--parallel", choices=PARALLELS, default=None if search else d.parallel,
+                   help="with --gpus: fsdp shards the 4-bit base (default), ddp keeps a whole copy per GPU"
+                        + ("; fit searches both unless given" if search else ""))
+    if not search:
+        g.add_argument("--offload", action="store_true", help="with FSDP: shards, gradients and optimizer states "
+                                                              "in CPU memory (needs --optim adamw_torch)")
+
+
+def gpus_from_args(args) -> int | None:
+    """--gpus, or the N of --gpu NxNAME; both given must agree."""
+    named = gpu_count(getattr(args, "gpu", "") or "")
+    flag = getattr(args, "gpus", None)
+    if named and flag and named != flag:
+        raise VramplanError(f"--gpu {args.gpu} names {named} GPUs but --gpus says {flag}", hint="give one of them")
+    return named or flag
 
 
 def add_vram_arg(p: argparse.ArgumentParser) -> None:
@@ -60,7 +81,8 @@ def plan_from_args(args, gpu) -> TrainPlan:
     return TrainPlan(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=args.targets, batch=args.batch,
                      grad_accum=args.grad_accum, seq=args.seq, optim=args.optim, dtype=dtype,
                      gradient_checkpointing=args.gradient_checkpointing, double_quant=args.double_quant,
-                     quant=args.quant, attn=args.attn, allocator=args.allocator, gpus=args.gpus)
+                     quant=args.quant, attn=args.attn, allocator=args.allocator, gpus=gpus_from_args(args) or 1,
+                     parallel=args.parallel, offload=args.offload)
 
 
 def vram_from_args(args) -> int | None:
@@ -73,9 +95,13 @@ def print_json(obj) -> None:
 
 
 PLAN_FIELDS = ("rank", "alpha", "dropout", "targets", "batch", "grad_accum", "seq", "optim", "dtype",
-               "gradient_checkpointing", "double_quant", "quant", "attn", "allocator", "gpus")
+               "gradient_checkpointing", "double_quant", "quant", "attn", "allocator", "gpus", "parallel", "offload")
 
 
 def given_plan_fields(args, skip: tuple[str, ...] = ()) -> dict:
     """The plan flags the user typed (add_plan_args(only_given=True) leaves the others out of args)."""
-    return {k: getattr(args, k) for k in PLAN_FIELDS if k not in skip and hasattr(args, k)}
+    fields = {k: getattr(args, k) for k in PLAN_FIELDS if k not in skip and hasattr(args, k)}
+    gpus = gpus_from_args(args)
+    if gpus:
+        fields["gpus"] = gpus
+    return fields

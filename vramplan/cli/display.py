@@ -32,5 +32,11 @@ def plan_line(plan: dict) -> str:
     return (f"r={plan['rank']} micro-batch {plan['batch']} x accum {plan['grad_accum']}, seq {plan['seq']}, "
             f"{plan['dtype']}, {plan['optim']}, checkpointing {'on' if plan['gradient_checkpointing'] else 'off'}, "
             f"{plan['attn']}, {plan['quant']}{' + double quant' if plan['double_quant'] and plan['quant'] in ('nf4', 'fp4') else ''}"
-            + (f"; {plan['gpus']} GPUs, FSDP full shard, figures per GPU" if plan.get("gpus", 1) > 1 else "")
+            + (f"; {plan['gpus']} GPUs, {layout_words(plan)}, figures per GPU" if plan.get("gpus", 1) > 1 else "")
             + ("; expandable segments" if plan.get("allocator") == "expandable" else ""))
+
+
+def layout_words(plan: dict) -> str:
+    if plan.get("parallel", "fsdp") == "ddp":
+        return "data parallel (a whole copy each)"
+    return "FSDP full shard" + (" + CPU offload" if plan.get("offload") else "")

@@ -64,7 +64,9 @@ def biggest_saving(model, gpu, plan, runtime, b: Breakdown) -> dict | None:
 
 def render(b: Breakdown, model, gpu, saving: dict | None) -> list[str]:
     limit_note = f"{b.capacity_bytes / GiB:.2f} GiB usable"
-    lines = [f"{model.name} on {gpu.name} ({gpu.memory_mib / 1024:.1f} GiB, {limit_note})",
+    n = b.plan.get("gpus", 1)
+    lines = [f"{model.name} on {f'{n} x ' if n > 1 else ''}{gpu.name} ({gpu.memory_mib / 1024:.1f} GiB"
+             f"{' each' if n > 1 else ''}, {limit_note})",
              f"plan: {plan_line(b.plan)}", ""]
     lines += breakdown_table(b)
     lines += ["", f"  {bar(b.required_bytes, b.capacity_bytes)}  needs {b.required_bytes / GiB:.2f} of "

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..profiles import find_gpu, find_model
 from ..search import SAFETY_MARGIN, fit
 from ..units import GiB
-from .common import positive_int, print_json, vram_from_args
+from .common import add_multi_gpu_args, gpus_from_args, positive_int, print_json, vram_from_args
 from .display import bar, plan_line
 
 
@@ -13,12 +13,13 @@ def register(sub) -> None:
                        description="Search rank, micro-batch x accumulation, optimizer and checkpointing for the "
                                    "fastest QLoRA plan that fits the GPU with a safety margin.")
     p.add_argument("model", metavar="MODEL", help="catalog name, hub id, config.json or model folder")
-    p.add_argument("--gpu", required=True, help="catalog GPU name (vramplan gpus)")
+    p.add_argument("--gpu", required=True, help="catalog GPU name (vramplan gpus); 2xNAME for two of them")
     p.add_argument("--seq", type=positive_int("--seq"), default=2048, help="sequence length (default 2048)")
     p.add_argument("--effective-batch", type=positive_int("--effective-batch"), default=16,
                    help="sequences per optimizer step (default 16)")
     p.add_argument("--rank", type=positive_int("--rank"), default=None, help="fix the LoRA rank")
     p.add_argument("--vram", default=None, help="judge against this much memory instead (e.g. 22GiB)")
+    add_multi_gpu_args(p, search=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -26,7 +27,7 @@ def register(sub) -> None:
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
     result = fit(model, gpu, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
-                 vram_bytes=vram_from_args(args))
+                 vram_bytes=vram_from_args(args), gpus=gpus_from_args(args) or 1, parallel=args.parallel)
     if args.json:
         print_json(to_json(result))
     else:
@@ -38,7 +39,9 @@ def to_json(result) -> dict:
     rec = result.recommended
     fastest = rec.tokens_per_s if rec else 0
     return {
-        "model": result.model.summary(), "gpu": result.gpu.summary(),
+        "model": result.model.summary(), "gpu": result.gpu.summary(), "gpus": result.gpus,
+        **({"one_gpu": result.one_gpu.to_dict(result.one_gpu.tokens_per_s) if result.one_gpu else None,
+            "one_gpu_needs_bytes": result.one_gpu_needs} if result.gpus > 1 else {}),
         "capacity_bytes": result.capacity_bytes, "limit_bytes": result.limit_bytes,
         "safety_margin": SAFETY_MARGIN,
         "recommended": ({**rec.to_dict(fastest), "required_bytes": rec.breakdown.required_bytes,
@@ -52,8 +55,10 @@ def to_json(result) -> dict:
 
 def render(result) -> list[str]:
     m, g = result.model, result.gpu
-    lines = [f"{m.name} ({m.total_params / 1e9:.2f}B) on {g.name} ({g.memory_mib / 1024:.1f} GiB): "
-             f"limit {result.limit_bytes / GiB:.2f} GiB ({SAFETY_MARGIN:.0%} safety margin)"]
+    on = f"{result.gpus} x {g.name}" if result.gpus > 1 else g.name
+    each = " each" if result.gpus > 1 else ""
+    lines = [f"{m.name} ({m.total_params / 1e9:.2f}B) on {on} ({g.memory_mib / 1024:.1f} GiB{each}): "
+             f"limit {result.limit_bytes / GiB:.2f} GiB{each} ({SAFETY_MARGIN:.0%} safety margin)"]
     rec = result.recommended
     if rec is None:
         lines.append("\nNOTHING FITS.")
@@ -66,12 +71,14 @@ def render(result) -> list[str]:
               f"  ~{rec.tokens_per_s:,.0f} tokens/s (roofline estimate)", "", "why:"]
     lines += [f"  - {r}" for r in result.reasons]
     if result.alternatives:
+        multi = result.gpus > 1
         lines += ["", "alternatives:", f"  {'micro-batch x accum':>20s}  {'ckpt':>4s}  {'optimizer':18s} {'rank':>4s}  "
-                                      f"{'GiB':>6s}  {'speed':>5s}"]
+                                      + (f"{'layout':>12s}  " if multi else "") + f"{'GiB':>6s}  {'speed':>5s}"]
         for c in result.alternatives:
             p = c.plan
+            layout = f"{p.parallel}{'+offload' if p.offload else ''}"
             lines.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {'on' if p.gradient_checkpointing else 'off':>4s}"
-                         f"  {p.optim:18s} {p.rank:>4d}  {c.breakdown.required_bytes / GiB:6.2f}  "
-                         f"{c.tokens_per_s / rec.tokens_per_s:5.2f}x")
+                         f"  {p.optim:18s} {p.rank:>4d}  " + (f"{layout:>12s}  " if multi else "")
+                         + f"{c.breakdown.required_bytes / GiB:6.2f}  {c.tokens_per_s / rec.tokens_per_s:5.2f}x")
     lines.append(f"\ncalibration: {b.runtime['source']}")
     return lines

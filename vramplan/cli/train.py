@@ -51,21 +51,23 @@ def model_source(name: str):
 def run(args) -> int:
     arch, source = model_source(args.model)
     examples = load_examples(args.data)  # every record checked before any GPU work
-    gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
-    seq, seq_note = resolve_seq(args, source, examples, arch)
     given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
-    if given.get("gpus", 1) > 1:
-        raise VramplanError("train --gpus: launching on several GPUs is not built yet",
-                            hint="plan it with `vramplan estimate --gpus N`; train on one GPU here")
+    gpus = given.get("gpus", 1)
+    gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args), count=gpus)
+    seq, seq_note = resolve_seq(args, source, examples, arch)
+    if args.effective_batch % gpus:
+        raise VramplanError(f"--effective-batch {args.effective_batch} does not split evenly over {gpus} GPUs",
+                            hint=f"use a multiple of {gpus}")
     # expandable segments: measured to remove the step-2 logits re-split (bench/segment_split.py); --allocator
     # default keeps PyTorch's allocator as is
     base = TrainPlan(**{"seq": seq, "dtype": gpu.default_dtype, "allocator": "expandable", **given})
     if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
-        candidates = [base.with_(grad_accum=max(1, args.effective_batch // base.batch))
+        candidates = [base.with_(grad_accum=max(1, args.effective_batch // (base.batch * gpus)))
                       if "grad_accum" not in given else base]
         result = None
     else:
-        result = fit(arch, gpu, seq=seq, effective_batch=args.effective_batch, vram_bytes=capacity, base=base)
+        result = fit(arch, gpu, seq=seq, effective_batch=args.effective_batch, vram_bytes=capacity, base=base,
+                     parallel=given.get("parallel") if gpus > 1 else None)
         if result.recommended is None:
             raise VramplanError("no plan fits: " + "; ".join(result.reasons), hint="shorter --seq or a bigger GPU")
         candidates = [c.plan for c in [result.recommended] + result.alternatives]
@@ -74,7 +76,8 @@ def run(args) -> int:
     kwargs = training_kwargs(plan.to_dict(), str(out / "checkpoints"), max_steps=args.max_steps or -1,
                              epochs=args.epochs, save_steps=args.save_steps, logging_steps=1)
     print(f"model: {arch.name} ({source}); data: {len(examples)} examples from {args.data}")
-    print(f"gpu: {gpu.name}" + (f", {capacity / GiB:.2f} GiB to plan for" if capacity else ""))
+    print(f"gpu: {f'{gpus} x ' if gpus > 1 else ''}{gpu.name}"
+          + (f", {capacity / GiB:.2f} GiB{' each' if gpus > 1 else ''} to plan for" if capacity else ""))
     print(seq_note)
     print(f"plan: {plan_line(plan.to_dict())}")
     if plan.allocator == "expandable":
@@ -82,11 +85,20 @@ def run(args) -> int:
               f"{allocator_saving(arch, gpu, plan, capacity) / GiB:.2f} GiB lower than PyTorch's default allocator)")
     if result is not None:
         print(f"  ({SAFETY_MARGIN:.0%} safety margin; {len(candidates) - 1} fallback plan(s) if verification fails)")
+        if gpus > 1 and result.reasons:
+            print(f"  {result.reasons[0]}")
     if args.dry_run:
-        print("training arguments:\n" + json.dumps(kwargs, indent=2))
+        print("training arguments (per GPU):\n" + json.dumps(kwargs, indent=2) if gpus > 1 else
+              "training arguments:\n" + json.dumps(kwargs, indent=2))
+        if gpus > 1:
+            from ..training.distributed import plan_accelerate_config
+            print(f"accelerate configuration (written to {out / 'accelerate_config.yaml'}):\n"
+                  + json.dumps(plan_accelerate_config(plan.to_dict()), indent=2))
         return 0
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise VramplanError(f"--output {out}: exists and is not empty", hint="choose another folder or --overwrite")
+    if gpus > 1:
+        return _train_multi(args, arch, source, gpu, capacity, candidates, out)
     return _train(args, arch, source, examples, gpu, capacity, candidates, out)
 
 
@@ -146,5 +158,49 @@ def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -
                    "predicted_peak_bytes": predicted.peak_bytes, "predicted_required_bytes": predicted.required_bytes,
                    "verified_peak_bytes": checked.trial.peak_bytes})
     (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"done: adapter in {out / 'adapter'}, run record in {out / 'run_record.json'}")
+    return 0
+
+
+def _train_multi(args, arch, source, gpu, capacity, candidates, out: Path) -> int:
+    """Verify on every rank, write the accelerate configuration and launch spec into the output folder, launch."""
+    from ..calibration.select import runtime_for
+    from ..memory import estimate
+    from ..runtime.multi_gpu import collect_ranks, rank_verification_trial, run_launch, write_launch
+    from ..training.verify import verify
+    gpus = candidates[0].gpus
+    limit = capacity or runtime_for(gpu).usable_bytes(gpu.memory_bytes)
+    checked = verify(candidates, lambda plan: rank_verification_trial(source, plan), limit)
+    if checked.plan is None:
+        raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
+    if out.exists() and args.overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = checked.plan
+    predicted = estimate(arch, gpu, plan, runtime_for(gpu), capacity)
+    spec_path, cmd = write_launch(out, source, args.data, plan, max_steps=args.max_steps or -1, epochs=args.epochs,
+                                  save_steps=args.save_steps)
+    print(f"launching {gpus} ranks: accelerate launch --config_file {out / 'accelerate_config.yaml'} "
+          f"-m vramplan.runtime.rank_train {spec_path}")
+    code = run_launch(cmd)
+    ranks = collect_ranks(out)
+    record = {"model": arch.name, "source": source, "gpu": gpu.name, "gpus": gpus, "plan": plan.to_dict(),
+              "accelerate_config": str(out / "accelerate_config.yaml"), "launch": cmd, "exit_code": code,
+              "verification": checked.log, "verified_rank_peaks_bytes": list(checked.trial.rank_peaks),
+              "predicted_peak_bytes_per_gpu": predicted.peak_bytes,
+              "predicted_required_bytes_per_gpu": predicted.required_bytes, "ranks": ranks}
+    if ranks:
+        record.update({k: ranks[0].get(k) for k in ("steps", "train_loss", "seconds", "tokens_per_s")})
+        record["measured_nvml_peak_bytes_per_rank"] = [r["measured_nvml_peak_bytes"] for r in ranks]
+    (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
+    if code != 0 or len(ranks) < gpus:
+        raise VramplanError(f"the {gpus}-GPU training failed (exit {code}, {len(ranks)} of {gpus} ranks finished)",
+                            hint=f"see the output above; the launch is recorded in {out / 'run_record.json'}")
+    peaks = ", ".join(f"{p / GiB:.2f}" for p in record["measured_nvml_peak_bytes_per_rank"])
+    print(f"measured peak per rank: {peaks} GiB (predicted {predicted.peak_bytes / GiB:.2f} GiB per GPU)")
+    if args.merge:
+        from ..runtime.train_run import merge_adapter
+        record["merged"] = str(merge_adapter(source, out / "adapter", out / "merged"))
+        (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"done: adapter in {out / 'adapter'}, run record in {out / 'run_record.json'}")
     return 0

@@ -33,7 +33,8 @@ LABELS = {
     "allocator_slack": "allocator slack",
     "fsdp_root_shard": "FSDP root shard (beside gathered copy)",
     "fsdp_gathered_units": "FSDP gathered layer units",
-    "fsdp_communication": "NCCL communicators + buffers",
+    "nccl_communication": "NCCL communicators + buffers",
+    "ddp_gradient_buckets": "DDP gradient buckets (fp32)",
     "logits_resplit": "allocator: re-split logits segment",
 }
 

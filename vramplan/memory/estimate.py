@@ -24,6 +24,8 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     resident = {**base, "lora_adapter": lora}
     if opt.device:
         resident["optimizer_states"] = opt.device
+    if plan.gpus > 1 and plan.parallel == "ddp":  # the reducer's flat buckets: a second copy of every gradient
+        resident["ddp_gradient_buckets"] = lora
     grads_between_micro_batches = {"lora_gradients": lora} if plan.grad_accum > 1 else {}
 
     la = layer_activations(model, plan)
@@ -62,19 +64,21 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     if opt.step_temp:
         phases["optimizer"]["optimizer_step_temp"] = opt.step_temp
 
-    managed = shard_per_rank(model, plan, phases, opt.managed) if plan.gpus > 1 else opt.managed
+    managed = shard_per_rank(model, plan, phases, opt.managed) if plan.fsdp else opt.managed
     for comps in phases.values():
         comps["cuda_workspaces"] = runtime.workspace_bytes
     peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
-    # FSDP, measured: no trace of the single-GPU logits/MLP pattern in the slack, a per-rank constant instead
-    slack = (runtime.fsdp_slack_bytes if plan.gpus > 1 else
-             runtime.slack(t, model.vocab, model.intermediate, plan.allocator))
-    comm = runtime.fsdp_comm_bytes if plan.gpus > 1 else 0
+    if plan.fsdp:
+        slack = max(runtime.fsdp_slack(t, model.vocab, plan.allocator),
+                    fsdp_wrap_excess(model, phases, phases[peak_phase]) + runtime.fsdp_wrap_extra_bytes)
+    else:
+        slack = runtime.slack(t, model.vocab, model.intermediate, plan.allocator)
+    comm = runtime.nccl_bytes if plan.gpus > 1 else 0
     resplit = logits_resplit_bytes(model, plan)
     managed_at_peak = managed if peak_phase != "load" else 0
     components = {"cuda_context": runtime.context_bytes, **phases[peak_phase]}
-    components["fsdp_communication"] = comm
+    components["nccl_communication"] = comm
     components["optimizer_states_paged"] = managed_at_peak
     components["allocator_slack"] = slack
     components["logits_resplit"] = resplit
@@ -98,10 +102,10 @@ SHARDED = ("weights_4bit", "weights_16bit", "quant_constants", "norms_biases", "
 def shard_per_rank(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str, int]], managed: int) -> int:
     """FSDP full shard, per rank (in place on phases); returns the per-rank managed bytes.
 
-    Decoder weights, constants, norms, the adapter, its gradients and optimizer states are split N ways. The root
-    unit (embeddings, lm_head, final norm) is gathered for the whole step and keeps its 1/N shard beside the
-    gathered copy; while a layer computes, its unit and the prefetched next one are gathered. Measured on
-    2 x H200 (calibration/fsdp): this accounts for the per-rank allocated peak within 5%."""
+    Decoder weights, constants, norms, the adapter, its gradients and optimizer states are split N ways (with CPU
+    offload the shards live in CPU memory and the optimizer steps there). The root unit (embeddings, lm_head,
+    final norm) is gathered for the whole step and keeps its 1/N shard beside the gathered copy; while a layer
+    computes, its unit and the prefetched next one are gathered. Measured on 2 x H200 (calibration/multi_gpu)."""
     n = plan.gpus
     layer_unit = (phases["load"].get("weights_4bit", 0) + phases["load"].get("weights_16bit", 0)
                   + phases["load"].get("quant_constants", 0)) // model.layers
@@ -110,12 +114,28 @@ def shard_per_rank(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str
             continue
         for key in SHARDED:
             if key in comps:
-                comps[key] = -(-comps[key] // n)
-        if comps.get("embeddings_lm_head"):
+                comps[key] = 0 if plan.offload else -(-comps[key] // n)
+        if comps.get("embeddings_lm_head") and not plan.offload:
             comps["fsdp_root_shard"] = comps["embeddings_lm_head"] // n
         if name in ("forward", "backward") and ("layer_workspace" in comps or "layer_recompute" in comps):
             comps["fsdp_gathered_units"] = 2 * layer_unit
-    return -(-managed // n)
+    return 0 if plan.offload else -(-managed // n)
+
+
+def fsdp_wrap_excess(model: ModelArch, phases: dict[str, dict[str, int]], peak: dict[str, int]) -> int:
+    """How far the compute stream's reserve, grown while FSDP wraps the model, exceeds its training peak.
+
+    Allocation trace (calibration/traces/llama-3.1-8b-2048x1-expandable): every rank first holds the whole 4-bit
+    model; when FSDP flattens the root unit, its original embedding and lm_head tensors, the new flat tensor and
+    a broadcast bucket as large as the larger of them coexist, and the pages stay reserved by the compute stream.
+    Training then allocates the gathered root and layer units on FSDP's all-gather stream, whose reserve adds
+    to it; so whichever of the two compute-stream peaks is larger decides the reserve."""
+    root = phases["load"].get("embeddings_lm_head", 0)
+    largest = root if model.tied_embeddings else root // 2
+    wrap = sum(phases["load"].values()) + root + largest
+    units = max(c.get("fsdp_gathered_units", 0) for c in phases.values())  # the all-gather stream keeps them
+    compute = sum(peak.values()) - peak.get("embeddings_lm_head", 0) - peak.get("fsdp_gathered_units", 0)
+    return max(0, wrap - compute + units - peak.get("fsdp_gathered_units", 0))
 
 
 def logits_resplit_bytes(model: ModelArch, plan: TrainPlan) -> int:

@@ -1,7 +1,7 @@
 """GPU and model profiles (profiles/ data) and name lookup."""
-from .catalog import find_gpu, find_model, gpu_catalog, model_catalog
+from .catalog import find_gpu, find_model, gpu_catalog, gpu_count, model_catalog
 from .gpus import GpuSpec
 from .models import Linear, ModelArch, arch_from_config
 
-__all__ = ["GpuSpec", "Linear", "ModelArch", "arch_from_config", "find_gpu", "find_model", "gpu_catalog",
+__all__ = ["GpuSpec", "Linear", "ModelArch", "arch_from_config", "find_gpu", "find_model", "gpu_catalog", "gpu_count",
            "model_catalog"]

@@ -53,13 +53,24 @@ def _suggest(name: str, items) -> list[str]:
     return out[:4]
 
 
+_COUNT = re.compile(r"\s*(\d+)\s*[x×*]\s*(.+)")
+
+
+def gpu_count(name: str) -> int | None:
+    """N of an `NxNAME` GPU name (`2xRTX-4090`: two of them on one host), else None."""
+    m = _COUNT.fullmatch(name or "")
+    return int(m.group(1)) if m else None
+
+
 def find_gpu(name: str) -> GpuSpec:
-    """A catalog GPU by name or alias; `2xRTX4090` style prefixes are for multi-GPU plans (not supported yet)."""
+    """A catalog GPU by name or alias; an `NxNAME` prefix names N of them (see gpu_count)."""
     if not name or not name.strip():
         raise VramplanError("--gpu: empty GPU name", hint="`vramplan gpus` lists the catalog")
-    m = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(.+)", name)
+    m = _COUNT.fullmatch(name)
     if m:
-        raise VramplanError(f"--gpu {name!r}: multi-GPU plans are not supported yet", hint=f"plan for one {m.group(2)}")
+        if not 1 <= int(m.group(1)) <= 16:
+            raise VramplanError(f"--gpu {name!r}: {m.group(1)} GPUs is out of range", hint="use 1..16 GPUs of one host")
+        name = m.group(2)
     gpu = _index(gpu_catalog()).get(_key(name))
     if gpu is None:
         raise NotFoundError("GPU", name, _suggest(name, gpu_catalog()), "vramplan gpus")

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from ..units import MiB
 
+# GPU-to-GPU bandwidth per direction without NVLink: the PCIe x16 link of the card's generation (PCI-SIG:
+# 3.0 ~16 GB/s, 4.0 ~32 GB/s, 5.0 ~64 GB/s). Profiles with NVLink state link_gbs themselves.
+PCIE_GBS = {"volta": 16.0, "turing": 16.0, "ampere": 32.0, "ada": 32.0, "hopper": 64.0, "blackwell": 64.0}
+
 
 @dataclass(frozen=True)
 class GpuSpec:
@@ -22,7 +26,9 @@ class GpuSpec:
     aliases: tuple[str, ...] = ()
     source: str = ""
     memory_source: str = ""
-    count: int = 1
+    link_gbs: float = 0.0
+    """GPU-to-GPU bandwidth per direction (NVLink where the profile says so); 0: the PCIe link."""
+    link_source: str = ""
 
     @property
     def memory_bytes(self) -> int:
@@ -33,11 +39,20 @@ class GpuSpec:
         """bf16 where the card has it (wider range, no loss scaling), else fp16."""
         return "bf16" if self.bf16 else "fp16"
 
+    @property
+    def interconnect_gbs(self) -> float:
+        return self.link_gbs or PCIE_GBS.get(self.architecture, 32.0)
+
+    @property
+    def pcie_gbs(self) -> float:
+        """Host-to-device bandwidth (CPU offload moves shards over it)."""
+        return PCIE_GBS.get(self.architecture, 32.0)
+
     def summary(self) -> dict:
         return {"name": self.name, "memory_mib": self.memory_mib, "memory_bytes": self.memory_bytes,
                 "compute_capability": self.compute_capability, "bf16": self.bf16,
                 "bandwidth_gbs": self.bandwidth_gbs, "tensor_tflops_16bit": self.tensor_tflops_16bit,
-                "architecture": self.architecture, "source": self.source}
+                "architecture": self.architecture, "interconnect_gbs": self.interconnect_gbs, "source": self.source}
 
 
 def load_gpu_file(path: Path) -> GpuSpec:
@@ -46,4 +61,5 @@ def load_gpu_file(path: Path) -> GpuSpec:
                    bf16=bool(d["bf16"]), bandwidth_gbs=float(d["bandwidth_gbs"]),
                    tensor_tflops_16bit=float(d["tensor_tflops_16bit"]), architecture=d.get("architecture", ""),
                    aliases=tuple(d.get("aliases", ())), source=d.get("source", ""),
-                   memory_source=d.get("memory_source", ""))
+                   memory_source=d.get("memory_source", ""), link_gbs=float(d.get("link_gbs", 0.0)),
+                   link_source=d.get("link_source", ""))

@@ -50,19 +50,21 @@ def start_trace():
     torch.cuda.memory._record_memory_history(max_entries=500_000, stacks="python")
 
 
-def write_trace(path: str) -> None:
+def write_trace(path: str, device: int = 0) -> None:
     """The allocator's history of large blocks and every segment, with the user-code frames that asked for them."""
     import torch
     snap = torch.cuda.memory._snapshot()
     torch.cuda.memory._record_memory_history(enabled=None)
     events = []
-    for e in snap["device_traces"][0]:
+    for e in snap["device_traces"][device]:
         if e["action"].startswith("segment") or e["size"] >= TRACE_MIN_BYTES or e["action"] == "oom":
             frames = [f"{f['filename'].rsplit('/', 2)[-1]}:{f['line']}:{f['name']}" for f in e.get("frames", [])
                       if "/torch/" not in f["filename"] or "/torch/nn/functional" in f["filename"]][:4]
-            events.append({"action": e["action"], "addr": e["addr"], "size": e["size"], "frames": frames})
+            events.append({"action": e["action"], "addr": e["addr"], "size": e["size"], "frames": frames,
+                           "stream": e.get("stream", 0)})
     segments = [{"addr": s["address"], "size": s["total_size"], "allocated": s["allocated_size"],
-                 "blocks": [(b["size"], b["state"]) for b in s["blocks"]]} for s in snap["segments"]]
+                 "stream": s.get("stream", 0), "blocks": [(b["size"], b["state"]) for b in s["blocks"]]}
+                for s in snap["segments"] if s["device"] == device]
     with open(path, "w") as f:
         json.dump({"events": events, "segments": segments}, f)
 
@@ -115,7 +117,7 @@ class RandomTokens:
         return {"input_ids": self.ids[i], "labels": self.ids[i].clone()}
 
 
-def phase_recorder(mark_steps: bool = False):
+def phase_recorder(mark_steps: bool = False, index: int = 0):
     import torch
     from transformers import TrainerCallback
 
@@ -153,7 +155,7 @@ def phase_recorder(mark_steps: bool = False):
             cur["max_allocated"] = torch.cuda.max_memory_allocated()
             cur["max_reserved"] = torch.cuda.max_memory_reserved()
             cur["end_allocated"] = torch.cuda.memory_allocated()
-            cur["nvml_used"] = nvml_used()
+            cur["nvml_used"] = nvml_used(index)
             self.steps.append(cur)
             self._cur = None
 

@@ -116,22 +116,17 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
                say=print) -> dict:
     """Train with the transformers Trainer; save adapter, tokenizer and a run record in output_dir."""
     import torch
-    from transformers import Trainer, TrainingArguments
-    from .measure import load_for_training
+    from .measure import NvmlPeak, load_for_training
 
     tok = load_tokenizer(model_path)
-    data = [encode(e, tok, plan.seq) for e in examples]
     model = None
     for _, model in load_for_training(model_path, plan.to_dict(), device_map={"": "cpu"} if use_cpu else {"": 0}):
         pass
-    kwargs = training_kwargs(plan.to_dict(), str(output_dir / "checkpoints"), max_steps=max_steps, epochs=epochs,
-                             use_cpu=use_cpu, save_steps=save_steps, logging_steps=1)
-    trainer = Trainer(model=model, args=TrainingArguments(**kwargs), train_dataset=data,
-                      data_collator=PadCollator(tok.pad_token_id), callbacks=[progress_callback(say)])
+    trainer, data = build_trainer(model, tok, examples, plan, output_dir, max_steps=max_steps, epochs=epochs,
+                                  save_steps=save_steps, use_cpu=use_cpu, say=say)
     on_gpu = torch.cuda.is_available() and not use_cpu
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    from .measure import NvmlPeak
     poller = NvmlPeak() if on_gpu else None
     t0 = time.time()
     with poller or contextlib.nullcontext():
@@ -139,9 +134,7 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
     elapsed = time.time() - t0
     model.save_pretrained(output_dir / "adapter")
     tok.save_pretrained(output_dir / "adapter")
-    tokens = sum(len(d["input_ids"]) for d in data) * (result.global_step * plan.effective_batch / max(1, len(data)))
-    record = {"plan": plan.to_dict(), "steps": result.global_step, "train_loss": result.training_loss,
-              "seconds": round(elapsed, 2), "tokens_per_s": round(tokens / elapsed, 1) if elapsed else None,
+    record = {"plan": plan.to_dict(), **result_fields(result, data, plan, elapsed),
               "measured_max_allocated": torch.cuda.max_memory_allocated() if on_gpu else None,
               "measured_max_reserved": torch.cuda.max_memory_reserved() if on_gpu else None,
               "measured_nvml_peak_bytes": poller.peak if poller else None,
@@ -151,6 +144,25 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
     if not math.isfinite(result.training_loss):
         say("warning: the training loss is not finite")
     return record
+
+
+def build_trainer(model, tok, examples: list[Example], plan: TrainPlan, output_dir: Path, *, max_steps: int = -1,
+                  epochs: float = 1.0, save_steps: int | None = None, use_cpu: bool = False, say=print):
+    """The Trainer `vramplan train` runs, on one GPU or on each rank of several; and the tokenized data."""
+    from transformers import Trainer, TrainingArguments
+    data = [encode(e, tok, plan.seq) for e in examples]
+    kwargs = training_kwargs(plan.to_dict(), str(output_dir / "checkpoints"), max_steps=max_steps, epochs=epochs,
+                             use_cpu=use_cpu, save_steps=save_steps, logging_steps=1)
+    trainer = Trainer(model=model, args=TrainingArguments(**kwargs), train_dataset=data,
+                      data_collator=PadCollator(tok.pad_token_id), callbacks=[progress_callback(say)])
+    return trainer, data
+
+
+def result_fields(result, data, plan: TrainPlan, elapsed: float) -> dict:
+    """Steps, loss, time and tokens/s (all GPUs) of a finished trainer.train()."""
+    tokens = sum(len(d["input_ids"]) for d in data) * (result.global_step * plan.effective_batch / max(1, len(data)))
+    return {"steps": result.global_step, "train_loss": result.training_loss, "seconds": round(elapsed, 2),
+            "tokens_per_s": round(tokens / elapsed, 1) if elapsed else None}
 
 
 def merge_adapter(model_path: str, adapter: Path, out: Path) -> Path:

@@ -15,6 +15,8 @@ class Trial:
     peak_bytes: int = 0
     tokens_per_s: float = 0.0
     error: str = ""
+    rank_peaks: tuple[int, ...] = ()
+    """On several GPUs: each rank's measured peak (peak_bytes is the largest)."""
 
 
 @dataclass
@@ -34,12 +36,15 @@ def verify(candidates: list[TrainPlan], run: Callable[[TrainPlan], Trial], limit
         result.tried.append((plan, trial))
         label = f"micro-batch {plan.batch} x {plan.grad_accum}, checkpointing {'on' if plan.gradient_checkpointing else 'off'}, r={plan.rank}"
         if trial.status == "ok" and trial.peak_bytes <= limit_bytes:
-            msg = f"verified: {label}: peak {trial.peak_bytes / 2**30:.2f} GiB within {limit_bytes / 2**30:.2f} GiB"
+            where = (" (ranks: " + ", ".join(f"{p / 2**30:.2f}" for p in trial.rank_peaks) + " GiB)"
+                     if len(trial.rank_peaks) > 1 else "")
+            msg = (f"verified: {label}: peak {trial.peak_bytes / 2**30:.2f} GiB within {limit_bytes / 2**30:.2f} GiB"
+                   + where)
             result.log.append(msg)
             say(msg)
             result.plan, result.trial = plan, trial
             return result
-        why = (f"ran out of memory" if trial.status == "oom" else
+        why = ("ran out of memory" if trial.status == "oom" else
                f"peaked at {trial.peak_bytes / 2**30:.2f} GiB, over {limit_bytes / 2**30:.2f} GiB"
                if trial.status == "ok" else f"failed: {trial.error}")
         nxt = "; stepping down to the next plan" if i + 1 < len(candidates) else "; no plan left"

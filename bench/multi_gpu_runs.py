@@ -1,0 +1,133 @@
+"""Issue 7 on a host with 2+ GPUs: measured multi-GPU QLoRA runs, per-rank peaks, and the 24 GiB proof.
+
+    python bench/multi_gpu_runs.py --set expandable [--out calibration/multi_gpu] [--only 0,1,...]
+
+Each run: a random-weight checkpoint built from its profile, the accelerate configuration of
+vramplan/training/distributed.py, `accelerate launch` of vramplan.runtime.rank_measure (3 optimizer steps, every
+rank records its own NVML and torch peaks). Sets: `default` (FSDP, PyTorch's allocator as is, and the proof: the
+same plan on one GPU, standard recipe, and on two, FSDP, both under an allocator cap of 24 GiB per GPU),
+`expandable` (FSDP, DDP and CPU offload with expandable segments: what `vramplan train --gpus` launches),
+`holdout` (an architecture the fit has not seen). Records are appended to OUT/<gpu>.jsonl.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vramplan.calibration.design import SweepRun  # noqa: E402
+from vramplan.calibration.records import append_run, gpu_slug, run_key  # noqa: E402
+from vramplan.plan import TrainPlan  # noqa: E402
+from vramplan.training.distributed import free_port, launch_command, write_accelerate_config  # noqa: E402
+from vramplan.units import GiB  # noqa: E402
+
+PROOF_SEQ = 8192  # llama-3.1-8b: planner says 25.9 GiB allocator need on one GPU (cap 24), well under on two
+E = dict(gpus=2, allocator="expandable")
+SETS = {
+    "default": (
+        ("mistral-7b-v0.3", "fsdp base 2048", TrainPlan(seq=2048, gpus=2), None),
+        ("mistral-7b-v0.3", "fsdp seq 4096", TrainPlan(seq=4096, gpus=2), None),
+        ("mistral-7b-v0.3", "fsdp micro-batch 2, r64", TrainPlan(seq=2048, batch=2, rank=64, alpha=64, gpus=2), None),
+        ("llama-3.1-8b", "fsdp base 2048", TrainPlan(seq=2048, gpus=2), None),
+        ("llama-3.1-8b", "fsdp seq 4096", TrainPlan(seq=4096, gpus=2), None),
+        ("llama-3.1-8b", "fsdp micro-batch 2, r64", TrainPlan(seq=2048, batch=2, rank=64, alpha=64, gpus=2), None),
+        ("llama-3.1-8b", "proof: 2 GPUs capped at 24 GiB", TrainPlan(seq=PROOF_SEQ, gpus=2), 24 * GiB),
+        ("llama-3.1-8b", "proof: 1 GPU capped at 24 GiB", TrainPlan(seq=PROOF_SEQ), 24 * GiB),
+    ),
+    "expandable": (
+        ("mistral-7b-v0.3", "fsdp expandable 2048", TrainPlan(seq=2048, **E), None),
+        ("mistral-7b-v0.3", "fsdp expandable 4096", TrainPlan(seq=4096, **E), None),
+        ("mistral-7b-v0.3", "fsdp expandable micro-batch 2, r64", TrainPlan(seq=2048, batch=2, rank=64, alpha=64, **E), None),
+        ("mistral-7b-v0.3", "fsdp expandable 8192", TrainPlan(seq=8192, **E), None),
+        ("llama-3.1-8b", "fsdp expandable 2048", TrainPlan(seq=2048, **E), None),
+        ("llama-3.1-8b", "fsdp expandable 4096", TrainPlan(seq=4096, **E), None),
+        ("llama-3.1-8b", "fsdp expandable micro-batch 2, r64", TrainPlan(seq=2048, batch=2, rank=64, alpha=64, **E), None),
+        ("llama-3.1-8b", "fsdp expandable 8192", TrainPlan(seq=8192, **E), None),
+        ("llama-3.1-8b", "fsdp expandable, no checkpointing", TrainPlan(seq=2048, gradient_checkpointing=False, **E), None),
+        ("mistral-7b-v0.3", "ddp expandable 2048", TrainPlan(seq=2048, parallel="ddp", **E), None),
+        ("llama-3.1-8b", "ddp expandable 4096", TrainPlan(seq=4096, parallel="ddp", **E), None),
+        ("llama-3.1-8b", "fsdp expandable, cpu offload", TrainPlan(seq=4096, offload=True, optim="adamw_torch", **E), None),
+    ),
+    "holdout": (
+        ("qwen2.5-7b", "fsdp expandable 2048", TrainPlan(seq=2048, **E), None),
+        ("qwen2.5-7b", "fsdp expandable 4096, micro-batch 2", TrainPlan(seq=4096, batch=2, **E), None),
+        ("qwen2.5-7b", "ddp expandable 2048", TrainPlan(seq=2048, parallel="ddp", **E), None),
+    ),
+}
+STEPS = 3
+
+
+def run_multi(model, why, plan, cap, ckpt, key, timeout_s=900, trace_path=None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        spec = {"run_key": key, "model": model, "checkpoint": str(ckpt), "plan": plan.to_dict(), "steps": STEPS,
+                "cap_bytes": cap, "output_dir": str(tmp / "trainer"), "trace_path": str(trace_path) if trace_path else None}
+        (tmp / "spec.json").write_text(json.dumps(spec))
+        cfg = write_accelerate_config(tmp / "accelerate.yaml", plan.to_dict())
+        cmd = launch_command(cfg, plan.gpus, "vramplan.runtime.rank_measure", [str(tmp / "spec.json"), str(tmp / "out")],
+                             port=free_port())
+        t0 = time.time()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+            err = proc.stderr[-2500:]
+        except subprocess.TimeoutExpired:
+            err = f"no result within {timeout_s} s"
+        ranks = [json.loads(p.read_text()) for p in sorted((tmp / "out").glob("rank*.json"))]
+        status = ("ok" if ranks and all(r["status"] == "ok" for r in ranks) and len(ranks) == plan.gpus else
+                  "oom" if any(r["status"] == "oom" for r in ranks) else "error")
+        rec = {"schema": 1, "run_key": key, "model": model, "why": why, "plan": plan.to_dict(), "cap_bytes": cap,
+               "steps_requested": STEPS, "status": status, "ranks": ranks, "accelerate_config": cfg.read_text(),
+               "launch": cmd[1:], "wall_s": round(time.time() - t0, 1),
+               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if status != "ok":
+            rec["launcher_stderr"] = err
+        return rec
+
+
+def main() -> None:
+    from vramplan.runtime.gpu_info import detect_gpu
+    from vramplan.runtime.sweep import default_cache, ensure_checkpoint, run_one
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--set", choices=sorted(SETS), required=True)
+    ap.add_argument("--out", type=Path, default=ROOT / "calibration" / "multi_gpu")
+    ap.add_argument("--only", default=None, help="comma-separated indexes within the set")
+    ap.add_argument("--trace", type=Path, default=None, help="folder for rank 0's allocation traces (no records)")
+    args = ap.parse_args()
+    gpu = detect_gpu()
+    path = args.out / f"{gpu_slug(gpu['name'])}.jsonl"
+    print(f"{gpu['name']} x{gpu['count']}")
+    failures = 0
+    for i, (model, why, plan, cap) in enumerate(SETS[args.set]):
+        if args.only is not None and str(i) not in args.only.split(","):
+            continue
+        ckpt = ensure_checkpoint(model, default_cache(), print)
+        key = run_key(gpu["name"], model, plan.to_dict(), STEPS, cap)
+        if plan.gpus == 1:
+            rec = run_one(SweepRun(model, why, plan, cap), ckpt, key, timeout_s=900)
+            peaks = [rec.get("nvml", {}).get("peak", 0)]
+        else:
+            trace = args.trace / f"{model}-{plan.seq}x{plan.batch}-{plan.allocator}.trace.json" if args.trace else None
+            rec = run_multi(model, why, plan, cap, ckpt, key, trace_path=trace)
+            peaks = [r["nvml"]["peak"] - r["nvml"]["before_init"] for r in rec["ranks"]]
+        if not args.trace:  # tracing slows the run and records the allocator's history: not a calibration run
+            append_run(path, rec)
+        print(f"[{i}] {model:16s} {why:40s} {rec['status']:5s} peaks " + " ".join(f"{p / GiB:6.2f}" for p in peaks)
+              + f" GiB  {rec.get('wall_s')} s", flush=True)
+        if rec["status"] == "error":
+            failures += 1
+            print((rec.get("launcher_stderr") or rec.get("error") or "")[-2000:])
+            for r in rec.get("ranks", []):
+                print(r.get("traceback", r.get("error", ""))[-1500:])
+            if failures >= 2:
+                break  # the recipe itself fails: later runs would too
+    print(f"records: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`vramplan train --gpus N`, the launching side: verification on every rank, then the full run, both through
+`accelerate launch` with the configuration of training/distributed.py. No torch here: the ranks import it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..plan import TrainPlan
+from ..training.distributed import free_port, launch_command, write_accelerate_config
+from ..training.verify import Trial
+
+
+def rank_peak(record: dict) -> int:
+    """What nvidia-smi showed for this rank's process: its NVML peak less what the GPU held before it started."""
+    nvml = record.get("nvml", {})
+    return max(nvml.get("peak", 0), nvml.get("end", 0)) - nvml.get("before_init", 0)
+
+
+def trial_from_ranks(records: list[dict], gpus: int, error: str = "") -> Trial:
+    """One verification result from every rank's record: the worst rank decides."""
+    if len(records) < gpus:
+        oom = any(r.get("status") == "oom" for r in records)
+        return Trial("oom" if oom else "error", error=error or f"{len(records)} of {gpus} ranks reported")
+    peaks = tuple(rank_peak(r) for r in records)
+    statuses = {r.get("status") for r in records}
+    status = "ok" if statuses == {"ok"} else "oom" if "oom" in statuses else "error"
+    errors = "; ".join(f"rank {r.get('rank')}: {r['error']}" for r in records if r.get("error"))
+    return Trial(status, max(peaks), sum(r.get("tokens_per_s", 0.0) for r in records), errors, peaks)
+
+
+def rank_verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout_s: int = 1200) -> Trial:
+    """A few real optimizer steps on every GPU at the plan's micro-batch and full sequence length."""
+    spec = {"run_key": "verify", "model": Path(model_path).name, "checkpoint": model_path, "plan": plan.to_dict(),
+            "steps": steps}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        spec["output_dir"] = str(tmp / "trainer")
+        (tmp / "spec.json").write_text(json.dumps(spec))
+        cfg = write_accelerate_config(tmp / "accelerate.yaml", plan.to_dict())
+        cmd = launch_command(cfg, plan.gpus, "vramplan.runtime.rank_measure", [str(tmp / "spec.json"), str(tmp / "out")],
+                             port=free_port())
+        try:
+            proc = subprocess.run(cmd, timeout=timeout_s, capture_output=True, text=True)
+            error = "" if proc.returncode == 0 else f"launcher exit {proc.returncode}: {proc.stderr[-800:]}"
+        except subprocess.TimeoutExpired:
+            return Trial("error", error=f"no result within {timeout_s} s")
+        records = [json.loads(p.read_text()) for p in sorted((tmp / "out").glob("rank*.json"))]
+    return trial_from_ranks(records, plan.gpus, error)
+
+
+def write_launch(out: Path, source: str, data: str, plan: TrainPlan, *, max_steps: int, epochs: float,
+                 save_steps: int | None) -> tuple[Path, list[str]]:
+    """The accelerate configuration and the launch spec, in the output folder, and the command that runs them."""
+    cfg = write_accelerate_config(out / "accelerate_config.yaml", plan.to_dict())
+    spec = {"source": source, "data": str(Path(data).resolve()), "plan": plan.to_dict(), "max_steps": max_steps,
+            "epochs": epochs, "save_steps": save_steps}
+    spec_path = out / "launch.json"
+    cmd = launch_command(cfg, plan.gpus, "vramplan.runtime.rank_train", [str(spec_path)], port=free_port())
+    spec_path.write_text(json.dumps({**spec, "command": cmd}, indent=2) + "\n")
+    return spec_path, cmd
+
+
+def run_launch(cmd: list[str]) -> int:
+    """The full run, its output streamed to the terminal (rank 0 reports progress)."""
+    return subprocess.run(cmd).returncode
+
+
+def collect_ranks(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "ranks").glob("rank*.json"))]
