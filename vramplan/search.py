@@ -250,7 +250,7 @@ def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[s
                f"({gpu.name} minus the {SAFETY_MARGIN:.0%} margin)",
                f"largest part: {dom} ({dom_bytes / 2**30:.1f} GiB) in the {b.peak_phase} phase"]
     if n > 1 and b.peak_phase != "load" and dom_key not in SHARDED:
-        reasons.append(f"that part is per GPU: each GPU runs its own micro-batch, so more GPUs do not shrink it")
+        reasons.append("that part is per GPU: each GPU runs its own micro-batch, so more GPUs do not shrink it")
     base = base.with_(batch=1, grad_accum=max(1, effective_batch // base.gpus))
     if base.gpus > 1 and smallest.plan.gpus > 1:
         base = base.with_(parallel=smallest.plan.parallel, offload=smallest.plan.offload, optim=smallest.plan.optim)

@@ -42,6 +42,8 @@ class VramplanApp(App):
         Binding("g", "cycle('gradient_checkpointing')", "checkpointing", show=False),
         Binding("a", "cycle('attn')", "attention", show=False),
         Binding("u", "cycle('double_quant')", "double quant", show=False),
+        Binding("n", "cycle('gpus')", "GPUs", show=False),
+        Binding("p", "cycle('parallel')", "FSDP / DDP", show=False),
         Binding("escape", "leave_field", "leave field", show=False),
     ]
 
@@ -92,7 +94,8 @@ class VramplanApp(App):
         rows = [("", "accum", str(p.grad_accum)), ("t", "target", targets), ("o", "optim", p.optim),
                 ("d", "dtype", p.dtype + ("" if s.gpu.bf16 or p.dtype == "fp16" else " (no bf16!)")),
                 ("g", "ckpt", "on" if p.gradient_checkpointing else "off"), ("a", "attn", p.attn),
-                ("u", "dquant", "on" if p.double_quant else "off")]
+                ("u", "dquant", "on" if p.double_quant else "off"),
+                ("n", "gpus", f"{p.gpus}" + (f" [b]p[/b] {p.parallel}" if p.gpus > 1 else ""))]
         self.query_one("#toggles", Static).update(
             "\n".join(f"[b]{key or ' '}[/b] {label:6s} {value}" for key, label, value in rows))
         for name in NUMBER_FIELDS:

@@ -21,6 +21,7 @@ HELP = """[b]vramplan[/b]: explore QLoRA memory plans. Every change re-plans at 
   t  targets (all-linear, attention, q/v)   o  optimizer
   d  bf16 / fp16        g  gradient checkpointing
   a  attention kind     u  double quant
+  n  GPUs of one host (1, 2, 4, 8; figures per GPU)   p  FSDP / data parallel
 [b]actions[/b]
   f  fit: recommended plan and alternatives (Enter applies one)
   e  write the plan as vramplan-plan.json and vramplan-train.sh (never overwrites)

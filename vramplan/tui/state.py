@@ -8,13 +8,14 @@ from pathlib import Path
 
 from ..calibration.select import runtime_for
 from ..memory import Breakdown, estimate
-from ..plan import ALL_LINEAR, ATTENTIONS, TrainPlan
+from ..plan import ALL_LINEAR, ATTENTIONS, PARALLELS, TrainPlan
 from ..profiles import GpuSpec, ModelArch, find_gpu, find_model
 from ..search import FitResult, fit
 
 OPTIM_CYCLE = ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused", "adamw_torch", "paged_adamw_32bit",
                "adafactor", "sgd")
 _ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")
+GPU_COUNTS = (1, 2, 4, 8)
 LIMITS = {"seq": (128, 131072), "batch": (1, 256), "rank": (1, 1024)}
 
 
@@ -79,6 +80,14 @@ class PlanState:
             self.plan = p.with_(dtype="fp16" if p.dtype == "bf16" else "bf16")
         elif name in ("gradient_checkpointing", "double_quant"):
             self.plan = p.with_(**{name: not getattr(p, name)})
+        elif name == "gpus":  # the effective batch stays; each GPU takes its share of it
+            n = _next(GPU_COUNTS, p.gpus)
+            self.plan = p.with_(gpus=n, grad_accum=max(1, p.effective_batch // (p.batch * n)), offload=False,
+                                kbit_prepare=n == 1 or p.parallel == "ddp")
+        elif name == "parallel":
+            if p.gpus > 1:
+                par = _next(PARALLELS, p.parallel)
+                self.plan = p.with_(parallel=par, offload=False, kbit_prepare=par == "ddp")
         else:
             raise KeyError(name)
 
@@ -97,7 +106,7 @@ class PlanState:
                 "--seq", str(p.seq), "--effective-batch", str(p.effective_batch), "--batch", str(p.batch),
                 "--rank", str(p.rank), "--alpha", f"{p.alpha:g}", "--dropout", f"{p.dropout:g}",
                 "--targets", targets, "--optim", p.optim, "--dtype", p.dtype, "--quant", p.quant,
-                "--attn", p.attn]
+                "--attn", p.attn] + (["--gpus", str(p.gpus), "--parallel", p.parallel] if p.gpus > 1 else [])
         if not p.gradient_checkpointing:
             args.append("--no-gradient-checkpointing")
         if not p.double_quant:
