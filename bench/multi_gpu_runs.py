@@ -10,8 +10,6 @@ same plan on one GPU, standard recipe, and on two, FSDP, both under an allocator
 `holdout` (an architecture the fit has not seen). Records are appended to OUT/<gpu>.jsonl.
 """
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from vramplan.calibration.design import SweepRun  # noqa: E402
 from vramplan.calibration.records import append_run, gpu_slug, run_key  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
-from vramplan.training.distributed import free_port, launch_command, write_accelerate_config  # noqa: E402
+from vramplan.runtime.multi_gpu import launch_rank_measure  # noqa: E402
 from vramplan.units import GiB  # noqa: E402
 
 PROOF_SEQ = 8192  # llama-3.1-8b: planner says 25.9 GiB allocator need on one GPU (cap 24), well under on two
@@ -63,21 +61,11 @@ STEPS = 3
 
 
 def run_multi(model, why, plan, cap, ckpt, key, timeout_s=900, trace_path=None) -> dict:
+    spec = {"run_key": key, "model": model, "checkpoint": str(ckpt), "plan": plan.to_dict(), "steps": STEPS,
+            "cap_bytes": cap, "trace_path": str(trace_path) if trace_path else None}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        spec = {"run_key": key, "model": model, "checkpoint": str(ckpt), "plan": plan.to_dict(), "steps": STEPS,
-                "cap_bytes": cap, "output_dir": str(tmp / "trainer"), "trace_path": str(trace_path) if trace_path else None}
-        (tmp / "spec.json").write_text(json.dumps(spec))
-        cfg = write_accelerate_config(tmp / "accelerate.yaml", plan.to_dict())
-        cmd = launch_command(cfg, plan.gpus, "vramplan.runtime.rank_measure", [str(tmp / "spec.json"), str(tmp / "out")],
-                             port=free_port())
         t0 = time.time()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-            err = proc.stderr[-2500:]
-        except subprocess.TimeoutExpired:
-            err = f"no result within {timeout_s} s"
-        ranks = [json.loads(p.read_text()) for p in sorted((tmp / "out").glob("rank*.json"))]
+        ranks, _, err, cfg, cmd = launch_rank_measure(spec, plan, Path(tmp), timeout_s)
         status = ("ok" if ranks and all(r["status"] == "ok" for r in ranks) and len(ranks) == plan.gpus else
                   "oom" if any(r["status"] == "oom" for r in ranks) else "error")
         rec = {"schema": 1, "run_key": key, "model": model, "why": why, "plan": plan.to_dict(), "cap_bytes": cap,

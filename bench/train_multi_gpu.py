@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vramplan.calibration.records import append_run  # noqa: E402
-from vramplan.resources import data_dir  # noqa: E402
-from vramplan.training.synthetic import save_tokenizer, write_dataset  # noqa: E402
+from vramplan.training.synthetic import synthetic_run  # noqa: E402
 
 
 def main() -> None:
@@ -32,12 +31,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "calibration" / "train")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vramplan-bench-"))
-    ckpt = work / args.model
-    subprocess.run([sys.executable, "-m", "vramplan.runtime.build_model",
-                    str(data_dir("profiles") / "models" / f"{args.model}.json"), str(ckpt)], check=True)
-    save_tokenizer(ckpt)
-    data = write_dataset(work / "train.jsonl", n=args.effective_batch * args.steps, min_words=args.seq // 2,
-                         max_words=args.seq - 16)
+    ckpt, data = synthetic_run(args.model, work, args.effective_batch * args.steps, args.seq)
     out_run = work / "run"
     cmd = [sys.executable, "-m", "vramplan", "train", str(ckpt), "--data", str(data), "--seq", str(args.seq),
            "--gpus", str(args.gpus), "--effective-batch", str(args.effective_batch), "--max-steps", str(args.steps),

@@ -22,9 +22,8 @@ sys.path.insert(0, str(ROOT))
 from vramplan.calibration.design import SweepRun  # noqa: E402
 from vramplan.calibration.records import append_run  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
-from vramplan.resources import data_dir  # noqa: E402
 from vramplan.runtime.sweep import run_one  # noqa: E402
-from vramplan.training.synthetic import save_tokenizer, write_dataset  # noqa: E402
+from vramplan.training.synthetic import synthetic_run  # noqa: E402
 
 SEED_RECIPE = dict(rank=64, alpha=64, dropout=0.05, optim="paged_adamw_32bit", batch=2, grad_accum=8,
                    gradient_checkpointing=True, allocator="default")
@@ -39,12 +38,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "calibration" / "train")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vramplan-bench-"))
-    ckpt = work / args.model
-    subprocess.run([sys.executable, "-m", "vramplan.runtime.build_model",
-                    str(data_dir("profiles") / "models" / f"{args.model}.json"), str(ckpt)], check=True)
-    save_tokenizer(ckpt)
-    data = write_dataset(work / "train.jsonl", n=args.effective_batch * args.steps, min_words=args.seq // 2,
-                         max_words=args.seq - 16)
+    ckpt, data = synthetic_run(args.model, work, args.effective_batch * args.steps, args.seq)
     out_run = work / "run"
     subprocess.run([sys.executable, "-m", "vramplan", "train", str(ckpt), "--data", str(data), "--seq",
                     str(args.seq), "--effective-batch", str(args.effective_batch), "--max-steps", str(args.steps),

@@ -122,20 +122,15 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
              candidates(model, gpu, layout, effective_batch, capacity, ranks, opts)]
     if base.gpus > 1 and parallel in (None, "fsdp") and not any(c.fits for c in cands):
         cands += candidates(model, gpu, _offload_layout(base), effective_batch, capacity, ranks, opts)
-    fitting = [c for c in cands if c.fits]
-    # rank 16 unless only rank 8 fits; then fastest; ties go to the smaller peak
-    preferred = [c for c in fitting if c.plan.rank == ranks[0]] or fitting
-    preferred.sort(key=lambda c: (-round(c.tokens_per_s, 6), c.breakdown.required_bytes))
+    preferred = _preferred(cands, ranks)
     result = FitResult(model, gpu, capacity, margin_limit(capacity),
                        preferred[0] if preferred else None, [], gpus=base.gpus)
     if base.gpus > 1:
-        one = fit(model, gpu, seq=seq, effective_batch=effective_batch, rank=rank, vram_bytes=vram_bytes,
-                  base=base.with_(gpus=1, parallel="fsdp", offload=False, kbit_prepare=True), optims=optims,
-                  explain=False)
-        result.one_gpu = one.recommended
-        result.one_gpu_needs = min(c.breakdown.required_bytes for c in candidates(
-            model, gpu, base.with_(gpus=1, parallel="fsdp", offload=False, kbit_prepare=True), effective_batch,
-            capacity, ranks, opts))
+        one = candidates(model, gpu, base.with_(gpus=1, parallel="fsdp", offload=False, kbit_prepare=True),
+                         effective_batch, capacity, ranks, opts)
+        one_preferred = _preferred(one, ranks)
+        result.one_gpu = one_preferred[0] if one_preferred else None
+        result.one_gpu_needs = min(c.breakdown.required_bytes for c in one)
     if result.recommended:
         result.alternatives = _alternatives(preferred)
         result.reasons = _reasons(result.recommended, gpu, rank, cands)
@@ -144,6 +139,15 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     elif explain:
         result.reasons, result.suggestions = _why_not(model, gpu, base, effective_batch, capacity, cands)
     return result
+
+
+def _preferred(cands: list[Candidate], ranks: tuple[int, ...]) -> list[Candidate]:
+    """The plans that fit, best first: rank ranks[0] unless only another fits; then fastest; ties go to the
+    smaller peak."""
+    fitting = [c for c in cands if c.fits]
+    preferred = [c for c in fitting if c.plan.rank == ranks[0]] or fitting
+    preferred.sort(key=lambda c: (-round(c.tokens_per_s, 6), c.breakdown.required_bytes))
+    return preferred
 
 
 def versus_one_gpu(result: FitResult) -> str:

@@ -88,8 +88,7 @@ def run(args) -> int:
         if gpus > 1 and result.reasons:
             print(f"  {result.reasons[0]}")
     if args.dry_run:
-        print("training arguments (per GPU):\n" + json.dumps(kwargs, indent=2) if gpus > 1 else
-              "training arguments:\n" + json.dumps(kwargs, indent=2))
+        print(f"training arguments{' (per GPU)' if gpus > 1 else ''}:\n" + json.dumps(kwargs, indent=2))
         if gpus > 1:
             from ..training.distributed import plan_accelerate_config
             print(f"accelerate configuration (written to {out / 'accelerate_config.yaml'}):\n"
@@ -133,25 +132,32 @@ def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
     return choice.seq, choice.describe()
 
 
-def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -> int:
-    from ..memory import estimate
+def _verify_into(args, arch, gpu, capacity, candidates, out: Path, trial):
+    """Real steps of each candidate until one fits; then the (emptied, with --overwrite) output folder and the
+    prediction for the verified plan."""
     from ..calibration.select import runtime_for
-    from ..runtime.train_run import train_full, verification_trial
+    from ..memory import estimate
     from ..training.verify import verify
-    from ..runtime.measure import apply_allocator
-    apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
-    import torch
-    if not torch.cuda.is_available():
-        raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")
-    limit = capacity or runtime_for(gpu).usable_bytes(gpu.memory_bytes)
-    checked = verify(candidates, lambda plan: verification_trial(source, plan), limit)
+    runtime = runtime_for(gpu)
+    checked = verify(candidates, trial, capacity or runtime.usable_bytes(gpu.memory_bytes))
     if checked.plan is None:
         raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    return checked, estimate(arch, gpu, checked.plan, runtime, capacity)
+
+
+def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -> int:
+    from ..runtime.train_run import train_full, verification_trial
+    from ..runtime.measure import apply_allocator
+    apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
+    import torch
+    if not torch.cuda.is_available():
+        raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")
+    checked, predicted = _verify_into(args, arch, gpu, capacity, candidates, out,
+                                      lambda plan: verification_trial(source, plan))
     plan = checked.plan
-    predicted = estimate(arch, gpu, plan, runtime_for(gpu), capacity)
     record = train_full(source, examples, plan, out, max_steps=args.max_steps or -1, epochs=args.epochs,
                         save_steps=args.save_steps, merge=args.merge)
     record.update({"model": arch.name, "source": source, "gpu": gpu.name, "verification": checked.log,
@@ -164,20 +170,11 @@ def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -
 
 def _train_multi(args, arch, source, gpu, capacity, candidates, out: Path) -> int:
     """Verify on every rank, write the accelerate configuration and launch spec into the output folder, launch."""
-    from ..calibration.select import runtime_for
-    from ..memory import estimate
     from ..runtime.multi_gpu import collect_ranks, rank_verification_trial, run_launch, write_launch
-    from ..training.verify import verify
     gpus = candidates[0].gpus
-    limit = capacity or runtime_for(gpu).usable_bytes(gpu.memory_bytes)
-    checked = verify(candidates, lambda plan: rank_verification_trial(source, plan), limit)
-    if checked.plan is None:
-        raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
-    if out.exists() and args.overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    checked, predicted = _verify_into(args, arch, gpu, capacity, candidates, out,
+                                      lambda plan: rank_verification_trial(source, plan))
     plan = checked.plan
-    predicted = estimate(arch, gpu, plan, runtime_for(gpu), capacity)
     spec_path, cmd = write_launch(out, source, args.data, plan, max_steps=args.max_steps or -1, epochs=args.epochs,
                                   save_steps=args.save_steps)
     print(f"launching {gpus} ranks: accelerate launch --config_file {out / 'accelerate_config.yaml'} "

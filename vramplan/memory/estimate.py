@@ -133,9 +133,9 @@ def fsdp_wrap_excess(model: ModelArch, phases: dict[str, dict[str, int]], peak: 
     root = phases["load"].get("embeddings_lm_head", 0)
     largest = root if model.tied_embeddings else root // 2
     wrap = sum(phases["load"].values()) + root + largest
-    units = max(c.get("fsdp_gathered_units", 0) for c in phases.values())  # the all-gather stream keeps them
-    compute = sum(peak.values()) - peak.get("embeddings_lm_head", 0) - peak.get("fsdp_gathered_units", 0)
-    return max(0, wrap - compute + units - peak.get("fsdp_gathered_units", 0))
+    # the all-gather stream reserves the gathered root and the most layer units any phase gathers
+    gathered = peak.get("embeddings_lm_head", 0) + max(c.get("fsdp_gathered_units", 0) for c in phases.values())
+    return max(0, wrap - (sum(peak.values()) - gathered))
 
 
 def logits_resplit_bytes(model: ModelArch, plan: TrainPlan) -> int:

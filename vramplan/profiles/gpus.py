@@ -41,7 +41,7 @@ class GpuSpec:
 
     @property
     def interconnect_gbs(self) -> float:
-        return self.link_gbs or PCIE_GBS.get(self.architecture, 32.0)
+        return self.link_gbs or self.pcie_gbs
 
     @property
     def pcie_gbs(self) -> float:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from ..plan import TrainPlan
 from ..training.distributed import free_port, launch_command, write_accelerate_config
@@ -30,24 +31,43 @@ def trial_from_ranks(records: list[dict], gpus: int, error: str = "") -> Trial:
     return Trial(status, max(peaks), sum(r.get("tokens_per_s", 0.0) for r in records), errors, peaks)
 
 
+class Launch(NamedTuple):
+    records: list[dict]
+    """Every rank's record."""
+    code: int | None
+    """The launcher's exit code; None when it ran out of time."""
+    log: str
+    """The end of the launcher's stderr (or why there is none)."""
+    config: Path
+    command: list[str]
+
+
+def launch_rank_measure(spec: dict, plan: TrainPlan, work: Path, timeout_s: int) -> Launch:
+    """rank_measure on every GPU: spec and accelerate configuration written into `work`, then the launch."""
+    spec = {**spec, "output_dir": str(work / "trainer")}
+    (work / "spec.json").write_text(json.dumps(spec))
+    cfg = write_accelerate_config(work / "accelerate.yaml", plan.to_dict())
+    cmd = launch_command(cfg, plan.gpus, "vramplan.runtime.rank_measure", [str(work / "spec.json"), str(work / "out")],
+                         port=free_port())
+    try:
+        proc = subprocess.run(cmd, timeout=timeout_s, capture_output=True, text=True)
+        code, log = proc.returncode, proc.stderr[-2500:]
+    except subprocess.TimeoutExpired:
+        code, log = None, f"no result within {timeout_s} s"
+    records = [json.loads(p.read_text()) for p in sorted((work / "out").glob("rank*.json"))]
+    return Launch(records, code, log, cfg, cmd)
+
+
 def rank_verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout_s: int = 1200) -> Trial:
     """A few real optimizer steps on every GPU at the plan's micro-batch and full sequence length."""
     spec = {"run_key": "verify", "model": Path(model_path).name, "checkpoint": model_path, "plan": plan.to_dict(),
             "steps": steps}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        spec["output_dir"] = str(tmp / "trainer")
-        (tmp / "spec.json").write_text(json.dumps(spec))
-        cfg = write_accelerate_config(tmp / "accelerate.yaml", plan.to_dict())
-        cmd = launch_command(cfg, plan.gpus, "vramplan.runtime.rank_measure", [str(tmp / "spec.json"), str(tmp / "out")],
-                             port=free_port())
-        try:
-            proc = subprocess.run(cmd, timeout=timeout_s, capture_output=True, text=True)
-            error = "" if proc.returncode == 0 else f"launcher exit {proc.returncode}: {proc.stderr[-800:]}"
-        except subprocess.TimeoutExpired:
-            return Trial("error", error=f"no result within {timeout_s} s")
-        records = [json.loads(p.read_text()) for p in sorted((tmp / "out").glob("rank*.json"))]
-    return trial_from_ranks(records, plan.gpus, error)
+        launch = launch_rank_measure(spec, plan, Path(tmp), timeout_s)
+    if launch.code is None:
+        return Trial("error", error=launch.log)
+    error = f"launcher exit {launch.code}: {launch.log[-800:]}" if launch.code else ""
+    return trial_from_ranks(launch.records, plan.gpus, error)
 
 
 def write_launch(out: Path, source: str, data: str, plan: TrainPlan, *, max_steps: int, epochs: float,
