@@ -150,3 +150,10 @@ def test_fit_on_2x_name_plans_per_gpu_and_compares_with_one():
 def test_conflicting_gpu_counts_are_a_clear_error():
     code, _, err = vramplan("estimate", "llama-3.1-8b", "--gpu", "2xH200", "--gpus", "4")
     assert code == 2 and "names 2 GPUs" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["estimate", "fit", "check", "table", "gpus", "models", "calibrate", "train", "tui"])
+def test_every_command_prints_its_help(command):
+    code, out, err = vramplan(command, "--help")
+    assert code == 0, err
+    assert out.startswith("usage: vramplan " + command) and "Traceback" not in err

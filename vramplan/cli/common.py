@@ -28,9 +28,9 @@ def add_plan_args(p: argparse.ArgumentParser, only_given: bool = False, skip: tu
     supply them)."""
     d = TrainPlan()
     g = p.add_argument_group("plan (defaults: the standard QLoRA recipe)")
-    g.add_argument("--rank", type=positive_int("--rank"), default=d.rank, help="LoRA rank r (default %(default)s)")
-    g.add_argument("--alpha", type=float, default=d.alpha, help="LoRA alpha (default %(default)s)")
-    g.add_argument("--dropout", type=float, default=d.dropout, help="LoRA dropout (default %(default)s)")
+    g.add_argument("--rank", type=positive_int("--rank"), default=d.rank, help=f"LoRA rank r (default {d.rank})")
+    g.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha (default {d.alpha:g})")
+    g.add_argument("--dropout", type=float, default=d.dropout, help=f"LoRA dropout (default {d.dropout:g})")
     g.add_argument("--targets", default=d.targets, help="all-linear or a comma list such as q_proj,v_proj")
     g.add_argument("--batch", type=positive_int("--batch"), default=d.batch, help="micro-batch (default 1)")
     g.add_argument("--grad-accum", type=positive_int("--grad-accum"), default=d.grad_accum,
