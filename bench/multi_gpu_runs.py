@@ -7,7 +7,10 @@ vramplan/training/distributed.py, `accelerate launch` of vramplan.runtime.rank_m
 rank records its own NVML and torch peaks). Sets: `default` (FSDP, PyTorch's allocator as is, and the proof: the
 same plan on one GPU, standard recipe, and on two, FSDP, both under an allocator cap of 24 GiB per GPU),
 `expandable` (FSDP, DDP and CPU offload with expandable segments: what `vramplan train --gpus` launches),
-`holdout` (an architecture the fit has not seen). Records are appended to OUT/<gpu>.jsonl.
+`holdout` (an architecture the fit has not seen), `allocator` (which plan setting makes the default allocator
+re-split a logits segment), `validation` (architectures and shapes the fit has not seen, predicted first with
+--predict), `tied` (tied embeddings: what `train --gpus 2` picked for
+llama-3.2-1b). Records are appended to OUT/<gpu>.jsonl.
 """
 import argparse
 import sys
@@ -56,8 +59,52 @@ SETS = {
         ("qwen2.5-7b", "fsdp expandable 4096, micro-batch 2", TrainPlan(seq=4096, batch=2, **E), None),
         ("qwen2.5-7b", "ddp expandable 2048", TrainPlan(seq=2048, parallel="ddp", **E), None),
     ),
+    "tied": (  # tied embeddings, and the configurations `train --gpus 2` picked for llama-3.2-1b at seq 1024
+        ("llama-3.2-1b", "fsdp expandable 1024, micro-batch 8", TrainPlan(seq=1024, batch=8, optim="adamw_8bit", **E), None),
+        ("llama-3.2-1b", "ddp expandable 1024, micro-batch 8, no checkpointing",
+         TrainPlan(seq=1024, batch=8, optim="adamw_8bit", gradient_checkpointing=False, parallel="ddp", **E), None),
+    ),
+    # the default allocator re-splits a logits segment at micro-batch 2, r=64 (not at 1, r=16): which of the two?
+    "allocator": (
+        ("llama-3.1-8b", "fsdp micro-batch 2, r16", TrainPlan(seq=2048, batch=2, gpus=2), None),
+        ("llama-3.1-8b", "fsdp seq 4096, r64", TrainPlan(seq=4096, rank=64, alpha=64, gpus=2), None),
+    ),
+    # predicted before they were measured (--predict writes the predictions; calibration/multi_gpu/validation.json)
+    "validation": (
+        ("qwen3-8b", "validation: fsdp expandable 4096", TrainPlan(seq=4096, **E), None),
+        ("mistral-nemo-12b", "validation: fsdp expandable 2048", TrainPlan(seq=2048, **E), None),
+        ("llama-3.2-3b", "validation: fsdp expandable 2048, micro-batch 4 (tied)", TrainPlan(seq=2048, batch=4, **E), None),
+        ("phi-3-mini", "validation: fsdp expandable 4096, micro-batch 2, r32",
+         TrainPlan(seq=4096, batch=2, rank=32, alpha=64, **E), None),
+        ("qwen3-8b", "validation: fsdp expandable 2048, no checkpointing",
+         TrainPlan(seq=2048, gradient_checkpointing=False, **E), None),
+        ("phi-3-mini", "validation: ddp expandable 2048, micro-batch 2", TrainPlan(seq=2048, batch=2, parallel="ddp", **E), None),
+    ),
 }
 STEPS = 3
+
+
+def predict(set_name: str, gpu_name: str, out: Path) -> None:
+    """The planner's per-rank peaks for a set, written before it is measured (no GPU needed)."""
+    import json
+    import subprocess
+
+    from vramplan.calibration.select import runtime_for
+    from vramplan.memory import estimate
+    from vramplan.profiles import find_gpu, find_model
+    gpu = find_gpu(gpu_name)
+    params = runtime_for(gpu)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    rows = []
+    for model, why, plan, cap in SETS[set_name]:
+        b = estimate(find_model(model), gpu, plan, params)
+        rows.append({"run_key": run_key(gpu_name, model, plan.to_dict(), STEPS, cap), "model": model, "why": why,
+                     "plan": plan.to_dict(), "predicted_peak_bytes": b.peak_bytes,
+                     "predicted_allocated_bytes": b.peak_allocated_bytes})
+        print(f"{model:16s} {why:55s} {b.peak_bytes / GiB:6.2f} GiB per rank")
+    out.write_text(json.dumps({"set": set_name, "gpu": gpu_name, "model_commit": commit, "runtime": params.source,
+                               "predictions": rows}, indent=1) + "\n")
+    print(f"predictions: {out}")
 
 
 def run_multi(model, why, plan, cap, ckpt, key, timeout_s=900, trace_path=None) -> dict:
@@ -86,7 +133,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "calibration" / "multi_gpu")
     ap.add_argument("--only", default=None, help="comma-separated indexes within the set")
     ap.add_argument("--trace", type=Path, default=None, help="folder for rank 0's allocation traces (no records)")
+    ap.add_argument("--predict", type=Path, default=None, help="write the planner's predictions for the set to this "
+                                                               "file and measure nothing")
+    ap.add_argument("--gpu", default="NVIDIA H200", help="with --predict: the GPU the set will run on")
     args = ap.parse_args()
+    if args.predict:
+        return predict(args.set, args.gpu, args.predict)
     gpu = detect_gpu()
     path = args.out / f"{gpu_slug(gpu['name'])}.jsonl"
     print(f"{gpu['name']} x{gpu['count']}")
@@ -100,7 +152,8 @@ def main() -> None:
             rec = run_one(SweepRun(model, why, plan, cap), ckpt, key, timeout_s=900)
             peaks = [rec.get("nvml", {}).get("peak", 0)]
         else:
-            trace = args.trace / f"{model}-{plan.seq}x{plan.batch}-{plan.allocator}.trace.json" if args.trace else None
+            name = f"{model}-{plan.seq}x{plan.batch}{'-ddp' if plan.parallel == 'ddp' else ''}-{plan.allocator}"
+            trace = args.trace / f"{name}.trace.json" if args.trace else None
             rec = run_multi(model, why, plan, cap, ckpt, key, trace_path=trace)
             peaks = [r["nvml"]["peak"] - r["nvml"]["before_init"] for r in rec["ranks"]]
         if not args.trace:  # tracing slows the run and records the allocator's history: not a calibration run

@@ -48,16 +48,6 @@ def test_cpu_offload_moves_the_shards_off_the_gpu():
         TrainPlan(offload=True, optim="adamw_torch")
 
 
-def test_the_fsdp_wrap_can_set_the_reserve():
-    # calibration/traces/llama-3.1-8b-2048x1-expandable: the compute stream's reserve peaks while FSDP flattens
-    # the root unit, above the short-sequence training step; at long sequences training sets it
-    from vramplan.memory.estimate import fsdp_wrap_excess
-    model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
-    short, long = (estimate(model, gpu, TrainPlan(seq=s, gpus=2)) for s in (2048, 8192))
-    assert fsdp_wrap_excess(model, short.phases, short.phases[short.peak_phase]) > 0
-    assert fsdp_wrap_excess(model, long.phases, long.phases[long.peak_phase]) == 0
-
-
 def test_the_measured_24gib_proof_is_what_the_planner_says():
     # calibration/multi_gpu: llama-3.1-8b at 8192 tokens ran out of memory on one H200 capped at 24 GiB, trained on two
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")

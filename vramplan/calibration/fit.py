@@ -13,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..memory import estimate
-from ..memory.estimate import fsdp_wrap_excess, logits_resplit_bytes
+from ..memory.estimate import logits_resplit_bytes
+from ..memory.fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
@@ -55,9 +56,11 @@ def allocator_of(record: dict) -> str:
     return record["plan"].get("allocator", "default")
 
 
-def fit_params(records: list[dict], gpu: GpuSpec, base: RuntimeParams = DEFAULT_RUNTIME) -> RuntimeParams:
+def fit_params(records: list[dict], gpu: GpuSpec, base: RuntimeParams = DEFAULT_RUNTIME,
+               borrowed_expandable: list[dict] = ()) -> RuntimeParams:
     """Everything from the default-allocator runs (the standard recipe); the expandable-segments slack from
-    the runs made with it, if any (else it stays the default allocator's, the conservative choice)."""
+    the runs made with it: this GPU's, else `borrowed_expandable` (another GPU's: the slack is the allocator's
+    behaviour, not the card's), else the default allocator's, the conservative choice."""
     recs = [r for r in records if usable(r) and allocator_of(r) == "default"]
     if not recs:
         raise ValueError("no usable runs")
@@ -66,8 +69,9 @@ def fit_params(records: list[dict], gpu: GpuSpec, base: RuntimeParams = DEFAULT_
     workspace = statistics.median(r["torch"]["max_allocated"] - b.peak_allocated_bytes for r, b in preds)
     s0, s_logit, s_mlp = _nnls(*_slack_rows(preds))
     expandable = [r for r in records if usable(r) and allocator_of(r) == "expandable"]
-    if expandable:
-        e0, e_logit, e_mlp = _nnls(*_slack_rows([(r, None) for r in expandable]))
+    borrowed = [] if expandable else [r for r in borrowed_expandable if usable(r) and allocator_of(r) == "expandable"]
+    if expandable or borrowed:
+        e0, e_logit, e_mlp = _nnls(*_slack_rows([(r, None) for r in expandable or borrowed]))
     else:
         e0, e_logit, e_mlp = s0, s_logit, s_mlp
     unmanaged = [r["nvml"]["after_train"] - r["torch"]["max_reserved"] for r, b in preds if not b.managed_bytes]
@@ -111,12 +115,13 @@ def summarize(rows: list[dict]) -> dict:
             "worst_over_pct": round(max(errs), 3), "n": len(errs)}
 
 
-def loao(records: list[dict], gpu: GpuSpec) -> list[dict]:
+def loao(records: list[dict], gpu: GpuSpec, borrowed_expandable: list[dict] = ()) -> list[dict]:
     """Refit without each architecture and predict its runs."""
     archs = sorted({r["model"] for r in records if usable(r)})
     rows = []
     for arch in archs:
-        params = fit_params([r for r in records if r["model"] != arch], gpu)
+        params = fit_params([r for r in records if r["model"] != arch], gpu,
+                            borrowed_expandable=[r for r in borrowed_expandable if r["model"] != arch])
         rows += evaluate([r for r in records if r["model"] == arch], gpu, params)
     return rows
 
@@ -173,50 +178,59 @@ def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: Runtime
     return out
 
 
-WRAP_MARGIN = 1 << 30  # a run whose slack exceeds the wrap's excess by more than this was set by training
+WRAP_MARGIN = 1 << 29  # the wrap branch's residuals stay under this; a run above it was set by training
 
 
 def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> RuntimeParams:
-    """Per-rank NCCL memory (NVML minus reserve, context and paged states) of every multi-GPU run, and the FSDP
-    training slack (constant + per fp32 logits byte) of each allocator setting, from the runs whose reserve the
-    training step set rather than the wrap (estimate.fsdp_wrap_excess). DDP keeps the one-GPU slack."""
+    """Per-rank NCCL memory (NVML minus reserve, context and paged states) of every multi-GPU run; with FSDP,
+    the compute stream's reserve (measured reserve minus the modelled all-gather pool): where the wrap and the
+    loss blocks set it, the median residual; where training outgrew the holes, its slack over the compute
+    stream's allocated peak (constant + per fp32 MLP byte), per allocator setting. DDP keeps the one-GPU slack."""
     nccl, rows, extra = [], {"default": ([], []), "expandable": ([], [])}, []
-    zero = replace(params, nccl_bytes=0, fsdp_slack_bytes=0, fsdp_slack_per_logit_byte=0.0, fsdp_wrap_extra_bytes=0,
-                   fsdp_expandable_slack_bytes=0, fsdp_expandable_slack_per_logit_byte=0.0)
+    zero = replace(params, nccl_bytes=0, fsdp_wrap_extra_bytes=0, fsdp_slack_bytes=0, fsdp_slack_per_mlp_byte=0.0,
+                   fsdp_expandable_slack_bytes=0, fsdp_expandable_slack_per_mlp_byte=0.0)
     for r in _usable_multi(multi_records):
         plan, model = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
         b = estimate(model, gpu, plan, zero)
-        wrap = fsdp_wrap_excess(model, b.phases, b.phases[b.peak_phase]) if plan.fsdp else 0
         for k in r["ranks"]:
             t, n = k["torch"], k["nvml"]
             nccl.append(n["peak"] - n["before_init"] - t["max_reserved"] - params.context_bytes - b.managed_bytes)
-            slack = t["max_reserved"] - t["max_allocated"]
-            if plan.fsdp and slack > wrap + WRAP_MARGIN:
-                rows[plan.allocator][0].append([1.0, 4.0 * plan.tokens * model.vocab / 2**30])
-                rows[plan.allocator][1].append(slack / 2**30)
-            elif plan.fsdp:
-                extra.append(slack - wrap)
+            if not plan.fsdp:
+                continue
+            compute = t["max_reserved"] - all_gather_reserve(b.phases)
+            after_wrap = compute_stream_after_wrap(model, plan, b.phases)
+            if compute > after_wrap + WRAP_MARGIN:
+                peak = b.phases[b.peak_phase]
+                rows[plan.allocator][0].append([1.0, 4.0 * plan.tokens * model.intermediate / 2**30])
+                rows[plan.allocator][1].append((compute - (t["max_allocated"] - gathered_bytes(peak))) / 2**30)
+            else:
+                extra.append(compute - after_wrap)
     if not nccl:
         return params
     fitted = {a: _nnls(*rows[a]) for a in rows if rows[a][0]}
-    d0, dl = fitted.get("default", (params.fsdp_slack_bytes / 2**30, params.fsdp_slack_per_logit_byte))
-    e0, el = fitted.get("expandable", (d0, dl))
-    return replace(params, nccl_bytes=int(statistics.median(nccl)), fsdp_slack_bytes=int(d0 * 2**30),
+    d0, dm = fitted.get("default", (params.fsdp_slack_bytes / 2**30, params.fsdp_slack_per_mlp_byte))
+    e0, em = fitted.get("expandable", (d0, dm))
+    return replace(params, nccl_bytes=int(statistics.median(nccl)),
                    fsdp_wrap_extra_bytes=int(max(0, statistics.median(extra))) if extra else 0,
-                   fsdp_slack_per_logit_byte=round(dl, 4), fsdp_expandable_slack_bytes=int(e0 * 2**30),
-                   fsdp_expandable_slack_per_logit_byte=round(el, 4))
+                   fsdp_slack_bytes=int(d0 * 2**30), fsdp_slack_per_mlp_byte=round(dm, 4),
+                   fsdp_expandable_slack_bytes=int(e0 * 2**30), fsdp_expandable_slack_per_mlp_byte=round(em, 4))
 
 
-def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_records: list[dict] = ()) -> dict:
+def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_records: list[dict] = (),
+            other_gpus_runs: list[dict] = ()) -> dict:
+    """One GPU's fit. other_gpus_runs: the other GPUs' runs, whose expandable-segments runs stand in when this
+    GPU has none (said in `expandable_slack_from`)."""
     name = next(r["gpu"]["name"] for r in records if r.get("gpu"))
     gpu = find_gpu(name)
-    params = fit_params(records, gpu)
+    own = any(usable(r) and allocator_of(r) == "expandable" for r in records)
+    borrowed = [] if own else [r for r in other_gpus_runs if usable(r) and allocator_of(r) == "expandable"]
+    params = fit_params(records, gpu, borrowed_expandable=borrowed)
     capped_runs = all_capped if all_capped is not None else [r for r in records if capped(r)]
     frag = fit_pressure_fragmentation(capped_runs)
     if frag is not None:
         params = replace(params, pressure_fragmentation=frag)
     params = fit_multi_gpu(list(multi_records), gpu, params)
-    in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu))
+    in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu, borrowed))
     checks = verdicts(capped_runs, params)
     multi_rows = multi_gpu_rank_rows(list(multi_records), gpu, params)
     first = next(r for r in records if r.get("versions"))
@@ -225,6 +239,7 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
         "compute_capability": gpu.compute_capability, "memory_mib": gpu.memory_mib,
         "driver": first["gpu"].get("driver"), "versions": first["versions"], "runs": params.runs,
         "architectures": sorted({r["model"] for r in records if usable(r)}),
+        "expandable_slack_from": (name if own else sorted({r["gpu"]["name"] for r in borrowed}) or None),
         "params": {k: getattr(params, k) for k in FITTED_FIELDS},
         "error": {"mae_pct": in_sample.get("mae_pct"), "worst_under_pct": in_sample.get("worst_under_pct"),
                   "loao_mae_pct": held_out.get("mae_pct"), "loao_worst_under_pct": held_out.get("worst_under_pct"),
@@ -255,7 +270,8 @@ def refit_all(calib_dir: Path) -> list[Path]:
     for slug, records in runs.items():
         if not any(usable(r) for r in records):
             continue
-        fit = fit_gpu(records, all_capped, load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl"))
+        others = [r for other, recs in runs.items() if other != slug for r in recs]
+        fit = fit_gpu(records, all_capped, load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl"), others)
         path = calib_dir / "fits" / f"{gpu_slug(fit['gpu_name'])}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(fit, indent=2) + "\n")

@@ -7,6 +7,7 @@ from ..profiles.models import ModelArch
 from .activations import checkpointed_inputs_bytes, int8_kept_bytes, layer_activations
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
+from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from .logits import loss_backward_bytes, loss_forward_bytes
 from .optimizer import optimizer_memory
 from .runtime import DEFAULT_RUNTIME, RuntimeParams
@@ -70,8 +71,7 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
     if plan.fsdp:
-        slack = max(runtime.fsdp_slack(t, model.vocab, plan.allocator),
-                    fsdp_wrap_excess(model, phases, phases[peak_phase]) + runtime.fsdp_wrap_extra_bytes)
+        slack = max(0, fsdp_reserved(model, plan, phases, peak_phase, runtime) - allocated)
     else:
         slack = runtime.slack(t, model.vocab, model.intermediate, plan.allocator)
     comm = runtime.nccl_bytes if plan.gpus > 1 else 0
@@ -122,20 +122,15 @@ def shard_per_rank(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str
     return 0 if plan.offload else -(-managed // n)
 
 
-def fsdp_wrap_excess(model: ModelArch, phases: dict[str, dict[str, int]], peak: dict[str, int]) -> int:
-    """How far the compute stream's reserve, grown while FSDP wraps the model, exceeds its training peak.
-
-    Allocation trace (calibration/traces/llama-3.1-8b-2048x1-expandable): every rank first holds the whole 4-bit
-    model; when FSDP flattens the root unit, its original embedding and lm_head tensors, the new flat tensor and
-    a broadcast bucket as large as the larger of them coexist, and the pages stay reserved by the compute stream.
-    Training then allocates the gathered root and layer units on FSDP's all-gather stream, whose reserve adds
-    to it; so whichever of the two compute-stream peaks is larger decides the reserve."""
-    root = phases["load"].get("embeddings_lm_head", 0)
-    largest = root if model.tied_embeddings else root // 2
-    wrap = sum(phases["load"].values()) + root + largest
-    # the all-gather stream reserves the gathered root and the most layer units any phase gathers
-    gathered = peak.get("embeddings_lm_head", 0) + max(c.get("fsdp_gathered_units", 0) for c in phases.values())
-    return max(0, wrap - (sum(peak.values()) - gathered))
+def fsdp_reserved(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str, int]], peak_phase: str,
+                  runtime: RuntimeParams) -> int:
+    """Per-rank torch reserve with FSDP: the all-gather stream's pool plus the compute stream's, which the wrap
+    and the loss blocks set, or training where it outgrows the holes the wrap left (memory/fsdp_reserve.py)."""
+    peak = phases[peak_phase]
+    compute = max(compute_stream_after_wrap(model, plan, phases) + runtime.fsdp_wrap_extra_bytes,
+                  sum(peak.values()) - gathered_bytes(peak)
+                  + runtime.fsdp_train_slack(plan.tokens, model.intermediate, plan.allocator))
+    return all_gather_reserve(phases) + compute
 
 
 def logits_resplit_bytes(model: ModelArch, plan: TrainPlan) -> int:

@@ -40,15 +40,16 @@ class RuntimeParams:
     nccl_bytes: int = 907 * MiB
     """Per rank on several GPUs: device memory outside torch's allocator beyond the CUDA context (NCCL
     communicators and buffers), measured on 2 x H200."""
-    fsdp_slack_bytes: int = 0
-    """Per rank with FSDP, when training sets the compute stream's peak: reserved minus allocated, constant part."""
-    fsdp_slack_per_logit_byte: float = 1.0
-    """... and per byte of one fp32 tokens x vocab buffer (the loss buffers fragment the compute stream)."""
     fsdp_wrap_extra_bytes: int = 0
-    """Per rank with FSDP, when the wrap sets the compute stream's reserve: what training adds to it (its large
-    blocks do not fit the holes sharding left)."""
+    """Per rank with FSDP, when the wrap and the loss blocks set the compute stream's reserve: what adds to the
+    modelled tensors (the load phase's own slack, the reduce-scatter stream)."""
+    fsdp_slack_bytes: int = 0
+    """Per rank with FSDP, when training outgrows the holes the wrap left: compute-stream reserve minus its
+    allocated peak, constant part ..."""
+    fsdp_slack_per_mlp_byte: float = 0.0
+    """... and per byte of one fp32 tokens x intermediate block (the MLP blocks fragment the stream)."""
     fsdp_expandable_slack_bytes: int = 0
-    fsdp_expandable_slack_per_logit_byte: float = 1.0
+    fsdp_expandable_slack_per_mlp_byte: float = 0.0
     driver_reserved_fraction: float = 0.0059
     """Share of the nvidia-smi total that the driver keeps and no process can allocate."""
     source: str = "built-in defaults (rounded H100 fit)"
@@ -74,15 +75,17 @@ class RuntimeParams:
             const, per_logit, per_mlp = self.slack_bytes, self.slack_per_logit_byte, self.slack_per_mlp_byte
         return int(const + per_logit * 4 * tokens * vocab + per_mlp * 4 * tokens * intermediate)
 
-    def fsdp_slack(self, tokens: int, vocab: int, allocator: str = "default") -> int:
+    def fsdp_train_slack(self, tokens: int, intermediate: int, allocator: str = "default") -> int:
         if allocator == "expandable":
-            return int(self.fsdp_expandable_slack_bytes + self.fsdp_expandable_slack_per_logit_byte * 4 * tokens * vocab)
-        return int(self.fsdp_slack_bytes + self.fsdp_slack_per_logit_byte * 4 * tokens * vocab)
+            const, per_mlp = self.fsdp_expandable_slack_bytes, self.fsdp_expandable_slack_per_mlp_byte
+        else:
+            const, per_mlp = self.fsdp_slack_bytes, self.fsdp_slack_per_mlp_byte
+        return int(const + per_mlp * 4 * tokens * intermediate)
 
 
 DEFAULT_RUNTIME = RuntimeParams()
 FITTED_FIELDS = ("context_bytes", "workspace_bytes", "slack_bytes", "slack_per_logit_byte", "slack_per_mlp_byte",
                  "expandable_slack_bytes", "expandable_slack_per_logit_byte", "expandable_slack_per_mlp_byte",
                  "pressure_fragmentation", "managed_min_bytes", "driver_reserved_fraction", "nccl_bytes",
-                 "fsdp_slack_bytes", "fsdp_slack_per_logit_byte", "fsdp_wrap_extra_bytes", "fsdp_expandable_slack_bytes",
-                 "fsdp_expandable_slack_per_logit_byte")
+                 "fsdp_wrap_extra_bytes", "fsdp_slack_bytes", "fsdp_slack_per_mlp_byte", "fsdp_expandable_slack_bytes",
+                 "fsdp_expandable_slack_per_mlp_byte")

@@ -240,7 +240,7 @@ def load_for_training(checkpoint: str, plan: dict, device_map=None):
         checkpoint, quantization_config=qc, device_map=device_map, attn_implementation=plan["attn"],
         dtype="auto" if qc is not None else dtype)
     yield "loaded", model
-    if qc is not None:
+    if qc is not None and plan.get("kbit_prepare", True):  # a plan that skips it is measured without it
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=plan["gradient_checkpointing"],
             gradient_checkpointing_kwargs={"use_reentrant": False})
