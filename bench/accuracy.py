@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.fit import (capped, evaluate, fit_gpu, multi_gpu_rank_rows, loao, summarize,  # noqa: E402
-                                      verdicts)
+from vramplan.calibration.fit import (capped, evaluate, fit_gpu, loao, multi_gpu_loao,  # noqa: E402
+                                      multi_gpu_rank_rows, summarize, verdicts)
 from vramplan.calibration.records import load_all_runs, load_runs  # noqa: E402
 from vramplan.calibration.select import runtime_for  # noqa: E402
 from vramplan.memory.runtime import RuntimeParams  # noqa: E402
@@ -63,22 +63,55 @@ def table(results) -> str:
 
 
 def multi_gpu_summary() -> str:
-    """Per-rank accuracy of the multi-GPU runs in calibration/multi_gpu, per kind (parallelism, offload, allocator);
-    nccl_bytes and the FSDP slack are fitted on the same runs: in-sample."""
+    """Per-rank accuracy of the multi-GPU runs in calibration/multi_gpu, per kind (parallelism, offload,
+    allocator): in-sample (nccl_bytes and the FSDP parameters are fitted on these runs) and leave-one-architecture-
+    out; then the validation set, against the predictions written before it was measured."""
     lines = []
     for path in sorted((ROOT / "calibration" / "multi_gpu").glob("*.jsonl")):
         records = load_runs(path)
         gpu = find_gpu(records[0]["ranks"][0]["gpu"]["name"])
-        all_rows = multi_gpu_rank_rows(records, gpu, runtime_for(gpu))
+        params = runtime_for(gpu)
+        all_rows, all_held = multi_gpu_rank_rows(records, gpu, params), multi_gpu_loao(records, gpu, params)
+        lines += ["| layout | runs | ranks | architectures | MAE | range | LOAO MAE | LOAO range | allocated |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for kind in sorted({r["kind"] for r in all_rows}):
             rows = [r for r in all_rows if r["kind"] == kind]
-            s = summarize(rows)
+            s, h = summarize(rows), summarize([r for r in all_held if r["kind"] == kind])
             alloc = [100 * (r["predicted_allocated"] - r["measured_allocated"]) / r["measured_allocated"] for r in rows]
-            lines.append(f"{kind} {gpu.name}: {len(rows)} ranks of {len({r['run_key'] for r in rows})} runs "
-                         f"({', '.join(sorted({r['model'] for r in rows}))}); peak MAE {s['mae_pct']:.1f}%, worst "
-                         f"under {s['worst_under_pct']:.1f}%, worst over {s['worst_over_pct']:.1f}%; allocated "
-                         f"{min(alloc):+.1f}%..{max(alloc):+.1f}%")
+            lines.append(f"| {kind} ({gpu.name}) | {len({r['run_key'] for r in rows})} | {len(rows)} | "
+                         f"{len({r['model'] for r in rows})} | {s['mae_pct']:.1f}% | "
+                         f"{s['worst_under_pct']:+.1f}..{s['worst_over_pct']:+.1f}% | {h['mae_pct']:.1f}% | "
+                         f"{h['worst_under_pct']:+.1f}..{h['worst_over_pct']:+.1f}% | "
+                         f"{min(alloc):+.1f}..{max(alloc):+.1f}% |")
+        lines += ["", *validation_lines(records)]
     return "\n".join(lines)
+
+
+def validation_lines(records: list[dict]) -> list[str]:
+    """The validation set's per-rank peaks against calibration/multi_gpu/validation.json (written first)."""
+    path = ROOT / "calibration" / "multi_gpu" / "validation.json"
+    if not path.exists():
+        return []
+    spec = __import__("json").loads(path.read_text())
+    measured = {r["run_key"]: r for r in records if r.get("status") == "ok"}
+    lines = [f"Validation (predicted at commit {spec['model_commit'][:7]} before measuring; `{path.relative_to(ROOT)}`):",
+             "", "| model | run | predicted | measured (per rank) | error |", "|---|---|---|---|---|"]
+    errs = []
+    for p in spec["predictions"]:
+        rec = measured.get(p["run_key"])
+        if rec is None:
+            lines.append(f"| {p['model']} | {p['why']} | {p['predicted_peak_bytes'] / 2**30:.2f} GiB | not measured | |")
+            continue
+        peaks = [k["nvml"]["peak"] - k["nvml"]["before_init"] for k in rec["ranks"]]
+        e = [100 * (p["predicted_peak_bytes"] - m) / m for m in peaks]
+        errs += e
+        lines.append(f"| {p['model']} | {p['why'].removeprefix('validation: ')} | "
+                     f"{p['predicted_peak_bytes'] / 2**30:.2f} GiB | "
+                     f"{' / '.join(f'{m / 2**30:.2f}' for m in peaks)} GiB | {max(e, key=abs):+.1f}% |")
+    if errs:
+        lines += ["", f"Validation: {len(errs)} ranks, MAE {sum(map(abs, errs)) / len(errs):.1f}%, "
+                      f"{min(errs):+.1f}..{max(errs):+.1f}%"]
+    return lines
 
 
 def plot(results, path: Path) -> None:

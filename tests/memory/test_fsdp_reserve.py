@@ -4,6 +4,7 @@ import pytest
 from vramplan.calibration.select import runtime_for
 from vramplan.memory import estimate
 from vramplan.memory.fsdp_reserve import (all_gather_reserve, appended_bytes, compute_stream_after_wrap,
+                                          default_allocator_resplit,
                                           loss_appended, wrap_reserve)
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
@@ -57,3 +58,13 @@ def test_offload_keeps_no_root_shard_on_the_gpu():
     b_on, b_off = (estimate(model, find_gpu("H200"), p) for p in (on, off))
     root = b_on.phases["load"]["embeddings_lm_head"]
     assert wrap_reserve(b_on.phases, on) - wrap_reserve(b_off.phases, off) == root // 2
+
+
+def test_the_default_allocator_resplit_is_charged_above_rank_16_only():
+    # measured: r=64 takes one more fp32 loss segment with the default allocator (14.50 -> 17.33 GiB at 4096
+    # tokens on llama-3.1-8b), r=16 never; expandable segments never
+    model = find_model("llama-3.1-8b")
+    fp32 = 4 * 4096 * model.vocab
+    assert default_allocator_resplit(model, TrainPlan(seq=4096, rank=64, gpus=2)) == fp32
+    assert default_allocator_resplit(model, TrainPlan(seq=4096, rank=16, gpus=2)) == 0
+    assert default_allocator_resplit(model, TrainPlan(seq=4096, rank=64, gpus=2, allocator="expandable")) == 0

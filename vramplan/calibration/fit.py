@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..memory import estimate
 from ..memory.estimate import logits_resplit_bytes
-from ..memory.fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
+from ..memory.fsdp_reserve import (all_gather_reserve, compute_stream_after_wrap, default_allocator_resplit,
+                                   gathered_bytes)
 from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
@@ -178,15 +179,35 @@ def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: Runtime
     return out
 
 
-WRAP_MARGIN = 1 << 29  # the wrap branch's residuals stay under this; a run above it was set by training
+WRAP_MARGIN = 1 << 29  # first guess: the wrap branch's residuals stay under this, a training-set run goes above
+
+
+def _fsdp_branches(points: list[tuple[float, float, float]]) -> tuple[float, tuple[float, float]]:
+    """points: (excess over the wrap + loss model, slack over the compute stream's allocated peak, fp32 MLP
+    block) per rank, in GiB. Each rank's reserve was set by one branch: start from the margin, then give each
+    rank to the branch that predicts it better and refit, until the split holds. Returns the wrap branch's
+    median excess and the training branch's (constant, per MLP byte)."""
+    train = [p[0] > WRAP_MARGIN / 2**30 for p in points]
+    extra, coef = 0.0, (0.0, 0.0)
+    for _ in range(10):
+        wraps = [p[0] for p, t in zip(points, train) if not t]
+        extra = max(0.0, statistics.median(wraps)) if wraps else 0.0
+        rows = [([1.0, p[2]], p[1]) for p, t in zip(points, train) if t]
+        coef = tuple(_nnls([r for r, _ in rows], [y for _, y in rows])) if rows else (0.0, 0.0)
+        again = [abs(p[1] - coef[0] - coef[1] * p[2]) < abs(p[0] - extra) if rows else False for p in points]
+        if again == train:
+            break
+        train = again
+    return extra, coef
 
 
 def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> RuntimeParams:
     """Per-rank NCCL memory (NVML minus reserve, context and paged states) of every multi-GPU run; with FSDP,
-    the compute stream's reserve (measured reserve minus the modelled all-gather pool): where the wrap and the
-    loss blocks set it, the median residual; where training outgrew the holes, its slack over the compute
-    stream's allocated peak (constant + per fp32 MLP byte), per allocator setting. DDP keeps the one-GPU slack."""
-    nccl, rows, extra = [], {"default": ([], []), "expandable": ([], [])}, []
+    the compute stream's reserve (measured reserve minus the modelled all-gather pool and default-allocator
+    re-split): the wrap branch's excess over the wrap + loss model, and the training branch's slack over the
+    compute stream's allocated peak (constant + per fp32 MLP byte), per allocator setting. DDP keeps the
+    one-GPU slack."""
+    nccl, points = [], {"default": [], "expandable": []}
     zero = replace(params, nccl_bytes=0, fsdp_wrap_extra_bytes=0, fsdp_slack_bytes=0, fsdp_slack_per_mlp_byte=0.0,
                    fsdp_expandable_slack_bytes=0, fsdp_expandable_slack_per_mlp_byte=0.0)
     for r in _usable_multi(multi_records):
@@ -197,21 +218,19 @@ def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams
             nccl.append(n["peak"] - n["before_init"] - t["max_reserved"] - params.context_bytes - b.managed_bytes)
             if not plan.fsdp:
                 continue
-            compute = t["max_reserved"] - all_gather_reserve(b.phases)
-            after_wrap = compute_stream_after_wrap(model, plan, b.phases)
-            if compute > after_wrap + WRAP_MARGIN:
-                peak = b.phases[b.peak_phase]
-                rows[plan.allocator][0].append([1.0, 4.0 * plan.tokens * model.intermediate / 2**30])
-                rows[plan.allocator][1].append((compute - (t["max_allocated"] - gathered_bytes(peak))) / 2**30)
-            else:
-                extra.append(compute - after_wrap)
+            compute = (t["max_reserved"] - all_gather_reserve(b.phases) - default_allocator_resplit(model, plan))
+            peak = b.phases[b.peak_phase]
+            points[plan.allocator].append(((compute - compute_stream_after_wrap(model, plan, b.phases)) / 2**30,
+                                           (compute - (t["max_allocated"] - gathered_bytes(peak))) / 2**30,
+                                           4.0 * plan.tokens * model.intermediate / 2**30))
     if not nccl:
         return params
-    fitted = {a: _nnls(*rows[a]) for a in rows if rows[a][0]}
-    d0, dm = fitted.get("default", (params.fsdp_slack_bytes / 2**30, params.fsdp_slack_per_mlp_byte))
-    e0, em = fitted.get("expandable", (d0, dm))
-    return replace(params, nccl_bytes=int(statistics.median(nccl)),
-                   fsdp_wrap_extra_bytes=int(max(0, statistics.median(extra))) if extra else 0,
+    fitted = {a: _fsdp_branches(points[a]) for a in points if points[a]}
+    extra = statistics.median([p[0] for a in points for p in points[a]]) if not fitted else \
+        fitted.get("expandable", fitted.get("default"))[0]
+    d0, dm = fitted.get("default", (0, (params.fsdp_slack_bytes / 2**30, params.fsdp_slack_per_mlp_byte)))[1]
+    e0, em = fitted.get("expandable", (0, (d0, dm)))[1]
+    return replace(params, nccl_bytes=int(statistics.median(nccl)), fsdp_wrap_extra_bytes=int(extra * 2**30),
                    fsdp_slack_bytes=int(d0 * 2**30), fsdp_slack_per_mlp_byte=round(dm, 4),
                    fsdp_expandable_slack_bytes=int(e0 * 2**30), fsdp_expandable_slack_per_mlp_byte=round(em, 4))
 
@@ -233,6 +252,7 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
     in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu, borrowed))
     checks = verdicts(capped_runs, params)
     multi_rows = multi_gpu_rank_rows(list(multi_records), gpu, params)
+    multi_held = multi_gpu_loao(list(multi_records), gpu, params) if multi_rows else []
     first = next(r for r in records if r.get("versions"))
     return {
         "gpu_name": name, "profile": gpu.name, "architecture": gpu.architecture,
@@ -247,20 +267,35 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
         "boundary": {"runs": len(checks), "right": sum(c["right"] for c in checks),
                      "note": "allocator-capped runs of every calibrated GPU; pressure_fragmentation is fitted on "
                              "these same runs, so the verdict count is in-sample"},
-        **({"multi_gpu": multi_gpu_summary(multi_rows)} if multi_rows else {}),
+        **({"multi_gpu": multi_gpu_summary(multi_rows, multi_held)} if multi_rows else {}),
         "derived_by": "vramplan calibrate --refit (vramplan/calibration/fit.py) from calibration/runs",
     }
 
 
-def multi_gpu_summary(rows: list[dict]) -> dict:
+def multi_gpu_loao(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[dict]:
+    """Refit the multi-GPU parameters without each architecture's multi-GPU runs and predict them (the one-GPU
+    parameters in `params` stay as fitted)."""
+    usable_runs = _usable_multi(multi_records)
+    rows = []
+    for arch in sorted({r["model"] for r in usable_runs}):
+        held_out = fit_multi_gpu([r for r in usable_runs if r["model"] != arch], gpu, params)
+        rows += multi_gpu_rank_rows([r for r in usable_runs if r["model"] == arch], gpu, held_out)
+    return rows
+
+
+def multi_gpu_summary(rows: list[dict], held_out: list[dict] = ()) -> dict:
     """Per-rank accuracy, over all runs and per kind (parallelism, offload, allocator)."""
     kinds = {}
     for kind in sorted({row["kind"] for row in rows}):
         sub = [row for row in rows if row["kind"] == kind]
+        loao_sub = summarize([row for row in held_out if row["kind"] == kind])
         kinds[kind] = {"runs": len({row["run_key"] for row in sub}), "ranks": len(sub),
-                       "architectures": sorted({row["model"] for row in sub}), **summarize(sub)}
+                       "architectures": sorted({row["model"] for row in sub}), **summarize(sub),
+                       **({"loao_mae_pct": loao_sub["mae_pct"], "loao_worst_under_pct": loao_sub["worst_under_pct"],
+                           "loao_worst_over_pct": loao_sub["worst_over_pct"]} if loao_sub else {})}
     return {"runs": len({row["run_key"] for row in rows}), "ranks": len(rows), **summarize(rows), "kinds": kinds,
-            "note": "per-rank peak; nccl_bytes and the fsdp slack are fitted on these same runs (in-sample)"}
+            "note": "per-rank peak; nccl_bytes and the fsdp parameters are fitted on these same runs (in-sample); "
+                    "loao_*: refit without the architecture's multi-GPU runs"}
 
 
 def refit_all(calib_dir: Path) -> list[Path]:

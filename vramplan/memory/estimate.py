@@ -7,7 +7,7 @@ from ..profiles.models import ModelArch
 from .activations import checkpointed_inputs_bytes, int8_kept_bytes, layer_activations
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
-from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
+from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, default_allocator_resplit, gathered_bytes
 from .logits import loss_backward_bytes, loss_forward_bytes
 from .optimizer import optimizer_memory
 from .runtime import DEFAULT_RUNTIME, RuntimeParams
@@ -130,7 +130,7 @@ def fsdp_reserved(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str,
     compute = max(compute_stream_after_wrap(model, plan, phases) + runtime.fsdp_wrap_extra_bytes,
                   sum(peak.values()) - gathered_bytes(peak)
                   + runtime.fsdp_train_slack(plan.tokens, model.intermediate, plan.allocator))
-    return all_gather_reserve(phases) + compute
+    return all_gather_reserve(phases) + compute + default_allocator_resplit(model, plan)
 
 
 def logits_resplit_bytes(model: ModelArch, plan: TrainPlan) -> int:
