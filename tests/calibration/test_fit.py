@@ -107,3 +107,13 @@ def test_fsdp_branches_split_wrap_set_from_training_set_ranks():
     extra, (const, per_mlp) = _fsdp_branches(wrap + train + [(0.6, 4.1, 0.1)])  # above the margin, yet wrap-set
     assert extra == pytest.approx(0.375, abs=0.03)
     assert const == pytest.approx(0.5, abs=0.01) and per_mlp == pytest.approx(3.0, abs=0.05)
+
+
+def test_gpus_without_their_own_runs_borrow_the_allocator_and_nccl_behaviour():
+    fits = {p.stem: json.loads(p.read_text()) for p in (data_dir("calibration") / "fits").glob("*.json")}
+    h100, h200 = fits["nvidia-h100-80gb-hbm3"], fits["nvidia-h200"]
+    assert h100["multi_gpu_from"] == ["NVIDIA H200"] and "multi_gpu" not in h100
+    assert h100["params"]["fsdp_expandable_slack_bytes"] == h200["params"]["fsdp_expandable_slack_bytes"] > 0
+    assert h200["expandable_slack_from"] == ["NVIDIA H100 80GB HBM3"]
+    assert h200["params"]["expandable_slack_per_mlp_byte"] == h100["params"]["expandable_slack_per_mlp_byte"]
+    assert "multi-GPU parameters measured on NVIDIA H200" in runtime_for(find_gpu("H100-80GB")).source

@@ -226,8 +226,9 @@ def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams
     if not nccl:
         return params
     fitted = {a: _fsdp_branches(points[a]) for a in points if points[a]}
-    extra = statistics.median([p[0] for a in points for p in points[a]]) if not fitted else \
-        fitted.get("expandable", fitted.get("default"))[0]
+    # the wrap branch does not depend on the allocator setting: expandable segments' runs are the larger set
+    extra = fitted["expandable" if "expandable" in fitted else "default"][0] if fitted else \
+        params.fsdp_wrap_extra_bytes / 2**30
     d0, dm = fitted.get("default", (0, (params.fsdp_slack_bytes / 2**30, params.fsdp_slack_per_mlp_byte)))[1]
     e0, em = fitted.get("expandable", (0, (d0, dm)))[1]
     return replace(params, nccl_bytes=int(statistics.median(nccl)), fsdp_wrap_extra_bytes=int(extra * 2**30),
@@ -236,9 +237,10 @@ def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams
 
 
 def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_records: list[dict] = (),
-            other_gpus_runs: list[dict] = ()) -> dict:
-    """One GPU's fit. other_gpus_runs: the other GPUs' runs, whose expandable-segments runs stand in when this
-    GPU has none (said in `expandable_slack_from`)."""
+            other_gpus_runs: list[dict] = (), other_multi_records: list[dict] = ()) -> dict:
+    """One GPU's fit. other_gpus_runs / other_multi_records: the other GPUs' runs, which stand in where this GPU
+    has no expandable-segments runs or no multi-GPU runs (said in `expandable_slack_from`, `multi_gpu_from`):
+    what they fit is the allocator's and NCCL's behaviour, not the card's."""
     name = next(r["gpu"]["name"] for r in records if r.get("gpu"))
     gpu = find_gpu(name)
     own = any(usable(r) and allocator_of(r) == "expandable" for r in records)
@@ -248,7 +250,8 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
     frag = fit_pressure_fragmentation(capped_runs)
     if frag is not None:
         params = replace(params, pressure_fragmentation=frag)
-    params = fit_multi_gpu(list(multi_records), gpu, params)
+    multi_source = list(multi_records) or list(other_multi_records)
+    params = fit_multi_gpu(multi_source, gpu, params)
     in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu, borrowed))
     checks = verdicts(capped_runs, params)
     multi_rows = multi_gpu_rank_rows(list(multi_records), gpu, params)
@@ -260,6 +263,7 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
         "driver": first["gpu"].get("driver"), "versions": first["versions"], "runs": params.runs,
         "architectures": sorted({r["model"] for r in records if usable(r)}),
         "expandable_slack_from": (name if own else sorted({r["gpu"]["name"] for r in borrowed}) or None),
+        "multi_gpu_from": sorted({k["gpu"]["name"] for r in _usable_multi(multi_source) for k in r["ranks"]}) or None,
         "params": {k: getattr(params, k) for k in FITTED_FIELDS},
         "error": {"mae_pct": in_sample.get("mae_pct"), "worst_under_pct": in_sample.get("worst_under_pct"),
                   "loao_mae_pct": held_out.get("mae_pct"), "loao_worst_under_pct": held_out.get("worst_under_pct"),
@@ -306,7 +310,8 @@ def refit_all(calib_dir: Path) -> list[Path]:
         if not any(usable(r) for r in records):
             continue
         others = [r for other, recs in runs.items() if other != slug for r in recs]
-        fit = fit_gpu(records, all_capped, load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl"), others)
+        other_multi = [r for other in runs if other != slug for r in load_runs(calib_dir / "multi_gpu" / f"{other}.jsonl")]
+        fit = fit_gpu(records, all_capped, load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl"), others, other_multi)
         path = calib_dir / "fits" / f"{gpu_slug(fit['gpu_name'])}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(fit, indent=2) + "\n")

@@ -44,6 +44,9 @@ def runtime_for(gpu: GpuSpec, calib_dir: str | None = None) -> RuntimeParams:
     else:
         params["source"] = (f"calibrated on {fit['gpu_name']} ({fit['runs']} runs, "
                             f"LOAO MAE {fit['error'].get('loao_mae_pct', float('nan')):.1f}%)")
+    lent = [n for n in fit.get("multi_gpu_from") or [] if n != fit["gpu_name"]]
+    if lent:
+        params["source"] += f"; multi-GPU parameters measured on {', '.join(lent)}"
     params["runs"] = fit["runs"]
     params["error"] = fit["error"]
     return RuntimeParams(**{k: v for k, v in params.items() if k in RuntimeParams.__dataclass_fields__})

@@ -1,7 +1,7 @@
 """Parameters of the run-time that no source code states: calibration measures and sets them.
 
-The defaults are the H100 fit of calibration/fits (rounded), so an uncalibrated install still starts from
-measurements; `vramplan calibrate` refits them per GPU.
+The defaults are the H100 fit of calibration/fits (rounded; the multi-GPU ones the 2 x H200 fit), so an
+uncalibrated install still starts from measurements; `vramplan calibrate` refits them per GPU.
 """
 from __future__ import annotations
 
@@ -40,16 +40,16 @@ class RuntimeParams:
     nccl_bytes: int = 907 * MiB
     """Per rank on several GPUs: device memory outside torch's allocator beyond the CUDA context (NCCL
     communicators and buffers), measured on 2 x H200."""
-    fsdp_wrap_extra_bytes: int = 0
+    fsdp_wrap_extra_bytes: int = 390 * MiB
     """Per rank with FSDP, when the wrap and the loss blocks set the compute stream's reserve: what adds to the
     modelled tensors (the load phase's own slack, the reduce-scatter stream)."""
-    fsdp_slack_bytes: int = 0
+    fsdp_slack_bytes: int = 1243 * MiB
     """Per rank with FSDP, when training outgrows the holes the wrap left: compute-stream reserve minus its
     allocated peak, constant part ..."""
     fsdp_slack_per_mlp_byte: float = 0.0
     """... and per byte of one fp32 tokens x intermediate block (the MLP blocks fragment the stream)."""
-    fsdp_expandable_slack_bytes: int = 0
-    fsdp_expandable_slack_per_mlp_byte: float = 0.0
+    fsdp_expandable_slack_bytes: int = 560 * MiB
+    fsdp_expandable_slack_per_mlp_byte: float = 2.72
     driver_reserved_fraction: float = 0.0059
     """Share of the nvidia-smi total that the driver keeps and no process can allocate."""
     source: str = "built-in defaults (rounded H100 fit)"
