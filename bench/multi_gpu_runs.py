@@ -9,7 +9,7 @@ same plan on one GPU, standard recipe, and on two, FSDP, both under an allocator
 `expandable` (FSDP, DDP and CPU offload with expandable segments: what `vramplan train --gpus` launches),
 `holdout` (an architecture the fit has not seen), `allocator` (which plan setting makes the default allocator
 re-split a logits segment), `validation` (architectures and shapes the fit has not seen, predicted first with
---predict), `tied` (tied embeddings: what `train --gpus 2` picked for
+--predict; `validation-default` likewise, with PyTorch's default allocator), `tied` (tied embeddings: what `train --gpus 2` picked for
 llama-3.2-1b). Records are appended to OUT/<gpu>.jsonl.
 """
 import argparse
@@ -79,6 +79,14 @@ SETS = {
         ("qwen3-8b", "validation: fsdp expandable 2048, no checkpointing",
          TrainPlan(seq=2048, gradient_checkpointing=False, **E), None),
         ("phi-3-mini", "validation: ddp expandable 2048, micro-batch 2", TrainPlan(seq=2048, batch=2, parallel="ddp", **E), None),
+    ),
+    # PyTorch's default allocator on architectures it was not fitted on, and r=32 (charged the r=64 re-split)
+    "validation-default": (
+        ("qwen2.5-7b", "validation: fsdp default allocator 2048", TrainPlan(seq=2048, gpus=2), None),
+        ("llama-3.2-3b", "validation: fsdp default allocator 2048, micro-batch 4, r64 (tied)",
+         TrainPlan(seq=2048, batch=4, rank=64, alpha=64, gpus=2), None),
+        ("qwen3-8b", "validation: fsdp default allocator 4096, r32", TrainPlan(seq=4096, rank=32, alpha=64, gpus=2), None),
+        ("mistral-nemo-12b", "validation: fsdp default allocator 4096", TrainPlan(seq=4096, gpus=2), None),
     ),
 }
 STEPS = 3
