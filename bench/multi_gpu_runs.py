@@ -80,7 +80,8 @@ SETS = {
          TrainPlan(seq=2048, gradient_checkpointing=False, **E), None),
         ("phi-3-mini", "validation: ddp expandable 2048, micro-batch 2", TrainPlan(seq=2048, batch=2, parallel="ddp", **E), None),
     ),
-    # PyTorch's default allocator on architectures it was not fitted on, and r=32 (charged the r=64 re-split)
+    # the default allocator on architectures it was not fitted on; the predictions charged every rank above 16
+    # the re-split event, a rule these runs refuted (README: several GPUs)
     "validation-default": (
         ("qwen2.5-7b", "validation: fsdp default allocator 2048", TrainPlan(seq=2048, gpus=2), None),
         ("llama-3.2-3b", "validation: fsdp default allocator 2048, micro-batch 4, r64 (tied)",

@@ -4,7 +4,6 @@ import pytest
 from vramplan.calibration.select import runtime_for
 from vramplan.memory import estimate
 from vramplan.memory.fsdp_reserve import (all_gather_reserve, appended_bytes, compute_stream_after_wrap,
-                                          default_allocator_resplit,
                                           loss_appended, wrap_reserve)
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
@@ -60,11 +59,12 @@ def test_offload_keeps_no_root_shard_on_the_gpu():
     assert wrap_reserve(b_on.phases, on) - wrap_reserve(b_off.phases, off) == root // 2
 
 
-def test_the_default_allocator_resplit_is_charged_above_rank_16_only():
-    # measured: r=64 takes one more fp32 loss segment with the default allocator (14.50 -> 17.33 GiB at 4096
-    # tokens on llama-3.1-8b), r=16 never; expandable segments never
-    model = find_model("llama-3.1-8b")
+def test_the_default_allocators_resplit_is_the_upper_bound_not_the_peak():
+    # measured in 4 of 12 default-allocator FSDP runs (llama-3.1-8b r64: 17.33 GiB against 14.50 at r16), not
+    # predictable from the plan (llama-3.2-3b at r64 and qwen3-8b at r32 did not have it)
+    model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
     fp32 = 4 * 4096 * model.vocab
-    assert default_allocator_resplit(model, TrainPlan(seq=4096, rank=64, gpus=2)) == fp32
-    assert default_allocator_resplit(model, TrainPlan(seq=4096, rank=16, gpus=2)) == 0
-    assert default_allocator_resplit(model, TrainPlan(seq=4096, rank=64, gpus=2, allocator="expandable")) == 0
+    default = estimate(model, gpu, TrainPlan(seq=4096, rank=64, alpha=64, gpus=2)).to_dict()
+    assert default["peak_upper_bytes"] - default["peak_bytes"] == fp32 and "logits_resplit" not in default["components"]
+    expandable = estimate(model, gpu, TrainPlan(seq=4096, rank=64, alpha=64, gpus=2, allocator="expandable")).to_dict()
+    assert expandable["peak_upper_bytes"] == expandable["peak_bytes"]

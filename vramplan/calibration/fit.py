@@ -14,8 +14,7 @@ from pathlib import Path
 
 from ..memory import estimate
 from ..memory.estimate import logits_resplit_bytes
-from ..memory.fsdp_reserve import (all_gather_reserve, compute_stream_after_wrap, default_allocator_resplit,
-                                   gathered_bytes)
+from ..memory.fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
@@ -174,8 +173,14 @@ def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: Runtime
     out = []
     for r in _usable_multi(multi_records):
         b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
-        out += [_accuracy_row(r, b, k["nvml"]["peak"] - k["nvml"]["before_init"], k["torch"]["max_allocated"],
-                              rank=k["rank"], kind=multi_gpu_kind(r)) for k in r["ranks"]]
+        for k in r["ranks"]:
+            measured = k["nvml"]["peak"] - k["nvml"]["before_init"]
+            upper = b.peak_bytes + b.fragmentation_event_bytes
+            event = b.fragmentation_event_bytes > 0 and measured - b.peak_bytes > b.fragmentation_event_bytes / 2
+            out.append(_accuracy_row(r, b, measured, k["torch"]["max_allocated"], rank=k["rank"],
+                                     kind=multi_gpu_kind(r), fragmentation_event=event, predicted_upper=upper,
+                                     error_vs_bound_pct=100.0 * ((upper if event else b.peak_bytes) - measured)
+                                     / measured))
     return out
 
 
@@ -201,12 +206,22 @@ def _fsdp_branches(points: list[tuple[float, float, float]]) -> tuple[float, tup
     return extra, coef
 
 
+def _without_event(point: tuple, fitted: tuple) -> tuple:
+    """A default-allocator rank whose reserve exceeds the fitted model by more than half an fp32 loss block had
+    the re-split event (estimate.py: peak_upper_bytes); take the block out before fitting."""
+    d, ts, mlp, block = point
+    extra, (const, per_mlp) = fitted
+    if min(d - extra, ts - const - per_mlp * mlp) > block / 2:
+        return d - block, ts - block, mlp, block
+    return point
+
+
 def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> RuntimeParams:
     """Per-rank NCCL memory (NVML minus reserve, context and paged states) of every multi-GPU run; with FSDP,
-    the compute stream's reserve (measured reserve minus the modelled all-gather pool and default-allocator
-    re-split): the wrap branch's excess over the wrap + loss model, and the training branch's slack over the
-    compute stream's allocated peak (constant + per fp32 MLP byte), per allocator setting. DDP keeps the
-    one-GPU slack."""
+    the compute stream's reserve (measured reserve minus the modelled all-gather pool): the wrap branch's excess
+    over the wrap + loss model, and the training branch's slack over the compute stream's allocated peak
+    (constant + per fp32 MLP byte), per allocator setting; default-allocator ranks with the re-split event are
+    fitted without its block. DDP keeps the one-GPU slack."""
     nccl, points = [], {"default": [], "expandable": []}
     zero = replace(params, nccl_bytes=0, fsdp_wrap_extra_bytes=0, fsdp_slack_bytes=0, fsdp_slack_per_mlp_byte=0.0,
                    fsdp_expandable_slack_bytes=0, fsdp_expandable_slack_per_mlp_byte=0.0)
@@ -218,14 +233,20 @@ def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams
             nccl.append(n["peak"] - n["before_init"] - t["max_reserved"] - params.context_bytes - b.managed_bytes)
             if not plan.fsdp:
                 continue
-            compute = (t["max_reserved"] - all_gather_reserve(b.phases) - default_allocator_resplit(model, plan))
+            compute = t["max_reserved"] - all_gather_reserve(b.phases)
             peak = b.phases[b.peak_phase]
             points[plan.allocator].append(((compute - compute_stream_after_wrap(model, plan, b.phases)) / 2**30,
                                            (compute - (t["max_allocated"] - gathered_bytes(peak))) / 2**30,
-                                           4.0 * plan.tokens * model.intermediate / 2**30))
+                                           4.0 * plan.tokens * model.intermediate / 2**30,
+                                           4.0 * plan.tokens * model.vocab / 2**30))
     if not nccl:
         return params
-    fitted = {a: _fsdp_branches(points[a]) for a in points if points[a]}
+    fitted = {}
+    if points["expandable"]:
+        fitted["expandable"] = _fsdp_branches([p[:3] for p in points["expandable"]])
+    if points["default"]:
+        first = fitted.get("expandable") or _fsdp_branches([p[:3] for p in points["default"]])
+        fitted["default"] = _fsdp_branches([_without_event(p, first)[:3] for p in points["default"]])
     # the wrap branch does not depend on the allocator setting: expandable segments' runs are the larger set
     extra = fitted["expandable" if "expandable" in fitted else "default"][0] if fitted else \
         params.fsdp_wrap_extra_bytes / 2**30
@@ -293,13 +314,18 @@ def multi_gpu_summary(rows: list[dict], held_out: list[dict] = ()) -> dict:
     for kind in sorted({row["kind"] for row in rows}):
         sub = [row for row in rows if row["kind"] == kind]
         loao_sub = summarize([row for row in held_out if row["kind"] == kind])
+        events = [row for row in sub if row.get("fragmentation_event")]
+        bound = [row["error_vs_bound_pct"] for row in sub if "error_vs_bound_pct" in row]
         kinds[kind] = {"runs": len({row["run_key"] for row in sub}), "ranks": len(sub),
                        "architectures": sorted({row["model"] for row in sub}), **summarize(sub),
+                       **({"fragmentation_event_ranks": len(events),
+                           "worst_vs_bound_pct": round(max(bound, key=abs), 3)} if events else {}),
                        **({"loao_mae_pct": loao_sub["mae_pct"], "loao_worst_under_pct": loao_sub["worst_under_pct"],
                            "loao_worst_over_pct": loao_sub["worst_over_pct"]} if loao_sub else {})}
     return {"runs": len({row["run_key"] for row in rows}), "ranks": len(rows), **summarize(rows), "kinds": kinds,
             "note": "per-rank peak; nccl_bytes and the fsdp parameters are fitted on these same runs (in-sample); "
-                    "loao_*: refit without the architecture's multi-GPU runs"}
+                    "loao_*: refit without the architecture's multi-GPU runs; ranks with the default allocator's "
+                    "fragmentation event are compared with peak_upper_bytes in worst_vs_bound_pct"}
 
 
 def refit_all(calib_dir: Path) -> list[Path]:

@@ -90,19 +90,6 @@ def loss_appended(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str,
     return appended_bytes([root, root], sizes)
 
 
-def default_allocator_resplit(model: ModelArch, plan: TrainPlan) -> int:
-    """One more fp32 loss block where PyTorch's default allocator is measured to need it for FSDP.
-
-    Trace llama-3.1-8b-2048x2-default (r=64): in step 2 a 64 MiB block of the forward lands at the start of a
-    root-sized hole, because step 1's larger LoRA blocks took the smaller holes it used before; the last fp32
-    loss block no longer fits and takes a new segment, whichever phase set the reserve before. Measured on 2 x H200: at r=64 (llama-3.1-8b at
-    micro-batch 1 and 2, mistral-7b-v0.3), never at r=16 (5 runs); ranks between are charged too, the safe
-    side. Expandable segments map the block onto the segment's free end instead."""
-    if plan.allocator != "default" or plan.rank <= 16:
-        return 0
-    return 4 * plan.tokens * model.vocab
-
-
 def compute_stream_after_wrap(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str, int]]) -> int:
     """The wrap's reserve plus what the loss appends to it, while training fits in the holes."""
     return wrap_reserve(phases, plan) + loss_appended(model, plan, phases)
