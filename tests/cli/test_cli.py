@@ -157,3 +157,10 @@ def test_every_command_prints_its_help(command):
     code, out, err = vramplan(command, "--help")
     assert code == 0, err
     assert out.startswith("usage: vramplan " + command) and "Traceback" not in err
+
+
+def test_estimate_names_the_default_allocators_upper_bound():
+    code, out, _ = vramplan("estimate", "llama-3.1-8b", "--gpu", "2xH200", "--seq", "4096")
+    assert code == 0 and "upper bound:" in out and "--allocator expandable avoids it" in out
+    code, out, _ = vramplan("estimate", "llama-3.1-8b", "--gpu", "2xH200", "--seq", "4096", "--allocator", "expandable")
+    assert code == 0 and "upper bound:" not in out

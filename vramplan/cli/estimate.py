@@ -80,5 +80,9 @@ def render(b: Breakdown, model, gpu, saving: dict | None) -> list[str]:
     lines.append(f"dominant: {LABELS.get(dom, dom)} ({dom_bytes / GiB:.2f} GiB), peak in the {b.peak_phase} phase")
     if saving:
         lines.append(f"biggest saving: {saving['change']} (-{saving['saves_bytes'] / GiB:.2f} GiB)")
+    if b.fragmentation_event_bytes:
+        lines.append(f"upper bound: {(b.peak_bytes + b.fragmentation_event_bytes) / GiB:.2f} GiB if PyTorch's "
+                     f"default allocator re-splits a logits segment (+{b.fragmentation_event_bytes / GiB:.2f} GiB; "
+                     "measured in some runs, not predictable from the plan); --allocator expandable avoids it")
     lines.append(f"calibration: {b.runtime['source']}")
     return lines
