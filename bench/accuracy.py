@@ -7,6 +7,7 @@ Per GPU: in-sample error of the fitted model and leave-one-architecture-out (LOA
 error; the fits verdicts of the allocator-capped boundary runs.
 """
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vramplan.calibration.fit import (capped, evaluate, fit_gpu, loao, multi_gpu_loao,  # noqa: E402
-                                      multi_gpu_rank_rows, summarize, verdicts)
+                                      multi_gpu_rank_rows, summarize, validation_rows, verdicts)
 from vramplan.calibration.records import load_all_runs, load_runs  # noqa: E402
 from vramplan.calibration.select import runtime_for  # noqa: E402
 from vramplan.memory.runtime import RuntimeParams  # noqa: E402
@@ -97,18 +98,15 @@ def multi_gpu_summary() -> str:
 
 def validation_lines(records: list[dict], path: Path) -> list[str]:
     """A validation set's per-rank peaks against the predictions written before it was measured."""
-    spec = __import__("json").loads(path.read_text())
-    measured = {r["run_key"]: r for r in records if r.get("status") == "ok"}
+    spec = json.loads(path.read_text())
     lines = [f"Validation (predicted at commit {spec['model_commit'][:7]} before measuring; `{path.relative_to(ROOT)}`):",
              "", "| model | run | predicted | measured (per rank) | error |", "|---|---|---|---|---|"]
     errs = []
-    for p in spec["predictions"]:
-        rec = measured.get(p["run_key"])
-        if rec is None:
+    for p in validation_rows(spec, records):
+        peaks, e = p["measured"], p["errors_pct"]
+        if not peaks:
             lines.append(f"| {p['model']} | {p['why']} | {p['predicted_peak_bytes'] / 2**30:.2f} GiB | not measured | |")
             continue
-        peaks = [k["nvml"]["peak"] - k["nvml"]["before_init"] for k in rec["ranks"]]
-        e = [100 * (p["predicted_peak_bytes"] - m) / m for m in peaks]
         errs += e
         lines.append(f"| {p['model']} | {p['why'].removeprefix('validation: ')} | "
                      f"{p['predicted_peak_bytes'] / 2**30:.2f} GiB | "

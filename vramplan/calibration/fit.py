@@ -19,9 +19,8 @@ from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..profiles.gpus import GpuSpec
-from .records import gpu_slug, load_all_runs, load_runs
+from .records import gpu_slug, load_all_runs, load_runs, rank_peak
 
-MiB = 2**20
 
 
 def usable(record: dict) -> bool:
@@ -157,6 +156,18 @@ def verdicts(capped_records: list[dict], params: RuntimeParams) -> list[dict]:
     return out
 
 
+def validation_rows(spec: dict, multi_records: list[dict]) -> list[dict]:
+    """Each prediction of a validation file (bench/multi_gpu_runs.py --predict) with its measured per-rank peaks
+    and errors; both lists are empty where the run was not measured."""
+    measured = {r["run_key"]: r for r in multi_records if r.get("status") == "ok"}
+    rows = []
+    for p in spec["predictions"]:
+        peaks = [rank_peak(k) for k in measured[p["run_key"]]["ranks"]] if p["run_key"] in measured else []
+        rows.append({**p, "measured": peaks,
+                     "errors_pct": [100.0 * (p["predicted_peak_bytes"] - m) / m for m in peaks]})
+    return rows
+
+
 def _usable_multi(multi_records: list[dict]) -> list[dict]:
     """Completed, uncapped multi-GPU runs (the capped proof runs test a verdict, not the peak)."""
     return [r for r in multi_records if r.get("status") == "ok" and not r.get("cap_bytes") and "ranks" in r]
@@ -174,7 +185,7 @@ def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: Runtime
     for r in _usable_multi(multi_records):
         b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
         for k in r["ranks"]:
-            measured = k["nvml"]["peak"] - k["nvml"]["before_init"]
+            measured = rank_peak(k)
             upper = b.peak_bytes + b.fragmentation_event_bytes
             event = b.fragmentation_event_bytes > 0 and measured - b.peak_bytes > b.fragmentation_event_bytes / 2
             out.append(_accuracy_row(r, b, measured, k["torch"]["max_allocated"], rank=k["rank"],
@@ -229,8 +240,8 @@ def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams
         plan, model = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
         b = estimate(model, gpu, plan, zero)
         for k in r["ranks"]:
-            t, n = k["torch"], k["nvml"]
-            nccl.append(n["peak"] - n["before_init"] - t["max_reserved"] - params.context_bytes - b.managed_bytes)
+            t = k["torch"]
+            nccl.append(rank_peak(k) - t["max_reserved"] - params.context_bytes - b.managed_bytes)
             if not plan.fsdp:
                 continue
             compute = t["max_reserved"] - all_gather_reserve(b.phases)

@@ -7,6 +7,12 @@ import re
 from pathlib import Path
 
 
+def rank_peak(record: dict) -> int:
+    """What nvidia-smi showed for one rank's process: its NVML peak less what the GPU held before it started."""
+    nvml = record.get("nvml", {})
+    return max(nvml.get("peak", 0), nvml.get("end", 0)) - nvml.get("before_init", 0)
+
+
 def gpu_slug(gpu_name: str) -> str:
     """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
     return re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-")

@@ -61,7 +61,8 @@ class Breakdown:
     runtime: dict = field(default_factory=dict)
     fragmentation_event_bytes: int = 0
     """One more fp32 logits block where the default allocator was not seen to re-split one but could (see
-    estimate.logits_resplit_bytes); peak_bytes + this is the upper bound."""
+    estimate.logits_resplit_bytes; with FSDP always, see the comment in estimate); peak_bytes + this is the upper
+    bound."""
 
     @property
     def peak_bytes(self) -> int:

@@ -77,9 +77,9 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     comm = runtime.nccl_bytes if plan.gpus > 1 else 0
     # FSDP with PyTorch's default allocator: step 2 can take one more fp32 loss segment (trace
     # llama-3.1-8b-2048x2-default: a 64 MiB forward block lands at the start of a root-sized hole and the last
-    # fp32 loss block no longer fits). It happened in 4 of 12 such runs on 2 x H200 (llama-3.1-8b and
-    # mistral-7b-v0.3 at r=64, mistral-nemo-12b at 4,096 tokens) and not in the 8 others (llama-3.2-3b at r=64,
-    # qwen3-8b at r=32 among them): the plan does not predict it, so it is the fragmentation event, in
+    # fp32 loss block no longer fits). It happened in 3 of 12 such runs on 2 x H200 (llama-3.1-8b at r=64 twice,
+    # mistral-nemo-12b at 4,096 tokens) and not in the 9 others (llama-3.2-3b at r=64, qwen3-8b at r=32 among
+    # them): the plan does not predict it, so it is the fragmentation event, in
     # peak_upper_bytes and not in peak_bytes
     resplit = 0 if plan.fsdp else logits_resplit_bytes(model, plan)
     managed_at_peak = managed if peak_phase != "load" else 0

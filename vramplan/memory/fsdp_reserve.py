@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..plan import TrainPlan
 from ..profiles.models import ModelArch
+from .logits import C
 
 # The loss of a transformers causal LM (logits in the compute dtype, float() copy, cross_entropy's log-softmax,
 # then backward), block by block as the traces show it: "+" allocates a named block of size L (compute-dtype
@@ -85,8 +86,7 @@ def wrap_reserve(phases: dict[str, dict[str, int]], plan: TrainPlan) -> int:
 def loss_appended(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str, int]]) -> int:
     """The loss blocks that do not fit the two root-sized holes the wrap leaves."""
     root = root_bytes(phases)
-    width = 2 if plan.dtype in ("bf16", "fp16") else 4
-    sizes = {"L": width * plan.tokens * model.vocab, "F": 4 * plan.tokens * model.vocab}
+    sizes = {"L": C * plan.tokens * model.vocab, "F": 4 * plan.tokens * model.vocab}
     return appended_bytes([root, root], sizes)
 
 

@@ -8,15 +8,10 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from ..calibration.records import rank_peak
 from ..plan import TrainPlan
 from ..training.distributed import free_port, launch_command, write_accelerate_config
 from ..training.verify import Trial
-
-
-def rank_peak(record: dict) -> int:
-    """What nvidia-smi showed for this rank's process: its NVML peak less what the GPU held before it started."""
-    nvml = record.get("nvml", {})
-    return max(nvml.get("peak", 0), nvml.get("end", 0)) - nvml.get("before_init", 0)
 
 
 def trial_from_ranks(records: list[dict], gpus: int, error: str = "") -> Trial:
