@@ -1,0 +1,196 @@
+"""Measured QLoRA runs through a training stack (TRL's SFTTrainer at several releases, or the plain Trainer), with
+their evaluation phase, each in a fresh process:
+
+    python bench/stack_runs.py --set NAME [--out calibration/stacks] [--only 0,3] [--list] [--predict FILE]
+
+Each run builds (once) a random-weight checkpoint of its profile with a small word-level tokenizer, then runs
+vramplan.runtime.measure_stack. A TRL release other than the installed one is installed from .whl/trl-X.Y.Z/
+into its own folder and put first on the worker's path. Records are appended to OUT/<gpu>.jsonl as they land;
+runs already recorded there are skipped, so a set can be resumed.
+"""
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vramplan.plan import TrainPlan  # noqa: E402
+
+DEFAULT_RELEASE = "1.16.0"  # the release in .whl/ itself (shared/tools/device-wheels.sh --trl)
+STEPS = 4
+EVAL = {"batch": 8, "samples": 16, "at_step": 3}
+
+
+@dataclass(frozen=True)
+class StackRun:
+    model: str
+    why: str
+    plan: TrainPlan
+    trainer: str = "trl"
+    release: str = DEFAULT_RELEASE
+    eval: dict | None = None
+    sft: dict = field(default_factory=dict)
+    fp32_adapters: bool = False
+    cap_bytes: int | None = None
+
+    def spec(self) -> dict:
+        stack = {"trainer": self.trainer, **({"release": self.release} if self.trainer == "trl" else {})}
+        if self.sft:
+            stack["sft"] = self.sft
+        if self.fp32_adapters:
+            stack["fp32_adapters"] = True
+        return {"model": self.model, "plan": self.plan.to_dict(), "steps": STEPS, "stack": stack,
+                "eval": self.eval, "cap_bytes": self.cap_bytes, "why": self.why}
+
+    def key(self, gpu: str) -> str:
+        blob = json.dumps({"gpu": gpu, **self.spec()}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+B4 = dict(batch=4, seq=1024)
+NOCK = dict(gradient_checkpointing=False)
+ALL_RELEASES = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.1", "1.6.0", "1.7.0", "1.8.0", "1.9.2",
+                "1.10.0", "1.11.0", "1.12.0", "1.13.0", "1.14.2", "1.15.0", "1.16.0")
+
+
+def _set_a() -> list[StackRun]:
+    runs = []
+    for m in ("llama-3.2-1b", "gemma-3-1b", "qwen2.5-0.5b", "phi-3-mini", "gemma-2-2b"):
+        runs.append(StackRun(m, "trl 1.16 b4x1024", TrainPlan(**B4)))
+    for m in ("llama-3.2-1b", "gemma-3-1b"):
+        runs.append(StackRun(m, "trl 1.16 b4x1024 no checkpointing", TrainPlan(**B4, **NOCK)))
+    for m in ("llama-3.2-1b", "gemma-3-1b", "phi-3-mini"):
+        runs.append(StackRun(m, "trl 1.16 b4x1024 eval b8", TrainPlan(**B4), eval=EVAL))
+    for rel in ("1.0.0", "1.4.0", "1.7.0", "1.12.0"):
+        for m in ("llama-3.2-1b", "gemma-3-1b"):
+            runs.append(StackRun(m, f"trl {rel} b4x1024", TrainPlan(**B4), release=rel))
+    runs.append(StackRun("gemma-2-2b", "trl 1.0 b4x1024", TrainPlan(**B4), release="1.0.0"))
+    runs.append(StackRun("llama-3.2-1b", "trl 1.0 b4x1024 eval b8", TrainPlan(**B4), release="1.0.0", eval=EVAL))
+    for m in ("llama-3.2-1b", "gemma-3-1b", "qwen2.5-0.5b"):
+        runs.append(StackRun(m, "hf b4x1024 eval b8", TrainPlan(**B4), trainer="hf", eval=EVAL))
+    fp16 = TrainPlan(**B4, dtype="fp16")
+    runs.append(StackRun("qwen2.5-0.5b", "trl 1.16 fp16", fp16))
+    runs.append(StackRun("qwen2.5-0.5b", "trl 1.16 fp16, adapters cast back to fp32", fp16, fp32_adapters=True))
+    return runs
+
+
+def _set_b() -> list[StackRun]:
+    runs = _set_a()[18:]  # what the first session of set a did not reach
+    for rel in ALL_RELEASES:
+        if rel not in ("1.0.0", "1.4.0", "1.7.0", "1.12.0", "1.16.0"):
+            runs.append(StackRun("gemma-3-1b", f"trl {rel} b4x1024", TrainPlan(**B4), release=rel))
+    for rel in ("1.0.0", "1.7.0"):
+        runs.append(StackRun("gemma-3-1b", f"trl {rel} b4x1024 no checkpointing", TrainPlan(**B4, **NOCK), release=rel))
+    runs.append(StackRun("gemma-2-2b", "trl 1.16 b4x1024 eval b16", TrainPlan(**B4), eval={**EVAL, "batch": 16}))
+    runs.append(StackRun("qwen2.5-1.5b", "trl 1.16 b2x2048", TrainPlan(batch=2, seq=2048)))
+    runs.append(StackRun("llama-3.2-3b", "trl 1.7 b2x2048", TrainPlan(batch=2, seq=2048), release="1.7.0"))
+    return runs
+
+
+SETS = {"a": _set_a, "b": _set_b}
+
+
+def gpu_name() -> str:
+    from vramplan.runtime.gpu_info import detect_gpu
+    return detect_gpu()["name"]
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def checkpoint(model: str, cache: Path) -> Path:
+    from vramplan.training.synthetic import save_tokenizer
+    out = cache / model
+    if not (out / "config.json").exists():
+        subprocess.run([sys.executable, "-m", "vramplan.runtime.build_model",
+                        str(ROOT / "profiles" / "models" / f"{model}.json"), str(out)], check=True)
+    if not (out / "tokenizer.json").exists():
+        save_tokenizer(out)
+    return out
+
+
+def release_path(release: str) -> str | None:
+    """The folder holding this TRL release, first on the worker's path (None: the installed one)."""
+    if release == DEFAULT_RELEASE:
+        return None
+    target = Path(tempfile.gettempdir()) / f"trl-{release}"
+    if not (target / "trl").exists():
+        wheels = sorted((ROOT / ".whl" / f"trl-{release}").glob("*.whl"))
+        if not wheels:
+            raise SystemExit(f"no wheel for trl {release}: run shared/tools/device-wheels.sh --trl-release {release}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                        "--target", str(target), *map(str, wheels)], check=True)
+    return str(target)
+
+
+def run_one(run: StackRun, ckpt: Path, key: str, timeout_s: int) -> dict:
+    spec = {**run.spec(), "run_key": key, "checkpoint": str(ckpt)}
+    env = dict(os.environ)
+    extra = release_path(run.release) if run.trainer == "trl" else None
+    if extra:
+        env["PYTHONPATH"] = os.pathsep.join([extra, env.get("PYTHONPATH", "")])
+    with tempfile.TemporaryDirectory() as tmp:
+        spec["output_dir"] = str(Path(tmp) / "trainer")
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
+        spec_path.write_text(json.dumps(spec))
+        t0 = time.time()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "vramplan.runtime.measure_stack", str(spec_path),
+                                   str(out_path)], timeout=timeout_s, capture_output=True, text=True, env=env)
+            record = json.loads(out_path.read_text()) if out_path.exists() else {
+                "status": "crash", "error": f"exit {proc.returncode}: {proc.stderr[-1500:]}"}
+        except subprocess.TimeoutExpired:
+            record = {"status": "timeout", "error": f"no result within {timeout_s} s"}
+    for k, v in spec.items():
+        if k not in ("checkpoint", "output_dir"):
+            record.setdefault(k, v)
+    record["wall_s"] = round(time.time() - t0, 2)
+    return record
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--set", required=True, choices=sorted(SETS))
+    ap.add_argument("--out", default=str(ROOT / "calibration" / "stacks"))
+    ap.add_argument("--only", default=None, help="comma list of run indices")
+    ap.add_argument("--list", action="store_true", help="print the runs and exit")
+    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "vramplan-checkpoints"))
+    ap.add_argument("--timeout", type=int, default=300)
+    a = ap.parse_args()
+    runs = SETS[a.set]()
+    if a.only:
+        runs = [runs[int(i)] for i in a.only.split(",")]
+    if a.list:
+        for i, r in enumerate(runs):
+            print(i, r.model, r.trainer, r.release if r.trainer == "trl" else "", r.why)
+        return 0
+    gpu = gpu_name()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{slug(gpu)}.jsonl"
+    done = {json.loads(line).get("run_key") for line in path.open()} if path.exists() else set()
+    todo = [(r, r.key(gpu)) for r in runs if r.key(gpu) not in done]
+    print(f"{gpu}: {len(runs) - len(todo)} of {len(runs)} recorded in {path}; {len(todo)} to go", flush=True)
+    for i, (run, key) in enumerate(todo, 1):
+        ckpt = checkpoint(run.model, Path(a.cache))
+        record = run_one(run, ckpt, key, a.timeout)
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        peaks = record.get("nvml", {}).get("phase_peaks", {})
+        shown = " ".join(f"{k} {v / 2**30:.2f}" for k, v in peaks.items() if k != "load")
+        print(f"[{i}/{len(todo)}] {run.model} {run.trainer} {run.release} {run.why}: {record['status']} "
+              f"{shown} GiB {record['wall_s']} s {record.get('error', '')[:200]}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
