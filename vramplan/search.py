@@ -91,9 +91,7 @@ def layouts(base: TrainPlan, parallel: str | None = None) -> list[TrainPlan]:
     """How the GPUs may share the work: one GPU as is; several by DDP and FSDP (or the one asked for)."""
     if base.gpus == 1:
         return [base]
-    # DDP runs the one-GPU recipe on each GPU, prepare_model_for_kbit_training included
-    return [base.with_(parallel=p, offload=False, kbit_prepare=True if p == "ddp" else base.kbit_prepare)
-            for p in ((parallel,) if parallel else ("ddp", "fsdp"))]
+    return [base.with_(parallel=p, offload=False) for p in ((parallel,) if parallel else ("ddp", "fsdp"))]
 
 
 def _offload_layout(base: TrainPlan) -> TrainPlan:
@@ -126,7 +124,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     result = FitResult(model, gpu, capacity, margin_limit(capacity),
                        preferred[0] if preferred else None, [], gpus=base.gpus)
     if base.gpus > 1:
-        one = candidates(model, gpu, base.with_(gpus=1, parallel="fsdp", offload=False, kbit_prepare=True),
+        one = candidates(model, gpu, base.with_(gpus=1, offload=False),
                          effective_batch, capacity, ranks, opts)
         one_preferred = _preferred(one, ranks)
         result.one_gpu = one_preferred[0] if one_preferred else None

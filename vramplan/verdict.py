@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import flags
 from .calibration.select import runtime_for
 from .memory import LABELS, Breakdown, estimate
 from .plan import TrainPlan
@@ -101,4 +102,4 @@ def preflight(model: str | ModelArch, gpu: str | GpuSpec = "auto", vram_bytes: i
     spec, capacity = resolve_gpu(gpu, vram_bytes)
     if "dtype" not in plan:
         plan["dtype"] = spec.default_dtype
-    return judge(arch, spec, TrainPlan(**plan), capacity)
+    return judge(arch, spec, flags.plan_from_fields(plan), capacity)

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import sys
 
-from .. import config_file
+from .. import config_file, flags
 from ..errors import VramplanError
 from ..memory import LABELS
-from ..plan import TrainPlan
 from ..profiles import find_model
 from ..units import GiB
 from ..verdict import judge, resolve_gpu
@@ -40,7 +39,7 @@ def run(args) -> int:
     fields.update(given_plan_fields(args))
     if fields.get("dtype") is None:
         fields["dtype"] = gpu.default_dtype
-    plan = TrainPlan(**fields)
+    plan = flags.plan_from_fields(fields)
     verdict = judge(model, gpu, plan, capacity)
     if args.json:
         out = verdict.to_dict()

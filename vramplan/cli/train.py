@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+from .. import flags
 from ..errors import VramplanError
 from ..plan import ALLOC_CONF, TrainPlan
 from ..profiles import find_model
@@ -60,7 +61,7 @@ def run(args) -> int:
                             hint=f"use a multiple of {gpus}")
     # expandable segments: measured to remove the step-2 logits re-split (bench/segment_split.py); --allocator
     # default keeps PyTorch's allocator as is
-    base = TrainPlan(**{"seq": seq, "dtype": gpu.default_dtype, "allocator": "expandable", **given})
+    base = flags.plan_from_fields({"seq": seq, "dtype": gpu.default_dtype, "allocator": "expandable", **given})
     if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
         candidates = [base.with_(grad_accum=max(1, args.effective_batch // (base.batch * gpus)))
                       if "grad_accum" not in given else base]
