@@ -16,7 +16,8 @@ from ..training.seqlen import choose_seq
 from ..units import GiB
 from ..verdict import resolve_gpu
 from .common import add_plan_args, given_plan_fields, positive_int, vram_from_args
-from .display import plan_line
+from ..present import plan_line, say
+from ..present.reasons import fit_reasons
 
 
 def register(sub) -> None:
@@ -70,7 +71,7 @@ def run(args) -> int:
         result = fit(arch, gpu, seq=seq, effective_batch=args.effective_batch, vram_bytes=capacity, base=base,
                      parallel=given.get("parallel") if gpus > 1 else None)
         if result.recommended is None:
-            raise VramplanError("no plan fits: " + "; ".join(result.reasons), hint="shorter --seq or a bigger GPU")
+            raise VramplanError("no plan fits: " + "; ".join(fit_reasons(result)), hint="shorter --seq or a bigger GPU")
         candidates = [c.plan for c in [result.recommended] + result.alternatives]
     plan = candidates[0]
     out = args.output
@@ -86,8 +87,8 @@ def run(args) -> int:
               f"{allocator_saving(arch, gpu, plan, capacity) / GiB:.2f} GiB lower than PyTorch's default allocator)")
     if result is not None:
         print(f"  ({SAFETY_MARGIN:.0%} safety margin; {len(candidates) - 1} fallback plan(s) if verification fails)")
-        if gpus > 1 and result.reasons:
-            print(f"  {result.reasons[0]}")
+        if result.versus_one_gpu:
+            print(f"  {say(result.versus_one_gpu)}")
     if args.dry_run:
         print(f"training arguments{' (per GPU)' if gpus > 1 else ''}:\n" + json.dumps(kwargs, indent=2))
         if gpus > 1:

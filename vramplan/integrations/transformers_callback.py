@@ -15,6 +15,7 @@ from transformers import TrainerCallback
 
 from .. import flags
 from ..plan import TrainPlan
+from ..present import said
 from ..profiles import arch_from_config, find_gpu
 from ..units import GiB
 from ..verdict import Verdict, judge
@@ -102,7 +103,7 @@ class PreflightCallback(TrainerCallback):
         summary = (f"vramplan pre-flight: {arch.name} on {gpu.name}: needs {v.required_bytes / GiB:.2f} GiB of "
                    f"{v.capacity_bytes / GiB:.2f} GiB (peak as nvidia-smi shows it {v.peak_bytes / GiB:.2f} GiB)")
         if not v.fits:
-            raise PreflightError(summary + "; does not fit. " + " ".join(v.advice))
+            raise PreflightError(summary + "; does not fit. " + " ".join(said(v.advice)))
         log.info("%s; fits", summary)
         return control
 
