@@ -21,6 +21,7 @@ JOB = r'''
 import json, sys, time
 import torch
 from vramplan.integrations.transformers_callback import PreflightCallback, PreflightError
+from vramplan.present import said
 from vramplan.runtime.gpu_info import detect_gpu, software_versions, nvml_used
 from vramplan.runtime.measure import load_for_training, make_trainer, NvmlPeak
 spec = json.loads(sys.argv[1])
@@ -45,7 +46,7 @@ rec["steps_done"] = trainer.state.global_step
 rec["nvml_peak"] = peak.peak
 if cb.verdict is not None:
     rec.update(predicted_peak_bytes=cb.verdict.peak_bytes, predicted_required_bytes=cb.verdict.required_bytes,
-               capacity_bytes=cb.verdict.capacity_bytes, fits=cb.verdict.fits, advice=cb.verdict.advice)
+               capacity_bytes=cb.verdict.capacity_bytes, fits=cb.verdict.fits, advice=said(cb.verdict.advice))
 print(json.dumps(rec))
 '''
 

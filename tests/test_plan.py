@@ -1,6 +1,7 @@
 import pytest
 
 from vramplan.errors import VramplanError
+from vramplan.flags import plan_from_fields
 from vramplan.plan import TrainPlan
 
 
@@ -20,16 +21,18 @@ def test_bad_values_name_their_flag(kwargs, flag):
         TrainPlan(**kwargs)
 
 
-def test_optimizer_aliases_and_target_lists():
-    assert TrainPlan(optim="adamw_bnb_8bit").optim == "adamw_8bit"
-    assert TrainPlan(targets="q_proj, v_proj").targets == ("q_proj", "v_proj")
+def test_optimizer_aliases_and_target_lists_are_parsed_at_the_boundary():
+    assert plan_from_fields(optim="adamw_bnb_8bit").optim == "adamw_8bit"
+    assert plan_from_fields(targets="q_proj, v_proj").targets == ("q_proj", "v_proj")
+    with pytest.raises(VramplanError, match="spelled adamw_8bit"):
+        TrainPlan(optim="adamw_bnb_8bit")  # the plan itself holds one spelling and is never rewritten
 
 
 def test_unknown_target_module_lists_the_real_ones():
     with pytest.raises(VramplanError, match="gate_up_proj"):
-        TrainPlan(targets="gate_proj").target_names(("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))
+        TrainPlan(targets=("gate_proj",)).target_names(("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))
 
 
 def test_round_trip_through_dict():
-    p = TrainPlan(rank=8, targets="q_proj,v_proj", batch=2, grad_accum=4)
+    p = TrainPlan(rank=8, targets=("q_proj", "v_proj"), batch=2, grad_accum=4)
     assert TrainPlan.from_dict(p.to_dict()) == p

@@ -1,6 +1,8 @@
 """fit's search and the reasons it gives, checked against the candidates it searched."""
 import pytest
 
+from vramplan import decisions as D
+from vramplan.calibration.select import runtime_for
 from vramplan.memory import estimate
 from vramplan.profiles import find_gpu, find_model
 from vramplan.search import SAFETY_MARGIN, fit
@@ -17,19 +19,28 @@ def test_checkpointing_reason_matches_what_fits():
     model, gpu = find_model("qwen2.5-7b"), find_gpu("RTX-4090")
     r = fit(model, gpu, seq=2048, effective_batch=16)
     p = r.recommended.plan
-    reason = next(x for x in r.reasons if x.startswith("gradient checkpointing"))
-    no_ckpt_mb1 = estimate(model, gpu, p.with_(batch=1, grad_accum=16, gradient_checkpointing=False))
+    codes = [x.code for x in r.reasons]
+    no_ckpt_mb1 = estimate(model, gpu, p.with_(batch=1, grad_accum=16, gradient_checkpointing=False),
+                           runtime_for(gpu))
     fits_without = no_ckpt_mb1.required_bytes <= r.limit_bytes
     if p.gradient_checkpointing:
-        assert ("without it only" in reason) == fits_without
-        assert ("do not fit even at micro-batch 1" in reason) == (not fits_without)
+        assert (D.CHECKPOINTING_FOR_BATCH in codes) == fits_without
+        assert (D.CHECKPOINTING_NEEDED in codes) == (not fits_without)
+    else:
+        assert D.CHECKPOINTING_OFF in codes
 
 
 def test_no_bf16_gpu_gets_fp16_and_small_gpu_explains_itself():
     r = fit(find_model("llama-3.1-8b"), find_gpu("T4"), seq=2048)
-    assert r.recommended.plan.dtype == "fp16" and any("no bf16" in x for x in r.reasons)
+    assert r.recommended.plan.dtype == "fp16"
+    assert next(x for x in r.reasons if x.code == D.DTYPE_FP16).numbers == {"gpu": "T4", "compute_capability": 7.5}
     nothing = fit(find_model("llama-3.1-70b"), find_gpu("T4"), seq=2048)
     assert nothing.recommended is None and nothing.suggestions["gpus"]
+    first, largest = nothing.reasons[:2]
+    assert first.code == D.LEANEST_TOO_BIG and first["required_bytes"] > first["limit_bytes"] == nothing.limit_bytes
+    assert largest.code == D.LARGEST_PART and largest["component"] == "weights_4bit"
+    bigger = next(x for x in nothing.reasons if x.code == D.BIGGER_GPUS)
+    assert bigger["gpus"] == nothing.suggestions["gpus"] and bigger["count"] == 1
 
 
 def test_explicit_targets_of_one_family_do_not_break_the_smaller_model_advice():
@@ -46,7 +57,9 @@ def test_several_gpus_run_data_parallel_when_the_model_fits_one():
     p = result.recommended.plan
     assert p.gpus == 2 and p.parallel == "ddp" and p.effective_batch == 16
     assert result.one_gpu is not None and result.recommended.tokens_per_s > 1.5 * result.one_gpu.tokens_per_s
-    assert "data parallel" in result.reasons[0] and "beat one" in result.reasons[0]
+    versus = result.versus_one_gpu
+    assert versus.code == D.GPUS_DDP_FASTER and versus["gpus"] == 2
+    assert versus["speedup"] == pytest.approx(result.recommended.tokens_per_s / result.one_gpu.tokens_per_s)
 
 
 def test_fsdp_makes_possible_what_one_gpu_cannot_hold():
@@ -54,14 +67,17 @@ def test_fsdp_makes_possible_what_one_gpu_cannot_hold():
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
     result = fit(model, gpu, seq=8192, effective_batch=4, gpus=2, vram_bytes=24 * 2**30)
     assert result.one_gpu is None and result.recommended.plan.parallel == "fsdp"
-    assert result.reasons[0].startswith("2 GPUs make it possible") and result.one_gpu_needs > result.limit_bytes
+    versus = result.versus_one_gpu
+    assert versus.code == D.GPUS_MAKE_IT_POSSIBLE and result.one_gpu_needs > result.limit_bytes
+    assert versus["one_gpu_needs_bytes"] == result.one_gpu_needs and versus["limit_bytes"] == result.limit_bytes
 
 
 def test_when_every_gpu_must_load_the_whole_model_more_gpus_do_not_help():
     from vramplan.profiles import find_gpu, find_model
     result = fit(find_model("llama-3.1-70b"), find_gpu("RTX-4090"), seq=2048, effective_batch=16, gpus=2)
     assert result.recommended is None
-    assert any("loads the whole 4-bit model" in r and "more GPUs do not lower that" in r for r in result.reasons)
+    load = next(r for r in result.reasons if r.code == D.LOAD_WHOLE_MODEL)
+    assert load["load_bytes"] > result.limit_bytes
 
 
 def test_effective_batch_must_split_over_the_gpus():

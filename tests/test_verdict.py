@@ -3,19 +3,24 @@ import sys
 import pytest
 
 import vramplan
+from vramplan import decisions as D
 from vramplan.errors import VramplanError
 
 
 def test_preflight_api_fits_and_explains():
     v = vramplan.preflight("llama-3.1-8b", gpu="T4", seq=1024)
     assert v.fits and bool(v) and v.headroom_bytes > 0 and v.nearest_fit is None
-    assert v.breakdown.peak_bytes == v.peak_bytes and "largest part" in v.advice[0]
+    needs = v.advice[0]
+    assert v.breakdown.peak_bytes == v.peak_bytes and needs.code == D.NEEDS and len(v.advice) == 1
+    assert needs["required_bytes"] == v.required_bytes and needs["component"] == v.breakdown.dominant()[0]
 
 
 def test_preflight_api_names_the_nearest_plan_that_fits():
     v = vramplan.preflight("llama-3.1-8b", gpu="T4", seq=2048, batch=4, grad_accum=4)
     assert not v.fits and v.headroom_bytes < 0
-    assert v.nearest_fit["batch"] * v.nearest_fit["grad_accum"] == 16 and "fits instead" in v.advice[1]
+    instead = v.advice[1]
+    assert v.nearest_fit["batch"] * v.nearest_fit["grad_accum"] == 16 and instead.code == D.FITS_INSTEAD
+    assert (instead["batch"], instead["grad_accum"]) == (v.nearest_fit["batch"], v.nearest_fit["grad_accum"])
     assert v.to_dict()["nearest_fit"] == v.nearest_fit
 
 

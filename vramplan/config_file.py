@@ -1,6 +1,6 @@
 """Read an existing training setup (JSON or YAML) into plan fields.
 
-Two shapes are read:
+Two shapes are read (the keys each plan field is read from are declared with the field, vramplan.plan):
 - transformers/peft style: TrainingArguments fields, a LoraConfig and a BitsAndBytesConfig, either flat or under
   keys such as `training_args`/`args`, `lora_config`/`peft_config`/`lora`, `bnb_config`/`quantization_config`;
 - axolotl's QLoRA keys.
@@ -12,26 +12,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import flags
 from .errors import VramplanError
 
-# -- keys that change the plan --------------------------------------------------------------------------
-HF_KEYS = {
-    "per_device_train_batch_size": "batch", "gradient_accumulation_steps": "grad_accum", "optim": "optim",
-    "bf16": "bf16", "fp16": "fp16", "gradient_checkpointing": "gradient_checkpointing",
-    "max_seq_length": "seq", "max_length": "seq", "model_max_length": "seq",
-    "r": "rank", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "targets",
-    "load_in_4bit": "load_in_4bit", "load_in_8bit": "load_in_8bit", "bnb_4bit_quant_type": "quant_type",
-    "bnb_4bit_use_double_quant": "double_quant", "bnb_4bit_compute_dtype": "compute_dtype",
-    "attn_implementation": "attn", "model_name_or_path": "model", "base_model_name_or_path": "model",
-}
-AXOLOTL_KEYS = {
-    "base_model": "model", "adapter": "adapter", "load_in_4bit": "load_in_4bit", "load_in_8bit": "load_in_8bit",
-    "lora_r": "rank", "lora_alpha": "alpha", "lora_dropout": "dropout", "lora_target_modules": "targets",
-    "lora_target_linear": "target_linear", "micro_batch_size": "batch", "gradient_accumulation_steps": "grad_accum",
-    "sequence_len": "seq", "optimizer": "optim", "bf16": "bf16", "fp16": "fp16",
-    "gradient_checkpointing": "gradient_checkpointing", "flash_attention": "flash_attention",
-    "sdp_attention": "sdp_attention", "bnb_4bit_use_double_quant": "double_quant",
-}
+MODEL_KEYS = {"transformers": ("model_name_or_path", "base_model_name_or_path"), "axolotl": ("base_model",)}
+AXOLOTL_MARKERS = ("adapter", "base_model", "sequence_len", "micro_batch_size")
 # -- keys known to have no effect on memory -----------------------------------------------------------------
 IGNORED = {
     "output_dir", "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "num_train_epochs",
@@ -88,68 +73,21 @@ def parse(data: dict) -> ConfigPlan:
                 flat[k] = v
         else:
             flat[key] = value
-    axolotl = "adapter" in flat or "base_model" in flat or "sequence_len" in flat or "micro_batch_size" in flat
-    table = {**HF_KEYS, **AXOLOTL_KEYS} if axolotl else HF_KEYS
-    raw: dict = {}
+    axolotl = any(k in flat for k in AXOLOTL_MARKERS)
+    plan_keys = flags.config_keys(axolotl)
+    model_keys = set(MODEL_KEYS["transformers"]) | (set(MODEL_KEYS["axolotl"]) if axolotl else set())
+    found: dict[str, dict] = {}
     for key, value in flat.items():
-        if key in table:
-            raw[table[key]] = value
+        if key in plan_keys:
+            found.setdefault(plan_keys[key], {})[key] = value
+            out.read.append(key)
+        elif key in model_keys:
+            if value:
+                out.model = str(value)
             out.read.append(key)
         elif key in IGNORED:
             out.ignored.append(key)
         else:
             out.unknown.append(key)
-    _to_plan(raw, out)
+    out.plan = flags.from_config(found)
     return out
-
-
-def _to_plan(raw: dict, out: ConfigPlan) -> None:
-    p = out.plan
-    for key in ("rank", "batch", "grad_accum", "seq"):
-        if key in raw:
-            p[key] = _int(raw[key], key)
-    for key in ("alpha", "dropout"):
-        if key in raw:
-            p[key] = float(raw[key])
-    if "optim" in raw:
-        p["optim"] = str(raw["optim"])
-    if "gradient_checkpointing" in raw:
-        p["gradient_checkpointing"] = bool(raw["gradient_checkpointing"])
-    if "double_quant" in raw:
-        p["double_quant"] = bool(raw["double_quant"])
-    if raw.get("bf16") == "auto":
-        pass  # axolotl: bf16 where the GPU has it, which is vramplan's default too
-    elif raw.get("bf16"):
-        p["dtype"] = "bf16"
-    elif raw.get("fp16"):
-        p["dtype"] = "fp16"
-    elif str(raw.get("compute_dtype", "")).endswith(("bfloat16", "bf16")):
-        p["dtype"] = "bf16"
-    elif str(raw.get("compute_dtype", "")).endswith(("float16", "fp16")):
-        p["dtype"] = "fp16"
-    if raw.get("load_in_4bit") or raw.get("adapter") == "qlora":
-        p["quant"] = str(raw.get("quant_type", "nf4"))
-    elif raw.get("load_in_8bit"):
-        p["quant"] = "int8"
-    elif raw.get("adapter") == "lora" or raw.get("load_in_4bit") is False:
-        p["quant"] = "none"
-    if raw.get("target_linear"):
-        p["targets"] = "all-linear"
-    elif "targets" in raw:
-        t = raw["targets"]
-        p["targets"] = t if t == "all-linear" else (tuple(t) if isinstance(t, list) else tuple(str(t).split(",")))
-    if "attn" in raw:
-        p["attn"] = str(raw["attn"])
-    elif raw.get("flash_attention"):
-        p["attn"] = "flash_attention_2"
-    elif raw.get("sdp_attention"):
-        p["attn"] = "sdpa"
-    if raw.get("model"):
-        out.model = str(raw["model"])
-
-
-def _int(value, key: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise VramplanError(f"--config: {key} must be a whole number, got {value!r}") from None

@@ -1,12 +1,20 @@
-"""TrainPlan: everything about a QLoRA run that changes its memory."""
+"""TrainPlan: everything about a QLoRA run that changes its memory, as the user asked for it.
+
+Each field is declared once, here, with its flag: help, range or choices, the keys training configs spell it with
+(transformers, peft, TRL, axolotl), how it prints and its TUI key. vramplan.flags generates argparse, --config
+reading, the plan line, the TUI's keys and the exported `vramplan train` command from these declarations; a new
+plan dimension is one field here plus its memory component.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable
 
 from .errors import VramplanError
 
-OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
+OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused", "adamw_torch", "paged_adamw_32bit",
               "adafactor", "sgd")
+"""The recipe's first, then the other 8-bit one, then the fp32 ones (the order the TUI cycles them in)."""
 # transformers' other spellings of the same optimizers
 OPTIMIZER_ALIASES = {"adamw_bnb_8bit": "adamw_8bit", "paged_adamw": "paged_adamw_32bit", "adamw_hf": "adamw_torch",
                      "adamw": "adamw_torch"}
@@ -23,71 +31,202 @@ PARALLELS = ("fsdp", "ddp")
 CPU_OPTIMIZERS = ("adamw_torch", "adafactor", "sgd")
 ALL_LINEAR = "all-linear"
 
-# Bounds beyond which a value is a typo, not a plan.
-_LIMITS = {"rank": (1, 4096), "batch": (1, 4096), "seq": (1, 1 << 20), "grad_accum": (1, 65536)}
+
+@dataclass(frozen=True)
+class Flag:
+    """How one plan field is given, read, checked and shown (see vramplan.flags for what reads these)."""
+
+    help: str
+    choices: tuple[str, ...] = ()
+    range: tuple[float, float] | None = None
+    """Inclusive bounds beyond which a value is a typo, not a plan."""
+    parse: Callable[[Any], Any] | None = None
+    """A value as typed or as a config file holds it -> the field's value (aliases, comma lists)."""
+    keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Config-file keys by tool: transformers, peft, trl, axolotl (axolotl's only read in axolotl files)."""
+    read: Callable[[dict], Any] | None = None
+    """Several config keys -> the value (None: not set); default: the last key found, through parse."""
+    show: Callable[[dict], str] | None = None
+    """Its words in the plan line, separator first, from the plan's dict ('' or None: not shown)."""
+    cli: bool = True
+    """Has a command-line flag (--name, or --no-name / --name for switches)."""
+    cli_default: Any = "plan"
+    """What the flag defaults to when not typed: 'plan' (the field's default) or a value such as None."""
+    exported: Callable[[dict], bool] | None = None
+    """Given in an exported `vramplan train` command only when this holds for the plan's dict (default: always)."""
+    shown: Callable[[dict], bool] | None = None
+    """Shown in the TUI's form only when this holds (default: always, where it has a tui_label)."""
+    tui: str = ""
+    """Key in the TUI (cycles choices, toggles a switch, doubles a number; the upper case halves it)."""
+    tui_label: str = ""
+
+
+def plan_field(default, flag: Flag):
+    return field(default=default, metadata={"flag": flag})
+
+
+def _optim(value) -> str:
+    value = str(getattr(value, "value", value))  # transformers' OptimizerNames enum
+    return OPTIMIZER_ALIASES.get(value, value)
+
+
+def _targets(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(str(t).strip() for t in value if str(t).strip())
+    text = str(value)
+    return text if text == ALL_LINEAR else tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _read_targets(found: dict):
+    if found.get("lora_target_linear"):
+        return ALL_LINEAR
+    for key in ("target_modules", "lora_target_modules"):
+        if key in found:
+            return _targets(found[key])
+    return None
+
+
+def _read_dtype(found: dict):
+    if found.get("bf16") == "auto":
+        return None  # axolotl: bf16 where the GPU has it, which is vramplan's default too
+    if found.get("bf16"):
+        return "bf16"
+    if found.get("fp16"):
+        return "fp16"
+    compute = str(found.get("bnb_4bit_compute_dtype", ""))
+    if compute.endswith(("bfloat16", "bf16")):
+        return "bf16"
+    if compute.endswith(("float16", "fp16")):
+        return "fp16"
+    return None
+
+
+def _read_quant(found: dict):
+    if found.get("load_in_4bit") or found.get("adapter") == "qlora":
+        return str(found.get("bnb_4bit_quant_type", "nf4"))
+    if found.get("load_in_8bit"):
+        return "int8"
+    if found.get("adapter") == "lora" or found.get("load_in_4bit") is False:
+        return "none"
+    return None
+
+
+def _read_attn(found: dict):
+    if "attn_implementation" in found:
+        return str(found["attn_implementation"])
+    if found.get("flash_attention"):
+        return "flash_attention_2"
+    if found.get("sdp_attention"):
+        return "sdpa"
+    return None
+
+
+def _layout_words(p: dict) -> str:
+    if p.get("gpus", 1) == 1:
+        return ""
+    words = ("data parallel (a whole copy each)" if p.get("parallel", "fsdp") == "ddp"
+             else "FSDP full shard" + (" + CPU offload" if p.get("offload") else ""))
+    return f"; {p['gpus']} GPUs, {words}, figures per GPU"
+
+
+def _several(p: dict) -> bool:
+    return p.get("gpus", 1) > 1
 
 
 @dataclass(frozen=True)
 class TrainPlan:
     """One QLoRA training configuration. Defaults are the standard recipe (see README: the seeds' recipes)."""
 
-    rank: int = 16
-    """LoRA rank r."""
-    alpha: float = 32
-    """LoRA alpha (scales the update; no effect on memory)."""
-    dropout: float = 0.05
-    """LoRA dropout; > 0 keeps a dropped copy and a mask of every adapter input."""
-    targets: tuple[str, ...] | str = ALL_LINEAR
+    rank: int = plan_field(16, Flag(
+        "LoRA rank r (default 16)", range=(1, 4096), keys={"peft": ("r",), "axolotl": ("lora_r",)},
+        show=lambda p: f"r={p['rank']}", tui="r", tui_label="rank"))
+    alpha: float = plan_field(32, Flag(
+        "LoRA alpha (default 32)", keys={"peft": ("lora_alpha",), "axolotl": ("lora_alpha",)}))
+    dropout: float = plan_field(0.05, Flag(
+        "LoRA dropout (default 0.05)", keys={"peft": ("lora_dropout",), "axolotl": ("lora_dropout",)}))
+    """> 0 keeps a dropped copy and a mask of every adapter input."""
+    targets: tuple[str, ...] | str = plan_field(ALL_LINEAR, Flag(
+        "all-linear or a comma list such as q_proj,v_proj", parse=_targets, read=_read_targets,
+        keys={"peft": ("target_modules",), "axolotl": ("lora_target_modules", "lora_target_linear")},
+        tui="t", tui_label="target"))
     """LoRA target modules, or 'all-linear' (every decoder nn.Linear, not lm_head)."""
-    batch: int = 1
-    """Micro-batch: sequences per forward pass (per_device_train_batch_size)."""
-    seq: int = 2048
-    """Tokens per sequence (padded/packed length)."""
-    grad_accum: int = 1
+    batch: int = plan_field(1, Flag(
+        "micro-batch (default 1)", range=(1, 4096), show=lambda p: f" micro-batch {p['batch']}",
+        keys={"transformers": ("per_device_train_batch_size",), "axolotl": ("micro_batch_size",)},
+        tui="b", tui_label="batch"))
+    """Sequences per forward pass on each GPU."""
+    grad_accum: int = plan_field(1, Flag(
+        "gradient accumulation steps (default 1)", range=(1, 65536), show=lambda p: f" x accum {p['grad_accum']}",
+        keys={"transformers": ("gradient_accumulation_steps",), "axolotl": ("gradient_accumulation_steps",)},
+        tui_label="accum"))
     """Gradient accumulation steps (grads persist between micro-batches when > 1)."""
-    optim: str = "paged_adamw_8bit"
+    seq: int = plan_field(2048, Flag(
+        "sequence length (default 2048)", range=(1, 1 << 20), show=lambda p: f", seq {p['seq']}",
+        keys={"transformers": ("model_max_length",), "trl": ("max_seq_length", "max_length"),
+              "axolotl": ("sequence_len",)}, tui="s", tui_label="seq"))
+    """Tokens per sequence (padded/packed length)."""
+    dtype: str = plan_field("bf16", Flag(
+        "compute dtype (default: bf16 where supported)", choices=DTYPES, cli_default=None, read=_read_dtype,
+        keys={"transformers": ("bf16", "fp16", "bnb_4bit_compute_dtype"), "axolotl": ("bf16", "fp16")},
+        show=lambda p: f", {p['dtype']}", tui="d", tui_label="dtype"))
+    """bnb_4bit_compute_dtype and the Trainer's autocast."""
+    optim: str = plan_field("paged_adamw_8bit", Flag(
+        "transformers optim name: " + ", ".join(OPTIMIZERS), choices=OPTIMIZERS, parse=_optim,
+        keys={"transformers": ("optim",), "axolotl": ("optimizer",)}, show=lambda p: f", {p['optim']}",
+        tui="o", tui_label="optim"))
     """transformers TrainingArguments.optim name."""
-    dtype: str = "bf16"
-    """Compute dtype: bf16 or fp16 (bnb_4bit_compute_dtype and the Trainer's autocast)."""
-    gradient_checkpointing: bool = True
-    double_quant: bool = True
-    quant: str = "nf4"
+    gradient_checkpointing: bool = plan_field(True, Flag(
+        "turn gradient checkpointing off", parse=bool,
+        keys={"transformers": ("gradient_checkpointing",), "axolotl": ("gradient_checkpointing",)},
+        show=lambda p: f", checkpointing {'on' if p['gradient_checkpointing'] else 'off'}", tui="g",
+        tui_label="ckpt"))
+    attn: str = plan_field("sdpa", Flag(
+        "attention implementation (default sdpa)", choices=ATTENTIONS, read=_read_attn,
+        keys={"transformers": ("attn_implementation",), "axolotl": ("flash_attention", "sdp_attention")},
+        show=lambda p: f", {p['attn']}", tui="a", tui_label="attn"))
+    quant: str = plan_field("nf4", Flag(
+        "base weights (default nf4)", choices=QUANTS, read=_read_quant,
+        keys={"transformers": ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type"),
+              "axolotl": ("adapter", "load_in_4bit", "load_in_8bit")}, show=lambda p: f", {p['quant']}"))
     """nf4, fp4 (4-bit), int8 (LLM.int8) or none (plain 16-bit LoRA)."""
-    attn: str = "sdpa"
-    kbit_prepare: bool = True
-    """prepare_model_for_kbit_training applied (the recipe): embeddings, lm_head and norms become fp32."""
-    gpus: int = 1
-    """GPUs of one host. Above 1: FSDP full shard of the 4-bit base stored in the compute dtype (peft's sharded
-    QLoRA recipe, which does not run prepare_model_for_kbit_training), micro-batch per GPU."""
-    allocator: str = "default"
-    """PyTorch's caching allocator as users run it (default) or with expandable_segments:True (vramplan train)."""
-    parallel: str = "fsdp"
-    """With gpus > 1: fsdp (shard the base) or ddp (every GPU holds the whole model: for models that fit one)."""
-    offload: bool = False
-    """FSDP CPU offload: sharded parameters, gradients and optimizer states live in CPU memory."""
+    double_quant: bool = plan_field(True, Flag(
+        "turn bitsandbytes' double quantization off", parse=bool,
+        keys={"transformers": ("bnb_4bit_use_double_quant",), "axolotl": ("bnb_4bit_use_double_quant",)},
+        show=lambda p: " + double quant" if p["double_quant"] and p["quant"] in ("nf4", "fp4") else "",
+        tui="u", tui_label="dquant"))
+    kbit_prepare: bool = plan_field(True, Flag("skip prepare_model_for_kbit_training (embeddings, lm_head and "
+                                               "norms stay 16-bit)", parse=bool))
+    """Run prepare_model_for_kbit_training where the recipe does (embeddings, lm_head and norms become fp32); peft's
+    sharded-QLoRA recipe skips it under FSDP whatever this says (vramplan.layout.resolve decides)."""
+    gpus: int = plan_field(1, Flag(
+        "GPUs of one host (or name them --gpu 2xRTX-4090); figures are per GPU", range=(1, 16), cli_default=None,
+        show=_layout_words, exported=_several, tui="n", tui_label="gpus"))
+    """GPUs of one host (micro-batch per GPU). How they share the work is the layout's."""
+    parallel: str = plan_field("fsdp", Flag(
+        "with --gpus: fsdp shards the 4-bit base (default), ddp keeps a whole copy per GPU", choices=PARALLELS,
+        exported=_several, shown=_several, tui="p", tui_label="layout"))
+    """With gpus > 1: fsdp (shard the base) or ddp (every GPU holds the whole model); ignored on one GPU."""
+    offload: bool = plan_field(False, Flag(
+        "with FSDP: shards, gradients and optimizer states in CPU memory (needs --optim adamw_torch)", parse=bool,
+        shown=_several, tui_label="offload"))
+    allocator: str = plan_field("default", Flag(
+        "PyTorch's caching allocator as is (default) or with expandable_segments:True (expandable; what "
+        "`vramplan train` uses)", choices=ALLOCATORS,
+        show=lambda p: "; expandable segments" if p.get("allocator") == "expandable" else "", tui_label="alloc"))
 
     def __post_init__(self):
-        for name, (lo, hi) in _LIMITS.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-                raise VramplanError(f"--{name.replace('_', '-')}: {value!r} is out of range", hint=f"use {lo}..{hi}")
+        """Validation only: the plan stays exactly what was asked for (vramplan.layout derives the rest)."""
+        for f in fields(self):
+            check_value(f.name, f.metadata["flag"], getattr(self, f.name), f.default)
         if not 0 <= self.dropout < 1:
             raise VramplanError(f"--dropout: {self.dropout!r} is out of range", hint="use 0 <= dropout < 1")
         if not self.alpha > 0:
             raise VramplanError(f"--alpha: {self.alpha!r} must be positive")
-        optim = OPTIMIZER_ALIASES.get(self.optim, self.optim)
-        if optim not in OPTIMIZERS:
-            raise VramplanError(f"--optim: unknown optimizer {self.optim!r}", hint="use one of " + ", ".join(OPTIMIZERS))
-        object.__setattr__(self, "optim", optim)
-        for flag, value, allowed in (("--quant", self.quant, QUANTS), ("--attn", self.attn, ATTENTIONS),
-                                     ("--dtype", self.dtype, DTYPES), ("--allocator", self.allocator, ALLOCATORS),
-                                     ("--parallel", self.parallel, PARALLELS)):
-            if value not in allowed:
-                raise VramplanError(f"{flag}: unknown value {value!r}", hint="use one of " + ", ".join(allowed))
-        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or not 1 <= self.gpus <= 16:
-            raise VramplanError(f"--gpus: {self.gpus!r} is out of range", hint="use 1..16 GPUs of one host")
-        if self.gpus == 1:  # one GPU: nothing to shard or offload
-            object.__setattr__(self, "parallel", "fsdp")
+        self._check_layout()
+        self._check_targets()
+
+    def _check_layout(self) -> None:
+        if self.gpus == 1:
             if self.offload:
                 raise VramplanError("--offload: CPU offload is part of FSDP over several GPUs", hint="add --gpus N")
         elif self.parallel == "fsdp":
@@ -97,12 +236,14 @@ class TrainPlan:
             if self.offload and self.optim not in CPU_OPTIMIZERS:
                 raise VramplanError(f"--offload: {self.optim} cannot step parameters offloaded to the CPU",
                                     hint="use --optim " + " or ".join(CPU_OPTIMIZERS))
-            object.__setattr__(self, "kbit_prepare", False)  # peft's sharded-QLoRA recipe does not run it
         elif self.offload:
             raise VramplanError("--offload: CPU offload needs FSDP", hint="use --parallel fsdp")
+
+    def _check_targets(self) -> None:
         if isinstance(self.targets, str) and self.targets != ALL_LINEAR:
-            object.__setattr__(self, "targets", tuple(t.strip() for t in self.targets.split(",") if t.strip()))
-        if not self.targets:
+            raise VramplanError(f"--targets: {self.targets!r} is not {ALL_LINEAR!r} or a tuple of module names",
+                                hint="vramplan.flags.plan_from_fields splits a comma list such as q_proj,v_proj")
+        if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
             raise VramplanError("--targets: no target modules given", hint="use all-linear or e.g. q_proj,v_proj")
 
     @property
@@ -114,10 +255,6 @@ class TrainPlan:
     def effective_batch(self) -> int:
         """Sequences per optimizer step, over all GPUs."""
         return self.batch * self.grad_accum * self.gpus
-
-    @property
-    def fsdp(self) -> bool:
-        return self.gpus > 1 and self.parallel == "fsdp"
 
     @property
     def quantized(self) -> bool:
@@ -134,6 +271,7 @@ class TrainPlan:
         return tuple(t for t in linear_names if t in self.targets)
 
     def with_(self, **changes) -> "TrainPlan":
+        """A plain replace: the other fields keep what was asked for."""
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -145,7 +283,8 @@ class TrainPlan:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainPlan":
-        known = {f for f in cls.__dataclass_fields__}
+        """A plan from to_dict()'s output (or a run record's plan): unknown keys are left out."""
+        known = {f.name for f in fields(cls)}
         d = dict(d)
         if "micro_batch" in d and "batch" not in d:
             d["batch"] = d["micro_batch"]
@@ -153,6 +292,28 @@ class TrainPlan:
         if isinstance(kw.get("targets"), list):
             kw["targets"] = tuple(kw["targets"])
         return cls(**kw)
+
+
+def check_value(name: str, flag: Flag, value, default) -> None:
+    """A field's range and choices; the error names its flag."""
+    dash = "--" + name.replace("_", "-")
+    if flag.range:
+        lo, hi = flag.range
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise VramplanError(f"{dash}: {value!r} is out of range", hint=f"use {lo}..{hi}")
+    if flag.choices and value not in flag.choices:
+        if name == "optim":
+            hint = (f"{value} is spelled {OPTIMIZER_ALIASES[value]} here" if value in OPTIMIZER_ALIASES
+                    else "use one of " + ", ".join(flag.choices))
+            raise VramplanError(f"--optim: unknown optimizer {value!r}", hint=hint)
+        raise VramplanError(f"{dash}: unknown value {value!r}", hint="use one of " + ", ".join(flag.choices))
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise VramplanError(f"{dash}: {value!r} is not true or false")
+
+
+def plan_flags() -> list[tuple[str, Flag, Any]]:
+    """(field name, flag, default) of every plan field, in declaration order."""
+    return [(f.name, f.metadata["flag"], f.default) for f in fields(TrainPlan)]
 
 
 DEFAULT_PLAN = TrainPlan()

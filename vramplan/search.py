@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import decisions as D
 from .calibration.select import runtime_for
+from .decisions import Reason, reason
 from .errors import VramplanError
 from .memory import Breakdown, estimate
+from .memory.estimate import SHARDED
 from .plan import ALL_LINEAR, CPU_OPTIMIZERS, TrainPlan
 from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
 from .speed import tokens_per_second
@@ -13,8 +16,6 @@ from .speed import tokens_per_second
 SAFETY_MARGIN = 0.05
 """Share of the card kept free: covers the calibrated error bound (no under-prediction worse than -5%)."""
 DEFAULT_RANK = 16
-RANK_REASON = ("r=16 on all linear layers: the QLoRA paper (Dettmers et al. 2023) found that adapting every "
-               "linear layer matters and the rank much less; higher ranks cost memory and speed for little gain")
 OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused")
 
 
@@ -44,13 +45,16 @@ class FitResult:
     limit_bytes: int
     recommended: Candidate | None
     alternatives: list[Candidate]
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
+    """Why the recommended plan is what it is, or why nothing fits (vramplan.decisions codes)."""
     suggestions: dict = field(default_factory=dict)
     gpus: int = 1
     one_gpu: Candidate | None = None
     """With several GPUs: the best plan on one of them (None: nothing fits one), for the comparison."""
     one_gpu_needs: int = 0
     """With several GPUs: what the leanest one-GPU plan needs (bytes)."""
+    versus_one_gpu: Reason | None = None
+    """With several GPUs and a plan that fits: why they beat one GPU, or why not."""
 
 
 def margin_limit(capacity: int) -> int:
@@ -91,9 +95,7 @@ def layouts(base: TrainPlan, parallel: str | None = None) -> list[TrainPlan]:
     """How the GPUs may share the work: one GPU as is; several by DDP and FSDP (or the one asked for)."""
     if base.gpus == 1:
         return [base]
-    # DDP runs the one-GPU recipe on each GPU, prepare_model_for_kbit_training included
-    return [base.with_(parallel=p, offload=False, kbit_prepare=True if p == "ddp" else base.kbit_prepare)
-            for p in ((parallel,) if parallel else ("ddp", "fsdp"))]
+    return [base.with_(parallel=p, offload=False) for p in ((parallel,) if parallel else ("ddp", "fsdp"))]
 
 
 def _offload_layout(base: TrainPlan) -> TrainPlan:
@@ -126,7 +128,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     result = FitResult(model, gpu, capacity, margin_limit(capacity),
                        preferred[0] if preferred else None, [], gpus=base.gpus)
     if base.gpus > 1:
-        one = candidates(model, gpu, base.with_(gpus=1, parallel="fsdp", offload=False, kbit_prepare=True),
+        one = candidates(model, gpu, base.with_(gpus=1, offload=False),
                          effective_batch, capacity, ranks, opts)
         one_preferred = _preferred(one, ranks)
         result.one_gpu = one_preferred[0] if one_preferred else None
@@ -135,7 +137,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
         result.alternatives = _alternatives(preferred)
         result.reasons = _reasons(result.recommended, gpu, rank, cands)
         if base.gpus > 1:
-            result.reasons.insert(0, versus_one_gpu(result))
+            result.versus_one_gpu = versus_one_gpu(result)
     elif explain:
         result.reasons, result.suggestions = _why_not(model, gpu, base, effective_batch, capacity, cands)
     return result
@@ -150,25 +152,20 @@ def _preferred(cands: list[Candidate], ranks: tuple[int, ...]) -> list[Candidate
     return preferred
 
 
-def versus_one_gpu(result: FitResult) -> str:
+def versus_one_gpu(result: FitResult) -> Reason:
     """Why several GPUs beat one here, or why they do not."""
     rec, one, n, g = result.recommended, result.one_gpu, result.gpus, result.gpu
-    p = rec.plan
-    per_gpu = f"{rec.breakdown.required_bytes / 2**30:.1f} GiB per GPU"
+    per_gpu = rec.breakdown.required_bytes
     if one is None:
-        return (f"{n} GPUs make it possible: one {g.name} needs at least {result.one_gpu_needs / 2**30:.1f} GiB "
-                f"(limit {result.limit_bytes / 2**30:.1f} GiB); FSDP shards the 4-bit base, adapter and optimizer "
-                f"over {n} GPUs{' and offloads the shards to CPU memory' if p.offload else ''}: {per_gpu}")
+        return reason(D.GPUS_MAKE_IT_POSSIBLE, gpus=n, gpu=g.name, one_gpu_needs_bytes=result.one_gpu_needs,
+                      limit_bytes=result.limit_bytes, per_gpu_bytes=per_gpu, offload=rec.plan.offload)
     speedup = rec.tokens_per_s / one.tokens_per_s
-    if p.parallel == "ddp":
-        return (f"{n} GPUs beat one, ~{speedup:.1f}x its tokens/s: the model fits one {g.name}, so data parallel "
-                f"runs a whole copy on each GPU ({per_gpu}) and only all-reduces the adapter's gradients; FSDP "
-                "would save memory this plan does not need and pay all-gathers every micro-batch")
+    if rec.plan.parallel == "ddp":
+        return reason(D.GPUS_DDP_FASTER, gpus=n, gpu=g.name, speedup=speedup, per_gpu_bytes=per_gpu)
     if speedup >= 1.05:
-        return (f"{n} GPUs beat one, ~{speedup:.1f}x its tokens/s: FSDP's sharding frees enough memory per GPU for "
-                f"a faster plan than data parallel can hold ({per_gpu})")
-    return (f"{n} GPUs do not beat one here (~{speedup:.1f}x): FSDP's all-gathers of every layer cost more than "
-            f"the shards save; one {g.name} runs micro-batch {one.plan.batch} at ~{one.tokens_per_s:,.0f} tokens/s")
+        return reason(D.GPUS_FSDP_FASTER, gpus=n, speedup=speedup, per_gpu_bytes=per_gpu)
+    return reason(D.GPUS_NO_GAIN, gpus=n, gpu=g.name, speedup=speedup, one_gpu_batch=one.plan.batch,
+                  one_gpu_tokens_per_s=one.tokens_per_s)
 
 
 def _alternatives(ranked: list[Candidate], n: int = 4) -> list[Candidate]:
@@ -187,34 +184,28 @@ def _alternatives(ranked: list[Candidate], n: int = 4) -> list[Candidate]:
     return out + ([other] if other else [])
 
 
-def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candidate]) -> list[str]:
+def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candidate]) -> list[Reason]:
     p = rec.plan
-    out = [f"{p.dtype}: " + ("the GPU supports bf16 (wider range than fp16, no loss scaling)" if p.dtype == "bf16"
-                             else f"{gpu.name} has no bf16 (compute capability {gpu.compute_capability}); fp16 "
-                                  "with loss scaling, same memory")]
-    out.append(f"rank {p.rank}: the one you asked for" if rank else
-               (RANK_REASON if p.rank == DEFAULT_RANK else "r=8: r=16 does not fit with the margin"))
+    out = [reason(D.DTYPE_BF16, gpu=gpu.name) if p.dtype == "bf16" else
+           reason(D.DTYPE_FP16, gpu=gpu.name, compute_capability=gpu.compute_capability)]
+    out.append(reason(D.RANK_ASKED, rank=p.rank) if rank else
+               reason(D.RANK_DEFAULT, rank=p.rank) if p.rank == DEFAULT_RANK else
+               reason(D.RANK_FALLBACK, rank=p.rank, preferred=DEFAULT_RANK))
     same = [c for c in cands if c.fits and c.plan.rank == p.rank and c.plan.optim == p.optim]
     largest = {ckpt: max((c.plan.batch for c in same if c.plan.gradient_checkpointing == ckpt), default=0)
                for ckpt in (False, True)}
     if p.batch == largest[p.gradient_checkpointing] and p.batch < p.effective_batch:
-        out.append(f"micro-batch {p.batch} x accumulation {p.grad_accum}: the largest micro-batch that fits "
-                   f"({2 * p.batch} does not); larger micro-batches amortize the 4-bit dequantization")
+        out.append(reason(D.MICRO_BATCH_LARGEST, batch=p.batch, grad_accum=p.grad_accum))
     else:
-        out.append(f"micro-batch {p.batch} x accumulation {p.grad_accum}: the fastest split of the effective batch "
-                   f"of {p.effective_batch} that fits")
+        out.append(reason(D.MICRO_BATCH_FASTEST, batch=p.batch, grad_accum=p.grad_accum,
+                          effective_batch=p.effective_batch))
     if p.gradient_checkpointing and largest[False]:
-        out.append(f"gradient checkpointing on: it allows micro-batch {p.batch}; without it only {largest[False]} "
-                   "fits, which the estimate puts slower")
+        out.append(reason(D.CHECKPOINTING_FOR_BATCH, batch=p.batch, without=largest[False]))
     elif p.gradient_checkpointing:
-        out.append("gradient checkpointing on: without it the activations do not fit even at micro-batch 1")
+        out.append(reason(D.CHECKPOINTING_NEEDED))
     else:
-        out.append("gradient checkpointing off: memory allows it, and it skips a forward recompute (faster)")
-    out.append(f"{p.optim}: " + {
-        "paged_adamw_8bit": "the recipe's optimizer; 8-bit states, paged to CPU under pressure",
-        "adamw_8bit": "8-bit states in ordinary device memory (no managed-memory paging)",
-        "adamw_torch_fused": "fp32 states; the adapter is small enough that 8-bit saves little here",
-    }.get(p.optim, "as requested"))
+        out.append(reason(D.CHECKPOINTING_OFF))
+    out.append(reason(D.OPTIMIZER, optim=p.optim))
     return out
 
 
@@ -239,44 +230,35 @@ def longest_seq(model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int, 
     return lo
 
 
-def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[str], dict]:
+def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[Reason], dict]:
     smallest = min(cands, key=lambda c: c.breakdown.required_bytes)
     b = smallest.breakdown
     dom_key, dom_bytes = b.dominant()
-    limit = margin_limit(capacity)
-    from .memory import LABELS
-    from .memory.estimate import SHARDED
-    dom = LABELS.get(dom_key, dom_key)
     n = smallest.plan.gpus
-    each = " per GPU" if n > 1 else ""
-    reasons = [f"even the leanest plan (micro-batch 1, checkpointing, rank {smallest.plan.rank}) needs "
-               f"{b.required_bytes / 2**30:.1f} GiB{each}; the limit is {limit / 2**30:.1f} GiB "
-               f"({gpu.name} minus the {SAFETY_MARGIN:.0%} margin)",
-               f"largest part: {dom} ({dom_bytes / 2**30:.1f} GiB) in the {b.peak_phase} phase"]
+    reasons = [reason(D.LEANEST_TOO_BIG, required_bytes=b.required_bytes, limit_bytes=margin_limit(capacity),
+                      rank=smallest.plan.rank, gpus=n, gpu=gpu.name, margin=SAFETY_MARGIN),
+               reason(D.LARGEST_PART, component=dom_key, bytes=dom_bytes, phase=b.peak_phase)]
     if n > 1 and b.peak_phase != "load" and dom_key not in SHARDED:
-        reasons.append("that part is per GPU: each GPU runs its own micro-batch, so more GPUs do not shrink it")
+        reasons.append(reason(D.PART_PER_GPU))
     base = base.with_(batch=1, grad_accum=max(1, effective_batch // base.gpus))
-    if base.gpus > 1 and smallest.plan.gpus > 1:
+    if base.gpus > 1 and n > 1:
         base = base.with_(parallel=smallest.plan.parallel, offload=smallest.plan.offload, optim=smallest.plan.optim)
-        load = sum(b.phases["load"].values())
         if b.peak_phase == "load":
-            reasons.append(f"every GPU first loads the whole 4-bit model ({load / 2**30:.1f} GiB: transformers "
-                           "quantizes onto each rank's GPU) before FSDP shards it; more GPUs do not lower that")
+            reasons.append(reason(D.LOAD_WHOLE_MODEL, load_bytes=sum(b.phases["load"].values())))
     seq = longest_seq(model, gpu, base, capacity)
     suggestions = {"longest_seq": seq}
     if seq:
-        reasons.append(f"a shorter sequence fits: up to {seq} tokens")
+        reasons.append(reason(D.SHORTER_SEQ, seq=seq))
     smaller = [m.name for m in model_catalog() if m.total_params < model.total_params and
                _fits_at_all(m, gpu, base, capacity)]
     suggestions["smaller_models"] = smaller[-3:][::-1]
     if smaller:
-        reasons.append("smaller models that fit at this sequence: " + ", ".join(suggestions["smaller_models"]))
+        reasons.append(reason(D.SMALLER_MODELS, models=suggestions["smaller_models"]))
     gpus = [g.name for g in gpu_catalog() if g.memory_mib > gpu.memory_mib and
             _fits_at_all(model, g, base.with_(dtype=g.default_dtype), None)]
     suggestions["gpus"] = gpus[:3]
     if gpus:
-        reasons.append("smallest catalog GPUs that fit it" + (f" ({n} of them)" if n > 1 else "") + ": "
-                       + ", ".join(gpus[:3]))
+        reasons.append(reason(D.BIGGER_GPUS, gpus=gpus[:3], count=n))
     return reasons, suggestions
 
 

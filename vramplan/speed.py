@@ -6,6 +6,7 @@ recompute when checkpointing. Each kernel costs max(flops / rate, bytes / bandwi
 """
 from __future__ import annotations
 
+from .layout import Layout, as_layout
 from .plan import TrainPlan
 from .profiles.gpus import GpuSpec
 from .profiles.models import ModelArch
@@ -20,18 +21,20 @@ LINK_EFFICIENCY = 0.7  # share of the link's datasheet rate that NCCL collective
 FSDP_COLLECTIVE_S = 1.3e-3
 
 
-def step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
+def step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
     """Seconds per optimizer step (all micro-batches; on several GPUs, every rank's at once)."""
+    plan = as_layout(plan, model, gpu)
     micro = compute_seconds(model, gpu, plan)
     if plan.fsdp:  # prefetching overlaps the all-gathers with compute: the slower of the two sets the pace
         micro = max(micro, fsdp_transfer_seconds(model, gpu, plan))
     return micro * plan.grad_accum + sync_seconds(model, gpu, plan)
 
 
-def fsdp_transfer_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
+def fsdp_transfer_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
     """Per micro-batch: FULL_SHARD gathers every layer's shard twice (forward, backward) and the root once;
     with CPU offload the rank's own shard also crosses PCIe each time it is gathered. Plus the collectives'
     launch latency, which dominates at these sizes."""
+    plan = as_layout(plan, model, gpu)
     from .memory.weights import base_components
     base = base_components(model, plan)
     layers = base.get("weights_4bit", 0) + base.get("weights_16bit", 0) + base.get("quant_constants", 0)
@@ -46,17 +49,19 @@ def fsdp_transfer_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> fl
     return seconds
 
 
-def sync_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
+def sync_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
     """Per optimizer step: DDP all-reduces the adapter's fp32 gradients (ring: twice the bytes)."""
-    if plan.gpus == 1 or plan.fsdp:
+    plan = as_layout(plan, model, gpu)
+    if not plan.ddp:
         return 0.0  # FSDP's reduce-scatter of the adapter gradients is small and overlapped
     from .memory.adapter import adapter_bytes
     n = plan.gpus
     return 2 * adapter_bytes(model, plan) * (n - 1) / n / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
 
 
-def compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
+def compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
     """Seconds of one micro-batch's compute on one GPU."""
+    plan = as_layout(plan, model, gpu)
     flops_rate = gpu.tensor_tflops_16bit * 1e12 * MATMUL_EFFICIENCY
     bw = gpu.bandwidth_gbs * 1e9 * MEMORY_EFFICIENCY
     t = plan.tokens
@@ -82,6 +87,7 @@ def compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
     return total
 
 
-def tokens_per_second(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
+def tokens_per_second(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
     """All GPUs together."""
+    plan = as_layout(plan, model, gpu)
     return plan.tokens * plan.grad_accum * plan.gpus / step_seconds(model, gpu, plan)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import decisions as D
+from . import flags
 from .calibration.select import runtime_for
-from .memory import LABELS, Breakdown, estimate
+from .decisions import Reason, reason
+from .memory import Breakdown, estimate
 from .plan import TrainPlan
 from .profiles import GpuSpec, ModelArch, find_gpu, find_model
 from .search import SAFETY_MARGIN, fit, margin_limit
-from .units import GiB
 
 
 @dataclass
@@ -21,14 +23,15 @@ class Verdict:
     headroom_bytes: int
     """Capacity minus required bytes (negative: short by that much)."""
     breakdown: Breakdown
-    advice: list[str] = field(default_factory=list)
+    advice: list[Reason] = field(default_factory=list)
+    """What the plan needs (NEEDS first), then the plan that fits instead or why nothing does."""
     nearest_fit: dict | None = None
     """The fastest plan that does fit (same sequence and effective batch), when this one does not."""
 
     def to_dict(self) -> dict:
         return {"fits": self.fits, "peak_bytes": self.peak_bytes, "required_bytes": self.required_bytes,
                 "capacity_bytes": self.capacity_bytes, "headroom_bytes": self.headroom_bytes,
-                "safety_margin": SAFETY_MARGIN, "advice": self.advice, "nearest_fit": self.nearest_fit,
+                "safety_margin": SAFETY_MARGIN, "advice": [r.to_dict() for r in self.advice], "nearest_fit": self.nearest_fit,
                 "breakdown": self.breakdown.to_dict()}
 
     def __bool__(self) -> bool:
@@ -70,22 +73,20 @@ def judge(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, vram_bytes: int | Non
     limit = margin_limit(b.capacity_bytes)
     ok = b.required_bytes <= limit
     dom, dom_bytes = b.dominant()
-    advice = [f"needs {b.required_bytes / GiB:.2f} GiB of {b.capacity_bytes / GiB:.2f} GiB "
-              f"({SAFETY_MARGIN:.0%} margin: limit {limit / GiB:.2f} GiB); largest part {LABELS.get(dom, dom)} "
-              f"{dom_bytes / GiB:.2f} GiB in the {b.peak_phase} phase"]
+    advice = [reason(D.NEEDS, required_bytes=b.required_bytes, capacity_bytes=b.capacity_bytes, limit_bytes=limit,
+                     margin=SAFETY_MARGIN, component=dom, bytes=dom_bytes, phase=b.peak_phase)]
     nearest = None
     if not ok:
         result = fit(model, gpu, seq=plan.seq, effective_batch=plan.effective_batch, vram_bytes=b.capacity_bytes,
                      base=plan, optims=tuple(dict.fromkeys((plan.optim, "adamw_8bit", "paged_adamw_8bit"))))
         if result.recommended:
-            rec = result.recommended
-            nearest = rec.plan.to_dict()
-            p = rec.plan
-            advice.append(f"fits instead: rank {p.rank}, micro-batch {p.batch} x accumulation {p.grad_accum}, checkpointing "
-                          f"{'on' if p.gradient_checkpointing else 'off'}, {p.optim} "
-                          f"({rec.breakdown.required_bytes / GiB:.2f} GiB)")
-        else:
-            advice += result.reasons[2:] or result.reasons
+            rec, p = result.recommended, result.recommended.plan
+            nearest = p.to_dict()
+            advice.append(reason(D.FITS_INSTEAD, rank=p.rank, batch=p.batch, grad_accum=p.grad_accum,
+                                 gradient_checkpointing=p.gradient_checkpointing, optim=p.optim,
+                                 required_bytes=rec.breakdown.required_bytes))
+        else:  # why nothing fits, less what NEEDS already says
+            advice += [r for r in result.reasons if r.code not in D.WHY_NOTHING_FITS_HEAD] or result.reasons
     return Verdict(ok, b.peak_bytes, b.required_bytes, b.capacity_bytes, b.capacity_bytes - b.required_bytes, b,
                    advice, nearest)
 
@@ -101,4 +102,4 @@ def preflight(model: str | ModelArch, gpu: str | GpuSpec = "auto", vram_bytes: i
     spec, capacity = resolve_gpu(gpu, vram_bytes)
     if "dtype" not in plan:
         plan["dtype"] = spec.default_dtype
-    return judge(arch, spec, TrainPlan(**plan), capacity)
+    return judge(arch, spec, flags.plan_from_fields(plan), capacity)

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from vramplan import decisions as D
+
 
 def vramplan(*args):
     proc = subprocess.run([sys.executable, "-m", "vramplan", *args], capture_output=True, text=True, timeout=120)
@@ -142,7 +144,7 @@ def test_fit_on_2x_name_plans_per_gpu_and_compares_with_one():
     assert code == 0, err
     result = json.loads(out)
     assert result["gpus"] == 2 and result["recommended"]["plan"]["gpus"] == 2 and "one_gpu" in result
-    assert "GPUs" in result["reasons"][0]
+    assert result["reasons"][0]["code"] in D.GPUS and "GPUs" in result["reasons"][0]["text"]
     _, text, _ = vramplan("fit", "llama-3.1-8b", "--gpu", "2xRTX-4090")
     assert "on 2 x RTX-4090" in text and "layout" in text
 

@@ -52,7 +52,7 @@ def test_an_oversized_job_stops_before_the_first_step(checkpoint, tmp_path):
 
 
 def test_a_recipe_without_prepare_and_other_targets_is_read_as_it_is(checkpoint, tmp_path):
-    plan = TrainPlan(rank=4, alpha=8, dropout=0.0, targets="q_proj,v_proj", batch=1, seq=32, quant="fp4",
+    plan = TrainPlan(rank=4, alpha=8, dropout=0.0, targets=("q_proj", "v_proj"), batch=1, seq=32, quant="fp4",
                      double_quant=False, optim="adamw_torch")
     cb = PreflightCallback(gpu="T4", seq=32)
     trainer, model = trainer_for(checkpoint, tmp_path, plan, cb, prepare=False)

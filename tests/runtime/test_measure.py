@@ -42,7 +42,7 @@ def test_quantization_and_lora_configs_follow_the_plan():
     assert qc.load_in_4bit and qc.bnb_4bit_quant_type == "nf4" and not qc.bnb_4bit_use_double_quant
     assert measure.quantization_config(TrainPlan(quant="int8").to_dict()).load_in_8bit
     assert measure.quantization_config(TrainPlan(quant="none").to_dict()) is None
-    lc = measure.lora_config(TrainPlan(rank=8, alpha=16, targets="q_proj,v_proj").to_dict())
+    lc = measure.lora_config(TrainPlan(rank=8, alpha=16, targets=("q_proj", "v_proj")).to_dict())
     assert lc.r == 8 and lc.lora_alpha == 16 and set(lc.target_modules) == {"q_proj", "v_proj"}
 
 

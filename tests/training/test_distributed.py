@@ -7,6 +7,7 @@ import yaml
 
 from vramplan.errors import VramplanError
 from vramplan.memory import estimate
+from vramplan.layout import resolve
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
 from vramplan.runtime.multi_gpu import rank_peak, trial_from_ranks, write_launch
@@ -57,8 +58,8 @@ def test_the_measured_24gib_proof_is_what_the_planner_says():
 
 
 def test_multi_gpu_plans_use_the_sharded_recipe_and_refuse_int8():
-    assert TrainPlan(gpus=2).kbit_prepare is False
-    assert TrainPlan(gpus=2, parallel="ddp", quant="int8").kbit_prepare is True
+    assert resolve(TrainPlan(gpus=2)).kbit_prepare is False
+    assert resolve(TrainPlan(gpus=2, parallel="ddp", quant="int8")).kbit_prepare is True
     with pytest.raises(VramplanError, match="int8"):
         TrainPlan(gpus=2, quant="int8")
     with pytest.raises(VramplanError, match="--gpus"):
@@ -96,7 +97,8 @@ def test_train_writes_its_configuration_and_launch_spec_into_the_output(tmp_path
     spec_path, cmd = write_launch(tmp_path / "run", "/models/x", str(data), plan, max_steps=10, epochs=1.0,
                                   save_steps=None)
     spec = json.loads(spec_path.read_text())
-    assert spec["plan"] == plan.to_dict() and spec["data"] == str(data.resolve()) and spec["command"] == cmd
+    assert spec["plan"] == resolve(plan).to_dict() and spec["plan"]["kbit_prepare"] is False  # the layout
+    assert spec["data"] == str(data.resolve()) and spec["command"] == cmd
     assert yaml.safe_load((tmp_path / "run" / "accelerate_config.yaml").read_text())["distributed_type"] == "FSDP"
     assert cmd[-2:] == ["vramplan.runtime.rank_train", str(spec_path)]
 

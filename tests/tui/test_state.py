@@ -15,3 +15,23 @@ def test_gpus_key_cycles_gpu_counts_keeping_the_effective_batch():
     for _ in range(3):
         s.cycle("gpus")
     assert s.plan.gpus == 1 and s.plan.kbit_prepare and "--gpus" not in s.train_command()
+
+
+def test_exported_train_command_carries_the_offload_the_fit_picked():
+    # the fault: the command dropped --offload and --allocator, so train planned 14.99 GiB on a 14.91 GiB T4
+    import shlex
+
+    from vramplan.cli import build_parser
+    from vramplan.cli.common import given_plan_fields
+    from vramplan.flags import plan_from_fields
+    s = PlanState.create("qwen2.5-14b", "T4")
+    s.cycle("gpus")
+    result = s.fit()
+    assert result.recommended.plan.offload
+    s.apply(result.recommended.plan)
+    cmd = s.train_command()
+    assert "--offload" in cmd and "--allocator default" in cmd and "--gpus 2 --parallel fsdp" in cmd
+    args = build_parser().parse_args(shlex.split(cmd)[1:])
+    given = given_plan_fields(args, skip=("seq",))
+    per_gpu = args.effective_batch // (given["batch"] * given["gpus"])
+    assert plan_from_fields({**given, "seq": int(args.seq), "grad_accum": per_gpu}) == s.plan

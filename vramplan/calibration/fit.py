@@ -20,6 +20,7 @@ from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..profiles.gpus import GpuSpec
 from .records import gpu_slug, load_all_runs, load_runs, rank_peak
+from ..layout import resolve
 
 
 
@@ -242,11 +243,11 @@ def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams
         for k in r["ranks"]:
             t = k["torch"]
             nccl.append(rank_peak(k) - t["max_reserved"] - params.context_bytes - b.managed_bytes)
-            if not plan.fsdp:
+            if not resolve(plan).fsdp:
                 continue
             compute = t["max_reserved"] - all_gather_reserve(b.phases)
             peak = b.phases[b.peak_phase]
-            points[plan.allocator].append(((compute - compute_stream_after_wrap(model, plan, b.phases)) / 2**30,
+            points[plan.allocator].append(((compute - compute_stream_after_wrap(model, resolve(plan), b.phases)) / 2**30,
                                            (compute - (t["max_allocated"] - gathered_bytes(peak))) / 2**30,
                                            4.0 * plan.tokens * model.intermediate / 2**30,
                                            4.0 * plan.tokens * model.vocab / 2**30))

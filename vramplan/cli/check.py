@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import sys
 
-from .. import config_file
+from .. import config_file, flags
+from .. import decisions as D
 from ..errors import VramplanError
 from ..memory import LABELS
-from ..plan import TrainPlan
 from ..profiles import find_model
 from ..units import GiB
 from ..verdict import judge, resolve_gpu
 from .common import add_plan_args, given_plan_fields, print_json, vram_from_args
-from .display import plan_line
+from ..present import plan_line, say
+from ..present.reasons import reasons_json
 
 
 def register(sub) -> None:
@@ -40,10 +41,11 @@ def run(args) -> int:
     fields.update(given_plan_fields(args))
     if fields.get("dtype") is None:
         fields["dtype"] = gpu.default_dtype
-    plan = TrainPlan(**fields)
+    plan = flags.plan_from_fields(fields)
     verdict = judge(model, gpu, plan, capacity)
     if args.json:
         out = verdict.to_dict()
+        out["advice"] = reasons_json(verdict.advice)
         out["config"] = {"file": args.config, "read": cfg.read, "ignored": cfg.ignored, "unknown": cfg.unknown}
         print_json(out)
     else:
@@ -54,8 +56,9 @@ def run(args) -> int:
               f"(nvidia-smi peak {verdict.peak_bytes / GiB:.2f} GiB)")
         dom, dom_bytes = b.dominant()
         print(f"dominant: {LABELS.get(dom, dom)} {dom_bytes / GiB:.2f} GiB ({b.peak_phase} phase)")
-        for line in verdict.advice[1:]:
-            print(f"  - {line}")
+        for r in verdict.advice:
+            if r.code != D.NEEDS:  # said above
+                print(f"  - {say(r)}")
         if args.config:
             print(f"config {args.config}: read {', '.join(cfg.read) or 'nothing'}")
             if cfg.unknown:

@@ -6,7 +6,7 @@ from ..memory import LABELS, Breakdown, estimate
 from ..profiles import find_gpu, find_model
 from ..units import GiB
 from .common import add_plan_args, add_vram_arg, plan_from_args, print_json, vram_from_args
-from .display import bar, breakdown_table, plan_line
+from ..present import bar, breakdown_table, plan_line
 
 
 def register(sub) -> None:

@@ -5,7 +5,8 @@ from ..profiles import find_gpu, find_model
 from ..search import SAFETY_MARGIN, fit
 from ..units import GiB
 from .common import add_multi_gpu_args, gpus_from_args, positive_int, print_json, vram_from_args
-from .display import bar, plan_line
+from ..present import bar, plan_line
+from ..present.reasons import fit_reasons, reasons_json
 
 
 def register(sub) -> None:
@@ -47,7 +48,8 @@ def to_json(result) -> dict:
         "recommended": ({**rec.to_dict(fastest), "required_bytes": rec.breakdown.required_bytes,
                          "components": rec.breakdown.components} if rec else None),
         "alternatives": [c.to_dict(fastest) for c in result.alternatives],
-        "reasons": result.reasons, "suggestions": result.suggestions,
+        "reasons": reasons_json(([result.versus_one_gpu] if result.versus_one_gpu else []) + result.reasons),
+        "suggestions": result.suggestions,
         "speed_note": "tokens/s from a roofline over the GPU profile: an estimate for ranking plans",
         "calibration": rec.breakdown.runtime["source"] if rec else None,
     }
@@ -62,14 +64,14 @@ def render(result) -> list[str]:
     rec = result.recommended
     if rec is None:
         lines.append("\nNOTHING FITS.")
-        lines += [f"  - {r}" for r in result.reasons]
+        lines += [f"  - {r}" for r in fit_reasons(result)]
         return lines
     b = rec.breakdown
     lines += ["", "recommended: " + plan_line(rec.plan.to_dict()),
               f"  needs {b.required_bytes / GiB:.2f} GiB (nvidia-smi peak {b.peak_bytes / GiB:.2f} GiB) "
               f"{bar(b.required_bytes, result.capacity_bytes, result.limit_bytes)}",
               f"  ~{rec.tokens_per_s:,.0f} tokens/s (roofline estimate)", "", "why:"]
-    lines += [f"  - {r}" for r in result.reasons]
+    lines += [f"  - {r}" for r in fit_reasons(result)]
     if result.alternatives:
         multi = result.gpus > 1
         lines += ["", "alternatives:", f"  {'micro-batch x accum':>20s}  {'ckpt':>4s}  {'optimizer':18s} {'rank':>4s}  "

@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+from .. import flags
 from ..errors import VramplanError
 from ..plan import ALLOC_CONF, TrainPlan
 from ..profiles import find_model
@@ -15,7 +16,8 @@ from ..training.seqlen import choose_seq
 from ..units import GiB
 from ..verdict import resolve_gpu
 from .common import add_plan_args, given_plan_fields, positive_int, vram_from_args
-from .display import plan_line
+from ..present import plan_line, say
+from ..present.reasons import fit_reasons
 
 
 def register(sub) -> None:
@@ -60,7 +62,7 @@ def run(args) -> int:
                             hint=f"use a multiple of {gpus}")
     # expandable segments: measured to remove the step-2 logits re-split (bench/segment_split.py); --allocator
     # default keeps PyTorch's allocator as is
-    base = TrainPlan(**{"seq": seq, "dtype": gpu.default_dtype, "allocator": "expandable", **given})
+    base = flags.plan_from_fields({"seq": seq, "dtype": gpu.default_dtype, "allocator": "expandable", **given})
     if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
         candidates = [base.with_(grad_accum=max(1, args.effective_batch // (base.batch * gpus)))
                       if "grad_accum" not in given else base]
@@ -69,7 +71,7 @@ def run(args) -> int:
         result = fit(arch, gpu, seq=seq, effective_batch=args.effective_batch, vram_bytes=capacity, base=base,
                      parallel=given.get("parallel") if gpus > 1 else None)
         if result.recommended is None:
-            raise VramplanError("no plan fits: " + "; ".join(result.reasons), hint="shorter --seq or a bigger GPU")
+            raise VramplanError("no plan fits: " + "; ".join(fit_reasons(result)), hint="shorter --seq or a bigger GPU")
         candidates = [c.plan for c in [result.recommended] + result.alternatives]
     plan = candidates[0]
     out = args.output
@@ -85,8 +87,8 @@ def run(args) -> int:
               f"{allocator_saving(arch, gpu, plan, capacity) / GiB:.2f} GiB lower than PyTorch's default allocator)")
     if result is not None:
         print(f"  ({SAFETY_MARGIN:.0%} safety margin; {len(candidates) - 1} fallback plan(s) if verification fails)")
-        if gpus > 1 and result.reasons:
-            print(f"  {result.reasons[0]}")
+        if result.versus_one_gpu:
+            print(f"  {say(result.versus_one_gpu)}")
     if args.dry_run:
         print(f"training arguments{' (per GPU)' if gpus > 1 else ''}:\n" + json.dumps(kwargs, indent=2))
         if gpus > 1:

@@ -13,7 +13,9 @@ import logging
 
 from transformers import TrainerCallback
 
+from .. import flags
 from ..plan import TrainPlan
+from ..present import said
 from ..profiles import arch_from_config, find_gpu
 from ..units import GiB
 from ..verdict import Verdict, judge
@@ -47,14 +49,21 @@ def plan_from_model(model, args, seq: int) -> TrainPlan:
             dropouts.add(float(getattr(drop, "p", 0.0)))
             targets.add(name.rsplit(".", 1)[-1])
     embed = model.get_input_embeddings().weight
-    optim = getattr(args.optim, "value", args.optim)
-    return TrainPlan(
-        rank=max(ranks) if ranks else 8, alpha=max(alphas) if alphas else 16,
-        dropout=max(dropouts) if dropouts else 0.0, targets=tuple(sorted(targets)) if targets else "all-linear",
-        batch=args.per_device_train_batch_size, grad_accum=args.gradient_accumulation_steps, seq=seq,
-        optim=str(optim), dtype="fp16" if args.fp16 else "bf16",
-        gradient_checkpointing=bool(args.gradient_checkpointing), double_quant=double_quant, quant=quant,
-        attn=_attn(model), kbit_prepare=embed.dtype == torch.float32)
+    return flags.plan_from_fields(
+        {**_from_arguments(args), "seq": seq,
+         "rank": max(ranks) if ranks else 8, "alpha": max(alphas) if alphas else 16,
+         "dropout": max(dropouts) if dropouts else 0.0, "targets": tuple(sorted(targets)) if targets else "all-linear",
+         "double_quant": double_quant, "quant": quant, "attn": _attn(model),
+         "kbit_prepare": embed.dtype == torch.float32})
+
+
+def _from_arguments(args) -> dict:
+    """The plan fields TrainingArguments hold, read by their transformers names (as a config file's are)."""
+    found: dict[str, dict] = {}
+    for key, name in flags.config_keys(axolotl=False).items():
+        if hasattr(args, key):
+            found.setdefault(name, {})[key] = getattr(args, key)
+    return flags.from_config(found)
 
 
 def _attn(model) -> str:
@@ -94,7 +103,7 @@ class PreflightCallback(TrainerCallback):
         summary = (f"vramplan pre-flight: {arch.name} on {gpu.name}: needs {v.required_bytes / GiB:.2f} GiB of "
                    f"{v.capacity_bytes / GiB:.2f} GiB (peak as nvidia-smi shows it {v.peak_bytes / GiB:.2f} GiB)")
         if not v.fits:
-            raise PreflightError(summary + "; does not fit. " + " ".join(v.advice))
+            raise PreflightError(summary + "; does not fit. " + " ".join(said(v.advice)))
         log.info("%s; fits", summary)
         return control
 

@@ -59,6 +59,8 @@ class Breakdown:
     trainable_params: int
     assumptions: list[str] = field(default_factory=list)
     runtime: dict = field(default_factory=dict)
+    layout: dict = field(default_factory=dict)
+    """The resolved layout (vramplan.layout) the estimate read; plan is what was asked for."""
     fragmentation_event_bytes: int = 0
     """One more fp32 logits block where the default allocator was not seen to re-split one but could (see
     estimate.logits_resplit_bytes; with FSDP always, see the comment in estimate); peak_bytes + this is the upper
@@ -84,7 +86,7 @@ class Breakdown:
 
     def to_dict(self) -> dict:
         return {
-            "model": self.model, "gpu": self.gpu, "plan": self.plan,
+            "model": self.model, "gpu": self.gpu, "plan": self.plan, "layout": self.layout,
             "peak_bytes": self.peak_bytes, "peak_gib": round(self.peak_bytes / GiB, 3),
             "peak_allocated_bytes": self.peak_allocated_bytes, "peak_reserved_bytes": self.peak_reserved_bytes,
             "managed_bytes": self.managed_bytes, "peak_phase": self.peak_phase,

@@ -1,6 +1,7 @@
 """estimate(): profile + plan -> Breakdown. Pure; no torch."""
 from __future__ import annotations
 
+from ..layout import Layout, resolve
 from ..plan import TrainPlan
 from ..profiles.gpus import GpuSpec
 from ..profiles.models import ModelArch
@@ -18,46 +19,47 @@ LIBRARY_VERSIONS = "transformers 5.x, peft >= 0.17, bitsandbytes >= 0.48, torch 
 
 def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams = DEFAULT_RUNTIME,
              vram_bytes: int | None = None) -> Breakdown:
-    base = base_components(model, plan)
-    shapes = lora_tensor_shapes(model, plan)
-    lora = adapter_bytes(model, plan)
-    opt = optimizer_memory(shapes, plan.optim, runtime.managed_min_bytes)
+    lay = resolve(plan, model, gpu)
+    base = base_components(model, lay)
+    shapes = lora_tensor_shapes(model, lay)
+    lora = adapter_bytes(model, lay)
+    opt = optimizer_memory(shapes, lay.optim, runtime.managed_min_bytes)
     resident = {**base, "lora_adapter": lora}
     if opt.device:
         resident["optimizer_states"] = opt.device
-    if plan.gpus > 1 and plan.parallel == "ddp":  # the reducer's flat buckets: a second copy of every gradient
+    if lay.ddp:  # the reducer's flat buckets: a second copy of every gradient
         resident["ddp_gradient_buckets"] = lora
-    grads_between_micro_batches = {"lora_gradients": lora} if plan.grad_accum > 1 else {}
+    grads_between_micro_batches = {"lora_gradients": lora} if lay.grad_accum > 1 else {}
 
-    la = layer_activations(model, plan)
-    t = plan.tokens
+    la = layer_activations(model, lay)
+    t = lay.tokens
     act = runtime.activation_scale
-    dequant = dequant_buffer_bytes(model, plan)
-    if plan.gradient_checkpointing:
-        kept = {"checkpointed_inputs": checkpointed_inputs_bytes(model, plan)}
-        recompute = {"layer_recompute": int(act * (la.saved(plan) - la.input_per_token * t))}
+    dequant = dequant_buffer_bytes(model, lay)
+    if lay.gradient_checkpointing:
+        kept = {"checkpointed_inputs": checkpointed_inputs_bytes(model, lay)}
+        recompute = {"layer_recompute": int(act * (la.saved(lay) - la.input_per_token * t))}
     else:
-        kept = {"activations": int(act * model.layers * la.saved(plan))}
+        kept = {"activations": int(act * model.layers * la.saved(lay))}
         recompute = {}
-    if int8_kept_bytes(model, plan):
-        kept["int8_kept_inputs"] = int8_kept_bytes(model, plan)
-    cast = lm_head_cast_bytes(model, plan)
+    if int8_kept_bytes(model, lay):
+        kept["int8_kept_inputs"] = int8_kept_bytes(model, lay)
+    cast = lm_head_cast_bytes(model, lay)
     lm_cast = {"lm_head_cast": cast} if cast else {}
     logit = runtime.logits_scale
 
     phases: dict[str, dict[str, int]] = {}
     static_at_load = dict(base)
-    per = unquantized_bytes_per_param(model, plan)
+    per = unquantized_bytes_per_param(model, lay)
     if per == 4:  # the last 16-bit embedding/lm_head tensor and its fp32 copy coexist during the cast
         static_at_load["load_transient"] = 2 * model.vocab * model.hidden
     phases["load"] = static_at_load
     phases["forward"] = {**resident, **grads_between_micro_batches, **kept,
                          "layer_workspace": int(act * la.forward_per_token * t), "dequant_buffer": dequant}
     phases["loss"] = {**resident, **grads_between_micro_batches, **kept, **lm_cast,
-                      "logits_loss": int(logit * loss_forward_bytes(model, plan))}
+                      "logits_loss": int(logit * loss_forward_bytes(model, lay))}
     phases["backward"] = max(
         ({**resident, **grads_between_micro_batches, **kept, **lm_cast,
-          "logits_loss": int(logit * loss_backward_bytes(model, plan))},
+          "logits_loss": int(logit * loss_backward_bytes(model, lay))},
          {**resident, "lora_gradients": lora, **kept, **recompute,
           "layer_workspace": int(act * la.backward_per_token * t), "dequant_buffer": dequant}),
         key=lambda c: sum(c.values()))
@@ -65,23 +67,23 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     if opt.step_temp:
         phases["optimizer"]["optimizer_step_temp"] = opt.step_temp
 
-    managed = shard_per_rank(model, plan, phases, opt.managed) if plan.fsdp else opt.managed
+    managed = shard_per_rank(model, lay, phases, opt.managed) if lay.fsdp else opt.managed
     for comps in phases.values():
         comps["cuda_workspaces"] = runtime.workspace_bytes
     peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
-    if plan.fsdp:
-        slack = max(0, fsdp_reserved(model, plan, phases, peak_phase, runtime) - allocated)
+    if lay.fsdp:
+        slack = max(0, fsdp_reserved(model, lay, phases, peak_phase, runtime) - allocated)
     else:
-        slack = runtime.slack(t, model.vocab, model.intermediate, plan.allocator)
-    comm = runtime.nccl_bytes if plan.gpus > 1 else 0
+        slack = runtime.slack(t, model.vocab, model.intermediate, lay.allocator)
+    comm = runtime.nccl_bytes if lay.gpus > 1 else 0
     # FSDP with PyTorch's default allocator: step 2 can take one more fp32 loss segment (trace
     # llama-3.1-8b-2048x2-default: a 64 MiB forward block lands at the start of a root-sized hole and the last
     # fp32 loss block no longer fits). It happened in 3 of 12 such runs on 2 x H200 (llama-3.1-8b at r=64 twice,
     # mistral-nemo-12b at 4,096 tokens) and not in the 9 others (llama-3.2-3b at r=64, qwen3-8b at r=32 among
     # them): the plan does not predict it, so it is the fragmentation event, in
     # peak_upper_bytes and not in peak_bytes
-    resplit = 0 if plan.fsdp else logits_resplit_bytes(model, plan)
+    resplit = 0 if lay.fsdp else logits_resplit_bytes(model, lay)
     managed_at_peak = managed if peak_phase != "load" else 0
     components = {"cuda_context": runtime.context_bytes, **phases[peak_phase]}
     components["nccl_communication"] = comm
@@ -93,19 +95,19 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
 
     capacity = vram_bytes or runtime.usable_bytes(gpu.memory_bytes)
     return Breakdown(
-        model=model.name, gpu=gpu.name, plan=plan.to_dict(), peak_phase=peak_phase, components=components,
+        model=model.name, gpu=gpu.name, plan=plan.to_dict(), layout=lay.to_dict(), peak_phase=peak_phase, components=components,
         phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack + resplit,
         managed_bytes=managed, capacity_bytes=capacity, required_bytes=required,
-        fragmentation_event_bytes=0 if resplit or plan.allocator != "default" else 4 * t * model.vocab,
-        trainable_params=trainable_params(model, plan),
-        assumptions=assumptions(model, gpu, plan, runtime), runtime=runtime.to_dict())
+        fragmentation_event_bytes=0 if resplit or lay.allocator != "default" else 4 * t * model.vocab,
+        trainable_params=trainable_params(model, lay),
+        assumptions=assumptions(model, gpu, lay, runtime), runtime=runtime.to_dict())
 
 
 SHARDED = ("weights_4bit", "weights_16bit", "quant_constants", "norms_biases", "lora_adapter", "lora_gradients",
            "optimizer_states", "optimizer_step_temp")
 
 
-def shard_per_rank(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str, int]], managed: int) -> int:
+def shard_per_rank(model: ModelArch, plan: Layout, phases: dict[str, dict[str, int]], managed: int) -> int:
     """FSDP full shard, per rank (in place on phases); returns the per-rank managed bytes.
 
     Decoder weights, constants, norms, the adapter, its gradients and optimizer states are split N ways (with CPU
@@ -128,7 +130,7 @@ def shard_per_rank(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str
     return 0 if plan.offload else -(-managed // n)
 
 
-def fsdp_reserved(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str, int]], peak_phase: str,
+def fsdp_reserved(model: ModelArch, plan: Layout, phases: dict[str, dict[str, int]], peak_phase: str,
                   runtime: RuntimeParams) -> int:
     """Per-rank torch reserve with FSDP: the all-gather stream's pool plus the compute stream's, which the wrap
     and the loss blocks set, or training where it outgrows the holes the wrap left (memory/fsdp_reserve.py)."""
@@ -139,7 +141,7 @@ def fsdp_reserved(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str,
     return all_gather_reserve(phases) + compute
 
 
-def logits_resplit_bytes(model: ModelArch, plan: TrainPlan) -> int:
+def logits_resplit_bytes(model: ModelArch, plan: Layout) -> int:
     """One more fp32 tokens x vocab segment, where the default caching allocator is measured to need it.
 
     Allocation traces (bench/segment_split.py) show the mechanism: blocks that live long in step 2 (saved
@@ -152,7 +154,7 @@ def logits_resplit_bytes(model: ModelArch, plan: TrainPlan) -> int:
     return 4 * plan.tokens * model.vocab
 
 
-def assumptions(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams) -> list[str]:
+def assumptions(model: ModelArch, gpu: GpuSpec, plan: Layout, runtime: RuntimeParams) -> list[str]:
     out = [f"library versions: {LIBRARY_VERSIONS} (standard recipe: from_pretrained with BitsAndBytesConfig, "
            "prepare_model_for_kbit_training, peft LoRA, transformers Trainer)",
            "peak = CUDA context + torch reserved + managed (paged) memory, as nvidia-smi shows it on a card with room",

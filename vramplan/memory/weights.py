@@ -1,6 +1,7 @@
 """The frozen base model: quantized decoder linears, their constants, and the parts kept unquantized."""
 from __future__ import annotations
 
+from ..layout import as_layout
 from ..plan import TrainPlan
 from ..profiles.models import ModelArch
 from ._round import ceil_div, r512
@@ -27,7 +28,7 @@ def quantized_linear_bytes(numel: int, out_features: int, plan: TrainPlan) -> tu
 
 def unquantized_bytes_per_param(model: ModelArch, plan: TrainPlan) -> int:
     """prepare_model_for_kbit_training casts every 16-bit non-4-bit parameter to fp32."""
-    if plan.quantized and plan.kbit_prepare:
+    if plan.quantized and as_layout(plan, model).kbit_prepare:
         return 4
     return 4 if model.dtype == "float32" else 2
 

@@ -12,6 +12,7 @@ from ..calibration.records import rank_peak
 from ..plan import TrainPlan
 from ..training.distributed import free_port, launch_command, write_accelerate_config
 from ..training.verify import Trial
+from ..layout import layout_dict
 
 
 def trial_from_ranks(records: list[dict], gpus: int, error: str = "") -> Trial:
@@ -55,7 +56,7 @@ def launch_rank_measure(spec: dict, plan: TrainPlan, work: Path, timeout_s: int)
 
 def rank_verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout_s: int = 1200) -> Trial:
     """A few real optimizer steps on every GPU at the plan's micro-batch and full sequence length."""
-    spec = {"run_key": "verify", "model": Path(model_path).name, "checkpoint": model_path, "plan": plan.to_dict(),
+    spec = {"run_key": "verify", "model": Path(model_path).name, "checkpoint": model_path, "plan": layout_dict(plan),
             "steps": steps}
     with tempfile.TemporaryDirectory() as tmp:
         launch = launch_rank_measure(spec, plan, Path(tmp), timeout_s)
@@ -69,7 +70,7 @@ def write_launch(out: Path, source: str, data: str, plan: TrainPlan, *, max_step
                  save_steps: int | None) -> tuple[Path, list[str]]:
     """The accelerate configuration and the launch spec, in the output folder, and the command that runs them."""
     cfg = write_accelerate_config(out / "accelerate_config.yaml", plan.to_dict())
-    spec = {"source": source, "data": str(Path(data).resolve()), "plan": plan.to_dict(), "max_steps": max_steps,
+    spec = {"source": source, "data": str(Path(data).resolve()), "plan": layout_dict(plan), "max_steps": max_steps,
             "epochs": epochs, "save_steps": save_steps}
     spec_path = out / "launch.json"
     cmd = launch_command(cfg, plan.gpus, "vramplan.runtime.rank_train", [str(spec_path)], port=free_port())

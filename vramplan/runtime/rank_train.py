@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..layout import layout_dict, resolve
+
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -36,7 +38,7 @@ def main(argv=None) -> int:
     say = print if rank == 0 else (lambda *a, **k: None)
     tok = load_tokenizer(spec["source"])
     examples = load_examples(spec["data"])
-    model = load_rank_model(spec["source"], plan.to_dict(), local)
+    model = load_rank_model(spec["source"], layout_dict(plan), local)
     trainer, data = build_trainer(model, tok, examples, plan, out, max_steps=spec["max_steps"],
                                   epochs=spec["epochs"], save_steps=spec["save_steps"], say=say)
     torch.cuda.reset_peak_memory_stats()
@@ -44,7 +46,7 @@ def main(argv=None) -> int:
     with NvmlPeak(index=local) as poller:
         result = trainer.train()
     elapsed = time.time() - t0
-    if plan.fsdp:  # the adapter's full weights, gathered from the shards onto rank 0
+    if resolve(plan).fsdp:  # the adapter's full weights, gathered from the shards onto rank 0
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(out / "adapter"))
     if rank == 0:

@@ -13,6 +13,7 @@ from ..calibration.design import SweepRun
 from ..calibration.records import append_run, load_runs, run_key, runs_path
 from ..resources import data_dir
 from .gpu_info import detect_gpu, software_versions
+from ..layout import layout_dict
 
 STEPS = 3  # step 1 creates the optimizer state; 2 and 3 are steady state
 
@@ -32,7 +33,8 @@ def ensure_checkpoint(model: str, cache: Path, log) -> Path:
 
 def run_one(run: SweepRun, checkpoint: Path, key: str, timeout_s: int, trace_path: Path | None = None) -> dict:
     plan = run.plan.to_dict()
-    spec = {"run_key": key, "model": run.model, "checkpoint": str(checkpoint), "plan": plan, "steps": STEPS,
+    spec = {"run_key": key, "model": run.model, "checkpoint": str(checkpoint), "plan": layout_dict(run.plan),
+            "steps": STEPS,
             "cap_bytes": run.cap_bytes, "why": run.why, "trace_path": str(trace_path) if trace_path else None}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"

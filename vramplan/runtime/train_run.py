@@ -15,6 +15,7 @@ from ..plan import TrainPlan
 from ..training.arguments import training_kwargs
 from ..training.data import Example
 from ..training.verify import Trial
+from ..layout import layout_dict
 
 IGNORE = -100
 
@@ -76,7 +77,7 @@ class PadCollator:
 
 def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout_s: int = 900) -> Trial:
     """A few real optimizer steps at the plan's micro-batch and full sequence length, in a fresh process."""
-    spec = {"run_key": "verify", "model": Path(model_path).name, "checkpoint": model_path, "plan": plan.to_dict(),
+    spec = {"run_key": "verify", "model": Path(model_path).name, "checkpoint": model_path, "plan": layout_dict(plan),
             "steps": steps}
     with tempfile.TemporaryDirectory() as tmp:
         spec["output_dir"] = str(Path(tmp) / "trainer")
@@ -120,7 +121,7 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
 
     tok = load_tokenizer(model_path)
     model = None
-    for _, model in load_for_training(model_path, plan.to_dict(), device_map={"": "cpu"} if use_cpu else {"": 0}):
+    for _, model in load_for_training(model_path, layout_dict(plan), device_map={"": "cpu"} if use_cpu else {"": 0}):
         pass
     trainer, data = build_trainer(model, tok, examples, plan, output_dir, max_steps=max_steps, epochs=epochs,
                                   save_steps=save_steps, use_cpu=use_cpu, say=say)

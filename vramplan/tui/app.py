@@ -9,8 +9,10 @@ from textual.containers import Horizontal, Vertical
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
+from .. import flags
 from ..errors import VramplanError
 from ..memory import LABELS
+from ..plan import plan_flags
 from ..profiles import gpu_catalog, model_catalog
 from ..search import SAFETY_MARGIN, margin_limit
 from ..units import GiB
@@ -19,6 +21,39 @@ from .state import PlanState
 from .widgets import MemoryBar, table_rows
 
 NUMBER_FIELDS = ("seq", "batch", "rank")
+"""Typed into their own fields; their keys double (lower case) and halve (upper case) them."""
+
+
+def plan_bindings() -> list[Binding]:
+    """A key for each plan field that declares one (vramplan.plan): numbers scale, the others cycle."""
+    out = []
+    for key, name, label in flags.tui_keys():
+        if name in NUMBER_FIELDS:
+            out += [Binding(key, f"scale('{name}', 2)", f"{label} x2", show=False),
+                    Binding(key.upper(), f"scale('{name}', 0.5)", f"{label} /2", show=False)]
+        else:
+            out.append(Binding(key, f"cycle('{name}')", label, show=False))
+    return out
+
+
+def toggle_rows(state: PlanState) -> list[tuple[str, str, str]]:
+    """(key, label, value) of every plan field the form shows besides the typed numbers."""
+    p, d = state.plan, state.plan.to_dict()
+    rows = []
+    for name, flag, _ in plan_flags():
+        if not flag.tui_label or name in NUMBER_FIELDS or (flag.shown and not flag.shown(d)):
+            continue
+        text = _value_text(getattr(p, name))
+        if name == "dtype" and p.dtype == "bf16" and not state.gpu.bf16:
+            text += " (no bf16!)"
+        rows.append((flag.tui, flag.tui_label, text))
+    return rows
+
+
+def _value_text(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return flags.targets_text(value) if isinstance(value, tuple) else str(value)
 
 
 class VramplanApp(App):
@@ -30,20 +65,7 @@ class VramplanApp(App):
         Binding("f", "fit", "Fit"),
         Binding("e", "write", "Write plan"),
         Binding("c", "copy", "Copy cmd"),
-        Binding("s", "scale('seq', 2)", "seq x2", show=False),
-        Binding("S", "scale('seq', 0.5)", "seq /2", show=False),
-        Binding("b", "scale('batch', 2)", "batch x2", show=False),
-        Binding("B", "scale('batch', 0.5)", "batch /2", show=False),
-        Binding("r", "scale('rank', 2)", "rank x2", show=False),
-        Binding("R", "scale('rank', 0.5)", "rank /2", show=False),
-        Binding("t", "cycle('targets')", "targets", show=False),
-        Binding("o", "cycle('optim')", "optimizer", show=False),
-        Binding("d", "cycle('dtype')", "dtype", show=False),
-        Binding("g", "cycle('gradient_checkpointing')", "checkpointing", show=False),
-        Binding("a", "cycle('attn')", "attention", show=False),
-        Binding("u", "cycle('double_quant')", "double quant", show=False),
-        Binding("n", "cycle('gpus')", "GPUs", show=False),
-        Binding("p", "cycle('parallel')", "FSDP / DDP", show=False),
+        *plan_bindings(),
         Binding("escape", "leave_field", "leave field", show=False),
     ]
 
@@ -90,12 +112,7 @@ class VramplanApp(App):
         s = self.state
         b = s.breakdown()
         p = s.plan
-        targets = p.targets if isinstance(p.targets, str) else ",".join(p.targets)
-        rows = [("", "accum", str(p.grad_accum)), ("t", "target", targets), ("o", "optim", p.optim),
-                ("d", "dtype", p.dtype + ("" if s.gpu.bf16 or p.dtype == "fp16" else " (no bf16!)")),
-                ("g", "ckpt", "on" if p.gradient_checkpointing else "off"), ("a", "attn", p.attn),
-                ("u", "dquant", "on" if p.double_quant else "off"),
-                ("n", "gpus", f"{p.gpus}" + (f" [b]p[/b] {p.parallel}" if p.gpus > 1 else ""))]
+        rows = toggle_rows(s)
         self.query_one("#toggles", Static).update(
             "\n".join(f"[b]{key or ' '}[/b] {label:6s} {value}" for key, label, value in rows))
         for name in NUMBER_FIELDS:
@@ -152,11 +169,17 @@ class VramplanApp(App):
         self.set_focus(self.query_one("#table"))
 
     def action_scale(self, name: str, factor: float) -> None:
-        self.state.scale(name, factor)
-        self.replan()
+        self._edit(self.state.scale, name, factor)
 
     def action_cycle(self, name: str) -> None:
-        self.state.cycle(name)
+        self._edit(self.state.cycle, name)
+
+    def _edit(self, change, *args) -> None:
+        try:
+            change(*args)
+        except VramplanError as exc:  # a combination the plan refuses: say why, keep the last valid plan
+            self.notify(str(exc), severity="error", timeout=6)
+            return
         self.replan()
 
     def action_help(self) -> None:

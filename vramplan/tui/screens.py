@@ -8,6 +8,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..present.reasons import brief_reasons, fit_reasons
 from ..search import SAFETY_MARGIN, FitResult
 from ..units import GiB
 
@@ -55,7 +56,7 @@ class FitScreen(ModalScreen):
                     f"({SAFETY_MARGIN:.0%} margin)")
             yield Static(head, id="fit-head")
             if not self.choices:
-                yield Static("[b red]nothing fits[/b red]\n" + "\n".join(f"- {x}" for x in r.reasons), id="fit-why")
+                yield Static("[b red]nothing fits[/b red]\n" + "\n".join(f"- {x}" for x in fit_reasons(r)), id="fit-why")
                 return
             fastest = self.choices[0].tokens_per_s
             options = []
@@ -67,7 +68,7 @@ class FitScreen(ModalScreen):
                     f"{p.optim:17s} r{p.rank:<3d} {c.breakdown.required_bytes / GiB:5.1f} GiB "
                     f"{c.tokens_per_s / fastest:4.2f}x", id=str(i)))
             yield OptionList(*options, id="fit-options")
-            yield Static("\n".join(f"- {x}" for x in r.reasons[:3]), id="fit-why")
+            yield Static("\n".join(f"- {x}" for x in brief_reasons(r)), id="fit-why")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(self.choices[int(event.option.id)].plan)

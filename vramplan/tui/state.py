@@ -6,14 +6,13 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import flags
 from ..calibration.select import runtime_for
 from ..memory import Breakdown, estimate
-from ..plan import ALL_LINEAR, ATTENTIONS, PARALLELS, TrainPlan
+from ..plan import ALL_LINEAR, PARALLELS, TrainPlan
 from ..profiles import GpuSpec, ModelArch, find_gpu, find_model
 from ..search import FitResult, fit
 
-OPTIM_CYCLE = ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused", "adamw_torch", "paged_adamw_32bit",
-               "adafactor", "sgd")
 _ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")
 GPU_COUNTS = (1, 2, 4, 8)
 LIMITS = {"seq": (128, 131072), "batch": (1, 256), "rank": (1, 1024)}
@@ -68,28 +67,21 @@ class PlanState:
         return list(dict.fromkeys(out))
 
     def cycle(self, name: str) -> None:
+        """The next value of a field: its next choice, or a switch flipped (targets: this model's choices)."""
         p = self.plan
-        if name == "optim":
-            self.plan = p.with_(optim=_next(OPTIM_CYCLE, p.optim))
-        elif name == "attn":
-            self.plan = p.with_(attn=_next(ATTENTIONS, p.attn))
-        elif name == "targets":
-            current = p.targets if isinstance(p.targets, str) else ",".join(p.targets)
-            self.plan = p.with_(targets=_next(self.target_choices(), current))
-        elif name == "dtype":
-            self.plan = p.with_(dtype="fp16" if p.dtype == "bf16" else "bf16")
-        elif name in ("gradient_checkpointing", "double_quant"):
-            self.plan = p.with_(**{name: not getattr(p, name)})
+        if name == "targets":
+            choice = _next(self.target_choices(), flags.targets_text(p.targets))
+            self.plan = p.with_(targets=flags.parse_value("targets", choice))
         elif name == "gpus":  # the effective batch stays; each GPU takes its share of it
             n = _next(GPU_COUNTS, p.gpus)
-            self.plan = p.with_(gpus=n, grad_accum=max(1, p.effective_batch // (p.batch * n)), offload=False,
-                                kbit_prepare=n == 1 or p.parallel == "ddp")
+            self.plan = p.with_(gpus=n, grad_accum=max(1, p.effective_batch // (p.batch * n)), offload=False)
         elif name == "parallel":
             if p.gpus > 1:
-                par = _next(PARALLELS, p.parallel)
-                self.plan = p.with_(parallel=par, offload=False, kbit_prepare=par == "ddp")
+                self.plan = p.with_(parallel=_next(PARALLELS, p.parallel), offload=False)
         else:
-            raise KeyError(name)
+            value = getattr(p, name)
+            new = (not value) if isinstance(value, bool) else _next(flags.flag(name).choices, value)
+            self.plan = p.with_(**{name: new})
 
     def fit(self) -> FitResult:
         return fit(self.model, self.gpu, seq=self.plan.seq, effective_batch=self.plan.effective_batch,
@@ -100,17 +92,10 @@ class PlanState:
 
     # -- export -------------------------------------------------------------------------------------------
     def train_command(self, data: str = "train.jsonl") -> str:
+        """The `vramplan train` command that runs this plan: every plan flag, from the plan's declarations."""
         p = self.plan
-        targets = p.targets if isinstance(p.targets, str) else ",".join(p.targets)
         args = ["vramplan", "train", self.model.hub_id or self.model.name, "--data", data, "--gpu", self.gpu.name,
-                "--seq", str(p.seq), "--effective-batch", str(p.effective_batch), "--batch", str(p.batch),
-                "--rank", str(p.rank), "--alpha", f"{p.alpha:g}", "--dropout", f"{p.dropout:g}",
-                "--targets", targets, "--optim", p.optim, "--dtype", p.dtype, "--quant", p.quant,
-                "--attn", p.attn] + (["--gpus", str(p.gpus), "--parallel", p.parallel] if p.gpus > 1 else [])
-        if not p.gradient_checkpointing:
-            args.append("--no-gradient-checkpointing")
-        if not p.double_quant:
-            args.append("--no-double-quant")
+                "--effective-batch", str(p.effective_batch)] + flags.command_args(p, skip=("grad_accum",))
         return shlex.join(args)
 
     def to_json(self) -> dict:

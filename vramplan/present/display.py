@@ -1,6 +1,7 @@
 """Text rendering of Breakdowns and plan lists for the terminal."""
 from __future__ import annotations
 
+from .. import flags
 from ..memory import LABELS, Breakdown
 from ..units import GiB
 
@@ -29,14 +30,4 @@ def breakdown_table(b: Breakdown) -> list[str]:
 
 
 def plan_line(plan: dict) -> str:
-    return (f"r={plan['rank']} micro-batch {plan['batch']} x accum {plan['grad_accum']}, seq {plan['seq']}, "
-            f"{plan['dtype']}, {plan['optim']}, checkpointing {'on' if plan['gradient_checkpointing'] else 'off'}, "
-            f"{plan['attn']}, {plan['quant']}{' + double quant' if plan['double_quant'] and plan['quant'] in ('nf4', 'fp4') else ''}"
-            + (f"; {plan['gpus']} GPUs, {layout_words(plan)}, figures per GPU" if plan.get("gpus", 1) > 1 else "")
-            + ("; expandable segments" if plan.get("allocator") == "expandable" else ""))
-
-
-def layout_words(plan: dict) -> str:
-    if plan.get("parallel", "fsdp") == "ddp":
-        return "data parallel (a whole copy each)"
-    return "FSDP full shard" + (" + CPU offload" if plan.get("offload") else "")
+    return flags.plan_line(plan)

@@ -1,0 +1,179 @@
+"""Everything generated from the plan's field declarations (vramplan.plan.Flag): argparse flags, plans from typed
+or config-file values, the plan line, the TUI's keys and the `vramplan train` command that reproduces a plan."""
+from __future__ import annotations
+
+import argparse
+
+from .errors import VramplanError
+from .plan import ALL_LINEAR, Flag, TrainPlan, plan_flags
+
+TOOLS = ("transformers", "peft", "trl", "axolotl")
+"""Whose names a config file may use for a plan field; axolotl's are read only in axolotl files."""
+
+
+def dash(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def switch_flag(name: str, default: bool) -> str:
+    """A switch's flag: --no-NAME turns a default-on field off, --NAME turns a default-off one on."""
+    return f"--no-{name.replace('_', '-')}" if default else dash(name)
+
+
+def positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag}: {text!r} is not a whole number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{flag}: must be positive, got {value}")
+        return value
+    return parse
+
+
+def _kind(name: str):
+    return {"int": int, "float": float, "bool": bool}.get(TrainPlan.__dataclass_fields__[name].type, str)
+
+
+# -- argparse --------------------------------------------------------------------------------------------------
+def add_arguments(group, names: tuple[str, ...] | None = None, skip: tuple[str, ...] = (),
+                  only_given: bool = False, defaults: dict | None = None) -> None:
+    """A flag for each plan field (or those in `names`). only_given: fields not typed stay out of the namespace.
+    defaults: a caller's own default for a field (fit leaves --parallel unset to search both)."""
+    for name, flag, default in plan_flags():
+        if not flag.cli or name in skip or (names is not None and name not in names):
+            continue
+        kw: dict = {"dest": name, "help": flag.help}
+        kind = _kind(name)
+        if kind is bool:
+            kw["action"] = "store_false" if default else "store_true"
+            flags = [switch_flag(name, default)]
+        else:
+            flags = [dash(name)]
+            kw["default"] = default if flag.cli_default == "plan" else flag.cli_default
+            if kind is int:
+                kw["type"] = positive_int(dash(name))
+            elif kind is float:
+                kw["type"] = float
+            if flag.choices and flag.parse is None:
+                kw["choices"] = flag.choices
+        if defaults and name in defaults:
+            kw["default"] = defaults[name]
+        if only_given:
+            kw["default"] = argparse.SUPPRESS
+        group.add_argument(*flags, **kw)
+
+
+def given_fields(args, names: tuple[str, ...] | None = None) -> dict:
+    """The plan fields present in an argparse namespace (typed, or defaulted where defaults were kept)."""
+    return {name: getattr(args, name) for name, _, _ in plan_flags()
+            if hasattr(args, name) and (names is None or name in names)}
+
+
+# -- values -> plan --------------------------------------------------------------------------------------------
+def flag(name: str) -> Flag:
+    """A plan field's declaration; KeyError for a name that is not a plan field."""
+    return TrainPlan.__dataclass_fields__[name].metadata["flag"]
+
+
+def parse_value(name: str, value):
+    flag_ = flag(name)
+    return flag_.parse(value) if flag_.parse and value is not None else value
+
+
+def plan_from_fields(fields: dict | None = None, **more) -> TrainPlan:
+    """A TrainPlan from values as typed or read (aliases spelled out, comma lists split); None leaves the default."""
+    values = {**(fields or {}), **more}
+    known = TrainPlan.__dataclass_fields__
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise VramplanError(f"unknown plan field(s): {', '.join(unknown)}",
+                            hint="plan fields are " + ", ".join(known))
+    return TrainPlan(**{k: parse_value(k, v) for k, v in values.items() if v is not None})
+
+
+def config_keys(axolotl: bool) -> dict[str, str]:
+    """Config key -> plan field, over the tools a file of this kind may use."""
+    out: dict[str, str] = {}
+    for name, flag, _ in plan_flags():
+        for tool in TOOLS:
+            if tool == "axolotl" and not axolotl:
+                continue
+            for key in flag.keys.get(tool, ()):
+                out[key] = name
+    return out
+
+
+def from_config(found_by_field: dict[str, dict]) -> dict:
+    """Plan fields from config values, grouped by field ({field: {config key: value}}, in file order)."""
+    out = {}
+    for name, flag, default in plan_flags():
+        found = found_by_field.get(name)
+        if not found:
+            continue
+        if flag.read:
+            value = flag.read(found)
+        else:
+            value = _convert(name, list(found.values())[-1], default)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _convert(name: str, value, default):
+    kind = _kind(name)
+    if kind is int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise VramplanError(f"--config: {name} must be a whole number, got {value!r}") from None
+    if kind is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise VramplanError(f"--config: {name} must be a number, got {value!r}") from None
+    return parse_value(name, value) if kind is not bool else bool(value)
+
+
+# -- plan -> words, command ------------------------------------------------------------------------------------
+def plan_line(plan: dict) -> str:
+    """One line naming a plan: each field's own words, in declaration order."""
+    return "".join(flag.show(plan) or "" for _, flag, _ in plan_flags() if flag.show)
+
+
+def command_args(plan: TrainPlan, skip: tuple[str, ...] = ()) -> list[str]:
+    """Flags that give this plan to a command (every field that has a flag and matters for it)."""
+    d = plan.to_dict()
+    out: list[str] = []
+    for name, flag, default in plan_flags():
+        if not flag.cli or name in skip or (flag.exported and not flag.exported(d)):
+            continue
+        value = getattr(plan, name)
+        if isinstance(default, bool):
+            if value != default:
+                out.append(switch_flag(name, default))
+        else:
+            out += [dash(name), _text(value)]
+    return out
+
+
+def _text(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def tui_keys() -> list[tuple[str, str, str]]:
+    """(key, field, label) of every field the TUI edits by key."""
+    return [(flag.tui, name, flag.tui_label) for name, flag, _ in plan_flags() if flag.tui]
+
+
+def targets_text(targets) -> str:
+    return targets if isinstance(targets, str) else ",".join(targets)
+
+
+__all__ = ["ALL_LINEAR", "Flag", "add_arguments", "command_args", "config_keys", "from_config", "given_fields",
+           "plan_from_fields", "plan_line", "tui_keys", "targets_text", "positive_int"]

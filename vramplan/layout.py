@@ -1,0 +1,68 @@
+"""resolve(plan, model, gpu) -> Layout: what the memory model, the speed model and the torch workers read.
+
+A TrainPlan is what the user asked for; the Layout is how that plan runs: whether prepare_model_for_kbit_training
+runs, how several GPUs share the work, the dtype the 4-bit weights are stored in. Pure: no I/O, no torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .plan import TrainPlan
+from .profiles.gpus import GpuSpec
+from .profiles.models import ModelArch
+
+SINGLE = "single"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A resolved plan. Fields a plan holds and the layout does not override read through to the plan."""
+
+    plan: TrainPlan
+    parallel: str
+    """single (one GPU), fsdp (full shard of the base) or ddp (a whole copy per GPU)."""
+    offload: bool
+    """FSDP CPU offload of the shards, gradients and optimizer states."""
+    kbit_prepare: bool
+    """prepare_model_for_kbit_training runs: the one-GPU and DDP recipes; peft's sharded-QLoRA recipe skips it."""
+    quant_storage: str
+    """bnb_4bit_quant_storage: uint8 on one GPU; the compute dtype on several, as the multi-GPU worker loads it
+    (FSDP flattens one dtype per unit). The packed 4-bit bytes are the same either way."""
+
+    def __getattr__(self, name: str):
+        if name == "plan":  # not set yet (copying, unpickling)
+            raise AttributeError(name)
+        return getattr(self.plan, name)
+
+    @property
+    def fsdp(self) -> bool:
+        return self.parallel == "fsdp"
+
+    @property
+    def ddp(self) -> bool:
+        return self.parallel == "ddp"
+
+    def to_dict(self) -> dict:
+        """The plan's fields with the resolved ones in their place: what the torch workers are handed."""
+        return {**self.plan.to_dict(), "kbit_prepare": self.kbit_prepare, "quant_storage": self.quant_storage,
+                "layout": self.parallel}
+
+
+def resolve(plan: TrainPlan, model: ModelArch | None = None, gpu: GpuSpec | None = None) -> Layout:
+    """The layout of a plan (on this model and GPU: what a layout may come to depend on, such as a training
+    stack's loss path per model family; none of today's fields does)."""
+    parallel = SINGLE if plan.gpus == 1 else plan.parallel
+    fsdp = parallel == "fsdp"
+    return Layout(plan=plan, parallel=parallel, offload=fsdp and plan.offload,
+                  kbit_prepare=plan.quantized and plan.kbit_prepare and not fsdp,
+                  quant_storage=plan.dtype if plan.gpus > 1 and plan.quantized else "uint8")
+
+
+def as_layout(plan: TrainPlan | Layout, model: ModelArch | None = None, gpu: GpuSpec | None = None) -> Layout:
+    """A layout as is; a plan resolved."""
+    return plan if isinstance(plan, Layout) else resolve(plan, model, gpu)
+
+
+def layout_dict(plan: TrainPlan | dict) -> dict:
+    """resolve(plan).to_dict() for a plan or a plan's dict (a record's, a spec's)."""
+    return resolve(plan if isinstance(plan, TrainPlan) else TrainPlan.from_dict(plan)).to_dict()
