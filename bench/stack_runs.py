@@ -95,7 +95,44 @@ def _set_b() -> list[StackRun]:
     return runs
 
 
-SETS = {"a": _set_a, "b": _set_b}
+def _set_validation() -> list[StackRun]:
+    """Architectures and shapes the stack model was not made on, predicted first (--predict)."""
+    return [
+        StackRun("qwen3-1.7b", "validation: trl 1.16 b2x2048", TrainPlan(batch=2, seq=2048)),
+        StackRun("smollm2-1.7b", "validation: trl 1.16 b4x1024 eval b8", TrainPlan(**B4), eval=EVAL),
+        StackRun("tinyllama-1.1b", "validation: trl 1.12 b4x2048", TrainPlan(batch=4, seq=2048), release="1.12.0"),
+        StackRun("qwen2.5-3b", "validation: trl 1.0 b2x1024", TrainPlan(batch=2, seq=1024), release="1.0.0"),
+        StackRun("llama-3.2-3b", "validation: trl 1.7 b2x2048", TrainPlan(batch=2, seq=2048), release="1.7.0"),
+        StackRun("qwen3-0.6b", "validation: hf b4x1024 eval b8", TrainPlan(**B4), trainer="hf", eval=EVAL),
+        StackRun("qwen2.5-1.5b", "validation: trl 1.14 b2x2048 no checkpointing",
+                 TrainPlan(batch=2, seq=2048, **NOCK), release="1.14.2"),
+        StackRun("gemma-3-1b", "validation: trl 1.15 b4x1024", TrainPlan(**B4), release="1.15.0"),
+    ]
+
+
+SETS = {"a": _set_a, "b": _set_b, "validation": _set_validation}
+
+
+def stack_plan(run: StackRun) -> TrainPlan:
+    """The plan vramplan estimates for a run: its stack, release and evaluation batch."""
+    return run.plan.with_(trainer=run.trainer, trl_version=".".join(run.release.split(".")[:2]),
+                          fp32_adapters=run.fp32_adapters, eval_batch=(run.eval or {}).get("batch", 0))
+
+
+def predict(runs: list[StackRun], profile: str, nvml_name: str) -> dict:
+    """Predictions keyed by the run keys the runs will have on the GPU NVML names nvml_name."""
+    from vramplan.calibration.select import runtime_for
+    from vramplan.memory import estimate
+    from vramplan.profiles import find_gpu, find_model
+    gpu = find_gpu(profile)
+    rt = runtime_for(gpu)
+    out = {}
+    for r in runs:
+        b = estimate(find_model(r.model), gpu, stack_plan(r), rt)
+        out[r.key(nvml_name)] = {
+            "model": r.model, "why": r.why, "peak_bytes": b.peak_bytes, "train_peak_bytes": b.train_peak_bytes,
+            "peak_phase": b.peak_phase, "peak_allocated_bytes": b.peak_allocated_bytes}
+    return out
 
 
 def gpu_name() -> str:
@@ -163,12 +200,18 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "calibration" / "stacks"))
     ap.add_argument("--only", default=None, help="comma list of run indices")
     ap.add_argument("--list", action="store_true", help="print the runs and exit")
+    ap.add_argument("--predict", default=None, help="write the set's predictions on --gpu to this file and exit")
+    ap.add_argument("--gpu", default="H200", help="with --predict: the GPU profile the runs will be made on")
+    ap.add_argument("--nvml-name", default="NVIDIA H200", help="with --predict: that GPU's name as NVML gives it")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "vramplan-checkpoints"))
     ap.add_argument("--timeout", type=int, default=300)
     a = ap.parse_args()
     runs = SETS[a.set]()
     if a.only:
         runs = [runs[int(i)] for i in a.only.split(",")]
+    if a.predict:
+        Path(a.predict).write_text(json.dumps(predict(runs, a.gpu, a.nvml_name), indent=1) + "\n")
+        return 0
     if a.list:
         for i, r in enumerate(runs):
             print(i, r.model, r.trainer, r.release if r.trainer == "trl" else "", r.why)

@@ -20,14 +20,15 @@ def switch_flag(name: str, default: bool) -> str:
     return f"--no-{name.replace('_', '-')}" if default else dash(name)
 
 
-def positive_int(flag: str):
+def positive_int(flag: str, lowest: int = 1):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag}: {text!r} is not a whole number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{flag}: must be positive, got {value}")
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{flag}: must be {'positive' if lowest == 1 else f'at least {lowest}'}"
+                                             f", got {value}")
         return value
     return parse
 
@@ -53,7 +54,7 @@ def add_arguments(group, names: tuple[str, ...] | None = None, skip: tuple[str, 
             flags = [dash(name)]
             kw["default"] = default if flag.cli_default == "plan" else flag.cli_default
             if kind is int:
-                kw["type"] = positive_int(dash(name))
+                kw["type"] = positive_int(dash(name), int(flag.range[0]) if flag.range else 1)
             elif kind is float:
                 kw["type"] = float
             if flag.choices and flag.parse is None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import VramplanError
 from .plan import TrainPlan
+from .stacks import loss_path, trainable_itemsize
 from .profiles.gpus import GpuSpec
 from .profiles.models import ModelArch
 
@@ -25,6 +27,11 @@ class Layout:
     """FSDP CPU offload of the shards, gradients and optimizer states."""
     kbit_prepare: bool
     """prepare_model_for_kbit_training runs: the one-GPU and DDP recipes; peft's sharded-QLoRA recipe skips it."""
+    loss_path: str
+    """The stack's loss path (vramplan.stacks): hf_full, trl_full, trl_full_copies, trl_chunked, trl_chunked_lowp,
+    trl_fused."""
+    trainable_itemsize: int
+    """Bytes per LoRA parameter (and its gradient): 4 (peft's fp32), 2 where SFTTrainer casts it to bf16."""
     quant_storage: str
     """bnb_4bit_quant_storage: uint8 on one GPU; the compute dtype on several, as the multi-GPU worker loads it
     (FSDP flattens one dtype per unit). The packed 4-bit bytes are the same either way."""
@@ -45,7 +52,7 @@ class Layout:
     def to_dict(self) -> dict:
         """The plan's fields with the resolved ones in their place: what the torch workers are handed."""
         return {**self.plan.to_dict(), "kbit_prepare": self.kbit_prepare, "quant_storage": self.quant_storage,
-                "layout": self.parallel}
+                "layout": self.parallel, "loss_path": self.loss_path, "trainable_itemsize": self.trainable_itemsize}
 
 
 def resolve(plan: TrainPlan, model: ModelArch | None = None, gpu: GpuSpec | None = None) -> Layout:
@@ -53,9 +60,26 @@ def resolve(plan: TrainPlan, model: ModelArch | None = None, gpu: GpuSpec | None
     stack's loss path per model family; none of today's fields does)."""
     parallel = SINGLE if plan.gpus == 1 else plan.parallel
     fsdp = parallel == "fsdp"
+    check_runnable(plan)
     return Layout(plan=plan, parallel=parallel, offload=fsdp and plan.offload,
                   kbit_prepare=plan.quantized and plan.kbit_prepare and not fsdp,
+                  loss_path=loss_path(plan.trainer, plan.trl_version),
+                  trainable_itemsize=trainable_itemsize(plan.trainer, plan.quantized, plan.fp32_adapters),
                   quant_storage=plan.dtype if plan.gpus > 1 and plan.quantized else "uint8")
+
+
+def check_runnable(plan: TrainPlan) -> None:
+    """A plan the stack cannot run is refused before any number: SFTTrainer casts a quantized model's adapters
+    to bf16, and fp16's gradient scaler then stops at the first optimizer step (measured, profiles/stacks/trl.json)."""
+    if plan.trainer == "trl" and plan.quantized and plan.dtype == "fp16" and not plan.fp32_adapters:
+        raise VramplanError(
+            "fp16 QLoRA does not run through TRL's SFTTrainer: it casts the adapters to bf16 and fp16's gradient "
+            "scaler fails at the first optimizer step",
+            hint="use --dtype bf16 where the GPU has it; or --fp32-adapters (cast the adapters back to fp32 after "
+                 "the trainer is built: `vramplan train` does it); or --trainer hf")
+    if plan.trainer == "hf" and plan.fp32_adapters:
+        raise VramplanError("--fp32-adapters: the plain Trainer keeps peft's fp32 adapters already",
+                            hint="drop --fp32-adapters, or use --trainer trl")
 
 
 def as_layout(plan: TrainPlan | Layout, model: ModelArch | None = None, gpu: GpuSpec | None = None) -> Layout:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable
 
 from .errors import VramplanError
+from .stacks import TRAINERS, default_trl_release, normalize_release
 
 OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused", "adamw_torch", "paged_adamw_32bit",
               "adafactor", "sgd")
@@ -121,6 +122,20 @@ def _read_attn(found: dict):
     return None
 
 
+EVAL_BATCH_DEFAULT = 8
+"""transformers' per_device_eval_batch_size when a config evaluates without naming it."""
+
+
+def _read_eval_batch(found: dict):
+    strategy = str(getattr(found.get("eval_strategy", found.get("evaluation_strategy")), "value",
+                           found.get("eval_strategy", found.get("evaluation_strategy", ""))))
+    on = (strategy not in ("", "no", "None") or bool(found.get("do_eval"))
+          or bool(found.get("val_set_size")))
+    if not on:
+        return 0 if ("eval_strategy" in found or "evaluation_strategy" in found) else None
+    return int(found.get("per_device_eval_batch_size", found.get("eval_batch_size", EVAL_BATCH_DEFAULT)))
+
+
 def _layout_words(p: dict) -> str:
     if p.get("gpus", 1) == 1:
         return ""
@@ -214,6 +229,29 @@ class TrainPlan:
         "`vramplan train` uses)", choices=ALLOCATORS,
         show=lambda p: "; expandable segments" if p.get("allocator") == "expandable" else "", tui_label="alloc"))
 
+    trainer: str = plan_field("hf", Flag(
+        "training stack: trl (TRL's SFTTrainer) or hf (the plain transformers Trainer)", choices=TRAINERS,
+        show=lambda p: "; " + ("transformers Trainer" if p.get("trainer", "hf") == "hf"
+                               else f"TRL {p.get('trl_version', default_trl_release())} SFTTrainer"),
+        tui="T", tui_label="stack"))
+    trl_version: str = plan_field(default_trl_release(), Flag(
+        "TRL release the SFTTrainer is (X.Y; default: the newest modelled)", parse=normalize_release,
+        exported=lambda p: p.get("trainer") == "trl", shown=lambda p: p.get("trainer") == "trl"))
+    """Each release's loss path is in profiles/stacks/trl.json."""
+    fp32_adapters: bool = plan_field(False, Flag(
+        "with --trainer trl: cast the adapters back to fp32 after the trainer is built (what fp16 needs)",
+        parse=bool, exported=lambda p: p.get("trainer") == "trl", shown=lambda p: p.get("trainer") == "trl",
+        show=lambda p: ", adapters cast back to fp32" if p.get("trainer") == "trl" and p.get("fp32_adapters")
+        else ""))
+    eval_batch: int = plan_field(0, Flag(
+        "evaluation micro-batch (per_device_eval_batch_size; 0: no evaluation)", range=(0, 4096),
+        read=lambda found: _read_eval_batch(found),
+        keys={"transformers": ("per_device_eval_batch_size", "eval_strategy", "evaluation_strategy", "do_eval"),
+              "axolotl": ("eval_batch_size", "val_set_size")},
+        show=lambda p: f", evaluation batch {p['eval_batch']}" if p.get("eval_batch") else "", tui="e",
+        tui_label="eval"))
+    """The evaluation loop runs without gradients after training grew the allocator's reserve."""
+
     def __post_init__(self):
         """Validation only: the plan stays exactly what was asked for (vramplan.layout derives the rest)."""
         for f in fields(self):
@@ -288,6 +326,7 @@ class TrainPlan:
         d = dict(d)
         if "micro_batch" in d and "batch" not in d:
             d["batch"] = d["micro_batch"]
+        d.setdefault("trainer", "hf")  # plans recorded before the stack was a field ran the plain Trainer
         kw = {k: v for k, v in d.items() if k in known}
         if isinstance(kw.get("targets"), list):
             kw["targets"] = tuple(kw["targets"])

@@ -24,5 +24,6 @@ def trainable_params(model: ModelArch, plan: TrainPlan) -> int:
     return sum(lora_tensor_numels(model, plan))
 
 
-def adapter_bytes(model: ModelArch, plan: TrainPlan) -> int:
-    return sum(r512(4 * n) for n in lora_tensor_numels(model, plan))
+def adapter_bytes(model: ModelArch, plan: TrainPlan, itemsize: int = 4) -> int:
+    """The LoRA tensors at `itemsize` bytes each (4: peft's fp32; 2 where SFTTrainer casts them to bf16)."""
+    return sum(r512(itemsize * n) for n in lora_tensor_numels(model, plan))

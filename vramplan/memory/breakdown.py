@@ -36,6 +36,8 @@ LABELS = {
     "nccl_communication": "NCCL communicators + buffers",
     "ddp_gradient_buckets": "DDP gradient buckets (fp32)",
     "logits_resplit": "allocator: re-split logits segment",
+    "eval_layer_workspace": "evaluation: layer working set",
+    "eval_logits_loss": "evaluation: logits + loss buffers",
 }
 
 
@@ -61,6 +63,8 @@ class Breakdown:
     runtime: dict = field(default_factory=dict)
     layout: dict = field(default_factory=dict)
     """The resolved layout (vramplan.layout) the estimate read; plan is what was asked for."""
+    train_peak_bytes: int = 0
+    """The peak over the training steps alone (peak_bytes is over training and evaluation)."""
     fragmentation_event_bytes: int = 0
     """One more fp32 logits block where the default allocator was not seen to re-split one but could (see
     estimate.logits_resplit_bytes; with FSDP always, see the comment in estimate); peak_bytes + this is the upper
@@ -90,6 +94,7 @@ class Breakdown:
             "peak_bytes": self.peak_bytes, "peak_gib": round(self.peak_bytes / GiB, 3),
             "peak_allocated_bytes": self.peak_allocated_bytes, "peak_reserved_bytes": self.peak_reserved_bytes,
             "managed_bytes": self.managed_bytes, "peak_phase": self.peak_phase,
+            "train_peak_bytes": self.train_peak_bytes or self.peak_bytes,
             "peak_upper_bytes": self.peak_bytes + self.fragmentation_event_bytes,
             "required_bytes": self.required_bytes, "capacity_bytes": self.capacity_bytes, "fits": self.fits, "headroom_bytes": self.headroom_bytes,
             "components": dict(self.components), "phase_allocated_bytes": self.phase_peaks(),

@@ -9,7 +9,7 @@ from .activations import checkpointed_inputs_bytes, int8_kept_bytes, layer_activ
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
-from .logits import loss_backward_bytes, loss_forward_bytes
+from .loss_paths import eval_loss_bytes, loss_buffers
 from .optimizer import optimizer_memory
 from .runtime import DEFAULT_RUNTIME, RuntimeParams
 from .weights import base_components, dequant_buffer_bytes, lm_head_cast_bytes, unquantized_bytes_per_param
@@ -22,8 +22,8 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     lay = resolve(plan, model, gpu)
     base = base_components(model, lay)
     shapes = lora_tensor_shapes(model, lay)
-    lora = adapter_bytes(model, lay)
-    opt = optimizer_memory(shapes, lay.optim, runtime.managed_min_bytes)
+    lora = adapter_bytes(model, lay, lay.trainable_itemsize)
+    opt = optimizer_memory(shapes, lay.optim, runtime.managed_min_bytes, lay.trainable_itemsize)
     resident = {**base, "lora_adapter": lora}
     if opt.device:
         resident["optimizer_states"] = opt.device
@@ -43,7 +43,8 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
         recompute = {}
     if int8_kept_bytes(model, lay):
         kept["int8_kept_inputs"] = int8_kept_bytes(model, lay)
-    cast = lm_head_cast_bytes(model, lay)
+    loss = loss_buffers(lay.loss_path, model, t, lay)
+    cast = lm_head_cast_bytes(model, lay) if loss.lm_head_cast else 0
     lm_cast = {"lm_head_cast": cast} if cast else {}
     logit = runtime.logits_scale
 
@@ -56,10 +57,10 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     phases["forward"] = {**resident, **grads_between_micro_batches, **kept,
                          "layer_workspace": int(act * la.forward_per_token * t), "dequant_buffer": dequant}
     phases["loss"] = {**resident, **grads_between_micro_batches, **kept, **lm_cast,
-                      "logits_loss": int(logit * loss_forward_bytes(model, lay))}
+                      "logits_loss": int(logit * loss.forward)}
     phases["backward"] = max(
         ({**resident, **grads_between_micro_batches, **kept, **lm_cast,
-          "logits_loss": int(logit * loss_backward_bytes(model, lay))},
+          "logits_loss": int(logit * loss.backward)},
          {**resident, "lora_gradients": lora, **kept, **recompute,
           "layer_workspace": int(act * la.backward_per_token * t), "dequant_buffer": dequant}),
         key=lambda c: sum(c.values()))
@@ -75,7 +76,8 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     if lay.fsdp:
         slack = max(0, fsdp_reserved(model, lay, phases, peak_phase, runtime) - allocated)
     else:
-        slack = runtime.slack(t, model.vocab, model.intermediate, lay.allocator)
+        slack = runtime.stack_slack_bytes.get(lay.loss_path) or runtime.slack(t, model.intermediate, lay.allocator,
+                                                                               loss.largest_block)
     comm = runtime.nccl_bytes if lay.gpus > 1 else 0
     # FSDP with PyTorch's default allocator: step 2 can take one more fp32 loss segment (trace
     # llama-3.1-8b-2048x2-default: a 64 MiB forward block lands at the start of a root-sized hole and the last
@@ -92,6 +94,21 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     components["logits_resplit"] = resplit
     components = {k: v for k, v in components.items() if v}
     required = runtime.context_bytes + comm + managed_at_peak + int(allocated * (1 + runtime.pressure_fragmentation))
+    train_peak = sum(components.values())
+    if lay.eval_batch:
+        ev = evaluation_phase(model, lay, resident, dequant, la, runtime)
+        phases["evaluation"] = ev
+        eval_alloc = sum(ev.values())
+        reserved = allocated + slack + resplit
+        eval_reserved = reserved + int(runtime.eval_reserve_growth * max(0, eval_alloc - sum(resident.values())))
+        eval_peak = runtime.context_bytes + comm + managed + eval_reserved
+        required = max(required, runtime.context_bytes + comm + managed
+                       + int(eval_alloc * (1 + runtime.pressure_fragmentation)))
+        if eval_peak > train_peak:
+            peak_phase, allocated, slack, resplit = "evaluation", max(allocated, eval_alloc), 0, 0
+            components = {"cuda_context": runtime.context_bytes, **ev, "nccl_communication": comm,
+                          "optimizer_states_paged": managed, "allocator_slack": eval_reserved - eval_alloc}
+            components = {k: v for k, v in components.items() if v}
 
     capacity = vram_bytes or runtime.usable_bytes(gpu.memory_bytes)
     return Breakdown(
@@ -99,8 +116,18 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
         phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack + resplit,
         managed_bytes=managed, capacity_bytes=capacity, required_bytes=required,
         fragmentation_event_bytes=0 if resplit or lay.allocator != "default" else 4 * t * model.vocab,
-        trainable_params=trainable_params(model, lay),
+        trainable_params=trainable_params(model, lay), train_peak_bytes=train_peak,
         assumptions=assumptions(model, gpu, lay, runtime), runtime=runtime.to_dict())
+
+
+def evaluation_phase(model: ModelArch, lay: Layout, resident: dict[str, int], dequant: int, la,
+                     runtime: RuntimeParams) -> dict[str, int]:
+    """One evaluation batch without gradients: the resident model, one layer's forward working set and the loss
+    path's buffers at eval_batch x seq tokens (no logits are kept across batches without compute_metrics)."""
+    tokens = lay.eval_batch * lay.seq
+    return {**resident, "eval_layer_workspace": int(runtime.activation_scale * la.forward_per_token * tokens),
+            "dequant_buffer": dequant, "cuda_workspaces": runtime.workspace_bytes,
+            "eval_logits_loss": eval_loss_bytes(lay.loss_path, model, tokens, runtime.eval_logits_bytes_per_element)}
 
 
 SHARDED = ("weights_4bit", "weights_16bit", "quant_constants", "norms_biases", "lora_adapter", "lora_gradients",
@@ -149,7 +176,11 @@ def logits_resplit_bytes(model: ModelArch, plan: Layout) -> int:
     freed step-1 logits segments and split them, so the next concurrent logits buffer takes a fresh segment.
     Where it lands depends on every freed block, so it is charged to the plan shapes where it was seen (no
     checkpointing, 16-bit LoRA); expandable segments remap pages instead of splitting and do not need it."""
-    if plan.allocator != "default" or (plan.gradient_checkpointing and plan.quantized):
+    if plan.loss_path in ("trl_full", "trl_full_copies"):
+        # SFTTrainer's metrics over the full logits: measured on gemma-3-1b and gemma-2-2b (TRL 1.0-1.6, H200) and
+        # not on llama-3.2-1b; charged to every such plan, an over-estimate where it does not happen
+        return 4 * plan.tokens * model.vocab
+    if plan.loss_path != "hf_full" or plan.allocator != "default" or (plan.gradient_checkpointing and plan.quantized):
         return 0
     return 4 * plan.tokens * model.vocab
 

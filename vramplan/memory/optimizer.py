@@ -21,7 +21,10 @@ class OptimizerMemory:
     """Temporaries of one optimizer step."""
 
 
-def optimizer_memory(shapes: list[tuple[int, int]], optim: str, managed_min_bytes: int) -> OptimizerMemory:
+def optimizer_memory(shapes: list[tuple[int, int]], optim: str, managed_min_bytes: int,
+                     param_itemsize: int = 4) -> OptimizerMemory:
+    """param_itemsize: torch's AdamW keeps its states in the parameters' dtype; bitsandbytes' 32-bit states are
+    fp32 whatever the parameter (bitsandbytes/optim/optimizer.py, Optimizer2State.init_state)."""
     numels = [r * c for r, c in shapes]
     device = managed = tensors = 0
     total = sum(numels)
@@ -43,10 +46,11 @@ def optimizer_memory(shapes: list[tuple[int, int]], optim: str, managed_min_byte
                 state(n, 1)
                 device += 2 * r512(4 * ceil_div(n, BLOCK_8BIT))  # absmax1, absmax2
             else:
-                state(n, 4)
-                state(n, 4)
+                size = param_itemsize if optim.startswith("adamw_torch") else 4
+                state(n, size)
+                state(n, size)
         if optim == "adamw_torch":
-            temp = 4 * total  # foreach implementation: one fp32 list (sqrt of exp_avg_sq) alive at a time
+            temp = param_itemsize * total  # foreach implementation: one fp32 list (sqrt of exp_avg_sq) alive at a time
         elif optim == "adamw_torch_fused":
             device += r512(4) * len(numels)  # per-tensor step counters on the device
             temp = 0

@@ -50,6 +50,16 @@ class RuntimeParams:
     """... and per byte of one fp32 tokens x intermediate block (the MLP blocks fragment the stream)."""
     fsdp_expandable_slack_bytes: int = 560 * MiB
     fsdp_expandable_slack_per_mlp_byte: float = 2.72
+    stack_slack_bytes: dict = field(default_factory=lambda: {
+        "trl_fused": 250 * MiB, "trl_chunked": 560 * MiB, "trl_chunked_lowp": 1250 * MiB})
+    """Allocator slack of the TRL loss paths that never hold full logits, by path: the median of reserved minus
+    allocated over their H200 runs (calibration/stacks; python bench/stack_accuracy.py prints them)."""
+    eval_logits_bytes_per_element: float = 9.35
+    """Evaluation without gradients on a full-logits path: allocated bytes per eval tokens x vocab element (16-bit
+    logits, the loss's fp32 copies; H200, calibration/stacks: llama-3.2-1b, gemma-3-1b, qwen2.5-0.5b)."""
+    eval_reserve_growth: float = 0.8
+    """Share of what evaluation allocates beyond the resident model that the reserve grows by: the blocks
+    training cached rarely fit the evaluation's (same runs: 0.79-0.80 on full logits, 0.44-0.79 fused)."""
     driver_reserved_fraction: float = 0.0059
     """Share of the nvidia-smi total that the driver keeps and no process can allocate."""
     source: str = "built-in defaults (rounded H100 fit)"
@@ -67,13 +77,15 @@ class RuntimeParams:
         """What one process can allocate of a card's nvidia-smi total."""
         return int(memory_bytes * (1 - self.driver_reserved_fraction))
 
-    def slack(self, tokens: int, vocab: int, intermediate: int, allocator: str = "default") -> int:
+    def slack(self, tokens: int, intermediate: int, allocator: str, logits_block: int) -> int:
+        """Reserved minus allocated at the peak; logits_block: the loss path's largest buffer (one fp32 tokens x
+        vocab block on the full-logits paths)."""
         if allocator == "expandable":
             const, per_logit, per_mlp = (self.expandable_slack_bytes, self.expandable_slack_per_logit_byte,
                                          self.expandable_slack_per_mlp_byte)
         else:
             const, per_logit, per_mlp = self.slack_bytes, self.slack_per_logit_byte, self.slack_per_mlp_byte
-        return int(const + per_logit * 4 * tokens * vocab + per_mlp * 4 * tokens * intermediate)
+        return int(const + per_logit * logits_block + per_mlp * 4 * tokens * intermediate)
 
     def fsdp_train_slack(self, tokens: int, intermediate: int, allocator: str = "default") -> int:
         if allocator == "expandable":

@@ -1,0 +1,70 @@
+"""The loss path of each training stack: the buffers of the lm_head and the loss, in training and in evaluation.
+
+hf_full is transformers' ForCausalLMLoss (memory/logits.py). The TRL paths follow TRL's sources per release
+(profiles/stacks/trl.json); their sizes were checked against allocator peaks measured on an H200
+(calibration/stacks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..profiles.models import ModelArch
+from .logits import C, loss_backward_bytes, loss_forward_bytes
+
+CHUNK_TOKENS = 256
+"""chunked_nll's tokens per chunk (trl-1.4.0 sft_trainer.py, _chunked_nll)."""
+FUSED_TOKENS, FUSED_VOCAB = 4096, 32768
+"""The fused LM head's tile (trl-1.16.0 trl/kernels/chunked_logprob.py: TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE)."""
+
+
+@dataclass(frozen=True)
+class LossBuffers:
+    forward: int
+    """Alive at the end of the forward pass, inside the loss."""
+    backward: int
+    """Alive at the start of backward."""
+    lm_head_cast: bool
+    """The 16-bit lm_head copy that autocast makes and the matmul keeps for backward (the path calls lm_head)."""
+    largest_block: int
+    """The largest single loss buffer: what fragments the allocator's cache."""
+
+
+def full_logits_block(model: ModelArch, tokens: int) -> int:
+    """One fp32 tokens x vocab buffer."""
+    return 4 * tokens * model.vocab
+
+
+def loss_buffers(path: str, model: ModelArch, tokens: int, plan) -> LossBuffers:
+    h, v = model.hidden, model.vocab
+    if path in ("hf_full", "trl_full", "trl_full_copies"):
+        fwd, bwd = loss_forward_bytes(model, plan), loss_backward_bytes(model, plan)
+        if path == "trl_full_copies":  # shifted .contiguous() copies of the logits for the metrics (measured: the
+            fwd += 3 * C * tokens * v  # allocated peak grows by 6 bytes per tokens x vocab element)
+        return LossBuffers(fwd, bwd, True, full_logits_block(model, tokens))
+    if path in ("trl_chunked", "trl_chunked_lowp"):
+        tile = CHUNK_TOKENS * v
+        hidden = 4 * tokens * h  # the sorted copy of the fp32 hidden states, a checkpoint input of every chunk
+        weight = 4 * v * h if path == "trl_chunked" else C * v * h  # w.float() (1.7-1.12), w.to(h.dtype) after
+        logits = (4 + 4 + 4) * tile if path == "trl_chunked" else (C + 4 + 4 + 4) * tile
+        fwd = hidden + weight + logits
+        bwd = hidden + weight  # measured: the recomputed chunk's tiles are not alive at the backward peak
+        return LossBuffers(fwd, bwd, False, max(4 * tile, 4 * v * h if path == "trl_chunked" else C * v * h))
+    if path == "trl_fused":
+        scored = tokens
+        tile = min(scored, FUSED_TOKENS) * FUSED_VOCAB * C
+        weight_slice = FUSED_VOCAB * h * C  # the fp32 lm_head slice cast to the compute dtype
+        hidden = 4 * scored * h  # the compact copy of the scored fp32 hidden states, saved for backward
+        fwd = tile + weight_slice + hidden + 7 * 4 * scored
+        bwd = tile + weight_slice + hidden + 2 * 4 * scored * h  # fp32 hidden gradient and its cast
+        return LossBuffers(fwd, bwd, False, tile)
+    raise ValueError(path)
+
+
+def eval_loss_bytes(path: str, model: ModelArch, tokens: int, per_logit_elem: float) -> int:
+    """What one evaluation batch's loss holds without gradients: the full logits where the path makes them
+    (per_logit_elem bytes per tokens x vocab element, measured), the fused or chunked transients otherwise."""
+    if path in ("hf_full", "trl_full", "trl_full_copies"):
+        return int(per_logit_elem * tokens * model.vocab)
+    if path == "trl_fused":
+        return min(tokens, FUSED_TOKENS) * FUSED_VOCAB * C + FUSED_VOCAB * model.hidden * C + 4 * tokens * model.hidden
+    return 3 * 4 * CHUNK_TOKENS * model.vocab + 4 * model.vocab * model.hidden + 4 * tokens * model.hidden
