@@ -57,7 +57,8 @@ def main() -> None:
     from vramplan.profiles import find_gpu, find_model
     from vramplan.resources import data_dir
     from vramplan.runtime.gpu_info import detect_gpu
-    from vramplan.search import fit, longest_seq
+    from vramplan.calibration.select import Calibrations
+    from vramplan.planner import Planner
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="llama-3.1-8b")
@@ -66,8 +67,9 @@ def main() -> None:
     args = ap.parse_args()
     gpu_name = detect_gpu()["name"]
     arch, gpu = find_model(args.model), find_gpu(gpu_name)
-    good = fit(arch, gpu, seq=2048, effective_batch=16).recommended.plan
-    too_long = longest_seq(arch, gpu, TrainPlan(), gpu.memory_bytes) * 2
+    cal = Calibrations.shipped()
+    good = Planner(gpu, cal).fit(arch, seq=2048, effective_batch=16).recommended.plan
+    too_long = Planner(gpu, cal, gpu.memory_bytes).longest_seq(arch, TrainPlan()) * 2
     oversized = TrainPlan(seq=too_long, batch=1, grad_accum=16)
     work = Path(tempfile.mkdtemp(prefix="vramplan-preflight-"))
     ckpt = work / args.model

@@ -3,11 +3,12 @@ import json
 
 import pytest
 
-from vramplan.calibration.fit import (_fsdp_branches, capped, evaluate, fit_gpu, fit_params, loao,
+from vramplan.calibration.fit import (_fsdp_branches, capped, evaluate, fit_gpu, fit_params,
+                                      fit_pressure_fragmentation, loao,
                                       multi_gpu_rank_rows, refit_all, summarize, usable, validation_rows, verdicts)
 from vramplan.calibration.records import load_all_runs, load_runs
 from vramplan.calibration.select import runtime_for
-from vramplan.memory.runtime import RuntimeParams
+from vramplan.memory.runtime import DEFAULT_RUNTIME, RuntimeParams
 from vramplan.profiles import find_gpu
 from vramplan.resources import data_dir
 
@@ -70,6 +71,17 @@ def test_committed_fits_are_what_refit_produces(tmp_path):
     for path in refit_all(tmp_path):
         committed = json.loads((src / "fits" / path.name).read_text())
         assert json.loads(path.read_text()) == committed
+
+
+def test_pressure_fragmentation_is_fitted_with_the_parameters_just_fitted():
+    records = RUNS["nvidia-h200"]
+    gpu = find_gpu(records[0]["gpu"]["name"])
+    fitted = fit_params(records, gpu)
+    assert fit_pressure_fragmentation(ALL_CAPPED, fitted) != fit_pressure_fragmentation(
+        ALL_CAPPED, fitted.with_(workspace_bytes=fitted.workspace_bytes + 2**29))  # it reads the params it is handed
+    fit = fit_gpu(records, ALL_CAPPED)
+    assert fit["params"]["pressure_fragmentation"] == fit_pressure_fragmentation(ALL_CAPPED, fitted)
+    assert fit["params"]["workspace_bytes"] == fitted.workspace_bytes != DEFAULT_RUNTIME.workspace_bytes
 
 
 def test_crashed_and_capped_runs_are_not_fitted():

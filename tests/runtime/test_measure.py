@@ -85,12 +85,14 @@ def test_record_schema_of_a_failed_run_without_gpu(monkeypatch):
 
 @pytest.mark.gpu
 def test_measured_tiny_run_on_gpu_matches_the_allocator_prediction(checkpoint, tmp_path):
-    from vramplan.memory import estimate
+    from vramplan.calibration.select import Calibrations
+    from vramplan.planner import Planner
     from vramplan.profiles import find_gpu
     plan = TrainPlan(seq=256, batch=2)
     record = measure.run({"run_key": "gpu-test", "model": "tiny", "checkpoint": checkpoint, "plan": plan.to_dict(),
                           "steps": 3, "output_dir": str(tmp_path)})
     assert record["status"] == "ok", record.get("error")
     arch = arch_from_config(TINY, name="tiny", origin="test")
-    predicted = estimate(arch, find_gpu(record["gpu"]["name"]), plan).peak_allocated_bytes
+    planner = Planner(find_gpu(record["gpu"]["name"]), Calibrations.shipped())
+    predicted = planner.estimate(arch, plan).peak_allocated_bytes
     assert predicted == pytest.approx(record["torch"]["max_allocated"], rel=0.25)

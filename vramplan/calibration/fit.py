@@ -130,13 +130,14 @@ def capped(record: dict) -> bool:
     return bool(record.get("cap_bytes")) and record.get("status") in ("ok", "oom")
 
 
-def fit_pressure_fragmentation(capped_records: list[dict], base: RuntimeParams = DEFAULT_RUNTIME) -> float | None:
+def fit_pressure_fragmentation(capped_records: list[dict], params: RuntimeParams) -> float | None:
     """Fragmentation under an allocator cap: between the largest allocated/cap ratio that trained and the
-    smallest that ran out of memory. The midpoint of that interval; None without both outcomes."""
+    smallest that ran out of memory, with the allocated peaks these params predict (the ones just fitted). The
+    midpoint of that interval; None without both outcomes."""
     ok, oom = [], []
     for r in capped_records:
         gpu = find_gpu(r["gpu"]["name"])
-        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), base)
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
         (ok if r["status"] == "ok" else oom).append(b.peak_allocated_bytes / r["cap_bytes"])
     if not ok or not oom:
         return None
@@ -280,7 +281,7 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
     borrowed = [] if own else [r for r in other_gpus_runs if usable(r) and allocator_of(r) == "expandable"]
     params = fit_params(records, gpu, borrowed_expandable=borrowed)
     capped_runs = all_capped if all_capped is not None else [r for r in records if capped(r)]
-    frag = fit_pressure_fragmentation(capped_runs)
+    frag = fit_pressure_fragmentation(capped_runs, params)
     if frag is not None:
         params = replace(params, pressure_fragmentation=frag)
     multi_source = list(multi_records) or list(other_multi_records)

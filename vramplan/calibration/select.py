@@ -29,8 +29,8 @@ def _distance(fit: dict, gpu: GpuSpec) -> tuple:
             abs(fit.get("memory_mib", 0) - gpu.memory_mib))
 
 
-def runtime_for(gpu: GpuSpec, calib_dir: str | None = None) -> RuntimeParams:
-    fits = load_fits(calib_dir)
+def params_from_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> RuntimeParams:
+    """The parameters for a GPU from a set of fits: its own, else the nearest calibrated GPU's (said in source)."""
     if not fits:
         return DEFAULT_RUNTIME
     own = [f for f in fits if _matches(f, gpu)]
@@ -50,3 +50,30 @@ def runtime_for(gpu: GpuSpec, calib_dir: str | None = None) -> RuntimeParams:
     params["runs"] = fit["runs"]
     params["error"] = fit["error"]
     return RuntimeParams(**{k: v for k, v in params.items() if k in RuntimeParams.__dataclass_fields__})
+
+
+class Calibrations:
+    """A set of fitted calibrations, asked per GPU. Built from a folder (shipped(): the package's calibration/),
+    or explicitly none (defaults(): the built-in RuntimeParams for every GPU)."""
+
+    def __init__(self, fits: tuple[dict, ...], name: str):
+        self.fits, self.name = fits, name
+        self._params: dict[str, RuntimeParams] = {}
+
+    @classmethod
+    def shipped(cls, calib_dir: str | Path | None = None) -> "Calibrations":
+        return cls(load_fits(str(calib_dir) if calib_dir else None), str(calib_dir or "shipped"))
+
+    @classmethod
+    def defaults(cls) -> "Calibrations":
+        return cls((), "built-in defaults")
+
+    def params(self, gpu: GpuSpec) -> RuntimeParams:
+        if gpu.name not in self._params:
+            self._params[gpu.name] = params_from_fits(self.fits, gpu)
+        return self._params[gpu.name]
+
+
+def runtime_for(gpu: GpuSpec, calib_dir: str | None = None) -> RuntimeParams:
+    """The shipped (or calib_dir's) calibration for one GPU."""
+    return Calibrations.shipped(calib_dir).params(gpu)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from ..profiles import find_gpu, find_model
-from ..search import SAFETY_MARGIN, fit
+from ..calibration.select import Calibrations
+from ..planner import Planner
+from ..search import SAFETY_MARGIN
 from ..units import GiB
 from .common import add_multi_gpu_args, gpus_from_args, positive_int, print_json, vram_from_args
 from ..present import bar, plan_line
@@ -27,8 +29,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
-    result = fit(model, gpu, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
-                 vram_bytes=vram_from_args(args), gpus=gpus_from_args(args) or 1, parallel=args.parallel)
+    planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
+    result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
+                         gpus=gpus_from_args(args) or 1, parallel=args.parallel)
     if args.json:
         print_json(to_json(result))
     else:

@@ -9,7 +9,9 @@ from .. import flags
 from ..errors import VramplanError
 from ..plan import ALLOC_CONF, TrainPlan
 from ..profiles import find_model
-from ..search import SAFETY_MARGIN, fit
+from ..calibration.select import Calibrations
+from ..planner import Planner
+from ..search import SAFETY_MARGIN
 from ..training.arguments import training_kwargs
 from ..training.data import load_examples
 from ..training.seqlen import choose_seq
@@ -56,6 +58,7 @@ def run(args) -> int:
     given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
     gpus = given.get("gpus", 1)
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args), count=gpus)
+    planner = Planner(gpu, Calibrations.shipped(), capacity)
     seq, seq_note = resolve_seq(args, source, examples, arch)
     if args.effective_batch % gpus:
         raise VramplanError(f"--effective-batch {args.effective_batch} does not split evenly over {gpus} GPUs",
@@ -68,7 +71,7 @@ def run(args) -> int:
                       if "grad_accum" not in given else base]
         result = None
     else:
-        result = fit(arch, gpu, seq=seq, effective_batch=args.effective_batch, vram_bytes=capacity, base=base,
+        result = planner.fit(arch, seq=seq, effective_batch=args.effective_batch, base=base,
                      parallel=given.get("parallel") if gpus > 1 else None)
         if result.recommended is None:
             raise VramplanError("no plan fits: " + "; ".join(fit_reasons(result)), hint="shorter --seq or a bigger GPU")
@@ -84,7 +87,7 @@ def run(args) -> int:
     print(f"plan: {plan_line(plan.to_dict())}")
     if plan.allocator == "expandable":
         print(f"allocator: PYTORCH_CUDA_ALLOC_CONF={ALLOC_CONF['expandable']} (predicted peak "
-              f"{allocator_saving(arch, gpu, plan, capacity) / GiB:.2f} GiB lower than PyTorch's default allocator)")
+              f"{allocator_saving(planner, arch, plan) / GiB:.2f} GiB lower than PyTorch's default allocator)")
     if result is not None:
         print(f"  ({SAFETY_MARGIN:.0%} safety margin; {len(candidates) - 1} fallback plan(s) if verification fails)")
         if result.versus_one_gpu:
@@ -99,16 +102,12 @@ def run(args) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise VramplanError(f"--output {out}: exists and is not empty", hint="choose another folder or --overwrite")
     if gpus > 1:
-        return _train_multi(args, arch, source, gpu, capacity, candidates, out)
-    return _train(args, arch, source, examples, gpu, capacity, candidates, out)
+        return _train_multi(args, arch, source, planner, candidates, out)
+    return _train(args, arch, source, examples, planner, candidates, out)
 
 
-def allocator_saving(arch, gpu, plan: TrainPlan, capacity) -> int:
-    from ..calibration.select import runtime_for
-    from ..memory import estimate
-    runtime = runtime_for(gpu)
-    return (estimate(arch, gpu, plan.with_(allocator="default"), runtime, capacity).peak_bytes
-            - estimate(arch, gpu, plan, runtime, capacity).peak_bytes)
+def allocator_saving(planner: Planner, arch, plan: TrainPlan) -> int:
+    return planner.estimate(arch, plan.with_(allocator="default")).peak_bytes - planner.estimate(arch, plan).peak_bytes
 
 
 def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
@@ -134,35 +133,32 @@ def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
     return choice.seq, choice.describe()
 
 
-def _verify_into(args, arch, gpu, capacity, candidates, out: Path, trial):
+def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
     """Real steps of each candidate until one fits; then the (emptied, with --overwrite) output folder and the
     prediction for the verified plan."""
-    from ..calibration.select import runtime_for
-    from ..memory import estimate
     from ..training.verify import verify
-    runtime = runtime_for(gpu)
-    checked = verify(candidates, trial, capacity or runtime.usable_bytes(gpu.memory_bytes))
+    checked = verify(candidates, trial, planner.capacity_bytes)
     if checked.plan is None:
         raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    return checked, estimate(arch, gpu, checked.plan, runtime, capacity)
+    return checked, planner.estimate(arch, checked.plan)
 
 
-def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -> int:
+def _train(args, arch, source, examples, planner: Planner, candidates, out: Path) -> int:
     from ..runtime.train_run import train_full, verification_trial
     from ..runtime.measure import apply_allocator
     apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
     import torch
     if not torch.cuda.is_available():
         raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")
-    checked, predicted = _verify_into(args, arch, gpu, capacity, candidates, out,
+    checked, predicted = _verify_into(args, arch, planner, candidates, out,
                                       lambda plan: verification_trial(source, plan))
     plan = checked.plan
     record = train_full(source, examples, plan, out, max_steps=args.max_steps or -1, epochs=args.epochs,
                         save_steps=args.save_steps, merge=args.merge)
-    record.update({"model": arch.name, "source": source, "gpu": gpu.name, "verification": checked.log,
+    record.update({"model": arch.name, "source": source, "gpu": planner.gpu.name, "verification": checked.log,
                    "predicted_peak_bytes": predicted.peak_bytes, "predicted_required_bytes": predicted.required_bytes,
                    "verified_peak_bytes": checked.trial.peak_bytes})
     (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -170,11 +166,11 @@ def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -
     return 0
 
 
-def _train_multi(args, arch, source, gpu, capacity, candidates, out: Path) -> int:
+def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) -> int:
     """Verify on every rank, write the accelerate configuration and launch spec into the output folder, launch."""
     from ..runtime.multi_gpu import collect_ranks, rank_verification_trial, run_launch, write_launch
     gpus = candidates[0].gpus
-    checked, predicted = _verify_into(args, arch, gpu, capacity, candidates, out,
+    checked, predicted = _verify_into(args, arch, planner, candidates, out,
                                       lambda plan: rank_verification_trial(source, plan))
     plan = checked.plan
     spec_path, cmd = write_launch(out, source, args.data, plan, max_steps=args.max_steps or -1, epochs=args.epochs,
@@ -183,7 +179,7 @@ def _train_multi(args, arch, source, gpu, capacity, candidates, out: Path) -> in
           f"-m vramplan.runtime.rank_train {spec_path}")
     code = run_launch(cmd)
     ranks = collect_ranks(out)
-    record = {"model": arch.name, "source": source, "gpu": gpu.name, "gpus": gpus, "plan": plan.to_dict(),
+    record = {"model": arch.name, "source": source, "gpu": planner.gpu.name, "gpus": gpus, "plan": plan.to_dict(),
               "accelerate_config": str(out / "accelerate_config.yaml"), "launch": cmd, "exit_code": code,
               "verification": checked.log, "verified_rank_peaks_bytes": list(checked.trial.rank_peaks),
               "predicted_peak_bytes_per_gpu": predicted.peak_bytes,

@@ -11,14 +11,16 @@ from .breakdown import Breakdown
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from .logits import loss_backward_bytes, loss_forward_bytes
 from .optimizer import optimizer_memory
-from .runtime import DEFAULT_RUNTIME, RuntimeParams
+from .runtime import RuntimeParams
 from .weights import base_components, dequant_buffer_bytes, lm_head_cast_bytes, unquantized_bytes_per_param
 
 LIBRARY_VERSIONS = "transformers 5.x, peft >= 0.17, bitsandbytes >= 0.48, torch >= 2.6"
 
 
-def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams = DEFAULT_RUNTIME,
+def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams,
              vram_bytes: int | None = None) -> Breakdown:
+    """The Breakdown of one plan with these calibration parameters (memory.runtime.DEFAULT_RUNTIME: the built-in
+    ones, asked for by name; vramplan.planner.Planner hands each GPU its own)."""
     lay = resolve(plan, model, gpu)
     base = base_components(model, lay)
     shapes = lora_tensor_shapes(model, lay)
