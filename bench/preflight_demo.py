@@ -59,6 +59,7 @@ def main() -> None:
     from vramplan.runtime.gpu_info import detect_gpu
     from vramplan.calibration.select import Calibrations
     from vramplan.planner import Planner
+    from vramplan.units import GiB
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="llama-3.1-8b")
@@ -85,8 +86,8 @@ def main() -> None:
         rec = json.loads(lines[-1]) if lines else {"job": job, "outcome": "crash", "error": proc.stderr[-2000:]}
         append_run(path, rec)
         print(f"{job:10s} seq {plan.seq:6d}: {rec['outcome']}  steps {rec.get('steps_done')}  "
-              f"predicted {rec.get('predicted_required_bytes', 0) / 2**30:.1f} GiB  "
-              f"measured peak {rec.get('nvml_peak', 0) / 2**30:.1f} GiB")
+              f"predicted {rec.get('predicted_required_bytes', 0) / GiB:.1f} GiB  "
+              f"measured peak {rec.get('nvml_peak', 0) / GiB:.1f} GiB")
     print(f"records: {path}")
 
 

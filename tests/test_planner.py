@@ -7,6 +7,7 @@ from vramplan.memory.runtime import DEFAULT_RUNTIME
 from vramplan.plan import TrainPlan
 from vramplan.planner import Planner
 from vramplan.profiles import find_gpu, find_model
+from vramplan.units import GiB
 
 MODEL = find_model("llama-3.1-8b")
 
@@ -29,9 +30,9 @@ def test_the_planner_uses_the_calibration_it_is_handed():
 
 
 def test_vram_caps_every_answer():
-    planner = Planner(find_gpu("H100-80GB"), Calibrations.shipped(), vram_bytes=18 * 2**30)
-    assert planner.capacity_bytes == 18 * 2**30
-    assert planner.estimate(MODEL, TrainPlan()).capacity_bytes == 18 * 2**30
-    assert planner.fit(MODEL).capacity_bytes == 18 * 2**30
+    planner = Planner(find_gpu("H100-80GB"), Calibrations.shipped(), vram_bytes=18 * GiB)
+    assert planner.capacity_bytes == 18 * GiB
+    assert planner.estimate(MODEL, TrainPlan()).capacity_bytes == 18 * GiB
+    assert planner.fit(MODEL).capacity_bytes == 18 * GiB
     row = planner.table_row(MODEL, 2048, 16)
     assert row["fits"] and row["longest_seq"] == planner.longest_seq(MODEL, TrainPlan())

@@ -196,7 +196,7 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
     largest = {ckpt: max((c.plan.batch for c in same if c.plan.gradient_checkpointing == ckpt), default=0)
                for ckpt in (False, True)}
     if p.batch == largest[p.gradient_checkpointing] and p.batch < p.effective_batch:
-        out.append(reason(D.MICRO_BATCH_LARGEST, batch=p.batch, grad_accum=p.grad_accum))
+        out.append(reason(D.MICRO_BATCH_LARGEST, batch=p.batch, grad_accum=p.grad_accum, next_batch=2 * p.batch))
     else:
         out.append(reason(D.MICRO_BATCH_FASTEST, batch=p.batch, grad_accum=p.grad_accum,
                           effective_batch=p.effective_batch))

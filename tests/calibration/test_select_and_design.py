@@ -2,6 +2,7 @@ from vramplan.calibration.design import SMALL, boundary, sweep
 from vramplan.calibration.records import append_run, gpu_slug, load_runs, run_key
 from vramplan.calibration.select import runtime_for
 from vramplan.profiles import find_gpu, find_model
+from vramplan.units import GiB
 
 
 def test_calibrated_gpu_uses_its_own_fit():
@@ -35,7 +36,7 @@ def test_quick_sweep_and_model_filter():
 
 def test_boundary_runs_straddle_their_caps():
     runs = boundary()
-    assert len(runs) == 12 and {r.cap_bytes for r in runs} == {12 * 2**30, 16 * 2**30, 24 * 2**30}
+    assert len(runs) == 12 and {r.cap_bytes for r in runs} == {12 * GiB, 16 * GiB, 24 * GiB}
 
 
 def test_records_are_appended_never_rewritten(tmp_path):

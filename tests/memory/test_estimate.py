@@ -4,6 +4,7 @@ from vramplan.memory import PHASES, estimate
 from vramplan.memory.runtime import DEFAULT_RUNTIME
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model, model_catalog
+from vramplan.units import GiB
 
 GPU = find_gpu("H100-80GB")
 
@@ -53,7 +54,7 @@ def test_paged_optimizer_memory_is_counted_outside_the_allocator():
 def test_vram_override_changes_only_the_verdict():
     m = find_model("llama-3.1-8b")
     roomy = estimate(m, GPU, TrainPlan(), DEFAULT_RUNTIME)
-    tight = estimate(m, GPU, TrainPlan(), DEFAULT_RUNTIME, vram_bytes=8 * 2**30)
+    tight = estimate(m, GPU, TrainPlan(), DEFAULT_RUNTIME, vram_bytes=8 * GiB)
     assert roomy.peak_bytes == tight.peak_bytes and roomy.fits and not tight.fits
 
 

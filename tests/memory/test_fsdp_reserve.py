@@ -8,8 +8,9 @@ from vramplan.memory.fsdp_reserve import (all_gather_reserve, appended_bytes, co
                                           loss_appended, wrap_reserve)
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
+from vramplan.units import GiB
 
-GiB = 2**30
+GiB = GiB
 
 
 def _appended(model_name, seq, batch=1):

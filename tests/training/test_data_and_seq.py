@@ -8,6 +8,7 @@ from vramplan.training.data import load_examples
 from vramplan.training.seqlen import choose_seq
 from vramplan.training.verify import Trial, verify
 from vramplan.plan import TrainPlan
+from vramplan.units import GiB
 
 
 def write(tmp_path, lines, name="d.jsonl"):
@@ -63,9 +64,9 @@ def test_plan_maps_to_training_arguments():
 def test_verification_steps_down_on_oom_and_on_a_peak_over_the_limit():
     plans = [TrainPlan(batch=8, grad_accum=2, gradient_checkpointing=False), TrainPlan(batch=4, grad_accum=4),
              TrainPlan(batch=2, grad_accum=8)]
-    outcomes = iter([Trial("oom"), Trial("ok", peak_bytes=30 * 2**30), Trial("ok", peak_bytes=20 * 2**30)])
+    outcomes = iter([Trial("oom"), Trial("ok", peak_bytes=30 * GiB), Trial("ok", peak_bytes=20 * GiB)])
     said = []
-    result = verify(plans, lambda p: next(outcomes), 24 * 2**30, say=said.append)
+    result = verify(plans, lambda p: next(outcomes), 24 * GiB, say=said.append)
     assert result.plan == plans[2] and len(result.tried) == 3
     assert "ran out of memory; stepping down" in said[0] and "over 24.00 GiB" in said[1] and said[2].startswith("verified")
 

@@ -14,6 +14,7 @@ from vramplan.profiles import find_gpu, find_model
 from vramplan.runtime.multi_gpu import rank_peak, trial_from_ranks, write_launch
 from vramplan.training.distributed import (accelerate_config, launch_command, plan_accelerate_config,
                                            write_accelerate_config)
+from vramplan.units import GiB
 
 
 def test_fsdp_shards_the_base_and_adapter_but_not_the_activations():
@@ -53,7 +54,7 @@ def test_cpu_offload_moves_the_shards_off_the_gpu():
 def test_the_measured_24gib_proof_is_what_the_planner_says():
     # calibration/multi_gpu: llama-3.1-8b at 8192 tokens ran out of memory on one H200 capped at 24 GiB, trained on two
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
-    cap = 24 * 2**30
+    cap = 24 * GiB
     assert not estimate(model, gpu, TrainPlan(seq=8192), DEFAULT_RUNTIME, vram_bytes=cap).fits
     assert estimate(model, gpu, TrainPlan(seq=8192, gpus=2), DEFAULT_RUNTIME, vram_bytes=cap).fits
 
@@ -108,10 +109,10 @@ def test_the_worst_rank_decides_verification():
     def rank(r, peak, status="ok"):
         return {"rank": r, "status": status, "nvml": {"before_init": 2**20, "peak": peak, "end": peak // 2},
                 **({"error": "CUDA out of memory"} if status == "oom" else {})}
-    trial = trial_from_ranks([rank(0, 10 * 2**30), rank(1, 12 * 2**30)], 2)
-    assert trial.status == "ok" and trial.peak_bytes == 12 * 2**30 - 2**20 and len(trial.rank_peaks) == 2
-    assert trial_from_ranks([rank(0, 2**30), rank(1, 2**30, "oom")], 2).status == "oom"
-    assert trial_from_ranks([rank(0, 2**30)], 2).status == "error"  # a rank that never reported
+    trial = trial_from_ranks([rank(0, 10 * GiB), rank(1, 12 * GiB)], 2)
+    assert trial.status == "ok" and trial.peak_bytes == 12 * GiB - 2**20 and len(trial.rank_peaks) == 2
+    assert trial_from_ranks([rank(0, GiB), rank(1, GiB, "oom")], 2).status == "oom"
+    assert trial_from_ranks([rank(0, GiB)], 2).status == "error"  # a rank that never reported
     assert rank_peak({"nvml": {"before_init": 5, "peak": 9}}) == 4
 
 

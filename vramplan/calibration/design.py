@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..plan import TrainPlan
+from ..units import GiB
 
 BASE = TrainPlan(seq=1024)
 SMALL = ("qwen2.5-0.5b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b", "llama-3.2-3b", "phi-3-mini")
@@ -58,7 +59,7 @@ class SweepRun:
 
     def describe(self) -> str:
         p = self.plan
-        cap = f" cap {self.cap_bytes / 2**30:.0f}GiB" if self.cap_bytes else ""
+        cap = f" cap {self.cap_bytes / GiB:.0f}GiB" if self.cap_bytes else ""
         return (f"{self.model:16s} {self.why:28s} r{p.rank} b{p.batch}x{p.grad_accum} s{p.seq} {p.optim} {p.dtype} "
                 f"{'ckpt' if p.gradient_checkpointing else 'no-ckpt'} {p.attn} {p.quant}"
                 f"{'+dq' if p.double_quant else ''}{cap}")
@@ -114,7 +115,7 @@ def boundary(gpu_name: str = "H100-80GB") -> list[SweepRun]:
     runs = []
     for cap_gib in BOUNDARY_CAPS_GIB:
         model = find_model(BOUNDARY_MODELS[cap_gib])
-        cap = cap_gib * 2**30
+        cap = cap_gib * GiB
         for ratio in BOUNDARY_RATIOS:
             best = None
             for seq in range(256, 32768 + 1, 256):

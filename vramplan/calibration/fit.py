@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..memory import estimate
 from ..memory.estimate import logits_resplit_bytes
+from ..memory.logits import fp32_block
 from ..memory.fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
 from ..plan import TrainPlan
@@ -21,6 +22,7 @@ from ..profiles import find_gpu, find_model
 from ..profiles.gpus import GpuSpec
 from .records import gpu_slug, load_all_runs, load_runs, rank_peak
 from ..layout import resolve
+from ..units import GiB
 
 
 
@@ -46,9 +48,9 @@ def _slack_rows(preds) -> tuple[list[list[float]], list[float]]:
     rows, ys = [], []
     for r, b in preds:
         plan, m = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
-        rows.append([1.0, 4.0 * plan.tokens * m.vocab / 2**30, 4.0 * plan.tokens * m.intermediate / 2**30])
+        rows.append([1.0, fp32_block(plan.tokens, m.vocab) / GiB, fp32_block(plan.tokens, m.intermediate) / GiB])
         resplit = logits_resplit_bytes(m, plan)
-        ys.append((r["torch"]["max_reserved"] - r["torch"]["max_allocated"] - resplit) / 2**30)
+        ys.append((r["torch"]["max_reserved"] - r["torch"]["max_allocated"] - resplit) / GiB)
     return rows, ys
 
 
@@ -80,8 +82,8 @@ def fit_params(records: list[dict], gpu: GpuSpec, base: RuntimeParams = DEFAULT_
              for r, b in preds if 0 < b.managed_bytes <= base.managed_min_bytes]
     reserve = statistics.median(r["gpu"]["nvml_reserved_bytes"] / r["gpu"]["memory_total_bytes"] for r in recs)
     return replace(base, context_bytes=int(context), workspace_bytes=int(max(0, workspace)),
-                   slack_bytes=int(s0 * 2**30), slack_per_logit_byte=round(s_logit, 4),
-                   slack_per_mlp_byte=round(s_mlp, 4), expandable_slack_bytes=int(e0 * 2**30),
+                   slack_bytes=int(s0 * GiB), slack_per_logit_byte=round(s_logit, 4),
+                   slack_per_mlp_byte=round(s_mlp, 4), expandable_slack_bytes=int(e0 * GiB),
                    expandable_slack_per_logit_byte=round(e_logit, 4), expandable_slack_per_mlp_byte=round(e_mlp, 4),
                    managed_min_bytes=int(statistics.median(floor)) if floor else base.managed_min_bytes,
                    driver_reserved_fraction=round(reserve, 5), runs=len(recs) + len(expandable))
@@ -205,7 +207,7 @@ def _fsdp_branches(points: list[tuple[float, float, float]]) -> tuple[float, tup
     block) per rank, in GiB. Each rank's reserve was set by one branch: start from the margin, then give each
     rank to the branch that predicts it better and refit, until the split holds. Returns the wrap branch's
     median excess and the training branch's (constant, per MLP byte)."""
-    train = [p[0] > WRAP_MARGIN / 2**30 for p in points]
+    train = [p[0] > WRAP_MARGIN / GiB for p in points]
     extra, coef = 0.0, (0.0, 0.0)
     for _ in range(10):
         wraps = [p[0] for p, t in zip(points, train) if not t]
@@ -248,10 +250,10 @@ def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams
                 continue
             compute = t["max_reserved"] - all_gather_reserve(b.phases)
             peak = b.phases[b.peak_phase]
-            points[plan.allocator].append(((compute - compute_stream_after_wrap(model, resolve(plan), b.phases)) / 2**30,
-                                           (compute - (t["max_allocated"] - gathered_bytes(peak))) / 2**30,
-                                           4.0 * plan.tokens * model.intermediate / 2**30,
-                                           4.0 * plan.tokens * model.vocab / 2**30))
+            points[plan.allocator].append(((compute - compute_stream_after_wrap(model, resolve(plan), b.phases)) / GiB,
+                                           (compute - (t["max_allocated"] - gathered_bytes(peak))) / GiB,
+                                           fp32_block(plan.tokens, model.intermediate) / GiB,
+                                           fp32_block(plan.tokens, model.vocab) / GiB))
     if not nccl:
         return params
     fitted = {}
@@ -262,12 +264,12 @@ def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams
         fitted["default"] = _fsdp_branches([_without_event(p, first)[:3] for p in points["default"]])
     # the wrap branch does not depend on the allocator setting: expandable segments' runs are the larger set
     extra = fitted["expandable" if "expandable" in fitted else "default"][0] if fitted else \
-        params.fsdp_wrap_extra_bytes / 2**30
-    d0, dm = fitted.get("default", (0, (params.fsdp_slack_bytes / 2**30, params.fsdp_slack_per_mlp_byte)))[1]
+        params.fsdp_wrap_extra_bytes / GiB
+    d0, dm = fitted.get("default", (0, (params.fsdp_slack_bytes / GiB, params.fsdp_slack_per_mlp_byte)))[1]
     e0, em = fitted.get("expandable", (0, (d0, dm)))[1]
-    return replace(params, nccl_bytes=int(statistics.median(nccl)), fsdp_wrap_extra_bytes=int(extra * 2**30),
-                   fsdp_slack_bytes=int(d0 * 2**30), fsdp_slack_per_mlp_byte=round(dm, 4),
-                   fsdp_expandable_slack_bytes=int(e0 * 2**30), fsdp_expandable_slack_per_mlp_byte=round(em, 4))
+    return replace(params, nccl_bytes=int(statistics.median(nccl)), fsdp_wrap_extra_bytes=int(extra * GiB),
+                   fsdp_slack_bytes=int(d0 * GiB), fsdp_slack_per_mlp_byte=round(dm, 4),
+                   fsdp_expandable_slack_bytes=int(e0 * GiB), fsdp_expandable_slack_per_mlp_byte=round(em, 4))
 
 
 def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_records: list[dict] = (),

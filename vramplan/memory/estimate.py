@@ -1,6 +1,8 @@
 """estimate(): profile + plan -> Breakdown. Pure; no torch."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..layout import Layout, resolve
 from ..plan import TrainPlan
 from ..profiles.gpus import GpuSpec
@@ -9,8 +11,8 @@ from .activations import checkpointed_inputs_bytes, int8_kept_bytes, layer_activ
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
-from .logits import loss_backward_bytes, loss_forward_bytes
-from .optimizer import optimizer_memory
+from .logits import fp32_block, loss_backward_bytes, loss_forward_bytes
+from .optimizer import OptimizerMemory, optimizer_memory
 from .runtime import RuntimeParams
 from .weights import base_components, dequant_buffer_bytes, lm_head_cast_bytes, unquantized_bytes_per_param
 
@@ -22,85 +24,107 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimePa
     """The Breakdown of one plan with these calibration parameters (memory.runtime.DEFAULT_RUNTIME: the built-in
     ones, asked for by name; vramplan.planner.Planner hands each GPU its own)."""
     lay = resolve(plan, model, gpu)
-    base = base_components(model, lay)
-    shapes = lora_tensor_shapes(model, lay)
+    parts = _parts(model, lay, runtime)
+    phases = _phases(model, lay, runtime, parts)
+    managed = shard_per_rank(model, lay, phases, parts.opt.managed) if lay.fsdp else parts.opt.managed
+    for comps in phases.values():
+        comps["cuda_workspaces"] = runtime.workspace_bytes
+    return _at_peak(model, gpu, plan, lay, runtime, phases, managed, vram_bytes)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The component groups the phases are made of (bytes by component name)."""
+
+    base: dict
+    """The base model's weights, constants, embeddings and norms."""
+    resident: dict
+    """Alive for the whole step: base weights, adapter, optimizer states (DDP: its gradient buckets)."""
+    between: dict
+    """Alive between micro-batches: the adapter's gradients when accumulating."""
+    kept: dict
+    """Saved for backward through the step: checkpointed inputs or every activation."""
+    recompute: dict
+    lm_cast: dict
+    work: dict
+    """A layer's transients: forward and backward working sets, the dequantized weight."""
+    lora: int
+    opt: OptimizerMemory
+
+
+def _parts(model: ModelArch, lay: Layout, runtime: RuntimeParams) -> _Parts:
     lora = adapter_bytes(model, lay)
-    opt = optimizer_memory(shapes, lay.optim, runtime.managed_min_bytes)
+    opt = optimizer_memory(lora_tensor_shapes(model, lay), lay.optim, runtime.managed_min_bytes)
+    base = base_components(model, lay)
     resident = {**base, "lora_adapter": lora}
     if opt.device:
         resident["optimizer_states"] = opt.device
     if lay.ddp:  # the reducer's flat buckets: a second copy of every gradient
         resident["ddp_gradient_buckets"] = lora
-    grads_between_micro_batches = {"lora_gradients": lora} if lay.grad_accum > 1 else {}
-
-    la = layer_activations(model, lay)
-    t = lay.tokens
-    act = runtime.activation_scale
-    dequant = dequant_buffer_bytes(model, lay)
+    la, t, act = layer_activations(model, lay), lay.tokens, runtime.activation_scale
     if lay.gradient_checkpointing:
         kept = {"checkpointed_inputs": checkpointed_inputs_bytes(model, lay)}
         recompute = {"layer_recompute": int(act * (la.saved(lay) - la.input_per_token * t))}
     else:
-        kept = {"activations": int(act * model.layers * la.saved(lay))}
-        recompute = {}
+        kept, recompute = {"activations": int(act * model.layers * la.saved(lay))}, {}
     if int8_kept_bytes(model, lay):
         kept["int8_kept_inputs"] = int8_kept_bytes(model, lay)
     cast = lm_head_cast_bytes(model, lay)
-    lm_cast = {"lm_head_cast": cast} if cast else {}
-    logit = runtime.logits_scale
+    work = {"forward": int(act * la.forward_per_token * t), "backward": int(act * la.backward_per_token * t),
+            "dequant_buffer": dequant_buffer_bytes(model, lay)}
+    return _Parts(base, resident, {"lora_gradients": lora} if lay.grad_accum > 1 else {}, kept, recompute,
+                  {"lm_head_cast": cast} if cast else {}, work, lora, opt)
 
-    phases: dict[str, dict[str, int]] = {}
-    static_at_load = dict(base)
-    per = unquantized_bytes_per_param(model, lay)
-    if per == 4:  # the last 16-bit embedding/lm_head tensor and its fp32 copy coexist during the cast
-        static_at_load["load_transient"] = 2 * model.vocab * model.hidden
-    phases["load"] = static_at_load
-    phases["forward"] = {**resident, **grads_between_micro_batches, **kept,
-                         "layer_workspace": int(act * la.forward_per_token * t), "dequant_buffer": dequant}
-    phases["loss"] = {**resident, **grads_between_micro_batches, **kept, **lm_cast,
-                      "logits_loss": int(logit * loss_forward_bytes(model, lay))}
-    phases["backward"] = max(
-        ({**resident, **grads_between_micro_batches, **kept, **lm_cast,
-          "logits_loss": int(logit * loss_backward_bytes(model, lay))},
-         {**resident, "lora_gradients": lora, **kept, **recompute,
-          "layer_workspace": int(act * la.backward_per_token * t), "dequant_buffer": dequant}),
-        key=lambda c: sum(c.values()))
-    phases["optimizer"] = {**resident, "lora_gradients": lora}
-    if opt.step_temp:
-        phases["optimizer"]["optimizer_step_temp"] = opt.step_temp
 
-    managed = shard_per_rank(model, lay, phases, opt.managed) if lay.fsdp else opt.managed
-    for comps in phases.values():
-        comps["cuda_workspaces"] = runtime.workspace_bytes
+def _phases(model: ModelArch, lay: Layout, runtime: RuntimeParams, p: _Parts) -> dict[str, dict[str, int]]:
+    """Allocator-level components of each phase of a step: a new component joins the phases where it is alive."""
+    load = dict(p.base)
+    if unquantized_bytes_per_param(model, lay) == 4:  # the last 16-bit embedding/lm_head and its fp32 copy
+        load["load_transient"] = 2 * model.vocab * model.hidden
+    logit, dequant = runtime.logits_scale, p.work["dequant_buffer"]
+    phases = {
+        "load": load,
+        "forward": {**p.resident, **p.between, **p.kept, "layer_workspace": p.work["forward"],
+                    "dequant_buffer": dequant},
+        "loss": {**p.resident, **p.between, **p.kept, **p.lm_cast,
+                 "logits_loss": int(logit * loss_forward_bytes(model, lay))},
+        "backward": max(({**p.resident, **p.between, **p.kept, **p.lm_cast,
+                          "logits_loss": int(logit * loss_backward_bytes(model, lay))},
+                         {**p.resident, "lora_gradients": p.lora, **p.kept, **p.recompute,
+                          "layer_workspace": p.work["backward"], "dequant_buffer": dequant}),
+                        key=lambda c: sum(c.values())),
+        "optimizer": {**p.resident, "lora_gradients": p.lora},
+    }
+    if p.opt.step_temp:
+        phases["optimizer"]["optimizer_step_temp"] = p.opt.step_temp
+    return phases
+
+
+def _at_peak(model, gpu, plan, lay, runtime, phases, managed, vram_bytes) -> Breakdown:
+    """The peak phase, what the run-time adds on top of it, and what the run needs not to run out of memory."""
     peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
     if lay.fsdp:
         slack = max(0, fsdp_reserved(model, lay, phases, peak_phase, runtime) - allocated)
     else:
-        slack = runtime.slack(t, model.vocab, model.intermediate, lay.allocator)
+        slack = runtime.slack(lay.tokens, model.vocab, model.intermediate, lay.allocator)
     comm = runtime.nccl_bytes if lay.gpus > 1 else 0
     # FSDP with PyTorch's default allocator: step 2 can take one more fp32 loss segment (trace
     # llama-3.1-8b-2048x2-default: a 64 MiB forward block lands at the start of a root-sized hole and the last
     # fp32 loss block no longer fits). It happened in 3 of 12 such runs on 2 x H200 (llama-3.1-8b at r=64 twice,
     # mistral-nemo-12b at 4,096 tokens) and not in the 9 others (llama-3.2-3b at r=64, qwen3-8b at r=32 among
-    # them): the plan does not predict it, so it is the fragmentation event, in
-    # peak_upper_bytes and not in peak_bytes
+    # them): the plan does not predict it, so it is the fragmentation event, in peak_upper_bytes, not peak_bytes
     resplit = 0 if lay.fsdp else logits_resplit_bytes(model, lay)
     managed_at_peak = managed if peak_phase != "load" else 0
-    components = {"cuda_context": runtime.context_bytes, **phases[peak_phase]}
-    components["nccl_communication"] = comm
-    components["optimizer_states_paged"] = managed_at_peak
-    components["allocator_slack"] = slack
-    components["logits_resplit"] = resplit
-    components = {k: v for k, v in components.items() if v}
+    components = {"cuda_context": runtime.context_bytes, **phases[peak_phase], "nccl_communication": comm,
+                  "optimizer_states_paged": managed_at_peak, "allocator_slack": slack, "logits_resplit": resplit}
     required = runtime.context_bytes + comm + managed_at_peak + int(allocated * (1 + runtime.pressure_fragmentation))
-
-    capacity = vram_bytes or runtime.usable_bytes(gpu.memory_bytes)
     return Breakdown(
-        model=model.name, gpu=gpu.name, plan=plan.to_dict(), layout=lay.to_dict(), peak_phase=peak_phase, components=components,
-        phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack + resplit,
-        managed_bytes=managed, capacity_bytes=capacity, required_bytes=required,
-        fragmentation_event_bytes=0 if resplit or lay.allocator != "default" else 4 * t * model.vocab,
+        model=model.name, gpu=gpu.name, plan=plan.to_dict(), layout=lay.to_dict(), peak_phase=peak_phase,
+        components={k: v for k, v in components.items() if v}, phases=phases, peak_allocated_bytes=allocated,
+        peak_reserved_bytes=allocated + slack + resplit, managed_bytes=managed,
+        capacity_bytes=vram_bytes or runtime.usable_bytes(gpu.memory_bytes), required_bytes=required,
+        fragmentation_event_bytes=0 if resplit or lay.allocator != "default" else fp32_block(lay.tokens, model.vocab),
         trainable_params=trainable_params(model, lay),
         assumptions=assumptions(model, gpu, lay, runtime), runtime=runtime.to_dict())
 
@@ -153,7 +177,7 @@ def logits_resplit_bytes(model: ModelArch, plan: Layout) -> int:
     checkpointing, 16-bit LoRA); expandable segments remap pages instead of splitting and do not need it."""
     if plan.allocator != "default" or (plan.gradient_checkpointing and plan.quantized):
         return 0
-    return 4 * plan.tokens * model.vocab
+    return fp32_block(plan.tokens, model.vocab)
 
 
 def assumptions(model: ModelArch, gpu: GpuSpec, plan: Layout, runtime: RuntimeParams) -> list[str]:

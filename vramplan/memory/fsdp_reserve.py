@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..plan import TrainPlan
 from ..profiles.models import ModelArch
-from .logits import C
+from .logits import C, fp32_block
 
 # The loss of a transformers causal LM (logits in the compute dtype, float() copy, cross_entropy's log-softmax,
 # then backward), block by block as the traces show it: "+" allocates a named block of size L (compute-dtype
@@ -86,7 +86,7 @@ def wrap_reserve(phases: dict[str, dict[str, int]], plan: TrainPlan) -> int:
 def loss_appended(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str, int]]) -> int:
     """The loss blocks that do not fit the two root-sized holes the wrap leaves."""
     root = root_bytes(phases)
-    sizes = {"L": C * plan.tokens * model.vocab, "F": 4 * plan.tokens * model.vocab}
+    sizes = {"L": C * plan.tokens * model.vocab, "F": fp32_block(plan.tokens, model.vocab)}
     return appended_bytes([root, root], sizes)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from ..units import MiB
+from .logits import fp32_block
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,14 @@ class RuntimeParams:
                                          self.expandable_slack_per_mlp_byte)
         else:
             const, per_logit, per_mlp = self.slack_bytes, self.slack_per_logit_byte, self.slack_per_mlp_byte
-        return int(const + per_logit * 4 * tokens * vocab + per_mlp * 4 * tokens * intermediate)
+        return int(const + per_logit * fp32_block(tokens, vocab) + per_mlp * fp32_block(tokens, intermediate))
 
     def fsdp_train_slack(self, tokens: int, intermediate: int, allocator: str = "default") -> int:
         if allocator == "expandable":
             const, per_mlp = self.fsdp_expandable_slack_bytes, self.fsdp_expandable_slack_per_mlp_byte
         else:
             const, per_mlp = self.fsdp_slack_bytes, self.fsdp_slack_per_mlp_byte
-        return int(const + per_mlp * 4 * tokens * intermediate)
+        return int(const + per_mlp * fp32_block(tokens, intermediate))
 
 
 DEFAULT_RUNTIME = RuntimeParams()

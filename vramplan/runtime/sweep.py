@@ -14,6 +14,7 @@ from ..calibration.records import append_run, load_runs, run_key, runs_path
 from ..resources import data_dir
 from .gpu_info import detect_gpu, software_versions
 from ..layout import layout_dict
+from ..units import GiB
 
 STEPS = 3  # step 1 creates the optimizer state; 2 and 3 are steady state
 
@@ -73,7 +74,7 @@ def run_sweep(runs: list[SweepRun], out_dir: Path, cache: Path, timeout_s: int =
         record = run_one(run, checkpoint, key, timeout_s)
         append_run(path, record)
         peak = record.get("nvml", {}).get("peak")
-        log(f"    {record['status']}: nvml peak {peak / 2**30:.2f} GiB in {record['wall_s']} s" if peak
+        log(f"    {record['status']}: nvml peak {peak / GiB:.2f} GiB in {record['wall_s']} s" if peak
             else f"    {record['status']}: {record.get('error', '')[:300]}")
     return path
 

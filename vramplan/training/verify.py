@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..plan import TrainPlan
+from ..units import GiB
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,16 @@ def verify(candidates: list[TrainPlan], run: Callable[[TrainPlan], Trial], limit
         result.tried.append((plan, trial))
         label = f"micro-batch {plan.batch} x {plan.grad_accum}, checkpointing {'on' if plan.gradient_checkpointing else 'off'}, r={plan.rank}"
         if trial.status == "ok" and trial.peak_bytes <= limit_bytes:
-            where = (" (ranks: " + ", ".join(f"{p / 2**30:.2f}" for p in trial.rank_peaks) + " GiB)"
+            where = (" (ranks: " + ", ".join(f"{p / GiB:.2f}" for p in trial.rank_peaks) + " GiB)"
                      if len(trial.rank_peaks) > 1 else "")
-            msg = (f"verified: {label}: peak {trial.peak_bytes / 2**30:.2f} GiB within {limit_bytes / 2**30:.2f} GiB"
+            msg = (f"verified: {label}: peak {trial.peak_bytes / GiB:.2f} GiB within {limit_bytes / GiB:.2f} GiB"
                    + where)
             result.log.append(msg)
             say(msg)
             result.plan, result.trial = plan, trial
             return result
         why = ("ran out of memory" if trial.status == "oom" else
-               f"peaked at {trial.peak_bytes / 2**30:.2f} GiB, over {limit_bytes / 2**30:.2f} GiB"
+               f"peaked at {trial.peak_bytes / GiB:.2f} GiB, over {limit_bytes / GiB:.2f} GiB"
                if trial.status == "ok" else f"failed: {trial.error}")
         nxt = "; stepping down to the next plan" if i + 1 < len(candidates) else "; no plan left"
         msg = f"{label} {why}{nxt}"
