@@ -15,10 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.fit import (capped, evaluate, fit_gpu, loao, multi_gpu_loao,  # noqa: E402
+from vramplan.calibrate.solve import (capped, evaluate, fit_gpu, loao, multi_gpu_loao,  # noqa: E402
                                       multi_gpu_rank_rows, summarize, validation_rows, verdicts)
-from vramplan.calibration.records import load_all_runs, load_runs  # noqa: E402
-from vramplan.calibration.select import runtime_for  # noqa: E402
+from vramplan.calibrate.records import load_all_runs, load_runs  # noqa: E402
+from vramplan.store.calibrations import runtime_for  # noqa: E402
 from vramplan.memory.runtime import RuntimeParams  # noqa: E402
 from vramplan.profiles import find_gpu  # noqa: E402
 from vramplan.units import GiB

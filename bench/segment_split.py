@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.design import BASE, SweepRun  # noqa: E402
-from vramplan.calibration.records import append_run, gpu_slug, run_key  # noqa: E402
+from vramplan.calibrate.design import BASE, SweepRun  # noqa: E402
+from vramplan.calibrate.records import append_run, gpu_slug, run_key  # noqa: E402
 from vramplan.profiles import find_model  # noqa: E402
 from vramplan.units import GiB
 
@@ -36,8 +36,8 @@ def growth(record: dict) -> float:
 
 
 def main() -> None:
-    from vramplan.runtime.gpu_info import detect_gpu
-    from vramplan.runtime.sweep import STEPS, default_cache, ensure_checkpoint, run_one
+    from vramplan.gpu_info import detect_gpu
+    from vramplan.calibrate.sweep import STEPS, default_cache, ensure_checkpoint, run_one
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "calibration" / "traces")

@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.records import append_run  # noqa: E402
-from vramplan.training.synthetic import synthetic_run  # noqa: E402
+from vramplan.calibrate.records import append_run  # noqa: E402
+from tests.synthetic import synthetic_run  # noqa: E402
 from vramplan.units import GiB
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.design import SweepRun  # noqa: E402
-from vramplan.calibration.records import append_run  # noqa: E402
+from vramplan.calibrate.design import SweepRun  # noqa: E402
+from vramplan.calibrate.records import append_run  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
-from vramplan.runtime.sweep import run_one  # noqa: E402
-from vramplan.training.synthetic import synthetic_run  # noqa: E402
+from vramplan.calibrate.sweep import run_one  # noqa: E402
+from tests.synthetic import synthetic_run  # noqa: E402
 from vramplan.units import GiB
 
 SEED_RECIPE = dict(rank=64, alpha=64, dropout=0.05, optim="paged_adamw_32bit", batch=2, grad_accum=8,

@@ -1,7 +1,7 @@
 """A plan is what was asked for; resolve() derives how it runs."""
 import pytest
 
-from vramplan.calibration.select import runtime_for
+from vramplan.store.calibrations import runtime_for
 from vramplan.layout import resolve
 from vramplan.memory import estimate
 from vramplan.plan import TrainPlan

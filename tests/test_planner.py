@@ -1,7 +1,7 @@
 """Planner: built once from a GPU and the calibration it is handed."""
 import pytest
 
-from vramplan.calibration.select import Calibrations
+from vramplan.store.calibrations import Calibrations
 from vramplan.memory import estimate
 from vramplan.memory.runtime import DEFAULT_RUNTIME
 from vramplan.plan import TrainPlan

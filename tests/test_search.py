@@ -2,10 +2,10 @@
 import pytest
 
 from vramplan import decisions as D
-from vramplan.calibration.select import runtime_for
+from vramplan.store.calibrations import runtime_for
 from vramplan.memory import estimate
 from vramplan.profiles import find_gpu, find_model
-from vramplan.calibration.select import Calibrations
+from vramplan.store.calibrations import Calibrations
 from vramplan.planner import Planner
 from vramplan.search import SAFETY_MARGIN
 from vramplan.units import GiB

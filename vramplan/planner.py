@@ -8,7 +8,7 @@ reads the package's fits, Calibrations.defaults() asks for the built-in paramete
 """
 from __future__ import annotations
 
-from .calibration.select import Calibrations
+from .store.calibrations import Calibrations
 from .memory import Breakdown, estimate
 from .memory.runtime import RuntimeParams
 from .plan import TrainPlan

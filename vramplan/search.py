@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import decisions as D
-from .calibration.select import Calibrations
+from .store.calibrations import Calibrations
 from .decisions import Reason, reason
 from .errors import VramplanError
 from .memory import Breakdown, estimate

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from . import decisions as D
 from . import flags
-from .calibration.select import Calibrations
+from .store.calibrations import Calibrations
 from .decisions import Reason, reason
 from .memory import Breakdown, estimate
 from .plan import TrainPlan
@@ -41,7 +41,7 @@ class Verdict:
 def detect_free_memory(count: int = 1) -> tuple[str, int] | None:
     """(GPU name, free bytes) through NVML: of GPU 0, or the least free of GPUs 0..count-1; None without pynvml,
     a GPU, or that many GPUs."""
-    from .runtime.gpu_info import detect_gpu, nvml_memory  # NVML only; no torch
+    from .gpu_info import detect_gpu, nvml_memory  # NVML only; no torch
     try:
         found = detect_gpu()
         if found["count"] < count:

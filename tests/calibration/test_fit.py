@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from vramplan.calibration.fit import (_fsdp_branches, capped, evaluate, fit_gpu, fit_params,
+from vramplan.calibrate.solve import (_fsdp_branches, capped, evaluate, fit_gpu, fit_params,
                                       fit_pressure_fragmentation, loao,
                                       multi_gpu_rank_rows, refit_all, summarize, usable, validation_rows, verdicts)
-from vramplan.calibration.records import load_all_runs, load_runs
-from vramplan.calibration.select import runtime_for
+from vramplan.calibrate.records import load_all_runs, load_runs
+from vramplan.store.calibrations import runtime_for
 from vramplan.memory.runtime import DEFAULT_RUNTIME, RuntimeParams
 from vramplan.profiles import find_gpu
 from vramplan.resources import data_dir

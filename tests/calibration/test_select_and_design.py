@@ -1,6 +1,6 @@
-from vramplan.calibration.design import SMALL, boundary, sweep
-from vramplan.calibration.records import append_run, gpu_slug, load_runs, run_key
-from vramplan.calibration.select import runtime_for
+from vramplan.calibrate.design import SMALL, boundary, sweep
+from vramplan.calibrate.records import append_run, gpu_slug, load_runs, run_key
+from vramplan.store.calibrations import runtime_for
 from vramplan.profiles import find_gpu, find_model
 from vramplan.units import GiB
 

@@ -52,7 +52,7 @@ def _plan_fields(model, gpu, count: int, variant: dict) -> dict:
 
 
 def predict(model, gpu, fields: dict) -> dict:
-    from vramplan.calibration.select import runtime_for
+    from vramplan.store.calibrations import runtime_for
     from vramplan.memory import estimate
     from vramplan.plan import TrainPlan
     kw = dict(fields)

@@ -1,7 +1,7 @@
 """The per-stream FSDP reserve against what the allocation traces in calibration/traces show."""
 import pytest
 
-from vramplan.calibration.select import runtime_for
+from vramplan.store.calibrations import runtime_for
 from vramplan.memory import estimate
 from vramplan.memory.runtime import DEFAULT_RUNTIME
 from vramplan.memory.fsdp_reserve import (all_gather_reserve, appended_bytes, compute_stream_after_wrap,

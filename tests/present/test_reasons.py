@@ -1,6 +1,6 @@
 """Every decision code has its English, and the English is built from the decision's numbers."""
 from vramplan import decisions as D
-from vramplan.calibration.select import Calibrations
+from vramplan.store.calibrations import Calibrations
 from vramplan.present.reasons import TEXT, say
 from vramplan.profiles import find_gpu, find_model
 from vramplan.planner import Planner

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..calibration.design import boundary, estimated_seconds, sweep
+from ..calibrate.design import boundary, estimated_seconds, sweep
 from ..errors import VramplanError
 from ..plan import ALLOCATORS
 from ..resources import data_dir
@@ -33,7 +33,7 @@ def register(sub) -> None:
 def run(args) -> int:
     out = args.out or data_dir("calibration")
     if args.refit:
-        from ..calibration.fit import refit_all
+        from ..calibrate.solve import refit_all
         for path in refit_all(out):
             print(f"wrote {path}")
         return 0
@@ -57,8 +57,8 @@ def run(args) -> int:
               f"(plus one checkpoint build per architecture)")
         return 0
     _require_gpu()
-    from ..runtime.sweep import default_cache, run_sweep
-    from ..calibration.fit import refit_all
+    from ..calibrate.sweep import default_cache, run_sweep
+    from ..calibrate.solve import refit_all
     path = run_sweep(runs, out, default_cache(), timeout_s=args.timeout)
     print(f"records: {path}")
     for fit_path in refit_all(out):

@@ -9,7 +9,7 @@ from ..errors import VramplanError
 from ..memory import LABELS
 from ..profiles import find_model
 from ..units import GiB
-from ..calibration.select import Calibrations
+from ..store.calibrations import Calibrations
 from ..planner import Planner
 from ..verdict import resolve_gpu
 from .common import add_plan_args, given_plan_fields, print_json, vram_from_args

@@ -1,7 +1,7 @@
 """`vramplan estimate MODEL --gpu GPU [plan flags] [--json]`: the memory breakdown of one plan."""
 from __future__ import annotations
 
-from ..calibration.select import Calibrations
+from ..store.calibrations import Calibrations
 from ..memory import LABELS, Breakdown
 from ..planner import Planner
 from ..profiles import find_gpu, find_model

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..profiles import find_gpu, find_model
-from ..calibration.select import Calibrations
+from ..store.calibrations import Calibrations
 from ..planner import Planner
 from ..search import SAFETY_MARGIN
 from ..units import GiB

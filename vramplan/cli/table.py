@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import VramplanError
-from ..calibration.select import Calibrations
+from ..store.calibrations import Calibrations
 from ..planner import Planner
 from ..profiles import find_gpu, find_model, gpu_catalog, model_catalog
 from ..units import GiB

@@ -9,17 +9,18 @@ from .. import flags
 from ..errors import VramplanError
 from ..plan import ALLOC_CONF, TrainPlan
 from ..profiles import find_model
-from ..calibration.select import Calibrations
+from ..store.calibrations import Calibrations
 from ..planner import Planner
 from ..search import SAFETY_MARGIN
-from ..training.arguments import training_kwargs
-from ..training.data import load_examples
-from ..training.seqlen import choose_seq
+from ..train.arguments import training_kwargs
+from ..train.data import load_examples
+from ..train.seqlen import choose_seq
 from ..units import GiB
 from ..verdict import resolve_gpu
 from .common import add_plan_args, given_plan_fields, positive_int, vram_from_args
 from ..present import plan_line, say
 from ..present.reasons import fit_reasons
+from ..workers import WORKERS
 
 
 def register(sub) -> None:
@@ -95,7 +96,7 @@ def run(args) -> int:
     if args.dry_run:
         print(f"training arguments{' (per GPU)' if gpus > 1 else ''}:\n" + json.dumps(kwargs, indent=2))
         if gpus > 1:
-            from ..training.distributed import plan_accelerate_config
+            from ..train.distributed import plan_accelerate_config
             print(f"accelerate configuration (written to {out / 'accelerate_config.yaml'}):\n"
                   + json.dumps(plan_accelerate_config(plan.to_dict()), indent=2))
         return 0
@@ -120,13 +121,13 @@ def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
             raise VramplanError("--seq must be positive")
         return seq, f"--seq {seq} (given)"
     if args.dry_run:
-        from ..training.lengths import fast_lengths
+        from ..train.lengths import fast_lengths
         lengths = fast_lengths(Path(source), examples) if Path(source).is_dir() else None
         if lengths is None:
             raise VramplanError("--seq auto in a dry run needs a local model folder with tokenizer.json",
                                 hint="pass --seq N")
     else:
-        from ..runtime.train_run import encode, load_tokenizer
+        from ..train.run import encode, load_tokenizer
         tok = load_tokenizer(source)
         lengths = [len(encode(e, tok)["input_ids"]) for e in examples]
     choice = choose_seq(lengths, arch.max_position_embeddings)
@@ -136,7 +137,7 @@ def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
 def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
     """Real steps of each candidate until one fits; then the (emptied, with --overwrite) output folder and the
     prediction for the verified plan."""
-    from ..training.verify import verify
+    from ..train.verify import verify
     checked = verify(candidates, trial, planner.capacity_bytes)
     if checked.plan is None:
         raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
@@ -147,8 +148,8 @@ def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
 
 
 def _train(args, arch, source, examples, planner: Planner, candidates, out: Path) -> int:
-    from ..runtime.train_run import train_full, verification_trial
-    from ..runtime.measure import apply_allocator
+    from ..train.run import train_full, verification_trial
+    from ..calibrate.measure import apply_allocator
     apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
     import torch
     if not torch.cuda.is_available():
@@ -168,7 +169,7 @@ def _train(args, arch, source, examples, planner: Planner, candidates, out: Path
 
 def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) -> int:
     """Verify on every rank, write the accelerate configuration and launch spec into the output folder, launch."""
-    from ..runtime.multi_gpu import collect_ranks, rank_verification_trial, run_launch, write_launch
+    from ..train.multi_gpu import collect_ranks, rank_verification_trial, run_launch, write_launch
     gpus = candidates[0].gpus
     checked, predicted = _verify_into(args, arch, planner, candidates, out,
                                       lambda plan: rank_verification_trial(source, plan))
@@ -176,7 +177,7 @@ def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) ->
     spec_path, cmd = write_launch(out, source, args.data, plan, max_steps=args.max_steps or -1, epochs=args.epochs,
                                   save_steps=args.save_steps)
     print(f"launching {gpus} ranks: accelerate launch --config_file {out / 'accelerate_config.yaml'} "
-          f"-m vramplan.runtime.rank_train {spec_path}")
+          f"-m {WORKERS['rank_train']} {spec_path}")
     code = run_launch(cmd)
     ranks = collect_ranks(out)
     record = {"model": arch.name, "source": source, "gpu": planner.gpu.name, "gpus": gpus, "plan": plan.to_dict(),
@@ -194,7 +195,7 @@ def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) ->
     peaks = ", ".join(f"{p / GiB:.2f}" for p in record["measured_nvml_peak_bytes_per_rank"])
     print(f"measured peak per rank: {peaks} GiB (predicted {predicted.peak_bytes / GiB:.2f} GiB per GPU)")
     if args.merge:
-        from ..runtime.train_run import merge_adapter
+        from ..train.run import merge_adapter
         record["merged"] = str(merge_adapter(source, out / "adapter", out / "merged"))
         (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"done: adapter in {out / 'adapter'}, run record in {out / 'run_record.json'}")

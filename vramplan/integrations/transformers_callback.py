@@ -1,6 +1,6 @@
 """A transformers TrainerCallback that stops an over-sized QLoRA job before its first step.
 
-    from vramplan.integrations.transformers_callback import PreflightCallback
+    from .transformers_callback import PreflightCallback
     trainer = Trainer(..., callbacks=[PreflightCallback(seq=2048)])
 
 At train begin it reads the real model (4-bit/8-bit layers, LoRA ranks and targets, whether embeddings were
@@ -14,7 +14,7 @@ import logging
 from transformers import TrainerCallback
 
 from .. import flags
-from ..calibration.select import Calibrations
+from ..store.calibrations import Calibrations
 from ..plan import TrainPlan
 from ..present import said
 from ..profiles import arch_from_config, find_gpu

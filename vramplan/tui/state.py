@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import flags
-from ..calibration.select import Calibrations
+from ..store.calibrations import Calibrations
 from ..memory import Breakdown
 from ..planner import Planner
 from ..plan import ALL_LINEAR, PARALLELS, TrainPlan

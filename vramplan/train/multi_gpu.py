@@ -8,11 +8,12 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from ..calibration.records import rank_peak
+from ..calibrate.records import rank_peak
 from ..plan import TrainPlan
-from ..training.distributed import free_port, launch_command, write_accelerate_config
-from ..training.verify import Trial
+from .distributed import free_port, launch_command, write_accelerate_config
+from .verify import Trial
 from ..layout import layout_dict
+from ..workers import WORKERS
 
 
 def trial_from_ranks(records: list[dict], gpus: int, error: str = "") -> Trial:
@@ -43,7 +44,7 @@ def launch_rank_measure(spec: dict, plan: TrainPlan, work: Path, timeout_s: int)
     spec = {**spec, "output_dir": str(work / "trainer")}
     (work / "spec.json").write_text(json.dumps(spec))
     cfg = write_accelerate_config(work / "accelerate.yaml", plan.to_dict())
-    cmd = launch_command(cfg, plan.gpus, "vramplan.runtime.rank_measure", [str(work / "spec.json"), str(work / "out")],
+    cmd = launch_command(cfg, plan.gpus, WORKERS["rank_measure"], [str(work / "spec.json"), str(work / "out")],
                          port=free_port())
     try:
         proc = subprocess.run(cmd, timeout=timeout_s, capture_output=True, text=True)
@@ -73,7 +74,7 @@ def write_launch(out: Path, source: str, data: str, plan: TrainPlan, *, max_step
     spec = {"source": source, "data": str(Path(data).resolve()), "plan": layout_dict(plan), "max_steps": max_steps,
             "epochs": epochs, "save_steps": save_steps}
     spec_path = out / "launch.json"
-    cmd = launch_command(cfg, plan.gpus, "vramplan.runtime.rank_train", [str(spec_path)], port=free_port())
+    cmd = launch_command(cfg, plan.gpus, WORKERS["rank_train"], [str(spec_path)], port=free_port())
     spec_path.write_text(json.dumps({**spec, "command": cmd}, indent=2) + "\n")
     return spec_path, cmd
 

@@ -308,7 +308,7 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
                      "note": "allocator-capped runs of every calibrated GPU; pressure_fragmentation is fitted on "
                              "these same runs, so the verdict count is in-sample"},
         **({"multi_gpu": multi_gpu_summary(multi_rows, multi_held)} if multi_rows else {}),
-        "derived_by": "vramplan calibrate --refit (vramplan/calibration/fit.py) from calibration/runs",
+        "derived_by": "vramplan calibrate --refit (vramplan/calibrate/solve.py) from calibration/runs",
     }
 
 

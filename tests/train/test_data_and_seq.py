@@ -3,10 +3,10 @@ import json
 import pytest
 
 from vramplan.errors import VramplanError
-from vramplan.training.arguments import training_kwargs
-from vramplan.training.data import load_examples
-from vramplan.training.seqlen import choose_seq
-from vramplan.training.verify import Trial, verify
+from vramplan.train.arguments import training_kwargs
+from vramplan.train.data import load_examples
+from vramplan.train.seqlen import choose_seq
+from vramplan.train.verify import Trial, verify
 from vramplan.plan import TrainPlan
 from vramplan.units import GiB
 

@@ -1,6 +1,6 @@
 """The full training of `vramplan train --gpus N` on one rank, under `accelerate launch`:
 
-    accelerate launch --config_file OUT/accelerate_config.yaml -m vramplan.runtime.rank_train OUT/launch.json
+    accelerate launch --config_file OUT/accelerate_config.yaml -m vramplan.train.rank_train OUT/launch.json
 
 Each rank loads the model by the plan's recipe (FSDP or DDP), trains its share of every batch with the same
 Trainer as one-GPU `vramplan train`, and writes OUT/ranks/rank<r>.json with its own measured peak. Rank 0 saves
@@ -23,11 +23,11 @@ def main(argv=None) -> int:
     spec = json.loads(spec_path.read_text())
     out = spec_path.parent
     from ..plan import TrainPlan
-    from ..training.data import load_examples
-    from .gpu_info import detect_gpu
-    from .measure import NvmlPeak, apply_allocator
-    from .rank_measure import load_rank_model, rank_identity
-    from .train_run import build_trainer, load_tokenizer, result_fields
+    from .data import load_examples
+    from ..gpu_info import detect_gpu
+    from ..calibrate.measure import NvmlPeak, apply_allocator
+    from ..calibrate.rank_measure import load_rank_model, rank_identity
+    from .run import build_trainer, load_tokenizer, result_fields
 
     plan = TrainPlan.from_dict(spec["plan"])
     apply_allocator(plan.to_dict())

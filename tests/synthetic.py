@@ -60,11 +60,7 @@ def write_dataset(path: Path, n: int, min_words: int = 20, max_words: int = 400,
 def synthetic_run(model: str, work: Path, n: int, seq: int) -> tuple[Path, Path]:
     """For GPU benches: a random-weight checkpoint of a catalog profile with this module's tokenizer, and n
     records whose lengths reach up to about seq tokens. Returns (checkpoint folder, dataset file)."""
-    import subprocess
-    import sys
-    from ..resources import data_dir
-    ckpt = work / model
-    subprocess.run([sys.executable, "-m", "vramplan.runtime.build_model",
-                    str(data_dir("profiles") / "models" / f"{model}.json"), str(ckpt)], check=True)
+    from vramplan.calibrate.sweep import ensure_checkpoint
+    ckpt = ensure_checkpoint(model, work)
     save_tokenizer(ckpt)
     return ckpt, write_dataset(work / "train.jsonl", n=n, min_words=seq // 2, max_words=seq - 16)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..memory.runtime import DEFAULT_RUNTIME, RuntimeParams
 from ..profiles.gpus import GpuSpec
 from ..resources import data_dir
-from .records import gpu_slug
+from ..calibrate.records import gpu_slug
 
 
 @lru_cache(maxsize=None)

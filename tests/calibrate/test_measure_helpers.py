@@ -1,5 +1,5 @@
 """The record-keeping both measuring runners (one GPU and FSDP ranks) share; pure enough for the CPU."""
-from vramplan.runtime.measure import record_failure, record_steps
+from vramplan.calibrate.measure import record_failure, record_steps
 
 
 def test_steps_give_peaks_and_the_median_steady_step_time():

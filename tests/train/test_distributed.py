@@ -11,10 +11,11 @@ from vramplan.memory.runtime import DEFAULT_RUNTIME
 from vramplan.layout import resolve
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
-from vramplan.runtime.multi_gpu import rank_peak, trial_from_ranks, write_launch
-from vramplan.training.distributed import (accelerate_config, launch_command, plan_accelerate_config,
+from vramplan.train.multi_gpu import rank_peak, trial_from_ranks, write_launch
+from vramplan.train.distributed import (accelerate_config, launch_command, plan_accelerate_config,
                                            write_accelerate_config)
 from vramplan.units import GiB
+from vramplan.workers import WORKERS
 
 
 def test_fsdp_shards_the_base_and_adapter_but_not_the_activations():
@@ -84,11 +85,11 @@ def test_accelerate_config_is_fsdp_full_shard_for_sharded_qlora(tmp_path):
 
 
 def test_launch_command_runs_accelerate_with_one_process_per_gpu(tmp_path):
-    cmd = launch_command(tmp_path / "a.yaml", 2, "vramplan.runtime.rank_measure", ["spec.json", "out"], port=1234)
+    cmd = launch_command(tmp_path / "a.yaml", 2, WORKERS["rank_measure"], ["spec.json", "out"], port=1234)
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[cmd.index("--config_file") + 1].endswith("a.yaml")
     assert cmd[cmd.index("--main_process_port") + 1] == "1234"
-    assert cmd[-4:] == ["-m", "vramplan.runtime.rank_measure", "spec.json", "out"]
+    assert cmd[-4:] == ["-m", WORKERS["rank_measure"], "spec.json", "out"]
 
 
 def test_train_writes_its_configuration_and_launch_spec_into_the_output(tmp_path):
@@ -102,7 +103,7 @@ def test_train_writes_its_configuration_and_launch_spec_into_the_output(tmp_path
     assert spec["plan"] == resolve(plan).to_dict() and spec["plan"]["kbit_prepare"] is False  # the layout
     assert spec["data"] == str(data.resolve()) and spec["command"] == cmd
     assert yaml.safe_load((tmp_path / "run" / "accelerate_config.yaml").read_text())["distributed_type"] == "FSDP"
-    assert cmd[-2:] == ["vramplan.runtime.rank_train", str(spec_path)]
+    assert cmd[-2:] == [WORKERS["rank_train"], str(spec_path)]
 
 
 def test_the_worst_rank_decides_verification():
@@ -117,7 +118,7 @@ def test_the_worst_rank_decides_verification():
 
 
 def test_sharded_runs_checkpoint_reentrantly_and_ddp_skips_the_unused_parameter_search():
-    from vramplan.training.arguments import training_kwargs
+    from vramplan.train.arguments import training_kwargs
     assert training_kwargs(TrainPlan(gpus=2).to_dict(), "o")["gradient_checkpointing_kwargs"] == {"use_reentrant": True}
     assert training_kwargs(TrainPlan().to_dict(), "o")["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
     ddp = training_kwargs(TrainPlan(gpus=2, parallel="ddp").to_dict(), "o")

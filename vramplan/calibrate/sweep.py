@@ -9,12 +9,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..calibration.design import SweepRun
-from ..calibration.records import append_run, load_runs, run_key, runs_path
+from .design import SweepRun
+from .records import append_run, load_runs, run_key, runs_path
 from ..resources import data_dir
-from .gpu_info import detect_gpu, software_versions
+from ..gpu_info import detect_gpu, software_versions
 from ..layout import layout_dict
 from ..units import GiB
+from ..workers import worker_command
 
 STEPS = 3  # step 1 creates the optimizer state; 2 and 3 are steady state
 
@@ -23,12 +24,12 @@ def _profile_path(model: str) -> Path:
     return data_dir("profiles") / "models" / f"{model}.json"
 
 
-def ensure_checkpoint(model: str, cache: Path, log) -> Path:
+def ensure_checkpoint(model: str, cache: Path, log=lambda message: None) -> Path:
+    """cache/MODEL: a random-weight checkpoint of a catalog profile, built once (the build_model worker)."""
     out = cache / model
     if not (out / "config.json").exists():
         log(f"building random-weight checkpoint of {model} in {out}")
-        subprocess.run([sys.executable, "-m", "vramplan.runtime.build_model", str(_profile_path(model)), str(out)],
-                       check=True)
+        subprocess.run(worker_command("build_model", str(_profile_path(model)), str(out)), check=True)
     return out
 
 
@@ -43,7 +44,7 @@ def run_one(run: SweepRun, checkpoint: Path, key: str, timeout_s: int, trace_pat
         spec_path.write_text(json.dumps(spec))
         t0 = time.time()
         try:
-            proc = subprocess.run([sys.executable, "-m", "vramplan.runtime.measure", str(spec_path), str(out_path)],
+            proc = subprocess.run(worker_command("measure", str(spec_path), str(out_path)),
                                   timeout=timeout_s, capture_output=True, text=True)
             if out_path.exists():
                 record = json.loads(out_path.read_text())

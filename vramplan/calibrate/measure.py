@@ -1,4 +1,4 @@
-"""One measured QLoRA run, in its own process: `python -m vramplan.runtime.measure SPEC.json OUT.json`.
+"""One measured QLoRA run, in its own process: `python -m vramplan.calibrate.measure SPEC.json OUT.json`.
 
 The standard recipe, as users run it: from_pretrained with BitsAndBytesConfig, prepare_model_for_kbit_training,
 peft LoRA, transformers Trainer with the chosen optimizer. The model is a random-weight checkpoint built from a
@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 
-from .gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
+from ..gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
 
 SCHEMA = 1
 
@@ -78,7 +78,7 @@ def torch_mem() -> dict:
 def training_arguments(plan: dict, output_dir: str, max_steps: int, use_cpu: bool = False):
     """Plan -> TrainingArguments, the mapping `vramplan train` uses too."""
     from transformers import TrainingArguments
-    from ..training.arguments import training_kwargs
+    from ..train.arguments import training_kwargs
     return TrainingArguments(**training_kwargs(plan, output_dir, max_steps=max_steps, use_cpu=use_cpu))
 
 

@@ -10,8 +10,8 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from vramplan.plan import TrainPlan  # noqa: E402
-from vramplan.runtime.train_run import IGNORE, encode, load_tokenizer, train_full  # noqa: E402
-from vramplan.training.data import load_examples  # noqa: E402
+from vramplan.train.run import IGNORE, encode, load_tokenizer, train_full  # noqa: E402
+from vramplan.train.data import load_examples  # noqa: E402
 
 ROWS = [{"instruction": "w1 w2 w3", "output": "w4 w5"},
         {"messages": [{"role": "user", "content": "w6 w7 w8 w9"}, {"role": "assistant", "content": "w10"}]},
@@ -21,7 +21,7 @@ ROWS = [{"instruction": "w1 w2 w3", "output": "w4 w5"},
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from transformers import AutoConfig, AutoModelForCausalLM
-    from vramplan.training.synthetic import save_tokenizer
+    from tests.synthetic import save_tokenizer
     folder = tmp_path_factory.mktemp("tiny-model")
     save_tokenizer(folder, vocab_words=200)
     config = AutoConfig.for_model("llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -76,7 +76,7 @@ def test_existing_output_is_never_overwritten(model_dir, tmp_path):
 
 
 def test_synthetic_dataset_is_valid_training_data(tmp_path):
-    from vramplan.training.synthetic import write_dataset
+    from tests.synthetic import write_dataset
     examples = load_examples(write_dataset(tmp_path / "d.jsonl", n=30, min_words=5, max_words=50))
     assert len(examples) == 30 and {e.kind for e in examples} == {"alpaca", "messages", "text"}
 

@@ -12,7 +12,7 @@ from vramplan.memory.adapter import trainable_params  # noqa: E402
 from vramplan.memory.weights import base_components  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.profiles import arch_from_config  # noqa: E402
-from vramplan.runtime import measure  # noqa: E402
+from vramplan.calibrate import measure  # noqa: E402
 
 TINY = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "tie_word_embeddings": False}
@@ -85,7 +85,7 @@ def test_record_schema_of_a_failed_run_without_gpu(monkeypatch):
 
 @pytest.mark.gpu
 def test_measured_tiny_run_on_gpu_matches_the_allocator_prediction(checkpoint, tmp_path):
-    from vramplan.calibration.select import Calibrations
+    from vramplan.store.calibrations import Calibrations
     from vramplan.planner import Planner
     from vramplan.profiles import find_gpu
     plan = TrainPlan(seq=256, batch=2)

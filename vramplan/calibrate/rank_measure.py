@@ -1,6 +1,6 @@
 """One measured multi-GPU QLoRA run, one process per GPU under `accelerate launch`:
 
-    accelerate launch --config_file accelerate.yaml -m vramplan.runtime.rank_measure SPEC.json OUT_DIR
+    accelerate launch --config_file accelerate.yaml -m vramplan.calibrate.rank_measure SPEC.json OUT_DIR
 
 Every rank writes OUT_DIR/rank<r>.json: its own NVML and torch peaks per step, so per-rank memory is measured,
 not inferred from rank 0. `vramplan train --gpus` verifies its plan with this, on every rank. The recipes are
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     plan = spec["plan"]
     from .measure import (NvmlPeak, apply_allocator, make_trainer, phase_recorder, record_failure, record_steps,
                           start_trace, torch_mem, write_trace)
-    from .gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
+    from ..gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
     apply_allocator(plan)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     rank, local, world = rank_identity()

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 from ..plan import TrainPlan
-from ..training.arguments import training_kwargs
-from ..training.data import Example
-from ..training.verify import Trial
+from .arguments import training_kwargs
+from .data import Example
+from .verify import Trial
 from ..layout import layout_dict
+from ..workers import worker_command
 
 IGNORE = -100
 
@@ -83,7 +84,7 @@ def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout
         spec["output_dir"] = str(Path(tmp) / "trainer")
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
         try:
-            subprocess.run([sys.executable, "-m", "vramplan.runtime.measure", f"{tmp}/spec.json", f"{tmp}/out.json"],
+            subprocess.run(worker_command("measure", f"{tmp}/spec.json", f"{tmp}/out.json"),
                            timeout=timeout_s, capture_output=True, text=True)
         except subprocess.TimeoutExpired:
             return Trial("error", error=f"no result within {timeout_s} s")
@@ -117,7 +118,7 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
                say=print) -> dict:
     """Train with the transformers Trainer; save adapter, tokenizer and a run record in output_dir."""
     import torch
-    from .measure import NvmlPeak, load_for_training
+    from ..calibrate.measure import NvmlPeak, load_for_training
 
     tok = load_tokenizer(model_path)
     model = None

@@ -1,4 +1,4 @@
-"""Save a random-weight checkpoint of a profile, once: `python -m vramplan.runtime.build_model NAME DIR`.
+"""Save a random-weight checkpoint of a profile, once: `python -m vramplan.calibrate.build_model NAME DIR`.
 
 Memory does not depend on weight values, so calibration needs no download. Built on the GPU (fast init) in
 its own process, so the measured runs start from a clean device.
