@@ -15,11 +15,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibrate.solve import (capped, evaluate, fit_gpu, loao, multi_gpu_loao,  # noqa: E402
+from vramplan.calibrate.solve import (capped, evaluate, solve_gpu, loao, multi_gpu_loao,  # noqa: E402
                                       multi_gpu_rank_rows, summarize, validation_rows, verdicts)
 from vramplan.calibrate.records import load_all_runs, load_runs  # noqa: E402
-from vramplan.store.calibrations import runtime_for  # noqa: E402
-from vramplan.memory.runtime import RuntimeParams  # noqa: E402
+from vramplan.store.calibrations import calibration_for  # noqa: E402
+from vramplan.memory.calibration import Calibration  # noqa: E402
 from vramplan.profiles import find_gpu  # noqa: E402
 from vramplan.units import GiB
 
@@ -32,8 +32,8 @@ def compute():
     out = []
     for slug, records in runs.items():
         gpu = find_gpu(records[0]["gpu"]["name"])
-        fit = fit_gpu(records, all_capped)
-        params = RuntimeParams(**fit["params"])
+        fit = solve_gpu(records, all_capped)
+        params = Calibration(**fit["params"])
         rows, held = evaluate(records, gpu, params), loao(records, gpu)
         alloc = [100 * (r["predicted_allocated"] - r["measured_allocated"]) / r["measured_allocated"] for r in rows]
         checks = verdicts([r for r in records if capped(r)], params)
@@ -72,7 +72,7 @@ def multi_gpu_summary() -> str:
     for path in sorted((ROOT / "calibration" / "multi_gpu").glob("*.jsonl")):
         records = load_runs(path)
         gpu = find_gpu(records[0]["ranks"][0]["gpu"]["name"])
-        params = runtime_for(gpu)
+        params = calibration_for(gpu)
         all_rows, all_held = multi_gpu_rank_rows(records, gpu, params), multi_gpu_loao(records, gpu, params)
         lines += ["| layout | runs | ranks | architectures | MAE | range | LOAO MAE | LOAO range | allocated |",
                   "|---|---|---|---|---|---|---|---|---|"]

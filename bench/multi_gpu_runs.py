@@ -98,11 +98,11 @@ def predict(set_name: str, gpu_name: str, out: Path) -> None:
     import json
     import subprocess
 
-    from vramplan.store.calibrations import runtime_for
+    from vramplan.store.calibrations import calibration_for
     from vramplan.memory import estimate
     from vramplan.profiles import find_gpu, find_model
     gpu = find_gpu(gpu_name)
-    params = runtime_for(gpu)
+    params = calibration_for(gpu)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rows = []
     for model, why, plan, cap in SETS[set_name]:

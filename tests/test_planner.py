@@ -3,7 +3,7 @@ import pytest
 
 from vramplan.store.calibrations import Calibrations
 from vramplan.memory import estimate
-from vramplan.memory.runtime import DEFAULT_RUNTIME
+from vramplan.memory.calibration import DEFAULT_CALIBRATION
 from vramplan.plan import TrainPlan
 from vramplan.planner import Planner
 from vramplan.profiles import find_gpu, find_model
@@ -20,10 +20,10 @@ def test_estimate_needs_calibration_parameters():
 def test_the_planner_uses_the_calibration_it_is_handed():
     gpu = find_gpu("T4")
     shipped, defaults = Planner(gpu, Calibrations.shipped()), Planner(gpu, Calibrations.defaults())
-    assert defaults.runtime is DEFAULT_RUNTIME and shipped.runtime is not DEFAULT_RUNTIME
+    assert defaults.calibration is DEFAULT_CALIBRATION and shipped.calibration is not DEFAULT_CALIBRATION
     plan = TrainPlan(dtype="fp16")
-    assert shipped.estimate(MODEL, plan).runtime["source"] != defaults.estimate(MODEL, plan).runtime["source"]
-    assert shipped.estimate(MODEL, plan) == estimate(MODEL, gpu, plan, shipped.runtime)
+    assert shipped.estimate(MODEL, plan).calibration["source"] != defaults.estimate(MODEL, plan).calibration["source"]
+    assert shipped.estimate(MODEL, plan) == estimate(MODEL, gpu, plan, shipped.calibration)
     rec = shipped.fit(MODEL).recommended
     assert rec.breakdown == shipped.estimate(MODEL, rec.plan)  # fit and estimate agree: one calibration
     assert shipped.judge(MODEL, rec.plan).required_bytes == rec.breakdown.required_bytes

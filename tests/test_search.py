@@ -2,7 +2,7 @@
 import pytest
 
 from vramplan import decisions as D
-from vramplan.store.calibrations import runtime_for
+from vramplan.store.calibrations import calibration_for
 from vramplan.memory import estimate
 from vramplan.profiles import find_gpu, find_model
 from vramplan.store.calibrations import Calibrations
@@ -26,7 +26,7 @@ def test_checkpointing_reason_matches_what_fits():
     p = r.recommended.plan
     codes = [x.code for x in r.reasons]
     no_ckpt_mb1 = estimate(model, gpu, p.with_(batch=1, grad_accum=16, gradient_checkpointing=False),
-                           runtime_for(gpu))
+                           calibration_for(gpu))
     fits_without = no_ckpt_mb1.required_bytes <= r.limit_bytes
     if p.gradient_checkpointing:
         assert (D.CHECKPOINTING_FOR_BATCH in codes) == fits_without

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .store.calibrations import Calibrations
 from .memory import Breakdown, estimate
-from .memory.runtime import RuntimeParams
+from .memory.calibration import Calibration
 from .plan import TrainPlan
 from .profiles import GpuSpec, ModelArch
 from .search import FitResult, fit, longest_seq
@@ -21,11 +21,11 @@ class Planner:
     def __init__(self, gpu: GpuSpec, calibrations: Calibrations, vram_bytes: int | None = None):
         """vram_bytes: plan for this much memory per GPU instead of what the card offers one process."""
         self.gpu, self.calibrations, self.vram_bytes = gpu, calibrations, vram_bytes
-        self.runtime: RuntimeParams = calibrations.params(gpu)
-        self.capacity_bytes = vram_bytes or self.runtime.usable_bytes(gpu.memory_bytes)
+        self.calibration: Calibration = calibrations.params(gpu)
+        self.capacity_bytes = vram_bytes or self.calibration.usable_bytes(gpu.memory_bytes)
 
     def estimate(self, model: ModelArch, plan: TrainPlan) -> Breakdown:
-        return estimate(model, self.gpu, plan, self.runtime, self.vram_bytes)
+        return estimate(model, self.gpu, plan, self.calibration, self.vram_bytes)
 
     def fit(self, model: ModelArch, **search) -> FitResult:
         """The fastest plan that fits (search: seq, effective_batch, rank, base, optims, explain, gpus, parallel)."""

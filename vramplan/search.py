@@ -74,7 +74,7 @@ def _micro_batches(effective: int) -> list[int]:
 def candidates(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPlan, effective_batch: int,
                capacity: int, ranks: tuple[int, ...], optims: tuple[str, ...]) -> list[Candidate]:
     """Every plan of base's layout (GPUs, parallelism, offload); the effective batch is split over the GPUs."""
-    runtime = cal.params(gpu)
+    calibration = cal.params(gpu)
     limit = margin_limit(capacity)
     per_gpu = effective_batch // base.gpus
     if base.offload:
@@ -86,7 +86,7 @@ def candidates(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPla
                 for mb in _micro_batches(per_gpu):
                     plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
                                       grad_accum=per_gpu // mb)
-                    b = estimate(model, gpu, plan, runtime, vram_bytes=capacity)
+                    b = estimate(model, gpu, plan, calibration, vram_bytes=capacity)
                     out.append(Candidate(plan, b, tokens_per_second(model, gpu, plan), limit))
     return out
 
@@ -214,12 +214,12 @@ def longest_seq(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPl
                 limit_seq: int = 131072) -> int:
     """Longest sequence (multiple of 128) that fits at micro-batch 1 with checkpointing, with the margin,
     keeping the effective batch (accumulation keeps gradients between micro-batches)."""
-    runtime = cal.params(gpu)
+    calibration = cal.params(gpu)
     limit = margin_limit(capacity)
     plan = _leanest(base)
 
     def ok(seq: int) -> bool:
-        return estimate(model, gpu, plan.with_(seq=seq), runtime, vram_bytes=capacity).required_bytes <= limit
+        return estimate(model, gpu, plan.with_(seq=seq), calibration, vram_bytes=capacity).required_bytes <= limit
 
     if not ok(128):
         return 0
@@ -267,6 +267,6 @@ def _why_not(cal, model, gpu, base, effective_batch, capacity, cands) -> tuple[l
 def _fits_at_all(cal, model, gpu, base, capacity) -> bool:
     if base.targets != ALL_LINEAR and not set(base.targets) <= set(model.linear_names):
         base = base.with_(targets=ALL_LINEAR)  # another architecture: its module names differ, train them all
-    runtime = cal.params(gpu)
-    cap = capacity or runtime.usable_bytes(gpu.memory_bytes)
-    return estimate(model, gpu, _leanest(base), runtime, vram_bytes=cap).required_bytes <= margin_limit(cap)
+    calibration = cal.params(gpu)
+    cap = capacity or calibration.usable_bytes(gpu.memory_bytes)
+    return estimate(model, gpu, _leanest(base), calibration, vram_bytes=cap).required_bytes <= margin_limit(cap)

@@ -7,7 +7,7 @@ import yaml
 
 from vramplan.errors import VramplanError
 from vramplan.memory import estimate
-from vramplan.memory.runtime import DEFAULT_RUNTIME
+from vramplan.memory.calibration import DEFAULT_CALIBRATION
 from vramplan.layout import resolve
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
@@ -20,9 +20,9 @@ from vramplan.workers import WORKERS
 
 def test_fsdp_shards_the_base_and_adapter_but_not_the_activations():
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
-    one = estimate(model, gpu, TrainPlan(seq=4096, kbit_prepare=False), DEFAULT_RUNTIME)
-    two = estimate(model, gpu, TrainPlan(seq=4096, gpus=2), DEFAULT_RUNTIME)
-    four = estimate(model, gpu, TrainPlan(seq=4096, gpus=4), DEFAULT_RUNTIME)
+    one = estimate(model, gpu, TrainPlan(seq=4096, kbit_prepare=False), DEFAULT_CALIBRATION)
+    two = estimate(model, gpu, TrainPlan(seq=4096, gpus=2), DEFAULT_CALIBRATION)
+    four = estimate(model, gpu, TrainPlan(seq=4096, gpus=4), DEFAULT_CALIBRATION)
     bwd1, bwd2, bwd4 = one.phases["backward"], two.phases["backward"], four.phases["backward"]
     assert bwd2["weights_4bit"] == -(-bwd1["weights_4bit"] // 2) and bwd4["lora_adapter"] < bwd2["lora_adapter"]
     assert bwd2["logits_loss"] == bwd1["logits_loss"]  # micro-batch per GPU: activations stay per rank
@@ -33,8 +33,8 @@ def test_fsdp_shards_the_base_and_adapter_but_not_the_activations():
 
 def test_ddp_keeps_a_whole_copy_plus_gradient_buckets():
     model, gpu = find_model("mistral-7b-v0.3"), find_gpu("H200")
-    one = estimate(model, gpu, TrainPlan(seq=2048), DEFAULT_RUNTIME)
-    ddp = estimate(model, gpu, TrainPlan(seq=2048, gpus=2, parallel="ddp"), DEFAULT_RUNTIME)
+    one = estimate(model, gpu, TrainPlan(seq=2048), DEFAULT_CALIBRATION)
+    ddp = estimate(model, gpu, TrainPlan(seq=2048, gpus=2, parallel="ddp"), DEFAULT_CALIBRATION)
     assert ddp.plan["kbit_prepare"] is True  # the one-GPU recipe on every GPU
     assert ddp.components["ddp_gradient_buckets"] == one.components["lora_adapter"]
     assert ddp.peak_allocated_bytes == one.peak_allocated_bytes + one.components["lora_adapter"]
@@ -42,8 +42,8 @@ def test_ddp_keeps_a_whole_copy_plus_gradient_buckets():
 
 def test_cpu_offload_moves_the_shards_off_the_gpu():
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
-    sharded = estimate(model, gpu, TrainPlan(seq=4096, gpus=2, optim="adamw_torch"), DEFAULT_RUNTIME)
-    offload = estimate(model, gpu, TrainPlan(seq=4096, gpus=2, optim="adamw_torch", offload=True), DEFAULT_RUNTIME)
+    sharded = estimate(model, gpu, TrainPlan(seq=4096, gpus=2, optim="adamw_torch"), DEFAULT_CALIBRATION)
+    offload = estimate(model, gpu, TrainPlan(seq=4096, gpus=2, optim="adamw_torch", offload=True), DEFAULT_CALIBRATION)
     assert "weights_4bit" not in offload.components and "optimizer_states" not in offload.components
     assert offload.peak_allocated_bytes < sharded.peak_allocated_bytes
     with pytest.raises(VramplanError, match="adamw_torch"):
@@ -56,8 +56,8 @@ def test_the_measured_24gib_proof_is_what_the_planner_says():
     # calibration/multi_gpu: llama-3.1-8b at 8192 tokens ran out of memory on one H200 capped at 24 GiB, trained on two
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
     cap = 24 * GiB
-    assert not estimate(model, gpu, TrainPlan(seq=8192), DEFAULT_RUNTIME, vram_bytes=cap).fits
-    assert estimate(model, gpu, TrainPlan(seq=8192, gpus=2), DEFAULT_RUNTIME, vram_bytes=cap).fits
+    assert not estimate(model, gpu, TrainPlan(seq=8192), DEFAULT_CALIBRATION, vram_bytes=cap).fits
+    assert estimate(model, gpu, TrainPlan(seq=8192, gpus=2), DEFAULT_CALIBRATION, vram_bytes=cap).fits
 
 
 def test_multi_gpu_plans_use_the_sharded_recipe_and_refuse_int8():

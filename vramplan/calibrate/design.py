@@ -107,11 +107,11 @@ def boundary(gpu_name: str = "H100-80GB") -> list[SweepRun]:
     Emulates smaller cards with torch.cuda.set_per_process_memory_fraction: the verdict under test is
     `fits` with capacity = cap + the context and managed memory that live outside the allocator.
     """
-    from ..store.calibrations import runtime_for
+    from ..store.calibrations import calibration_for
     from ..memory import estimate
     from ..profiles import find_gpu, find_model
     gpu = find_gpu(gpu_name)
-    runtime = runtime_for(gpu)
+    calibration = calibration_for(gpu)
     runs = []
     for cap_gib in BOUNDARY_CAPS_GIB:
         model = find_model(BOUNDARY_MODELS[cap_gib])
@@ -119,8 +119,8 @@ def boundary(gpu_name: str = "H100-80GB") -> list[SweepRun]:
         for ratio in BOUNDARY_RATIOS:
             best = None
             for seq in range(256, 32768 + 1, 256):
-                b = estimate(model, gpu, BASE.with_(seq=seq), runtime)
-                need = (b.required_bytes - runtime.context_bytes - b.managed_bytes) / cap
+                b = estimate(model, gpu, BASE.with_(seq=seq), calibration)
+                need = (b.required_bytes - calibration.context_bytes - b.managed_bytes) / cap
                 if best is None or abs(need - ratio) < abs(best[1] - ratio):
                     best = (seq, need)
             runs.append(SweepRun(model.name, f"boundary {cap_gib}GiB at {best[1]:.0%}", BASE.with_(seq=best[0]),

@@ -16,7 +16,7 @@ from ..memory import estimate
 from ..memory.estimate import logits_resplit_bytes
 from ..memory.logits import fp32_block
 from ..memory.fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
-from ..memory.runtime import DEFAULT_RUNTIME, FITTED_FIELDS, RuntimeParams
+from ..memory.calibration import DEFAULT_CALIBRATION, CALIBRATED_FIELDS, Calibration
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..profiles.gpus import GpuSpec
@@ -58,8 +58,8 @@ def allocator_of(record: dict) -> str:
     return record["plan"].get("allocator", "default")
 
 
-def fit_params(records: list[dict], gpu: GpuSpec, base: RuntimeParams = DEFAULT_RUNTIME,
-               borrowed_expandable: list[dict] = ()) -> RuntimeParams:
+def solve_params(records: list[dict], gpu: GpuSpec, base: Calibration = DEFAULT_CALIBRATION,
+               borrowed_expandable: list[dict] = ()) -> Calibration:
     """Everything from the default-allocator runs (the standard recipe); the expandable-segments slack from
     the runs made with it: this GPU's, else `borrowed_expandable` (another GPU's: the slack is the allocator's
     behaviour, not the card's), else the default allocator's, the conservative choice."""
@@ -93,7 +93,7 @@ def measured_peak(record: dict) -> int:
     return max(record["nvml"]["peak"], record["nvml"].get("after_train", 0)) - record["nvml"].get("before_init", 0)
 
 
-def evaluate(records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[dict]:
+def evaluate(records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
     out = []
     for r in records:
         if not usable(r):
@@ -122,7 +122,7 @@ def loao(records: list[dict], gpu: GpuSpec, borrowed_expandable: list[dict] = ()
     archs = sorted({r["model"] for r in records if usable(r)})
     rows = []
     for arch in archs:
-        params = fit_params([r for r in records if r["model"] != arch], gpu,
+        params = solve_params([r for r in records if r["model"] != arch], gpu,
                             borrowed_expandable=[r for r in borrowed_expandable if r["model"] != arch])
         rows += evaluate([r for r in records if r["model"] == arch], gpu, params)
     return rows
@@ -132,7 +132,7 @@ def capped(record: dict) -> bool:
     return bool(record.get("cap_bytes")) and record.get("status") in ("ok", "oom")
 
 
-def fit_pressure_fragmentation(capped_records: list[dict], params: RuntimeParams) -> float | None:
+def solve_pressure_fragmentation(capped_records: list[dict], params: Calibration) -> float | None:
     """Fragmentation under an allocator cap: between the largest allocated/cap ratio that trained and the
     smallest that ran out of memory, with the allocated peaks these params predict (the ones just fitted). The
     midpoint of that interval; None without both outcomes."""
@@ -147,7 +147,7 @@ def fit_pressure_fragmentation(capped_records: list[dict], params: RuntimeParams
     return round((low + high) / 2, 4) if high < low else round(low, 4)
 
 
-def verdicts(capped_records: list[dict], params: RuntimeParams) -> list[dict]:
+def verdicts(capped_records: list[dict], params: Calibration) -> list[dict]:
     """The fits verdict for each capped run: capacity = cap + what lives outside the allocator."""
     out = []
     for r in capped_records:
@@ -183,7 +183,7 @@ def multi_gpu_kind(record: dict) -> str:
     return f"{plan.parallel}{'-offload' if plan.offload else ''}-{plan.allocator}"
 
 
-def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[dict]:
+def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
     """Predicted against measured peak of every rank of every completed, uncapped multi-GPU run."""
     out = []
     for r in _usable_multi(multi_records):
@@ -231,7 +231,7 @@ def _without_event(point: tuple, fitted: tuple) -> tuple:
     return point
 
 
-def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> RuntimeParams:
+def solve_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> Calibration:
     """Per-rank NCCL memory (NVML minus reserve, context and paged states) of every multi-GPU run; with FSDP,
     the compute stream's reserve (measured reserve minus the modelled all-gather pool): the wrap branch's excess
     over the wrap + loss model, and the training branch's slack over the compute stream's allocated peak
@@ -272,7 +272,7 @@ def fit_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams
                    fsdp_expandable_slack_bytes=int(e0 * GiB), fsdp_expandable_slack_per_mlp_byte=round(em, 4))
 
 
-def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_records: list[dict] = (),
+def solve_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_records: list[dict] = (),
             other_gpus_runs: list[dict] = (), other_multi_records: list[dict] = ()) -> dict:
     """One GPU's fit. other_gpus_runs / other_multi_records: the other GPUs' runs, which stand in where this GPU
     has no expandable-segments runs or no multi-GPU runs (said in `expandable_slack_from`, `multi_gpu_from`):
@@ -281,13 +281,13 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
     gpu = find_gpu(name)
     own = any(usable(r) and allocator_of(r) == "expandable" for r in records)
     borrowed = [] if own else [r for r in other_gpus_runs if usable(r) and allocator_of(r) == "expandable"]
-    params = fit_params(records, gpu, borrowed_expandable=borrowed)
+    params = solve_params(records, gpu, borrowed_expandable=borrowed)
     capped_runs = all_capped if all_capped is not None else [r for r in records if capped(r)]
-    frag = fit_pressure_fragmentation(capped_runs, params)
+    frag = solve_pressure_fragmentation(capped_runs, params)
     if frag is not None:
         params = replace(params, pressure_fragmentation=frag)
     multi_source = list(multi_records) or list(other_multi_records)
-    params = fit_multi_gpu(multi_source, gpu, params)
+    params = solve_multi_gpu(multi_source, gpu, params)
     in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu, borrowed))
     checks = verdicts(capped_runs, params)
     multi_rows = multi_gpu_rank_rows(list(multi_records), gpu, params)
@@ -300,7 +300,7 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
         "architectures": sorted({r["model"] for r in records if usable(r)}),
         "expandable_slack_from": (name if own else sorted({r["gpu"]["name"] for r in borrowed}) or None),
         "multi_gpu_from": sorted({k["gpu"]["name"] for r in _usable_multi(multi_source) for k in r["ranks"]}) or None,
-        "params": {k: getattr(params, k) for k in FITTED_FIELDS},
+        "params": {k: getattr(params, k) for k in CALIBRATED_FIELDS},
         "error": {"mae_pct": in_sample.get("mae_pct"), "worst_under_pct": in_sample.get("worst_under_pct"),
                   "loao_mae_pct": held_out.get("mae_pct"), "loao_worst_under_pct": held_out.get("worst_under_pct"),
                   "loao_worst_over_pct": held_out.get("worst_over_pct")},
@@ -312,13 +312,13 @@ def fit_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_rec
     }
 
 
-def multi_gpu_loao(multi_records: list[dict], gpu: GpuSpec, params: RuntimeParams) -> list[dict]:
+def multi_gpu_loao(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
     """Refit the multi-GPU parameters without each architecture's multi-GPU runs and predict them (the one-GPU
     parameters in `params` stay as fitted)."""
     usable_runs = _usable_multi(multi_records)
     rows = []
     for arch in sorted({r["model"] for r in usable_runs}):
-        held_out = fit_multi_gpu([r for r in usable_runs if r["model"] != arch], gpu, params)
+        held_out = solve_multi_gpu([r for r in usable_runs if r["model"] != arch], gpu, params)
         rows += multi_gpu_rank_rows([r for r in usable_runs if r["model"] == arch], gpu, held_out)
     return rows
 
@@ -343,7 +343,7 @@ def multi_gpu_summary(rows: list[dict], held_out: list[dict] = ()) -> dict:
                     "fragmentation event are compared with peak_upper_bytes in worst_vs_bound_pct"}
 
 
-def refit_all(calib_dir: Path) -> list[Path]:
+def solve_all(calib_dir: Path) -> list[Path]:
     written = []
     runs = load_all_runs(calib_dir)
     all_capped = [r for records in runs.values() for r in records if capped(r)]
@@ -352,7 +352,7 @@ def refit_all(calib_dir: Path) -> list[Path]:
             continue
         others = [r for other, recs in runs.items() if other != slug for r in recs]
         other_multi = [r for other in runs if other != slug for r in load_runs(calib_dir / "multi_gpu" / f"{other}.jsonl")]
-        fit = fit_gpu(records, all_capped, load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl"), others, other_multi)
+        fit = solve_gpu(records, all_capped, load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl"), others, other_multi)
         path = calib_dir / "fits" / f"{gpu_slug(fit['gpu_name'])}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(fit, indent=2) + "\n")

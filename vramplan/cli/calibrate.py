@@ -33,8 +33,8 @@ def register(sub) -> None:
 def run(args) -> int:
     out = args.out or data_dir("calibration")
     if args.refit:
-        from ..calibrate.solve import refit_all
-        for path in refit_all(out):
+        from ..calibrate.solve import solve_all
+        for path in solve_all(out):
             print(f"wrote {path}")
         return 0
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
@@ -58,10 +58,10 @@ def run(args) -> int:
         return 0
     _require_gpu()
     from ..calibrate.sweep import default_cache, run_sweep
-    from ..calibrate.solve import refit_all
+    from ..calibrate.solve import solve_all
     path = run_sweep(runs, out, default_cache(), timeout_s=args.timeout)
     print(f"records: {path}")
-    for fit_path in refit_all(out):
+    for fit_path in solve_all(out):
         print(f"wrote {fit_path}")
     return 0
 

@@ -86,5 +86,5 @@ def render(b: Breakdown, model, gpu, saving: dict | None) -> list[str]:
         lines.append(f"upper bound: {(b.peak_bytes + b.fragmentation_event_bytes) / GiB:.2f} GiB if PyTorch's "
                      f"default allocator re-splits a logits segment (+{b.fragmentation_event_bytes / GiB:.2f} GiB; "
                      "measured in some runs, not predictable from the plan); --allocator expandable avoids it")
-    lines.append(f"calibration: {b.runtime['source']}")
+    lines.append(f"calibration: {b.calibration['source']}")
     return lines

@@ -54,7 +54,7 @@ def to_json(result) -> dict:
         "reasons": reasons_json(([result.versus_one_gpu] if result.versus_one_gpu else []) + result.reasons),
         "suggestions": result.suggestions,
         "speed_note": "tokens/s from a roofline over the GPU profile: an estimate for ranking plans",
-        "calibration": rec.breakdown.runtime["source"] if rec else None,
+        "calibration": rec.breakdown.calibration["source"] if rec else None,
     }
 
 
@@ -85,5 +85,5 @@ def render(result) -> list[str]:
             lines.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {'on' if p.gradient_checkpointing else 'off':>4s}"
                          f"  {p.optim:18s} {p.rank:>4d}  " + (f"{layout:>12s}  " if multi else "")
                          + f"{c.breakdown.required_bytes / GiB:6.2f}  {c.tokens_per_s / rec.tokens_per_s:5.2f}x")
-    lines.append(f"\ncalibration: {b.runtime['source']}")
+    lines.append(f"\ncalibration: {b.calibration['source']}")
     return lines

@@ -58,7 +58,7 @@ class Breakdown:
     """What the run needs to not OOM: the peak minus the cache the allocator frees before it gives up."""
     trainable_params: int
     assumptions: list[str] = field(default_factory=list)
-    runtime: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
     layout: dict = field(default_factory=dict)
     """The resolved layout (vramplan.layout) the estimate read; plan is what was asked for."""
     fragmentation_event_bytes: int = 0
@@ -94,5 +94,5 @@ class Breakdown:
             "required_bytes": self.required_bytes, "capacity_bytes": self.capacity_bytes, "fits": self.fits, "headroom_bytes": self.headroom_bytes,
             "components": dict(self.components), "phase_allocated_bytes": self.phase_peaks(),
             "trainable_params": self.trainable_params, "assumptions": list(self.assumptions),
-            "calibration": self.runtime,
+            "calibration": self.calibration,
         }

@@ -13,23 +13,23 @@ from .breakdown import Breakdown
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from .logits import fp32_block, loss_backward_bytes, loss_forward_bytes
 from .optimizer import OptimizerMemory, optimizer_memory
-from .runtime import RuntimeParams
+from .calibration import Calibration
 from .weights import base_components, dequant_buffer_bytes, lm_head_cast_bytes, unquantized_bytes_per_param
 
 LIBRARY_VERSIONS = "transformers 5.x, peft >= 0.17, bitsandbytes >= 0.48, torch >= 2.6"
 
 
-def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams,
+def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, calibration: Calibration,
              vram_bytes: int | None = None) -> Breakdown:
-    """The Breakdown of one plan with these calibration parameters (memory.runtime.DEFAULT_RUNTIME: the built-in
-    ones, asked for by name; vramplan.planner.Planner hands each GPU its own)."""
+    """The Breakdown of one plan with these calibration parameters (DEFAULT_CALIBRATION: the built-in ones, asked
+    for by name; vramplan.planner.Planner hands each GPU its own)."""
     lay = resolve(plan, model, gpu)
-    parts = _parts(model, lay, runtime)
-    phases = _phases(model, lay, runtime, parts)
+    parts = _parts(model, lay, calibration)
+    phases = _phases(model, lay, calibration, parts)
     managed = shard_per_rank(model, lay, phases, parts.opt.managed) if lay.fsdp else parts.opt.managed
     for comps in phases.values():
-        comps["cuda_workspaces"] = runtime.workspace_bytes
-    return _at_peak(model, gpu, plan, lay, runtime, phases, managed, vram_bytes)
+        comps["cuda_workspaces"] = calibration.workspace_bytes
+    return _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes)
 
 
 @dataclass(frozen=True)
@@ -52,16 +52,16 @@ class _Parts:
     opt: OptimizerMemory
 
 
-def _parts(model: ModelArch, lay: Layout, runtime: RuntimeParams) -> _Parts:
+def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
     lora = adapter_bytes(model, lay)
-    opt = optimizer_memory(lora_tensor_shapes(model, lay), lay.optim, runtime.managed_min_bytes)
+    opt = optimizer_memory(lora_tensor_shapes(model, lay), lay.optim, calibration.managed_min_bytes)
     base = base_components(model, lay)
     resident = {**base, "lora_adapter": lora}
     if opt.device:
         resident["optimizer_states"] = opt.device
     if lay.ddp:  # the reducer's flat buckets: a second copy of every gradient
         resident["ddp_gradient_buckets"] = lora
-    la, t, act = layer_activations(model, lay), lay.tokens, runtime.activation_scale
+    la, t, act = layer_activations(model, lay), lay.tokens, calibration.activation_scale
     if lay.gradient_checkpointing:
         kept = {"checkpointed_inputs": checkpointed_inputs_bytes(model, lay)}
         recompute = {"layer_recompute": int(act * (la.saved(lay) - la.input_per_token * t))}
@@ -76,12 +76,12 @@ def _parts(model: ModelArch, lay: Layout, runtime: RuntimeParams) -> _Parts:
                   {"lm_head_cast": cast} if cast else {}, work, lora, opt)
 
 
-def _phases(model: ModelArch, lay: Layout, runtime: RuntimeParams, p: _Parts) -> dict[str, dict[str, int]]:
+def _phases(model: ModelArch, lay: Layout, calibration: Calibration, p: _Parts) -> dict[str, dict[str, int]]:
     """Allocator-level components of each phase of a step: a new component joins the phases where it is alive."""
     load = dict(p.base)
     if unquantized_bytes_per_param(model, lay) == 4:  # the last 16-bit embedding/lm_head and its fp32 copy
         load["load_transient"] = 2 * model.vocab * model.hidden
-    logit, dequant = runtime.logits_scale, p.work["dequant_buffer"]
+    logit, dequant = calibration.logits_scale, p.work["dequant_buffer"]
     phases = {
         "load": load,
         "forward": {**p.resident, **p.between, **p.kept, "layer_workspace": p.work["forward"],
@@ -100,15 +100,15 @@ def _phases(model: ModelArch, lay: Layout, runtime: RuntimeParams, p: _Parts) ->
     return phases
 
 
-def _at_peak(model, gpu, plan, lay, runtime, phases, managed, vram_bytes) -> Breakdown:
+def _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes) -> Breakdown:
     """The peak phase, what the run-time adds on top of it, and what the run needs not to run out of memory."""
     peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
     if lay.fsdp:
-        slack = max(0, fsdp_reserved(model, lay, phases, peak_phase, runtime) - allocated)
+        slack = max(0, fsdp_reserved(model, lay, phases, peak_phase, calibration) - allocated)
     else:
-        slack = runtime.slack(lay.tokens, model.vocab, model.intermediate, lay.allocator)
-    comm = runtime.nccl_bytes if lay.gpus > 1 else 0
+        slack = calibration.slack(lay.tokens, model.vocab, model.intermediate, lay.allocator)
+    comm = calibration.nccl_bytes if lay.gpus > 1 else 0
     # FSDP with PyTorch's default allocator: step 2 can take one more fp32 loss segment (trace
     # llama-3.1-8b-2048x2-default: a 64 MiB forward block lands at the start of a root-sized hole and the last
     # fp32 loss block no longer fits). It happened in 3 of 12 such runs on 2 x H200 (llama-3.1-8b at r=64 twice,
@@ -116,17 +116,18 @@ def _at_peak(model, gpu, plan, lay, runtime, phases, managed, vram_bytes) -> Bre
     # them): the plan does not predict it, so it is the fragmentation event, in peak_upper_bytes, not peak_bytes
     resplit = 0 if lay.fsdp else logits_resplit_bytes(model, lay)
     managed_at_peak = managed if peak_phase != "load" else 0
-    components = {"cuda_context": runtime.context_bytes, **phases[peak_phase], "nccl_communication": comm,
+    components = {"cuda_context": calibration.context_bytes, **phases[peak_phase], "nccl_communication": comm,
                   "optimizer_states_paged": managed_at_peak, "allocator_slack": slack, "logits_resplit": resplit}
-    required = runtime.context_bytes + comm + managed_at_peak + int(allocated * (1 + runtime.pressure_fragmentation))
+    under_pressure = int(allocated * (1 + calibration.pressure_fragmentation))  # the allocated peak, fragmented
+    required = calibration.context_bytes + comm + managed_at_peak + under_pressure
     return Breakdown(
         model=model.name, gpu=gpu.name, plan=plan.to_dict(), layout=lay.to_dict(), peak_phase=peak_phase,
         components={k: v for k, v in components.items() if v}, phases=phases, peak_allocated_bytes=allocated,
         peak_reserved_bytes=allocated + slack + resplit, managed_bytes=managed,
-        capacity_bytes=vram_bytes or runtime.usable_bytes(gpu.memory_bytes), required_bytes=required,
+        capacity_bytes=vram_bytes or calibration.usable_bytes(gpu.memory_bytes), required_bytes=required,
         fragmentation_event_bytes=0 if resplit or lay.allocator != "default" else fp32_block(lay.tokens, model.vocab),
         trainable_params=trainable_params(model, lay),
-        assumptions=assumptions(model, gpu, lay, runtime), runtime=runtime.to_dict())
+        assumptions=assumptions(model, gpu, lay, calibration), calibration=calibration.to_dict())
 
 
 SHARDED = ("weights_4bit", "weights_16bit", "quant_constants", "norms_biases", "lora_adapter", "lora_gradients",
@@ -157,13 +158,13 @@ def shard_per_rank(model: ModelArch, plan: Layout, phases: dict[str, dict[str, i
 
 
 def fsdp_reserved(model: ModelArch, plan: Layout, phases: dict[str, dict[str, int]], peak_phase: str,
-                  runtime: RuntimeParams) -> int:
+                  calibration: Calibration) -> int:
     """Per-rank torch reserve with FSDP: the all-gather stream's pool plus the compute stream's, which the wrap
     and the loss blocks set, or training where it outgrows the holes the wrap left (memory/fsdp_reserve.py)."""
     peak = phases[peak_phase]
-    compute = max(compute_stream_after_wrap(model, plan, phases) + runtime.fsdp_wrap_extra_bytes,
+    compute = max(compute_stream_after_wrap(model, plan, phases) + calibration.fsdp_wrap_extra_bytes,
                   sum(peak.values()) - gathered_bytes(peak)
-                  + runtime.fsdp_train_slack(plan.tokens, model.intermediate, plan.allocator))
+                  + calibration.fsdp_train_slack(plan.tokens, model.intermediate, plan.allocator))
     return all_gather_reserve(phases) + compute
 
 
@@ -180,13 +181,13 @@ def logits_resplit_bytes(model: ModelArch, plan: Layout) -> int:
     return fp32_block(plan.tokens, model.vocab)
 
 
-def assumptions(model: ModelArch, gpu: GpuSpec, plan: Layout, runtime: RuntimeParams) -> list[str]:
+def assumptions(model: ModelArch, gpu: GpuSpec, plan: Layout, calibration: Calibration) -> list[str]:
     out = [f"library versions: {LIBRARY_VERSIONS} (standard recipe: from_pretrained with BitsAndBytesConfig, "
            "prepare_model_for_kbit_training, peft LoRA, transformers Trainer)",
            "peak = CUDA context + torch reserved + managed (paged) memory, as nvidia-smi shows it on a card with room",
            "fits = context + managed + allocated peak + fragmentation <= capacity (under pressure PyTorch frees "
            "its cache and retries before it raises OOM)",
-           f"runtime constants: {runtime.source}",
+           f"calibration constants: {calibration.source}",
            "sequences padded/packed to --seq; no padding attention mask (SDPA runs its causal kernel)"]
     if plan.quantized and plan.kbit_prepare:
         out.append("prepare_model_for_kbit_training casts embeddings, lm_head and norms to fp32")

@@ -9,7 +9,7 @@ PyTorch's caching allocator keeps one pool per CUDA stream, so each rank's reser
   the root (the original tensors and the flat copy) in front of the kept shard. Training then fills them: the
   step's logits and loss blocks are placed best-fit into the holes, and those that do not fit are appended to
   the segment. Whichever is larger sets the compute stream's reserve: the wrap plus the appended loss blocks,
-  or the training peak plus its own fragmentation (fitted: `RuntimeParams.fsdp_train_slack`).
+  or the training peak plus its own fragmentation (fitted: `Calibration.fsdp_train_slack`).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from ..memory.runtime import DEFAULT_RUNTIME, RuntimeParams
+from ..memory.calibration import DEFAULT_CALIBRATION, Calibration
 from ..profiles.gpus import GpuSpec
 from ..resources import data_dir
 from ..calibrate.records import gpu_slug
@@ -29,10 +29,10 @@ def _distance(fit: dict, gpu: GpuSpec) -> tuple:
             abs(fit.get("memory_mib", 0) - gpu.memory_mib))
 
 
-def params_from_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> RuntimeParams:
+def params_from_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> Calibration:
     """The parameters for a GPU from a set of fits: its own, else the nearest calibrated GPU's (said in source)."""
     if not fits:
-        return DEFAULT_RUNTIME
+        return DEFAULT_CALIBRATION
     own = [f for f in fits if _matches(f, gpu)]
     fit = own[0] if own else min(fits, key=lambda f: _distance(f, gpu))
     params = dict(fit["params"])
@@ -49,16 +49,16 @@ def params_from_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> RuntimeParams:
         params["source"] += f"; multi-GPU parameters measured on {', '.join(lent)}"
     params["runs"] = fit["runs"]
     params["error"] = fit["error"]
-    return RuntimeParams(**{k: v for k, v in params.items() if k in RuntimeParams.__dataclass_fields__})
+    return Calibration(**{k: v for k, v in params.items() if k in Calibration.__dataclass_fields__})
 
 
 class Calibrations:
     """A set of fitted calibrations, asked per GPU. Built from a folder (shipped(): the package's calibration/),
-    or explicitly none (defaults(): the built-in RuntimeParams for every GPU)."""
+    or explicitly none (defaults(): the built-in Calibration for every GPU)."""
 
     def __init__(self, fits: tuple[dict, ...], name: str):
         self.fits, self.name = fits, name
-        self._params: dict[str, RuntimeParams] = {}
+        self._params: dict[str, Calibration] = {}
 
     @classmethod
     def shipped(cls, calib_dir: str | Path | None = None) -> "Calibrations":
@@ -68,12 +68,12 @@ class Calibrations:
     def defaults(cls) -> "Calibrations":
         return cls((), "built-in defaults")
 
-    def params(self, gpu: GpuSpec) -> RuntimeParams:
+    def params(self, gpu: GpuSpec) -> Calibration:
         if gpu.name not in self._params:
             self._params[gpu.name] = params_from_fits(self.fits, gpu)
         return self._params[gpu.name]
 
 
-def runtime_for(gpu: GpuSpec, calib_dir: str | None = None) -> RuntimeParams:
+def calibration_for(gpu: GpuSpec, calib_dir: str | None = None) -> Calibration:
     """The shipped (or calib_dir's) calibration for one GPU."""
     return Calibrations.shipped(calib_dir).params(gpu)

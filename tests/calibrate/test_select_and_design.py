@@ -1,17 +1,17 @@
 from vramplan.calibrate.design import SMALL, boundary, sweep
 from vramplan.calibrate.records import append_run, gpu_slug, load_runs, run_key
-from vramplan.store.calibrations import runtime_for
+from vramplan.store.calibrations import calibration_for
 from vramplan.profiles import find_gpu, find_model
 from vramplan.units import GiB
 
 
 def test_calibrated_gpu_uses_its_own_fit():
-    rt = runtime_for(find_gpu("H100-80GB"))
+    rt = calibration_for(find_gpu("H100-80GB"))
     assert rt.source.startswith("calibrated on NVIDIA H100") and rt.runs >= 40
 
 
 def test_uncalibrated_gpu_says_which_calibration_it_borrows():
-    rt = runtime_for(find_gpu("T4"))
+    rt = calibration_for(find_gpu("T4"))
     assert "nearest calibrated GPU" in rt.source and "T4 itself is not calibrated" in rt.source
     assert rt.error["loao_mae_pct"] is not None
 

@@ -3,12 +3,12 @@ import json
 
 import pytest
 
-from vramplan.calibrate.solve import (_fsdp_branches, capped, evaluate, fit_gpu, fit_params,
-                                      fit_pressure_fragmentation, loao,
-                                      multi_gpu_rank_rows, refit_all, summarize, usable, validation_rows, verdicts)
+from vramplan.calibrate.solve import (_fsdp_branches, capped, evaluate, solve_gpu, solve_params,
+                                      solve_pressure_fragmentation, loao,
+                                      multi_gpu_rank_rows, solve_all, summarize, usable, validation_rows, verdicts)
 from vramplan.calibrate.records import load_all_runs, load_runs
-from vramplan.store.calibrations import runtime_for
-from vramplan.memory.runtime import DEFAULT_RUNTIME, RuntimeParams
+from vramplan.store.calibrations import calibration_for
+from vramplan.memory.calibration import DEFAULT_CALIBRATION, Calibration
 from vramplan.profiles import find_gpu
 from vramplan.resources import data_dir
 
@@ -44,7 +44,7 @@ def test_leave_one_architecture_out_error_is_within_3_percent(slug):
 def test_allocator_peak_is_within_3_percent_on_every_4bit_run(slug):
     records = RUNS[slug]
     gpu = find_gpu(records[0]["gpu"]["name"])
-    rows = [row for row in evaluate(records, gpu, fit_params(records, gpu))]
+    rows = [row for row in evaluate(records, gpu, solve_params(records, gpu))]
     four_bit = {r["run_key"] for r in records if r.get("plan", {}).get("quant") in ("nf4", "fp4")}
     for row in rows:
         if row["run_key"] in four_bit:
@@ -54,8 +54,8 @@ def test_allocator_peak_is_within_3_percent_on_every_4bit_run(slug):
 
 def test_every_boundary_verdict_is_right():
     assert len(ALL_CAPPED) >= 12
-    fit = fit_gpu(RUNS["nvidia-h200"], ALL_CAPPED)
-    params = RuntimeParams(**fit["params"])
+    fit = solve_gpu(RUNS["nvidia-h200"], ALL_CAPPED)
+    params = Calibration(**fit["params"])
     checks = verdicts(ALL_CAPPED, params)
     assert all(c["right"] for c in checks), [c for c in checks if not c["right"]]
     assert {c["measured"] for c in checks} == {"ok", "oom"}
@@ -68,7 +68,7 @@ def test_committed_fits_are_what_refit_produces(tmp_path):
         (tmp_path / folder).mkdir()
         for p in (src / folder).glob("*.jsonl"):
             (tmp_path / folder / p.name).write_text(p.read_text())
-    for path in refit_all(tmp_path):
+    for path in solve_all(tmp_path):
         committed = json.loads((src / "fits" / path.name).read_text())
         assert json.loads(path.read_text()) == committed
 
@@ -76,12 +76,12 @@ def test_committed_fits_are_what_refit_produces(tmp_path):
 def test_pressure_fragmentation_is_fitted_with_the_parameters_just_fitted():
     records = RUNS["nvidia-h200"]
     gpu = find_gpu(records[0]["gpu"]["name"])
-    fitted = fit_params(records, gpu)
-    assert fit_pressure_fragmentation(ALL_CAPPED, fitted) != fit_pressure_fragmentation(
+    fitted = solve_params(records, gpu)
+    assert solve_pressure_fragmentation(ALL_CAPPED, fitted) != solve_pressure_fragmentation(
         ALL_CAPPED, fitted.with_(workspace_bytes=fitted.workspace_bytes + 2**29))  # it reads the params it is handed
-    fit = fit_gpu(records, ALL_CAPPED)
-    assert fit["params"]["pressure_fragmentation"] == fit_pressure_fragmentation(ALL_CAPPED, fitted)
-    assert fit["params"]["workspace_bytes"] == fitted.workspace_bytes != DEFAULT_RUNTIME.workspace_bytes
+    fit = solve_gpu(records, ALL_CAPPED)
+    assert fit["params"]["pressure_fragmentation"] == solve_pressure_fragmentation(ALL_CAPPED, fitted)
+    assert fit["params"]["workspace_bytes"] == fitted.workspace_bytes != DEFAULT_CALIBRATION.workspace_bytes
 
 
 def test_crashed_and_capped_runs_are_not_fitted():
@@ -98,7 +98,7 @@ def test_per_rank_peaks_of_every_multi_gpu_run_are_within_5_percent():
     # are fitted on these runs. Expandable segments (what train launches), DDP and offload: peak_bytes. The default
     # allocator: peak_bytes, or peak_upper_bytes for the ranks that had its re-split event
     gpu = find_gpu("H200")
-    rows = multi_gpu_rank_rows(MULTI, gpu, runtime_for(gpu))
+    rows = multi_gpu_rank_rows(MULTI, gpu, calibration_for(gpu))
     fsdp = {r["run_key"] for r in rows if r["kind"] == "fsdp-expandable"}
     assert len(fsdp) >= 6 and len({r["model"] for r in rows if r["run_key"] in fsdp}) >= 2
     off = [(r["why"], round(r["error_vs_bound_pct"], 1)) for r in rows if abs(r["error_vs_bound_pct"]) > 5]
@@ -130,4 +130,4 @@ def test_gpus_without_their_own_runs_borrow_the_allocator_and_nccl_behaviour():
     assert h100["params"]["fsdp_expandable_slack_bytes"] == h200["params"]["fsdp_expandable_slack_bytes"] > 0
     assert h200["expandable_slack_from"] == ["NVIDIA H100 80GB HBM3"]
     assert h200["params"]["expandable_slack_per_mlp_byte"] == h100["params"]["expandable_slack_per_mlp_byte"]
-    assert "multi-GPU parameters measured on NVIDIA H200" in runtime_for(find_gpu("H100-80GB")).source
+    assert "multi-GPU parameters measured on NVIDIA H200" in calibration_for(find_gpu("H100-80GB")).source

@@ -12,7 +12,7 @@ from .logits import fp32_block
 
 
 @dataclass(frozen=True)
-class RuntimeParams:
+class Calibration:
     """What the CUDA run-time and PyTorch's allocator add on top of the tensors a QLoRA step holds."""
 
     context_bytes: int = 767 * MiB
@@ -58,7 +58,7 @@ class RuntimeParams:
     error: dict = field(default_factory=dict)
     """Accuracy of the calibration these came from: mae_pct, worst_under_pct, loao_mae_pct."""
 
-    def with_(self, **changes) -> "RuntimeParams":
+    def with_(self, **changes) -> "Calibration":
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -84,8 +84,8 @@ class RuntimeParams:
         return int(const + per_mlp * fp32_block(tokens, intermediate))
 
 
-DEFAULT_RUNTIME = RuntimeParams()
-FITTED_FIELDS = ("context_bytes", "workspace_bytes", "slack_bytes", "slack_per_logit_byte", "slack_per_mlp_byte",
+DEFAULT_CALIBRATION = Calibration()
+CALIBRATED_FIELDS = ("context_bytes", "workspace_bytes", "slack_bytes", "slack_per_logit_byte", "slack_per_mlp_byte",
                  "expandable_slack_bytes", "expandable_slack_per_logit_byte", "expandable_slack_per_mlp_byte",
                  "pressure_fragmentation", "managed_min_bytes", "driver_reserved_fraction", "nccl_bytes",
                  "fsdp_wrap_extra_bytes", "fsdp_slack_bytes", "fsdp_slack_per_mlp_byte", "fsdp_expandable_slack_bytes",
