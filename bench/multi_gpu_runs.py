@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vramplan.calibrate.design import SweepRun  # noqa: E402
-from vramplan.calibrate.records import append_run, gpu_slug, rank_peak, run_key  # noqa: E402
+from vramplan.calibrate.records import append_run, gpu_slug, measured_peak, run_key  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.train.multi_gpu import launch_rank_measure  # noqa: E402
 from vramplan.units import GiB  # noqa: E402
@@ -164,7 +164,7 @@ def main() -> None:
             name = f"{model}-{plan.seq}x{plan.batch}{'-ddp' if plan.parallel == 'ddp' else ''}-{plan.allocator}"
             trace = args.trace / f"{name}.trace.json" if args.trace else None
             rec = run_multi(model, why, plan, cap, ckpt, key, trace_path=trace)
-            peaks = [rank_peak(r) for r in rec["ranks"]]
+            peaks = [measured_peak(r) for r in rec["ranks"]]
         if not args.trace:  # tracing slows the run and records the allocator's history: not a calibration run
             append_run(path, rec)
         print(f"[{i}] {model:16s} {why:40s} {rec['status']:5s} peaks " + " ".join(f"{p / GiB:6.2f}" for p in peaks)

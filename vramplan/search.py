@@ -87,7 +87,7 @@ def candidates(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPla
                     plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
                                       grad_accum=per_gpu // mb)
                     b = estimate(model, gpu, plan, calibration, vram_bytes=capacity)
-                    out.append(Candidate(plan, b, tokens_per_second(model, gpu, plan), limit))
+                    out.append(Candidate(plan, b, tokens_per_second(model, gpu, plan, b), limit))
     return out
 
 

@@ -11,7 +11,8 @@ from vramplan.memory.calibration import DEFAULT_CALIBRATION
 from vramplan.layout import resolve
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
-from vramplan.train.multi_gpu import rank_peak, trial_from_ranks, write_launch
+from vramplan.train.verify import Trial
+from vramplan.train.multi_gpu import measured_peak, trial_from_ranks, write_launch
 from vramplan.train.distributed import (accelerate_config, launch_command, plan_accelerate_config,
                                            write_accelerate_config)
 from vramplan.units import GiB
@@ -114,7 +115,9 @@ def test_the_worst_rank_decides_verification():
     assert trial.status == "ok" and trial.peak_bytes == 12 * GiB - 2**20 and len(trial.rank_peaks) == 2
     assert trial_from_ranks([rank(0, GiB), rank(1, GiB, "oom")], 2).status == "oom"
     assert trial_from_ranks([rank(0, GiB)], 2).status == "error"  # a rank that never reported
-    assert rank_peak({"nvml": {"before_init": 5, "peak": 9}}) == 4
+    assert measured_peak({"nvml": {"before_init": 5, "peak": 9}}) == 4
+    one_gpu = {"status": "ok", "nvml": {"before_init": 5, "peak": 9, "after_train": 11, "end": 10}}
+    assert Trial.from_record(one_gpu).peak_bytes == 6  # one function for every measured peak
 
 
 def test_sharded_runs_checkpoint_reentrantly_and_ddp_skips_the_unused_parameter_search():

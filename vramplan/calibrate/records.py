@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 
 
-def rank_peak(record: dict) -> int:
-    """What nvidia-smi showed for one rank's process: its NVML peak less what the GPU held before it started."""
+def measured_peak(record: dict) -> int:
+    """What nvidia-smi showed for a measured process (a one-GPU run, or one rank of a multi-GPU run): its NVML
+    peak (polled, or read after training or at the end) less what the GPU held before it started."""
     nvml = record.get("nvml", {})
-    return max(nvml.get("peak", 0), nvml.get("end", 0)) - nvml.get("before_init", 0)
+    return max(nvml.get("peak", 0), nvml.get("after_train", 0), nvml.get("end", 0)) - nvml.get("before_init", 0)
 
 
 def gpu_slug(gpu_name: str) -> str:

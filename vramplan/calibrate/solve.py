@@ -20,7 +20,7 @@ from ..memory.calibration import DEFAULT_CALIBRATION, CALIBRATED_FIELDS, Calibra
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..profiles.gpus import GpuSpec
-from .records import gpu_slug, load_all_runs, load_runs, rank_peak
+from .records import gpu_slug, load_all_runs, load_runs, measured_peak
 from ..layout import resolve
 from ..units import GiB
 
@@ -87,10 +87,6 @@ def solve_params(records: list[dict], gpu: GpuSpec, base: Calibration = DEFAULT_
                    expandable_slack_per_logit_byte=round(e_logit, 4), expandable_slack_per_mlp_byte=round(e_mlp, 4),
                    managed_min_bytes=int(statistics.median(floor)) if floor else base.managed_min_bytes,
                    driver_reserved_fraction=round(reserve, 5), runs=len(recs) + len(expandable))
-
-
-def measured_peak(record: dict) -> int:
-    return max(record["nvml"]["peak"], record["nvml"].get("after_train", 0)) - record["nvml"].get("before_init", 0)
 
 
 def evaluate(records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
@@ -166,7 +162,7 @@ def validation_rows(spec: dict, multi_records: list[dict]) -> list[dict]:
     measured = {r["run_key"]: r for r in multi_records if r.get("status") == "ok"}
     rows = []
     for p in spec["predictions"]:
-        peaks = [rank_peak(k) for k in measured[p["run_key"]]["ranks"]] if p["run_key"] in measured else []
+        peaks = [measured_peak(k) for k in measured[p["run_key"]]["ranks"]] if p["run_key"] in measured else []
         rows.append({**p, "measured": peaks,
                      "errors_pct": [100.0 * (p["predicted_peak_bytes"] - m) / m for m in peaks]})
     return rows
@@ -189,7 +185,7 @@ def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: Calibra
     for r in _usable_multi(multi_records):
         b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
         for k in r["ranks"]:
-            measured = rank_peak(k)
+            measured = measured_peak(k)
             upper = b.peak_bytes + b.fragmentation_event_bytes
             event = b.fragmentation_event_bytes > 0 and measured - b.peak_bytes > b.fragmentation_event_bytes / 2
             out.append(_accuracy_row(r, b, measured, k["torch"]["max_allocated"], rank=k["rank"],
@@ -245,7 +241,7 @@ def solve_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: Calibration
         b = estimate(model, gpu, plan, zero)
         for k in r["ranks"]:
             t = k["torch"]
-            nccl.append(rank_peak(k) - t["max_reserved"] - params.context_bytes - b.managed_bytes)
+            nccl.append(measured_peak(k) - t["max_reserved"] - params.context_bytes - b.managed_bytes)
             if not resolve(plan).fsdp:
                 continue
             compute = t["max_reserved"] - all_gather_reserve(b.phases)

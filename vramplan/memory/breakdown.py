@@ -59,6 +59,9 @@ class Breakdown:
     trainable_params: int
     assumptions: list[str] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
+    layer_saved_bytes: int = 0
+    """One decoder layer's saved activations for a micro-batch as modelled (linear in tokens; what the speed
+    model streams)."""
     layout: dict = field(default_factory=dict)
     """The resolved layout (vramplan.layout) the estimate read; plan is what was asked for."""
     fragmentation_event_bytes: int = 0

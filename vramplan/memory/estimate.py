@@ -1,7 +1,7 @@
 """estimate(): profile + plan -> Breakdown. Pure; no torch."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..layout import Layout, resolve
 from ..plan import TrainPlan
@@ -29,7 +29,8 @@ def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, calibration: Calib
     managed = shard_per_rank(model, lay, phases, parts.opt.managed) if lay.fsdp else parts.opt.managed
     for comps in phases.values():
         comps["cuda_workspaces"] = calibration.workspace_bytes
-    return _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes)
+    b = _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes)
+    return replace(b, layer_saved_bytes=parts.layer_saved)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class _Parts:
     lm_cast: dict
     work: dict
     """A layer's transients: forward and backward working sets, the dequantized weight."""
+    layer_saved: int
     lora: int
     opt: OptimizerMemory
 
@@ -73,7 +75,7 @@ def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
     work = {"forward": int(act * la.forward_per_token * t), "backward": int(act * la.backward_per_token * t),
             "dequant_buffer": dequant_buffer_bytes(model, lay)}
     return _Parts(base, resident, {"lora_gradients": lora} if lay.grad_accum > 1 else {}, kept, recompute,
-                  {"lm_head_cast": cast} if cast else {}, work, lora, opt)
+                  {"lm_head_cast": cast} if cast else {}, work, la.saved_per_token * t, lora, opt)
 
 
 def _phases(model: ModelArch, lay: Layout, calibration: Calibration, p: _Parts) -> dict[str, dict[str, int]]:

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from ..calibrate.records import rank_peak
+from ..calibrate.records import measured_peak
 from ..plan import TrainPlan
 from .distributed import free_port, launch_command, write_accelerate_config
 from .verify import Trial
@@ -21,7 +21,7 @@ def trial_from_ranks(records: list[dict], gpus: int, error: str = "") -> Trial:
     if len(records) < gpus:
         oom = any(r.get("status") == "oom" for r in records)
         return Trial("oom" if oom else "error", error=error or f"{len(records)} of {gpus} ranks reported")
-    peaks = tuple(rank_peak(r) for r in records)
+    peaks = tuple(measured_peak(r) for r in records)
     statuses = {r.get("status") for r in records}
     status = "ok" if statuses == {"ok"} else "oom" if "oom" in statuses else "error"
     errors = "; ".join(f"rank {r.get('rank')}: {r['error']}" for r in records if r.get("error"))

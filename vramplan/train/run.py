@@ -92,8 +92,7 @@ def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout
         if not out.exists():
             return Trial("error", error="the verification process crashed")
         record = json.loads(out.read_text())
-    peak = max(record.get("nvml", {}).get("peak", 0), record.get("nvml", {}).get("after_train", 0))
-    return Trial(record["status"], peak, record.get("tokens_per_s", 0.0), record.get("error", ""))
+    return Trial.from_record(record)
 
 
 def progress_callback(say=print, every: int = 10):

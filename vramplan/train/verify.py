@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..calibrate.records import measured_peak
 from ..plan import TrainPlan
 from ..units import GiB
 
@@ -18,6 +19,11 @@ class Trial:
     error: str = ""
     rank_peaks: tuple[int, ...] = ()
     """On several GPUs: each rank's measured peak (peak_bytes is the largest)."""
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Trial":
+        """A one-GPU verification run's record (the measure worker's)."""
+        return cls(record["status"], measured_peak(record), record.get("tokens_per_s", 0.0), record.get("error", ""))
 
 
 @dataclass
