@@ -15,12 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.fit import (capped, evaluate, fit_gpu, loao, multi_gpu_loao,  # noqa: E402
+from vramplan.calibrate.solve import (capped, evaluate, solve_gpu, loao, multi_gpu_loao,  # noqa: E402
                                       multi_gpu_rank_rows, summarize, validation_rows, verdicts)
-from vramplan.calibration.records import load_all_runs, load_runs  # noqa: E402
-from vramplan.calibration.select import runtime_for  # noqa: E402
-from vramplan.memory.runtime import RuntimeParams  # noqa: E402
+from vramplan.calibrate.records import load_all_runs, load_runs  # noqa: E402
+from vramplan.store.calibrations import calibration_for  # noqa: E402
+from vramplan.memory.calibration import Calibration  # noqa: E402
 from vramplan.profiles import find_gpu  # noqa: E402
+from vramplan.units import GiB
 
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 
@@ -31,8 +32,8 @@ def compute():
     out = []
     for slug, records in runs.items():
         gpu = find_gpu(records[0]["gpu"]["name"])
-        fit = fit_gpu(records, all_capped)
-        params = RuntimeParams(**fit["params"])
+        fit = solve_gpu(records, all_capped)
+        params = Calibration(**fit["params"])
         rows, held = evaluate(records, gpu, params), loao(records, gpu)
         alloc = [100 * (r["predicted_allocated"] - r["measured_allocated"]) / r["measured_allocated"] for r in rows]
         checks = verdicts([r for r in records if capped(r)], params)
@@ -71,7 +72,7 @@ def multi_gpu_summary() -> str:
     for path in sorted((ROOT / "calibration" / "multi_gpu").glob("*.jsonl")):
         records = load_runs(path)
         gpu = find_gpu(records[0]["ranks"][0]["gpu"]["name"])
-        params = runtime_for(gpu)
+        params = calibration_for(gpu)
         all_rows, all_held = multi_gpu_rank_rows(records, gpu, params), multi_gpu_loao(records, gpu, params)
         lines += ["| layout | runs | ranks | architectures | MAE | range | LOAO MAE | LOAO range | allocated |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -105,12 +106,12 @@ def validation_lines(records: list[dict], path: Path) -> list[str]:
     for p in validation_rows(spec, records):
         peaks, e = p["measured"], p["errors_pct"]
         if not peaks:
-            lines.append(f"| {p['model']} | {p['why']} | {p['predicted_peak_bytes'] / 2**30:.2f} GiB | not measured | |")
+            lines.append(f"| {p['model']} | {p['why']} | {p['predicted_peak_bytes'] / GiB:.2f} GiB | not measured | |")
             continue
         errs += e
         lines.append(f"| {p['model']} | {p['why'].removeprefix('validation: ')} | "
-                     f"{p['predicted_peak_bytes'] / 2**30:.2f} GiB | "
-                     f"{' / '.join(f'{m / 2**30:.2f}' for m in peaks)} GiB | {max(e, key=abs):+.1f}% |")
+                     f"{p['predicted_peak_bytes'] / GiB:.2f} GiB | "
+                     f"{' / '.join(f'{m / GiB:.2f}' for m in peaks)} GiB | {max(e, key=abs):+.1f}% |")
     if errs:
         lines += ["", f"Validation: {len(errs)} ranks, MAE {sum(map(abs, errs)) / len(errs):.1f}%, "
                       f"{min(errs):+.1f}..{max(errs):+.1f}%"]
@@ -124,8 +125,8 @@ def plot(results, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 6.0), dpi=110)
     top = 0.0
     for i, (r, marker) in enumerate(zip(results, "os^D")):
-        xs = [h["measured"] / 2**30 for h in r["held"]]
-        ys = [h["predicted"] / 2**30 for h in r["held"]]
+        xs = [h["measured"] / GiB for h in r["held"]]
+        ys = [h["predicted"] / GiB for h in r["held"]]
         top = max(top, *xs, *ys)
         # hollow markers after the first: GPUs with the same software measure the same peaks
         style = {"facecolors": "none", "edgecolors": f"C{i}", "s": 70} if i else {"alpha": 0.7}

@@ -3,7 +3,7 @@
     python bench/multi_gpu_runs.py --set expandable [--out calibration/multi_gpu] [--only 0,1,...]
 
 Each run: a random-weight checkpoint built from its profile, the accelerate configuration of
-vramplan/training/distributed.py, `accelerate launch` of vramplan.runtime.rank_measure (3 optimizer steps, every
+vramplan/train/distributed.py, `accelerate launch` of vramplan.calibrate.rank_measure (3 optimizer steps, every
 rank records its own NVML and torch peaks). Sets: `default` (FSDP, PyTorch's allocator as is, and the proof: the
 same plan on one GPU, standard recipe, and on two, FSDP, both under an allocator cap of 24 GiB per GPU),
 `expandable` (FSDP, DDP and CPU offload with expandable segments: what `vramplan train --gpus` launches),
@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.design import SweepRun  # noqa: E402
-from vramplan.calibration.records import append_run, gpu_slug, rank_peak, run_key  # noqa: E402
+from vramplan.calibrate.design import SweepRun  # noqa: E402
+from vramplan.calibrate.records import append_run, gpu_slug, measured_peak, run_key  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
-from vramplan.runtime.multi_gpu import launch_rank_measure  # noqa: E402
+from vramplan.train.multi_gpu import launch_rank_measure  # noqa: E402
 from vramplan.units import GiB  # noqa: E402
 
 PROOF_SEQ = 8192  # llama-3.1-8b: planner says 25.9 GiB allocator need on one GPU (cap 24), well under on two
@@ -98,11 +98,11 @@ def predict(set_name: str, gpu_name: str, out: Path) -> None:
     import json
     import subprocess
 
-    from vramplan.calibration.select import runtime_for
+    from vramplan.store.calibrations import calibration_for
     from vramplan.memory import estimate
     from vramplan.profiles import find_gpu, find_model
     gpu = find_gpu(gpu_name)
-    params = runtime_for(gpu)
+    params = calibration_for(gpu)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rows = []
     for model, why, plan, cap in SETS[set_name]:
@@ -134,8 +134,8 @@ def run_multi(model, why, plan, cap, ckpt, key, timeout_s=900, trace_path=None) 
 
 
 def main() -> None:
-    from vramplan.runtime.gpu_info import detect_gpu
-    from vramplan.runtime.sweep import default_cache, ensure_checkpoint, run_one
+    from vramplan.gpu_info import detect_gpu
+    from vramplan.calibrate.sweep import default_cache, ensure_checkpoint, run_one
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--set", choices=sorted(SETS), required=True)
@@ -164,7 +164,7 @@ def main() -> None:
             name = f"{model}-{plan.seq}x{plan.batch}{'-ddp' if plan.parallel == 'ddp' else ''}-{plan.allocator}"
             trace = args.trace / f"{name}.trace.json" if args.trace else None
             rec = run_multi(model, why, plan, cap, ckpt, key, trace_path=trace)
-            peaks = [rank_peak(r) for r in rec["ranks"]]
+            peaks = [measured_peak(r) for r in rec["ranks"]]
         if not args.trace:  # tracing slows the run and records the allocator's history: not a calibration run
             append_run(path, rec)
         print(f"[{i}] {model:16s} {why:40s} {rec['status']:5s} peaks " + " ".join(f"{p / GiB:6.2f}" for p in peaks)

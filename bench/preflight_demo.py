@@ -22,8 +22,8 @@ import json, sys, time
 import torch
 from vramplan.integrations.transformers_callback import PreflightCallback, PreflightError
 from vramplan.present import said
-from vramplan.runtime.gpu_info import detect_gpu, software_versions, nvml_used
-from vramplan.runtime.measure import load_for_training, make_trainer, NvmlPeak
+from vramplan.gpu_info import detect_gpu, software_versions, nvml_used
+from vramplan.calibrate.measure import load_for_training, make_trainer, NvmlPeak
 spec = json.loads(sys.argv[1])
 rec = {"job": spec["job"], "model": spec["model"], "plan": spec["plan"], "gpu": detect_gpu(),
        "versions": software_versions(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -52,12 +52,14 @@ print(json.dumps(rec))
 
 
 def main() -> None:
-    from vramplan.calibration.records import append_run, gpu_slug
+    from vramplan.calibrate.records import append_run, gpu_slug
     from vramplan.plan import TrainPlan
     from vramplan.profiles import find_gpu, find_model
-    from vramplan.resources import data_dir
-    from vramplan.runtime.gpu_info import detect_gpu
-    from vramplan.search import fit, longest_seq
+    from vramplan.gpu_info import detect_gpu
+    from vramplan.store.calibrations import Calibrations
+    from vramplan.calibrate.sweep import ensure_checkpoint
+    from vramplan.planner import Planner
+    from vramplan.units import GiB
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="llama-3.1-8b")
@@ -66,13 +68,12 @@ def main() -> None:
     args = ap.parse_args()
     gpu_name = detect_gpu()["name"]
     arch, gpu = find_model(args.model), find_gpu(gpu_name)
-    good = fit(arch, gpu, seq=2048, effective_batch=16).recommended.plan
-    too_long = longest_seq(arch, gpu, TrainPlan(), gpu.memory_bytes) * 2
+    cal = Calibrations.shipped()
+    good = Planner(gpu, cal).fit(arch, seq=2048, effective_batch=16).recommended.plan
+    too_long = Planner(gpu, cal, gpu.memory_bytes).longest_seq(arch, TrainPlan()) * 2
     oversized = TrainPlan(seq=too_long, batch=1, grad_accum=16)
     work = Path(tempfile.mkdtemp(prefix="vramplan-preflight-"))
-    ckpt = work / args.model
-    subprocess.run([sys.executable, "-m", "vramplan.runtime.build_model",
-                    str(data_dir("profiles") / "models" / f"{args.model}.json"), str(ckpt)], check=True)
+    ckpt = ensure_checkpoint(args.model, work)
     path = args.out / f"{gpu_slug(gpu_name)}.jsonl"
     for job, plan in (("over-sized", oversized), ("good", good)):
         spec = {"job": job, "model": args.model, "checkpoint": str(ckpt), "plan": plan.to_dict(),
@@ -83,8 +84,8 @@ def main() -> None:
         rec = json.loads(lines[-1]) if lines else {"job": job, "outcome": "crash", "error": proc.stderr[-2000:]}
         append_run(path, rec)
         print(f"{job:10s} seq {plan.seq:6d}: {rec['outcome']}  steps {rec.get('steps_done')}  "
-              f"predicted {rec.get('predicted_required_bytes', 0) / 2**30:.1f} GiB  "
-              f"measured peak {rec.get('nvml_peak', 0) / 2**30:.1f} GiB")
+              f"predicted {rec.get('predicted_required_bytes', 0) / GiB:.1f} GiB  "
+              f"measured peak {rec.get('nvml_peak', 0) / GiB:.1f} GiB")
     print(f"records: {path}")
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.design import BASE, SweepRun  # noqa: E402
-from vramplan.calibration.records import append_run, gpu_slug, run_key  # noqa: E402
+from vramplan.calibrate.design import BASE, SweepRun  # noqa: E402
+from vramplan.calibrate.records import append_run, gpu_slug, run_key  # noqa: E402
 from vramplan.profiles import find_model  # noqa: E402
+from vramplan.units import GiB
 
 CASES = (
     ("qwen2.5-0.5b", "no checkpointing (split)", {"gradient_checkpointing": False}),
@@ -35,8 +36,8 @@ def growth(record: dict) -> float:
 
 
 def main() -> None:
-    from vramplan.runtime.gpu_info import detect_gpu
-    from vramplan.runtime.sweep import STEPS, default_cache, ensure_checkpoint, run_one
+    from vramplan.gpu_info import detect_gpu
+    from vramplan.calibrate.sweep import STEPS, default_cache, ensure_checkpoint, run_one
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "calibration" / "traces")
@@ -59,7 +60,7 @@ def main() -> None:
             block = run.plan.tokens * find_model(model).vocab * 4
             peaks[allocator] = rec["nvml"]["peak"]
             print(f"{model:14s} {run.why:45s} reserve growth after step 1: {growth(rec) / block:5.2f} fp32 logits "
-                  f"blocks; nvml peak {rec['nvml']['peak'] / 2**30:6.2f} GiB")
+                  f"blocks; nvml peak {rec['nvml']['peak'] / GiB:6.2f} GiB")
         if len(peaks) == 2:
             print(f"{'':14s} expandable / default nvml peak: {peaks['expandable'] / peaks['default']:.3f}")
 

@@ -22,7 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.synthetic import save_tokenizer  # noqa: E402
+from vramplan.calibrate.sweep import ensure_checkpoint  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
+from vramplan.workers import worker_command  # noqa: E402
 
 DEFAULT_RELEASE = "1.16.0"  # the release in .whl/ itself (shared/tools/device-wheels.sh --trl)
 STEPS = 4
@@ -121,14 +124,13 @@ def stack_plan(run: StackRun) -> TrainPlan:
 
 def predict(runs: list[StackRun], profile: str, nvml_name: str) -> dict:
     """Predictions keyed by the run keys the runs will have on the GPU NVML names nvml_name."""
-    from vramplan.calibration.select import runtime_for
-    from vramplan.memory import estimate
+    from vramplan.planner import Planner
     from vramplan.profiles import find_gpu, find_model
-    gpu = find_gpu(profile)
-    rt = runtime_for(gpu)
+    from vramplan.store.calibrations import Calibrations
+    planner = Planner(find_gpu(profile), Calibrations.shipped())
     out = {}
     for r in runs:
-        b = estimate(find_model(r.model), gpu, stack_plan(r), rt)
+        b = planner.estimate(find_model(r.model), stack_plan(r))
         out[r.key(nvml_name)] = {
             "model": r.model, "why": r.why, "peak_bytes": b.peak_bytes, "train_peak_bytes": b.train_peak_bytes,
             "peak_phase": b.peak_phase, "peak_allocated_bytes": b.peak_allocated_bytes}
@@ -136,7 +138,7 @@ def predict(runs: list[StackRun], profile: str, nvml_name: str) -> dict:
 
 
 def gpu_name() -> str:
-    from vramplan.runtime.gpu_info import detect_gpu
+    from vramplan.gpu_info import detect_gpu
     return detect_gpu()["name"]
 
 
@@ -145,11 +147,7 @@ def slug(name: str) -> str:
 
 
 def checkpoint(model: str, cache: Path) -> Path:
-    from vramplan.training.synthetic import save_tokenizer
-    out = cache / model
-    if not (out / "config.json").exists():
-        subprocess.run([sys.executable, "-m", "vramplan.runtime.build_model",
-                        str(ROOT / "profiles" / "models" / f"{model}.json"), str(out)], check=True)
+    out = ensure_checkpoint(model, cache)
     if not (out / "tokenizer.json").exists():
         save_tokenizer(out)
     return out
@@ -181,8 +179,8 @@ def run_one(run: StackRun, ckpt: Path, key: str, timeout_s: int) -> dict:
         spec_path.write_text(json.dumps(spec))
         t0 = time.time()
         try:
-            proc = subprocess.run([sys.executable, "-m", "vramplan.runtime.measure_stack", str(spec_path),
-                                   str(out_path)], timeout=timeout_s, capture_output=True, text=True, env=env)
+            proc = subprocess.run(worker_command("measure_stack", str(spec_path), str(out_path)),
+                                  timeout=timeout_s, capture_output=True, text=True, env=env)
             record = json.loads(out_path.read_text()) if out_path.exists() else {
                 "status": "crash", "error": f"exit {proc.returncode}: {proc.stderr[-1500:]}"}
         except subprocess.TimeoutExpired:

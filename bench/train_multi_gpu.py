@@ -16,8 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.records import append_run  # noqa: E402
-from vramplan.training.synthetic import synthetic_run  # noqa: E402
+from vramplan.calibrate.records import append_run  # noqa: E402
+from tests.synthetic import synthetic_run  # noqa: E402
+from vramplan.units import GiB
 
 
 def main() -> None:
@@ -47,7 +48,7 @@ def main() -> None:
     append_run(args.out / "train_runs.jsonl", record)
     peaks = record.get("measured_nvml_peak_bytes_per_rank") or []
     print(f"{args.model} on {args.gpus} GPUs ({record['plan'].get('parallel')}): exit {code}; measured per rank "
-          + ", ".join(f"{p / 2**30:.2f}" for p in peaks) + f" GiB; predicted {record['predicted_peak_bytes_per_gpu'] / 2**30:.2f}"
+          + ", ".join(f"{p / GiB:.2f}" for p in peaks) + f" GiB; predicted {record['predicted_peak_bytes_per_gpu'] / GiB:.2f}"
           f" GiB per GPU; {record.get('tokens_per_s')} tokens/s; files {record['bench']['written']}")
 
 

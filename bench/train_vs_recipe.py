@@ -19,11 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibration.design import SweepRun  # noqa: E402
-from vramplan.calibration.records import append_run  # noqa: E402
+from vramplan.calibrate.design import SweepRun  # noqa: E402
+from vramplan.calibrate.records import append_run  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
-from vramplan.runtime.sweep import run_one  # noqa: E402
-from vramplan.training.synthetic import synthetic_run  # noqa: E402
+from vramplan.calibrate.sweep import run_one  # noqa: E402
+from tests.synthetic import synthetic_run  # noqa: E402
+from vramplan.units import GiB
 
 SEED_RECIPE = dict(rank=64, alpha=64, dropout=0.05, optim="paged_adamw_32bit", batch=2, grad_accum=8,
                    gradient_checkpointing=True, allocator="default")
@@ -55,7 +56,7 @@ def main() -> None:
         rows[label] = rec
     print(f"{args.model}, seq {args.seq}, effective batch {args.effective_batch}:")
     for label, rec in rows.items():
-        peak = rec.get("nvml", {}).get("peak", 0) / 2**30
+        peak = rec.get("nvml", {}).get("peak", 0) / GiB
         print(f"  {label:12s} {rec['status']:5s} {rec.get('tokens_per_s', 0):10.0f} tokens/s  peak {peak:6.2f} GiB")
     a, b = rows["vramplan"].get("tokens_per_s"), rows["seed recipe"].get("tokens_per_s")
     if a and b:

@@ -1,7 +1,7 @@
 """A plan is what was asked for; resolve() derives how it runs."""
 import pytest
 
-from vramplan.calibration.select import runtime_for
+from vramplan.store.calibrations import calibration_for
 from vramplan.layout import resolve
 from vramplan.memory import estimate
 from vramplan.plan import TrainPlan
@@ -20,9 +20,9 @@ def test_a_plan_is_never_rewritten():
 def test_back_to_one_gpu_estimates_the_one_gpu_recipe():
     # the fault: TrainPlan(gpus=2).with_(gpus=1) kept kbit_prepare=False and estimated 11.1 GiB, not 14.6
     model, gpu = find_model("llama-3.1-8b"), find_gpu("RTX-4090")
-    runtime = runtime_for(gpu)
-    back = estimate(model, gpu, TrainPlan(gpus=2).with_(gpus=1), runtime)
-    assert back.peak_bytes == estimate(model, gpu, TrainPlan(), runtime).peak_bytes
+    calibration = calibration_for(gpu)
+    back = estimate(model, gpu, TrainPlan(gpus=2).with_(gpus=1), calibration)
+    assert back.peak_bytes == estimate(model, gpu, TrainPlan(), calibration).peak_bytes
     assert back.peak_bytes / GiB == pytest.approx(14.55, abs=0.1)
 
 

@@ -2,14 +2,19 @@
 import pytest
 
 from vramplan import decisions as D
-from vramplan.calibration.select import runtime_for
+from vramplan.store.calibrations import calibration_for
 from vramplan.memory import estimate
 from vramplan.profiles import find_gpu, find_model
-from vramplan.search import SAFETY_MARGIN, fit
+from vramplan.store.calibrations import Calibrations
+from vramplan.planner import Planner
+from vramplan.search import SAFETY_MARGIN
+from vramplan.units import GiB
+
+CAL = Calibrations.shipped()
 
 
 def test_recommendation_fits_with_the_margin_and_keeps_the_effective_batch():
-    r = fit(find_model("qwen2.5-7b"), find_gpu("RTX-4090"), seq=2048, effective_batch=16)
+    r = Planner(find_gpu("RTX-4090"), CAL).fit(find_model("qwen2.5-7b"), seq=2048, effective_batch=16)
     p = r.recommended.plan
     assert p.batch * p.grad_accum == 16 and p.dtype == "bf16"
     assert r.recommended.breakdown.required_bytes <= r.capacity_bytes * (1 - SAFETY_MARGIN)
@@ -17,11 +22,11 @@ def test_recommendation_fits_with_the_margin_and_keeps_the_effective_batch():
 
 def test_checkpointing_reason_matches_what_fits():
     model, gpu = find_model("qwen2.5-7b"), find_gpu("RTX-4090")
-    r = fit(model, gpu, seq=2048, effective_batch=16)
+    r = Planner(gpu, CAL).fit(model, seq=2048, effective_batch=16)
     p = r.recommended.plan
     codes = [x.code for x in r.reasons]
     no_ckpt_mb1 = estimate(model, gpu, p.with_(batch=1, grad_accum=16, gradient_checkpointing=False),
-                           runtime_for(gpu))
+                           calibration_for(gpu))
     fits_without = no_ckpt_mb1.required_bytes <= r.limit_bytes
     if p.gradient_checkpointing:
         assert (D.CHECKPOINTING_FOR_BATCH in codes) == fits_without
@@ -31,10 +36,10 @@ def test_checkpointing_reason_matches_what_fits():
 
 
 def test_no_bf16_gpu_gets_fp16_and_small_gpu_explains_itself():
-    r = fit(find_model("llama-3.1-8b"), find_gpu("T4"), seq=2048)
+    r = Planner(find_gpu("T4"), CAL).fit(find_model("llama-3.1-8b"), seq=2048)
     assert r.recommended.plan.dtype == "fp16"
     assert next(x for x in r.reasons if x.code == D.DTYPE_FP16).numbers == {"gpu": "T4", "compute_capability": 7.5}
-    nothing = fit(find_model("llama-3.1-70b"), find_gpu("T4"), seq=2048)
+    nothing = Planner(find_gpu("T4"), CAL).fit(find_model("llama-3.1-70b"), seq=2048)
     assert nothing.recommended is None and nothing.suggestions["gpus"]
     first, largest = nothing.reasons[:2]
     assert first.code == D.LEANEST_TOO_BIG and first["required_bytes"] > first["limit_bytes"] == nothing.limit_bytes
@@ -47,13 +52,13 @@ def test_explicit_targets_of_one_family_do_not_break_the_smaller_model_advice():
     # pre-flight hands fit the real model's module names; phi-3 has no q_proj, so advice must not crash on it
     from vramplan.plan import TrainPlan
     base = TrainPlan(targets=("q_proj", "k_proj", "v_proj", "up_proj", "gate_proj"))
-    r = fit(find_model("llama-3.1-8b"), find_gpu("H100-80GB"), seq=64000, effective_batch=16, base=base)
+    r = Planner(find_gpu("H100-80GB"), CAL).fit(find_model("llama-3.1-8b"), seq=64000, effective_batch=16, base=base)
     assert r.recommended is None and r.suggestions["smaller_models"]
 
 
 def test_several_gpus_run_data_parallel_when_the_model_fits_one():
     from vramplan.profiles import find_gpu, find_model
-    result = fit(find_model("llama-3.2-3b"), find_gpu("RTX-4090"), seq=2048, effective_batch=16, gpus=2)
+    result = Planner(find_gpu("RTX-4090"), CAL).fit(find_model("llama-3.2-3b"), seq=2048, effective_batch=16, gpus=2)
     p = result.recommended.plan
     assert p.gpus == 2 and p.parallel == "ddp" and p.effective_batch == 16
     assert result.one_gpu is not None and result.recommended.tokens_per_s > 1.5 * result.one_gpu.tokens_per_s
@@ -65,7 +70,7 @@ def test_several_gpus_run_data_parallel_when_the_model_fits_one():
 def test_fsdp_makes_possible_what_one_gpu_cannot_hold():
     from vramplan.profiles import find_gpu, find_model
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
-    result = fit(model, gpu, seq=8192, effective_batch=4, gpus=2, vram_bytes=24 * 2**30)
+    result = Planner(gpu, CAL, 24 * GiB).fit(model, seq=8192, effective_batch=4, gpus=2)
     assert result.one_gpu is None and result.recommended.plan.parallel == "fsdp"
     versus = result.versus_one_gpu
     assert versus.code == D.GPUS_MAKE_IT_POSSIBLE and result.one_gpu_needs > result.limit_bytes
@@ -74,7 +79,7 @@ def test_fsdp_makes_possible_what_one_gpu_cannot_hold():
 
 def test_when_every_gpu_must_load_the_whole_model_more_gpus_do_not_help():
     from vramplan.profiles import find_gpu, find_model
-    result = fit(find_model("llama-3.1-70b"), find_gpu("RTX-4090"), seq=2048, effective_batch=16, gpus=2)
+    result = Planner(find_gpu("RTX-4090"), CAL).fit(find_model("llama-3.1-70b"), seq=2048, effective_batch=16, gpus=2)
     assert result.recommended is None
     load = next(r for r in result.reasons if r.code == D.LOAD_WHOLE_MODEL)
     assert load["load_bytes"] > result.limit_bytes
@@ -84,4 +89,4 @@ def test_effective_batch_must_split_over_the_gpus():
     from vramplan.errors import VramplanError
     from vramplan.profiles import find_gpu, find_model
     with pytest.raises(VramplanError, match="split evenly"):
-        fit(find_model("llama-3.2-1b"), find_gpu("T4"), effective_batch=6, gpus=4)
+        Planner(find_gpu("T4"), CAL).fit(find_model("llama-3.2-1b"), effective_batch=6, gpus=4)

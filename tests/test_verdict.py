@@ -5,6 +5,7 @@ import pytest
 import vramplan
 from vramplan import decisions as D
 from vramplan.errors import VramplanError
+from vramplan.units import GiB
 
 
 def test_preflight_api_fits_and_explains():
@@ -33,9 +34,9 @@ def test_preflight_gpu_auto_without_a_gpu_is_a_clear_error(monkeypatch):
 
 def test_preflight_gpu_auto_uses_free_memory(monkeypatch):
     import vramplan.verdict as verdict
-    monkeypatch.setattr(verdict, "detect_free_memory", lambda count=1: ("NVIDIA H100 80GB HBM3", 10 * 2**30))
+    monkeypatch.setattr(verdict, "detect_free_memory", lambda count=1: ("NVIDIA H100 80GB HBM3", 10 * GiB))
     v = vramplan.preflight("llama-3.1-8b")
-    assert v.capacity_bytes == 10 * 2**30 and not v.fits
+    assert v.capacity_bytes == 10 * GiB and not v.fits
 
 
 def test_the_api_imports_no_torch():

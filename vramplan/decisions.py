@@ -30,7 +30,7 @@ DTYPE_FP16 = "dtype_fp16_no_bf16"              # gpu, compute_capability
 RANK_ASKED = "rank_asked"                      # rank
 RANK_DEFAULT = "rank_default"                  # rank
 RANK_FALLBACK = "rank_fallback"                # rank, preferred
-MICRO_BATCH_LARGEST = "micro_batch_largest"    # batch, grad_accum
+MICRO_BATCH_LARGEST = "micro_batch_largest"    # batch, grad_accum, next_batch (the one that does not fit)
 MICRO_BATCH_FASTEST = "micro_batch_fastest"    # batch, grad_accum, effective_batch
 CHECKPOINTING_FOR_BATCH = "checkpointing_for_batch"  # batch, without (the largest micro-batch without it)
 CHECKPOINTING_NEEDED = "checkpointing_needed"
@@ -51,7 +51,7 @@ SHORTER_SEQ = "shorter_seq"                    # seq
 SMALLER_MODELS = "smaller_models"              # models
 BIGGER_GPUS = "bigger_gpus"                    # gpus (names), count
 # the verdict on one plan
-NEEDS = "needs"                                # required_bytes, capacity_bytes, limit_bytes, margin, component, bytes, phase
+NEEDS = "needs"  # required_bytes, capacity_bytes, limit_bytes, margin, component, bytes, phase
 FITS_INSTEAD = "fits_instead"                  # rank, batch, grad_accum, gradient_checkpointing, optim, required_bytes
 WHY_NOTHING_FITS_HEAD = (LEANEST_TOO_BIG, LARGEST_PART)
 """What a verdict's own NEEDS already says when it passes on why nothing fits."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import decisions as D
-from .calibration.select import runtime_for
+from .store.calibrations import Calibrations
 from .decisions import Reason, reason
 from .errors import VramplanError
 from .memory import Breakdown, estimate
@@ -71,10 +71,10 @@ def _micro_batches(effective: int) -> list[int]:
     return [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= effective and effective % b == 0] or [1]
 
 
-def candidates(model: ModelArch, gpu: GpuSpec, base: TrainPlan, effective_batch: int, capacity: int,
-               ranks: tuple[int, ...], optims: tuple[str, ...]) -> list[Candidate]:
+def candidates(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPlan, effective_batch: int,
+               capacity: int, ranks: tuple[int, ...], optims: tuple[str, ...]) -> list[Candidate]:
     """Every plan of base's layout (GPUs, parallelism, offload); the effective batch is split over the GPUs."""
-    runtime = runtime_for(gpu)
+    calibration = cal.params(gpu)
     limit = margin_limit(capacity)
     per_gpu = effective_batch // base.gpus
     if base.offload:
@@ -86,8 +86,8 @@ def candidates(model: ModelArch, gpu: GpuSpec, base: TrainPlan, effective_batch:
                 for mb in _micro_batches(per_gpu):
                     plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
                                       grad_accum=per_gpu // mb)
-                    b = estimate(model, gpu, plan, runtime, vram_bytes=capacity)
-                    out.append(Candidate(plan, b, tokens_per_second(model, gpu, plan), limit))
+                    b = estimate(model, gpu, plan, calibration, vram_bytes=capacity)
+                    out.append(Candidate(plan, b, tokens_per_second(model, gpu, plan, b), limit))
     return out
 
 
@@ -105,7 +105,8 @@ def _offload_layout(base: TrainPlan) -> TrainPlan:
 
 def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int = 16, rank: int | None = None,
         vram_bytes: int | None = None, base: TrainPlan | None = None, optims: tuple[str, ...] | None = None,
-        explain: bool = True, gpus: int | None = None, parallel: str | None = None) -> FitResult:
+        explain: bool = True, gpus: int | None = None, parallel: str | None = None,
+        cal: Calibrations) -> FitResult:
     """The fastest plan that fits each GPU with the margin. gpus > 1: data parallel and FSDP are both searched
     (or `parallel` alone); FSDP with CPU offload only when nothing else fits; the best one-GPU plan is kept for
     the comparison."""
@@ -117,18 +118,18 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     if effective_batch % base.gpus:
         raise VramplanError(f"--effective-batch {effective_batch} does not split evenly over {base.gpus} GPUs",
                             hint=f"use a multiple of {base.gpus}")
-    capacity = vram_bytes or runtime_for(gpu).usable_bytes(gpu.memory_bytes)
+    capacity = vram_bytes or cal.params(gpu).usable_bytes(gpu.memory_bytes)
     ranks = (rank,) if rank else (DEFAULT_RANK, 8)
     opts = optims or OPTIMIZERS
     cands = [c for layout in layouts(base, parallel) for c in
-             candidates(model, gpu, layout, effective_batch, capacity, ranks, opts)]
+             candidates(cal, model, gpu, layout, effective_batch, capacity, ranks, opts)]
     if base.gpus > 1 and parallel in (None, "fsdp") and not any(c.fits for c in cands):
-        cands += candidates(model, gpu, _offload_layout(base), effective_batch, capacity, ranks, opts)
+        cands += candidates(cal, model, gpu, _offload_layout(base), effective_batch, capacity, ranks, opts)
     preferred = _preferred(cands, ranks)
     result = FitResult(model, gpu, capacity, margin_limit(capacity),
                        preferred[0] if preferred else None, [], gpus=base.gpus)
     if base.gpus > 1:
-        one = candidates(model, gpu, base.with_(gpus=1, offload=False),
+        one = candidates(cal, model, gpu, base.with_(gpus=1, offload=False),
                          effective_batch, capacity, ranks, opts)
         one_preferred = _preferred(one, ranks)
         result.one_gpu = one_preferred[0] if one_preferred else None
@@ -139,7 +140,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
         if base.gpus > 1:
             result.versus_one_gpu = versus_one_gpu(result)
     elif explain:
-        result.reasons, result.suggestions = _why_not(model, gpu, base, effective_batch, capacity, cands)
+        result.reasons, result.suggestions = _why_not(cal, model, gpu, base, effective_batch, capacity, cands)
     return result
 
 
@@ -195,7 +196,7 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
     largest = {ckpt: max((c.plan.batch for c in same if c.plan.gradient_checkpointing == ckpt), default=0)
                for ckpt in (False, True)}
     if p.batch == largest[p.gradient_checkpointing] and p.batch < p.effective_batch:
-        out.append(reason(D.MICRO_BATCH_LARGEST, batch=p.batch, grad_accum=p.grad_accum))
+        out.append(reason(D.MICRO_BATCH_LARGEST, batch=p.batch, grad_accum=p.grad_accum, next_batch=2 * p.batch))
     else:
         out.append(reason(D.MICRO_BATCH_FASTEST, batch=p.batch, grad_accum=p.grad_accum,
                           effective_batch=p.effective_batch))
@@ -209,15 +210,16 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
     return out
 
 
-def longest_seq(model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int, limit_seq: int = 131072) -> int:
+def longest_seq(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int,
+                limit_seq: int = 131072) -> int:
     """Longest sequence (multiple of 128) that fits at micro-batch 1 with checkpointing, with the margin,
     keeping the effective batch (accumulation keeps gradients between micro-batches)."""
-    runtime = runtime_for(gpu)
+    calibration = cal.params(gpu)
     limit = margin_limit(capacity)
     plan = _leanest(base)
 
     def ok(seq: int) -> bool:
-        return estimate(model, gpu, plan.with_(seq=seq), runtime, vram_bytes=capacity).required_bytes <= limit
+        return estimate(model, gpu, plan.with_(seq=seq), calibration, vram_bytes=capacity).required_bytes <= limit
 
     if not ok(128):
         return 0
@@ -230,7 +232,7 @@ def longest_seq(model: ModelArch, gpu: GpuSpec, base: TrainPlan, capacity: int, 
     return lo
 
 
-def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[Reason], dict]:
+def _why_not(cal, model, gpu, base, effective_batch, capacity, cands) -> tuple[list[Reason], dict]:
     smallest = min(cands, key=lambda c: c.breakdown.required_bytes)
     b = smallest.breakdown
     dom_key, dom_bytes = b.dominant()
@@ -245,26 +247,26 @@ def _why_not(model, gpu, base, effective_batch, capacity, cands) -> tuple[list[R
         base = base.with_(parallel=smallest.plan.parallel, offload=smallest.plan.offload, optim=smallest.plan.optim)
         if b.peak_phase == "load":
             reasons.append(reason(D.LOAD_WHOLE_MODEL, load_bytes=sum(b.phases["load"].values())))
-    seq = longest_seq(model, gpu, base, capacity)
+    seq = longest_seq(cal, model, gpu, base, capacity)
     suggestions = {"longest_seq": seq}
     if seq:
         reasons.append(reason(D.SHORTER_SEQ, seq=seq))
     smaller = [m.name for m in model_catalog() if m.total_params < model.total_params and
-               _fits_at_all(m, gpu, base, capacity)]
+               _fits_at_all(cal, m, gpu, base, capacity)]
     suggestions["smaller_models"] = smaller[-3:][::-1]
     if smaller:
         reasons.append(reason(D.SMALLER_MODELS, models=suggestions["smaller_models"]))
     gpus = [g.name for g in gpu_catalog() if g.memory_mib > gpu.memory_mib and
-            _fits_at_all(model, g, base.with_(dtype=g.default_dtype), None)]
+            _fits_at_all(cal, model, g, base.with_(dtype=g.default_dtype), None)]
     suggestions["gpus"] = gpus[:3]
     if gpus:
         reasons.append(reason(D.BIGGER_GPUS, gpus=gpus[:3], count=n))
     return reasons, suggestions
 
 
-def _fits_at_all(model, gpu, base, capacity) -> bool:
+def _fits_at_all(cal, model, gpu, base, capacity) -> bool:
     if base.targets != ALL_LINEAR and not set(base.targets) <= set(model.linear_names):
         base = base.with_(targets=ALL_LINEAR)  # another architecture: its module names differ, train them all
-    runtime = runtime_for(gpu)
-    cap = capacity or runtime.usable_bytes(gpu.memory_bytes)
-    return estimate(model, gpu, _leanest(base), runtime, vram_bytes=cap).required_bytes <= margin_limit(cap)
+    calibration = cal.params(gpu)
+    cap = capacity or calibration.usable_bytes(gpu.memory_bytes)
+    return estimate(model, gpu, _leanest(base), calibration, vram_bytes=cap).required_bytes <= margin_limit(cap)

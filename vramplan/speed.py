@@ -6,7 +6,8 @@ recompute when checkpointing. Each kernel costs max(flops / rate, bytes / bandwi
 """
 from __future__ import annotations
 
-from .layout import Layout, as_layout
+from .layout import Layout, resolve
+from .memory.breakdown import Breakdown
 from .plan import TrainPlan
 from .profiles.gpus import GpuSpec
 from .profiles.models import ModelArch
@@ -21,47 +22,43 @@ LINK_EFFICIENCY = 0.7  # share of the link's datasheet rate that NCCL collective
 FSDP_COLLECTIVE_S = 1.3e-3
 
 
-def step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
+def step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
     """Seconds per optimizer step (all micro-batches; on several GPUs, every rank's at once)."""
-    plan = as_layout(plan, model, gpu)
-    micro = compute_seconds(model, gpu, plan)
-    if plan.fsdp:  # prefetching overlaps the all-gathers with compute: the slower of the two sets the pace
-        micro = max(micro, fsdp_transfer_seconds(model, gpu, plan))
-    return micro * plan.grad_accum + sync_seconds(model, gpu, plan)
+    lay = resolve(plan, model, gpu)
+    micro = compute_seconds(model, gpu, plan, b)
+    if lay.fsdp:  # prefetching overlaps the all-gathers with compute: the slower of the two sets the pace
+        micro = max(micro, fsdp_transfer_seconds(model, gpu, lay, b))
+    return micro * plan.grad_accum + sync_seconds(gpu, lay, b)
 
 
-def fsdp_transfer_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
+def fsdp_transfer_seconds(model: ModelArch, gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:
     """Per micro-batch: FULL_SHARD gathers every layer's shard twice (forward, backward) and the root once;
     with CPU offload the rank's own shard also crosses PCIe each time it is gathered. Plus the collectives'
     launch latency, which dominates at these sizes."""
-    plan = as_layout(plan, model, gpu)
-    from .memory.weights import base_components
-    base = base_components(model, plan)
-    layers = base.get("weights_4bit", 0) + base.get("weights_16bit", 0) + base.get("quant_constants", 0)
-    root = base.get("embeddings_lm_head", 0)
-    n = plan.gpus
+    load = b.phases["load"]  # every rank holds the whole base before the wrap shards it
+    layers = load.get("weights_4bit", 0) + load.get("weights_16bit", 0) + load.get("quant_constants", 0)
+    root = load.get("embeddings_lm_head", 0)
+    n = lay.gpus
     gathered = (2 * layers + root) * (n - 1) / n
     seconds = gathered / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
-    units = model.layers * (1 + 2 * len(plan.target_names(model.linear_names)))
+    units = model.layers * (1 + 2 * len(lay.target_names(model.linear_names)))
     seconds += 3 * units * FSDP_COLLECTIVE_S
-    if plan.offload:
+    if lay.offload:
         seconds += (2 * layers + root) / n / (gpu.pcie_gbs * 1e9 * LINK_EFFICIENCY)
     return seconds
 
 
-def sync_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
+def sync_seconds(gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:
     """Per optimizer step: DDP all-reduces the adapter's fp32 gradients (ring: twice the bytes)."""
-    plan = as_layout(plan, model, gpu)
-    if not plan.ddp:
+    if not lay.ddp:
         return 0.0  # FSDP's reduce-scatter of the adapter gradients is small and overlapped
-    from .memory.adapter import adapter_bytes
-    n = plan.gpus
-    return 2 * adapter_bytes(model, plan) * (n - 1) / n / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
+    n = lay.gpus
+    adapter = b.phases["optimizer"]["lora_adapter"]
+    return 2 * adapter * (n - 1) / n / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
 
 
-def compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
+def compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
     """Seconds of one micro-batch's compute on one GPU."""
-    plan = as_layout(plan, model, gpu)
     flops_rate = gpu.tensor_tflops_16bit * 1e12 * MATMUL_EFFICIENCY
     bw = gpu.bandwidth_gbs * 1e9 * MEMORY_EFFICIENCY
     t = plan.tokens
@@ -76,18 +73,14 @@ def compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) ->
     attn_flops = 2 * 2 * plan.batch * plan.seq * plan.seq * model.heads * model.head_dim / 2
     total += model.layers * (passes + 1) * attn_flops / flops_rate
     # elementwise traffic: saved activations written once and read once, more when recomputed
-    from .memory.activations import layer_activations
-    la = layer_activations(model, plan)
-    total += model.layers * passes * 2 * la.saved_per_token * t / bw
+    total += model.layers * passes * 2 * b.layer_saved_bytes / bw
     # lm_head + loss: 3 matmuls (forward, input grad) over the vocabulary and the fp32 loss buffers
     total += 2 * (2 * model.vocab * model.hidden * t) / flops_rate + 24 * model.vocab * t / bw
     # LoRA matmuls are small: 6 flops per adapter parameter per token
-    from .memory.adapter import trainable_params
-    total += 6 * trainable_params(model, plan) * t / flops_rate
+    total += 6 * b.trainable_params * t / flops_rate
     return total
 
 
-def tokens_per_second(model: ModelArch, gpu: GpuSpec, plan: TrainPlan | Layout) -> float:
-    """All GPUs together."""
-    plan = as_layout(plan, model, gpu)
-    return plan.tokens * plan.grad_accum * plan.gpus / step_seconds(model, gpu, plan)
+def tokens_per_second(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
+    """All GPUs together, from the plan's Breakdown (its base, adapter and saved activations)."""
+    return plan.tokens * plan.grad_accum * plan.gpus / step_seconds(model, gpu, plan, b)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from . import decisions as D
 from . import flags
-from .calibration.select import runtime_for
+from .store.calibrations import Calibrations
 from .decisions import Reason, reason
 from .memory import Breakdown, estimate
 from .plan import TrainPlan
@@ -41,7 +41,7 @@ class Verdict:
 def detect_free_memory(count: int = 1) -> tuple[str, int] | None:
     """(GPU name, free bytes) through NVML: of GPU 0, or the least free of GPUs 0..count-1; None without pynvml,
     a GPU, or that many GPUs."""
-    from .runtime.gpu_info import detect_gpu, nvml_memory  # NVML only; no torch
+    from .gpu_info import detect_gpu, nvml_memory  # NVML only; no torch
     try:
         found = detect_gpu()
         if found["count"] < count:
@@ -67,9 +67,11 @@ def resolve_gpu(gpu: str | GpuSpec, vram_bytes: int | None = None, count: int = 
     return find_gpu(gpu), vram_bytes
 
 
-def judge(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, vram_bytes: int | None = None) -> Verdict:
-    runtime = runtime_for(gpu)
-    b = estimate(model, gpu, plan, runtime, vram_bytes)
+def judge(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, vram_bytes: int | None = None, *,
+          cal: Calibrations) -> Verdict:
+    """Does this plan fit (with the margin)? If not, the fastest plan of the same sequence and effective batch
+    that does, or why nothing does."""
+    b = estimate(model, gpu, plan, cal.params(gpu), vram_bytes)
     limit = margin_limit(b.capacity_bytes)
     ok = b.required_bytes <= limit
     dom, dom_bytes = b.dominant()
@@ -78,7 +80,7 @@ def judge(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, vram_bytes: int | Non
     nearest = None
     if not ok:
         result = fit(model, gpu, seq=plan.seq, effective_batch=plan.effective_batch, vram_bytes=b.capacity_bytes,
-                     base=plan, optims=tuple(dict.fromkeys((plan.optim, "adamw_8bit", "paged_adamw_8bit"))))
+                     base=plan, optims=tuple(dict.fromkeys((plan.optim, "adamw_8bit", "paged_adamw_8bit"))), cal=cal)
         if result.recommended:
             rec, p = result.recommended, result.recommended.plan
             nearest = p.to_dict()
@@ -102,4 +104,5 @@ def preflight(model: str | ModelArch, gpu: str | GpuSpec = "auto", vram_bytes: i
     spec, capacity = resolve_gpu(gpu, vram_bytes)
     if "dtype" not in plan:
         plan["dtype"] = spec.default_dtype
-    return judge(arch, spec, flags.plan_from_fields(plan), capacity)
+    from .planner import Planner
+    return Planner(spec, Calibrations.shipped(), capacity).judge(arch, flags.plan_from_fields(plan))

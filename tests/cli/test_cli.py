@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from vramplan import decisions as D
+from vramplan.units import GiB
 
 
 def vramplan(*args):
@@ -37,7 +38,7 @@ def test_estimate_table_shows_verdict_dominant_part_and_biggest_saving():
 def test_estimate_vram_flag_changes_the_verdict():
     _, out, _ = vramplan("estimate", "llama-3.1-8b", "--gpu", "H100", "--vram", "8GiB", "--json")
     d = json.loads(out)
-    assert d["fits"] is False and d["capacity_bytes"] == 8 * 2**30
+    assert d["fits"] is False and d["capacity_bytes"] == 8 * GiB
 
 
 def test_fit_json_contract_and_plan_fields():

@@ -52,13 +52,13 @@ def _plan_fields(model, gpu, count: int, variant: dict) -> dict:
 
 
 def predict(model, gpu, fields: dict) -> dict:
-    from vramplan.calibration.select import runtime_for
+    from vramplan.store.calibrations import calibration_for
     from vramplan.memory import estimate
     from vramplan.plan import TrainPlan
     kw = dict(fields)
     if isinstance(kw["targets"], list):
         kw["targets"] = tuple(kw["targets"])
-    b = estimate(model, gpu, TrainPlan(**kw), runtime_for(gpu, CALIBRATION))
+    b = estimate(model, gpu, TrainPlan(**kw), calibration_for(gpu, CALIBRATION))
     return {"peak_bytes": b.peak_bytes, "required_bytes": b.required_bytes, "peak_phase": b.peak_phase,
             "components": b.components, "peak_allocated_bytes": b.peak_allocated_bytes,
             "peak_reserved_bytes": b.peak_reserved_bytes, "managed_bytes": b.managed_bytes,

@@ -7,7 +7,7 @@ pytest.importorskip("bitsandbytes")
 
 from vramplan.integrations.transformers_callback import PreflightCallback, PreflightError, plan_from_model  # noqa
 from vramplan.plan import TrainPlan  # noqa: E402
-from vramplan.runtime import measure  # noqa: E402
+from vramplan.calibrate import measure  # noqa: E402
 
 TINY = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "vocab_size": 512, "tie_word_embeddings": False}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..calibration.design import boundary, estimated_seconds, sweep
+from ..calibrate.design import boundary, estimated_seconds, sweep
 from ..errors import VramplanError
 from ..plan import ALLOCATORS
 from ..resources import data_dir
@@ -33,8 +33,8 @@ def register(sub) -> None:
 def run(args) -> int:
     out = args.out or data_dir("calibration")
     if args.refit:
-        from ..calibration.fit import refit_all
-        for path in refit_all(out):
+        from ..calibrate.solve import solve_all
+        for path in solve_all(out):
             print(f"wrote {path}")
         return 0
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
@@ -57,11 +57,11 @@ def run(args) -> int:
               f"(plus one checkpoint build per architecture)")
         return 0
     _require_gpu()
-    from ..runtime.sweep import default_cache, run_sweep
-    from ..calibration.fit import refit_all
+    from ..calibrate.sweep import default_cache, run_sweep
+    from ..calibrate.solve import solve_all
     path = run_sweep(runs, out, default_cache(), timeout_s=args.timeout)
     print(f"records: {path}")
-    for fit_path in refit_all(out):
+    for fit_path in solve_all(out):
         print(f"wrote {fit_path}")
     return 0
 

@@ -9,7 +9,9 @@ from ..errors import VramplanError
 from ..memory import LABELS
 from ..profiles import find_model
 from ..units import GiB
-from ..verdict import judge, resolve_gpu
+from ..store.calibrations import Calibrations
+from ..planner import Planner
+from ..verdict import resolve_gpu
 from .common import add_plan_args, given_plan_fields, print_json, vram_from_args
 from ..present import plan_line, say
 from ..present.reasons import reasons_json
@@ -42,7 +44,7 @@ def run(args) -> int:
     if fields.get("dtype") is None:
         fields["dtype"] = gpu.default_dtype
     plan = flags.plan_from_fields(fields)
-    verdict = judge(model, gpu, plan, capacity)
+    verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(model, plan)
     if args.json:
         out = verdict.to_dict()
         out["advice"] = reasons_json(verdict.advice)

@@ -1,8 +1,9 @@
 """`vramplan estimate MODEL --gpu GPU [plan flags] [--json]`: the memory breakdown of one plan."""
 from __future__ import annotations
 
-from ..calibration.select import runtime_for
-from ..memory import LABELS, Breakdown, estimate
+from ..store.calibrations import Calibrations
+from ..memory import LABELS, Breakdown
+from ..planner import Planner
 from ..profiles import find_gpu, find_model
 from ..units import GiB
 from .common import add_plan_args, add_vram_arg, plan_from_args, print_json, vram_from_args
@@ -23,20 +24,21 @@ def register(sub) -> None:
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
     plan = plan_from_args(args, gpu)
-    runtime = runtime_for(gpu)
-    b = estimate(model, gpu, plan, runtime, vram_from_args(args))
+    planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
+    b = planner.estimate(model, plan)
+    saving = biggest_saving(planner, model, plan, b)
     if args.json:
         d = b.to_dict()
         d["gpu"] = gpu.summary()
         d["model_summary"] = model.summary()
-        d["biggest_saving"] = biggest_saving(model, gpu, plan, runtime, b)
+        d["biggest_saving"] = saving
         print_json(d)
         return 0
-    print("\n".join(render(b, model, gpu, biggest_saving(model, gpu, plan, runtime, b))))
+    print("\n".join(render(b, model, gpu, saving)))
     return 0
 
 
-def biggest_saving(model, gpu, plan, runtime, b: Breakdown) -> dict | None:
+def biggest_saving(planner: Planner, model, plan, b: Breakdown) -> dict | None:
     """The one plan change that lowers the peak the most."""
     options = []
     if plan.batch > 1:
@@ -56,7 +58,7 @@ def biggest_saving(model, gpu, plan, runtime, b: Breakdown) -> dict | None:
         options.append(("--attn sdpa", plan.with_(attn="sdpa")))
     best = None
     for label, alt in options:
-        saved = b.peak_bytes - estimate(model, gpu, alt, runtime, b.capacity_bytes).peak_bytes
+        saved = b.peak_bytes - planner.estimate(model, alt).peak_bytes
         if saved > 0 and (best is None or saved > best["saves_bytes"]):
             best = {"change": label, "saves_bytes": saved}
     return best
@@ -84,5 +86,5 @@ def render(b: Breakdown, model, gpu, saving: dict | None) -> list[str]:
         lines.append(f"upper bound: {(b.peak_bytes + b.fragmentation_event_bytes) / GiB:.2f} GiB if PyTorch's "
                      f"default allocator re-splits a logits segment (+{b.fragmentation_event_bytes / GiB:.2f} GiB; "
                      "measured in some runs, not predictable from the plan); --allocator expandable avoids it")
-    lines.append(f"calibration: {b.runtime['source']}")
+    lines.append(f"calibration: {b.calibration['source']}")
     return lines

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from ..profiles import find_gpu, find_model
-from ..search import SAFETY_MARGIN, fit
+from ..store.calibrations import Calibrations
+from ..planner import Planner
+from ..search import SAFETY_MARGIN
 from ..units import GiB
 from .common import add_multi_gpu_args, gpus_from_args, positive_int, print_json, vram_from_args
 from ..present import bar, plan_line
@@ -27,8 +29,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
-    result = fit(model, gpu, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
-                 vram_bytes=vram_from_args(args), gpus=gpus_from_args(args) or 1, parallel=args.parallel)
+    planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
+    result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
+                         gpus=gpus_from_args(args) or 1, parallel=args.parallel)
     if args.json:
         print_json(to_json(result))
     else:
@@ -51,7 +54,7 @@ def to_json(result) -> dict:
         "reasons": reasons_json(([result.versus_one_gpu] if result.versus_one_gpu else []) + result.reasons),
         "suggestions": result.suggestions,
         "speed_note": "tokens/s from a roofline over the GPU profile: an estimate for ranking plans",
-        "calibration": rec.breakdown.runtime["source"] if rec else None,
+        "calibration": rec.breakdown.calibration["source"] if rec else None,
     }
 
 
@@ -82,5 +85,5 @@ def render(result) -> list[str]:
             lines.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {'on' if p.gradient_checkpointing else 'off':>4s}"
                          f"  {p.optim:18s} {p.rank:>4d}  " + (f"{layout:>12s}  " if multi else "")
                          + f"{c.breakdown.required_bytes / GiB:6.2f}  {c.tokens_per_s / rec.tokens_per_s:5.2f}x")
-    lines.append(f"\ncalibration: {b.runtime['source']}")
+    lines.append(f"\ncalibration: {b.calibration['source']}")
     return lines

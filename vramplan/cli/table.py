@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from ..errors import VramplanError
-from ..plan import TrainPlan
+from ..store.calibrations import Calibrations
+from ..planner import Planner
 from ..profiles import find_gpu, find_model, gpu_catalog, model_catalog
-from ..search import fit, longest_seq
 from ..units import GiB
 from .common import positive_int, print_json
 
@@ -22,25 +22,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def row(model, gpu, seq: int, effective_batch: int) -> dict:
-    result = fit(model, gpu, seq=seq, effective_batch=effective_batch, explain=False)
-    rec = result.recommended
-    base = TrainPlan(dtype=gpu.default_dtype)
-    return {"model": model.name, "gpu": gpu.name, "params": model.total_params, "fits": rec is not None,
-            "plan": rec.plan.to_dict() if rec else None,
-            "required_bytes": rec.breakdown.required_bytes if rec else None,
-            "tokens_per_s_estimate": round(rec.tokens_per_s, 1) if rec else None,
-            "longest_seq": longest_seq(model, gpu, base, result.capacity_bytes)}
-
-
 def run(args) -> int:
+    calibrations = Calibrations.shipped()
     if args.gpu:
         gpu = find_gpu(args.gpu)
-        rows = [row(m, gpu, args.seq, args.effective_batch) for m in model_catalog()]
+        planner = Planner(gpu, calibrations)
+        rows = [planner.table_row(m, args.seq, args.effective_batch) for m in model_catalog()]
         title = f"every catalog model on {gpu.name} ({gpu.memory_mib / 1024:.1f} GiB), seq {args.seq}"
     else:
         model = find_model(args.model)
-        rows = [row(model, g, args.seq, args.effective_batch) for g in gpu_catalog()]
+        rows = [Planner(g, calibrations).table_row(model, args.seq, args.effective_batch) for g in gpu_catalog()]
         title = f"{model.name} on every catalog GPU, seq {args.seq}"
     if not rows:
         raise VramplanError("the catalog is empty")

@@ -9,15 +9,18 @@ from .. import flags
 from ..errors import VramplanError
 from ..plan import ALLOC_CONF, TrainPlan
 from ..profiles import find_model
-from ..search import SAFETY_MARGIN, fit
-from ..training.arguments import training_kwargs
-from ..training.data import load_examples
-from ..training.seqlen import choose_seq
+from ..store.calibrations import Calibrations
+from ..planner import Planner
+from ..search import SAFETY_MARGIN
+from ..train.arguments import training_kwargs
+from ..train.data import load_examples
+from ..train.seqlen import choose_seq
 from ..units import GiB
 from ..verdict import resolve_gpu
 from .common import add_plan_args, given_plan_fields, positive_int, vram_from_args
 from ..present import plan_line, say
 from ..present.reasons import fit_reasons
+from ..workers import WORKERS
 
 
 def register(sub) -> None:
@@ -56,6 +59,7 @@ def run(args) -> int:
     given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
     gpus = given.get("gpus", 1)
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args), count=gpus)
+    planner = Planner(gpu, Calibrations.shipped(), capacity)
     seq, seq_note = resolve_seq(args, source, examples, arch)
     if args.effective_batch % gpus:
         raise VramplanError(f"--effective-batch {args.effective_batch} does not split evenly over {gpus} GPUs",
@@ -68,7 +72,7 @@ def run(args) -> int:
                       if "grad_accum" not in given else base]
         result = None
     else:
-        result = fit(arch, gpu, seq=seq, effective_batch=args.effective_batch, vram_bytes=capacity, base=base,
+        result = planner.fit(arch, seq=seq, effective_batch=args.effective_batch, base=base,
                      parallel=given.get("parallel") if gpus > 1 else None)
         if result.recommended is None:
             raise VramplanError("no plan fits: " + "; ".join(fit_reasons(result)), hint="shorter --seq or a bigger GPU")
@@ -84,7 +88,7 @@ def run(args) -> int:
     print(f"plan: {plan_line(plan.to_dict())}")
     if plan.allocator == "expandable":
         print(f"allocator: PYTORCH_CUDA_ALLOC_CONF={ALLOC_CONF['expandable']} (predicted peak "
-              f"{allocator_saving(arch, gpu, plan, capacity) / GiB:.2f} GiB lower than PyTorch's default allocator)")
+              f"{allocator_saving(planner, arch, plan) / GiB:.2f} GiB lower than PyTorch's default allocator)")
     if result is not None:
         print(f"  ({SAFETY_MARGIN:.0%} safety margin; {len(candidates) - 1} fallback plan(s) if verification fails)")
         if result.versus_one_gpu:
@@ -92,23 +96,19 @@ def run(args) -> int:
     if args.dry_run:
         print(f"training arguments{' (per GPU)' if gpus > 1 else ''}:\n" + json.dumps(kwargs, indent=2))
         if gpus > 1:
-            from ..training.distributed import plan_accelerate_config
+            from ..train.distributed import plan_accelerate_config
             print(f"accelerate configuration (written to {out / 'accelerate_config.yaml'}):\n"
                   + json.dumps(plan_accelerate_config(plan.to_dict()), indent=2))
         return 0
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise VramplanError(f"--output {out}: exists and is not empty", hint="choose another folder or --overwrite")
     if gpus > 1:
-        return _train_multi(args, arch, source, gpu, capacity, candidates, out)
-    return _train(args, arch, source, examples, gpu, capacity, candidates, out)
+        return _train_multi(args, arch, source, planner, candidates, out)
+    return _train(args, arch, source, examples, planner, candidates, out)
 
 
-def allocator_saving(arch, gpu, plan: TrainPlan, capacity) -> int:
-    from ..calibration.select import runtime_for
-    from ..memory import estimate
-    runtime = runtime_for(gpu)
-    return (estimate(arch, gpu, plan.with_(allocator="default"), runtime, capacity).peak_bytes
-            - estimate(arch, gpu, plan, runtime, capacity).peak_bytes)
+def allocator_saving(planner: Planner, arch, plan: TrainPlan) -> int:
+    return planner.estimate(arch, plan.with_(allocator="default")).peak_bytes - planner.estimate(arch, plan).peak_bytes
 
 
 def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
@@ -121,48 +121,45 @@ def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
             raise VramplanError("--seq must be positive")
         return seq, f"--seq {seq} (given)"
     if args.dry_run:
-        from ..training.lengths import fast_lengths
+        from ..train.lengths import fast_lengths
         lengths = fast_lengths(Path(source), examples) if Path(source).is_dir() else None
         if lengths is None:
             raise VramplanError("--seq auto in a dry run needs a local model folder with tokenizer.json",
                                 hint="pass --seq N")
     else:
-        from ..runtime.train_run import encode, load_tokenizer
+        from ..train.run import encode, load_tokenizer
         tok = load_tokenizer(source)
         lengths = [len(encode(e, tok)["input_ids"]) for e in examples]
     choice = choose_seq(lengths, arch.max_position_embeddings)
     return choice.seq, choice.describe()
 
 
-def _verify_into(args, arch, gpu, capacity, candidates, out: Path, trial):
+def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
     """Real steps of each candidate until one fits; then the (emptied, with --overwrite) output folder and the
     prediction for the verified plan."""
-    from ..calibration.select import runtime_for
-    from ..memory import estimate
-    from ..training.verify import verify
-    runtime = runtime_for(gpu)
-    checked = verify(candidates, trial, capacity or runtime.usable_bytes(gpu.memory_bytes))
+    from ..train.verify import verify
+    checked = verify(candidates, trial, planner.capacity_bytes)
     if checked.plan is None:
         raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    return checked, estimate(arch, gpu, checked.plan, runtime, capacity)
+    return checked, planner.estimate(arch, checked.plan)
 
 
-def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -> int:
-    from ..runtime.train_run import train_full, verification_trial
-    from ..runtime.measure import apply_allocator
+def _train(args, arch, source, examples, planner: Planner, candidates, out: Path) -> int:
+    from ..train.run import train_full, verification_trial
+    from ..calibrate.measure import apply_allocator
     apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
     import torch
     if not torch.cuda.is_available():
         raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")
-    checked, predicted = _verify_into(args, arch, gpu, capacity, candidates, out,
+    checked, predicted = _verify_into(args, arch, planner, candidates, out,
                                       lambda plan: verification_trial(source, plan))
     plan = checked.plan
     record = train_full(source, examples, plan, out, max_steps=args.max_steps or -1, epochs=args.epochs,
                         save_steps=args.save_steps, merge=args.merge)
-    record.update({"model": arch.name, "source": source, "gpu": gpu.name, "verification": checked.log,
+    record.update({"model": arch.name, "source": source, "gpu": planner.gpu.name, "verification": checked.log,
                    "predicted_peak_bytes": predicted.peak_bytes, "predicted_required_bytes": predicted.required_bytes,
                    "verified_peak_bytes": checked.trial.peak_bytes})
     (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -170,20 +167,20 @@ def _train(args, arch, source, examples, gpu, capacity, candidates, out: Path) -
     return 0
 
 
-def _train_multi(args, arch, source, gpu, capacity, candidates, out: Path) -> int:
+def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) -> int:
     """Verify on every rank, write the accelerate configuration and launch spec into the output folder, launch."""
-    from ..runtime.multi_gpu import collect_ranks, rank_verification_trial, run_launch, write_launch
+    from ..train.multi_gpu import collect_ranks, rank_verification_trial, run_launch, write_launch
     gpus = candidates[0].gpus
-    checked, predicted = _verify_into(args, arch, gpu, capacity, candidates, out,
+    checked, predicted = _verify_into(args, arch, planner, candidates, out,
                                       lambda plan: rank_verification_trial(source, plan))
     plan = checked.plan
     spec_path, cmd = write_launch(out, source, args.data, plan, max_steps=args.max_steps or -1, epochs=args.epochs,
                                   save_steps=args.save_steps)
     print(f"launching {gpus} ranks: accelerate launch --config_file {out / 'accelerate_config.yaml'} "
-          f"-m vramplan.runtime.rank_train {spec_path}")
+          f"-m {WORKERS['rank_train']} {spec_path}")
     code = run_launch(cmd)
     ranks = collect_ranks(out)
-    record = {"model": arch.name, "source": source, "gpu": gpu.name, "gpus": gpus, "plan": plan.to_dict(),
+    record = {"model": arch.name, "source": source, "gpu": planner.gpu.name, "gpus": gpus, "plan": plan.to_dict(),
               "accelerate_config": str(out / "accelerate_config.yaml"), "launch": cmd, "exit_code": code,
               "verification": checked.log, "verified_rank_peaks_bytes": list(checked.trial.rank_peaks),
               "predicted_peak_bytes_per_gpu": predicted.peak_bytes,
@@ -198,7 +195,7 @@ def _train_multi(args, arch, source, gpu, capacity, candidates, out: Path) -> in
     peaks = ", ".join(f"{p / GiB:.2f}" for p in record["measured_nvml_peak_bytes_per_rank"])
     print(f"measured peak per rank: {peaks} GiB (predicted {predicted.peak_bytes / GiB:.2f} GiB per GPU)")
     if args.merge:
-        from ..runtime.train_run import merge_adapter
+        from ..train.run import merge_adapter
         record["merged"] = str(merge_adapter(source, out / "adapter", out / "merged"))
         (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"done: adapter in {out / 'adapter'}, run record in {out / 'run_record.json'}")

@@ -1,6 +1,6 @@
 """A transformers TrainerCallback that stops an over-sized QLoRA job before its first step.
 
-    from vramplan.integrations.transformers_callback import PreflightCallback
+    from .transformers_callback import PreflightCallback
     trainer = Trainer(..., callbacks=[PreflightCallback(seq=2048)])
 
 At train begin it reads the real model (4-bit/8-bit layers, LoRA ranks and targets, whether embeddings were
@@ -14,11 +14,13 @@ import logging
 from transformers import TrainerCallback
 
 from .. import flags
+from ..store.calibrations import Calibrations
 from ..plan import TrainPlan
 from ..present import said
 from ..profiles import arch_from_config, find_gpu
 from ..units import GiB
-from ..verdict import Verdict, judge
+from ..planner import Planner
+from ..verdict import Verdict
 
 log = logging.getLogger("vramplan")
 
@@ -98,7 +100,7 @@ class PreflightCallback(TrainerCallback):
                                 origin="model.config")
         gpu, capacity = self._gpu()
         self.plan = plan_from_model(model, args, seq)
-        self.verdict = judge(arch, gpu, self.plan, capacity)
+        self.verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(arch, self.plan)
         v = self.verdict
         summary = (f"vramplan pre-flight: {arch.name} on {gpu.name}: needs {v.required_bytes / GiB:.2f} GiB of "
                    f"{v.capacity_bytes / GiB:.2f} GiB (peak as nvidia-smi shows it {v.peak_bytes / GiB:.2f} GiB)")
@@ -115,7 +117,6 @@ class PreflightCallback(TrainerCallback):
             raise PreflightError("vramplan pre-flight: no CUDA device; pass PreflightCallback(gpu='NAME')")
         gpu = find_gpu(torch.cuda.get_device_name())
         free, _ = torch.cuda.mem_get_info()
-        from ..calibration.select import runtime_for
         # what this process can use: what is free plus what it already holds (its allocator and context)
-        held = torch.cuda.memory_reserved() + runtime_for(gpu).context_bytes
+        held = torch.cuda.memory_reserved() + Calibrations.shipped().params(gpu).context_bytes
         return gpu, self.vram_bytes or free + held

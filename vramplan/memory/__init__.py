@@ -1,6 +1,6 @@
 """Pure byte accounting of a QLoRA training step. No torch."""
 from .breakdown import LABELS, PHASES, Breakdown
 from .estimate import LIBRARY_VERSIONS, estimate
-from .runtime import DEFAULT_RUNTIME, RuntimeParams
+from .calibration import DEFAULT_CALIBRATION, Calibration
 
-__all__ = ["Breakdown", "DEFAULT_RUNTIME", "LABELS", "LIBRARY_VERSIONS", "PHASES", "RuntimeParams", "estimate"]
+__all__ = ["Breakdown", "DEFAULT_CALIBRATION", "LABELS", "LIBRARY_VERSIONS", "PHASES", "Calibration", "estimate"]

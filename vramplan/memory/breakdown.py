@@ -60,7 +60,10 @@ class Breakdown:
     """What the run needs to not OOM: the peak minus the cache the allocator frees before it gives up."""
     trainable_params: int
     assumptions: list[str] = field(default_factory=list)
-    runtime: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
+    layer_saved_bytes: int = 0
+    """One decoder layer's saved activations for a micro-batch as modelled (linear in tokens; what the speed
+    model streams)."""
     layout: dict = field(default_factory=dict)
     """The resolved layout (vramplan.layout) the estimate read; plan is what was asked for."""
     train_peak_bytes: int = 0
@@ -99,5 +102,5 @@ class Breakdown:
             "required_bytes": self.required_bytes, "capacity_bytes": self.capacity_bytes, "fits": self.fits, "headroom_bytes": self.headroom_bytes,
             "components": dict(self.components), "phase_allocated_bytes": self.phase_peaks(),
             "trainable_params": self.trainable_params, "assumptions": list(self.assumptions),
-            "calibration": self.runtime,
+            "calibration": self.calibration,
         }

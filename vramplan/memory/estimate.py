@@ -1,6 +1,8 @@
 """estimate(): profile + plan -> Breakdown. Pure; no torch."""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 from ..layout import Layout, resolve
 from ..plan import TrainPlan
 from ..profiles.gpus import GpuSpec
@@ -9,125 +11,159 @@ from .activations import checkpointed_inputs_bytes, int8_kept_bytes, layer_activ
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
-from .loss_paths import eval_loss_bytes, loss_buffers
-from .optimizer import optimizer_memory
-from .runtime import DEFAULT_RUNTIME, RuntimeParams
+from .logits import fp32_block
+from .loss_paths import LossBuffers, eval_loss_bytes, loss_buffers
+from .optimizer import OptimizerMemory, optimizer_memory
+from .calibration import Calibration
 from .weights import base_components, dequant_buffer_bytes, lm_head_cast_bytes, unquantized_bytes_per_param
 
 LIBRARY_VERSIONS = "transformers 5.x, peft >= 0.17, bitsandbytes >= 0.48, torch >= 2.6"
 
 
-def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, runtime: RuntimeParams = DEFAULT_RUNTIME,
+def estimate(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, calibration: Calibration,
              vram_bytes: int | None = None) -> Breakdown:
+    """The Breakdown of one plan with these calibration parameters (DEFAULT_CALIBRATION: the built-in ones, asked
+    for by name; vramplan.planner.Planner hands each GPU its own)."""
     lay = resolve(plan, model, gpu)
-    base = base_components(model, lay)
-    shapes = lora_tensor_shapes(model, lay)
+    parts = _parts(model, lay, calibration)
+    phases = _phases(model, lay, calibration, parts)
+    managed = shard_per_rank(model, lay, phases, parts.opt.managed) if lay.fsdp else parts.opt.managed
+    for comps in phases.values():
+        comps["cuda_workspaces"] = calibration.workspace_bytes
+    b = _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes, parts.loss)
+    if lay.eval_batch:
+        b = _with_evaluation(b, model, lay, calibration, parts)
+    return replace(b, layer_saved_bytes=parts.layer_saved)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The component groups the phases are made of (bytes by component name)."""
+
+    base: dict
+    """The base model's weights, constants, embeddings and norms."""
+    resident: dict
+    """Alive for the whole step: base weights, adapter, optimizer states (DDP: its gradient buckets)."""
+    between: dict
+    """Alive between micro-batches: the adapter's gradients when accumulating."""
+    kept: dict
+    """Saved for backward through the step: checkpointed inputs or every activation."""
+    recompute: dict
+    lm_cast: dict
+    work: dict
+    """A layer's transients: forward and backward working sets, the dequantized weight."""
+    layer_saved: int
+    lora: int
+    opt: OptimizerMemory
+    loss: LossBuffers
+    """The stack's loss path at this plan's tokens."""
+    eval_forward: int
+    """One layer's forward working set at the evaluation's tokens."""
+
+
+def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
     lora = adapter_bytes(model, lay, lay.trainable_itemsize)
-    opt = optimizer_memory(shapes, lay.optim, runtime.managed_min_bytes, lay.trainable_itemsize)
+    opt = optimizer_memory(lora_tensor_shapes(model, lay), lay.optim, calibration.managed_min_bytes,
+                           lay.trainable_itemsize)
+    base = base_components(model, lay)
     resident = {**base, "lora_adapter": lora}
     if opt.device:
         resident["optimizer_states"] = opt.device
     if lay.ddp:  # the reducer's flat buckets: a second copy of every gradient
         resident["ddp_gradient_buckets"] = lora
-    grads_between_micro_batches = {"lora_gradients": lora} if lay.grad_accum > 1 else {}
-
-    la = layer_activations(model, lay)
-    t = lay.tokens
-    act = runtime.activation_scale
-    dequant = dequant_buffer_bytes(model, lay)
+    la, t, act = layer_activations(model, lay), lay.tokens, calibration.activation_scale
     if lay.gradient_checkpointing:
         kept = {"checkpointed_inputs": checkpointed_inputs_bytes(model, lay)}
         recompute = {"layer_recompute": int(act * (la.saved(lay) - la.input_per_token * t))}
     else:
-        kept = {"activations": int(act * model.layers * la.saved(lay))}
-        recompute = {}
+        kept, recompute = {"activations": int(act * model.layers * la.saved(lay))}, {}
     if int8_kept_bytes(model, lay):
         kept["int8_kept_inputs"] = int8_kept_bytes(model, lay)
     loss = loss_buffers(lay.loss_path, model, t, lay)
     cast = lm_head_cast_bytes(model, lay) if loss.lm_head_cast else 0
-    lm_cast = {"lm_head_cast": cast} if cast else {}
-    logit = runtime.logits_scale
+    work = {"forward": int(act * la.forward_per_token * t), "backward": int(act * la.backward_per_token * t),
+            "dequant_buffer": dequant_buffer_bytes(model, lay)}
+    return _Parts(base, resident, {"lora_gradients": lora} if lay.grad_accum > 1 else {}, kept, recompute,
+                  {"lm_head_cast": cast} if cast else {}, work, la.saved_per_token * t, lora, opt, loss,
+                  int(act * la.forward_per_token * lay.eval_batch * lay.seq))
 
-    phases: dict[str, dict[str, int]] = {}
-    static_at_load = dict(base)
-    per = unquantized_bytes_per_param(model, lay)
-    if per == 4:  # the last 16-bit embedding/lm_head tensor and its fp32 copy coexist during the cast
-        static_at_load["load_transient"] = 2 * model.vocab * model.hidden
-    phases["load"] = static_at_load
-    phases["forward"] = {**resident, **grads_between_micro_batches, **kept,
-                         "layer_workspace": int(act * la.forward_per_token * t), "dequant_buffer": dequant}
-    phases["loss"] = {**resident, **grads_between_micro_batches, **kept, **lm_cast,
-                      "logits_loss": int(logit * loss.forward)}
-    phases["backward"] = max(
-        ({**resident, **grads_between_micro_batches, **kept, **lm_cast,
-          "logits_loss": int(logit * loss.backward)},
-         {**resident, "lora_gradients": lora, **kept, **recompute,
-          "layer_workspace": int(act * la.backward_per_token * t), "dequant_buffer": dequant}),
-        key=lambda c: sum(c.values()))
-    phases["optimizer"] = {**resident, "lora_gradients": lora}
-    if opt.step_temp:
-        phases["optimizer"]["optimizer_step_temp"] = opt.step_temp
 
-    managed = shard_per_rank(model, lay, phases, opt.managed) if lay.fsdp else opt.managed
-    for comps in phases.values():
-        comps["cuda_workspaces"] = runtime.workspace_bytes
+def _phases(model: ModelArch, lay: Layout, calibration: Calibration, p: _Parts) -> dict[str, dict[str, int]]:
+    """Allocator-level components of each phase of a step: a new component joins the phases where it is alive."""
+    load = dict(p.base)
+    if unquantized_bytes_per_param(model, lay) == 4:  # the last 16-bit embedding/lm_head and its fp32 copy
+        load["load_transient"] = 2 * model.vocab * model.hidden
+    logit, dequant = calibration.logits_scale, p.work["dequant_buffer"]
+    phases = {
+        "load": load,
+        "forward": {**p.resident, **p.between, **p.kept, "layer_workspace": p.work["forward"],
+                    "dequant_buffer": dequant},
+        "loss": {**p.resident, **p.between, **p.kept, **p.lm_cast,
+                 "logits_loss": int(logit * p.loss.forward)},
+        "backward": max(({**p.resident, **p.between, **p.kept, **p.lm_cast,
+                          "logits_loss": int(logit * p.loss.backward)},
+                         {**p.resident, "lora_gradients": p.lora, **p.kept, **p.recompute,
+                          "layer_workspace": p.work["backward"], "dequant_buffer": dequant}),
+                        key=lambda c: sum(c.values())),
+        "optimizer": {**p.resident, "lora_gradients": p.lora},
+    }
+    if p.opt.step_temp:
+        phases["optimizer"]["optimizer_step_temp"] = p.opt.step_temp
+    return phases
+
+
+def _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes, loss: LossBuffers) -> Breakdown:
+    """The peak phase, what the run-time adds on top of it, and what the run needs not to run out of memory."""
     peak_phase = max(phases, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
     if lay.fsdp:
-        slack = max(0, fsdp_reserved(model, lay, phases, peak_phase, runtime) - allocated)
+        slack = max(0, fsdp_reserved(model, lay, phases, peak_phase, calibration) - allocated)
     else:
-        slack = runtime.stack_slack_bytes.get(lay.loss_path) or runtime.slack(t, model.intermediate, lay.allocator,
-                                                                               loss.largest_block)
-    comm = runtime.nccl_bytes if lay.gpus > 1 else 0
+        slack = calibration.stack_slack_bytes.get(lay.loss_path) or calibration.slack(
+            lay.tokens, model.intermediate, lay.allocator, loss.largest_block)
+    comm = calibration.nccl_bytes if lay.gpus > 1 else 0
     # FSDP with PyTorch's default allocator: step 2 can take one more fp32 loss segment (trace
     # llama-3.1-8b-2048x2-default: a 64 MiB forward block lands at the start of a root-sized hole and the last
     # fp32 loss block no longer fits). It happened in 3 of 12 such runs on 2 x H200 (llama-3.1-8b at r=64 twice,
     # mistral-nemo-12b at 4,096 tokens) and not in the 9 others (llama-3.2-3b at r=64, qwen3-8b at r=32 among
-    # them): the plan does not predict it, so it is the fragmentation event, in
-    # peak_upper_bytes and not in peak_bytes
+    # them): the plan does not predict it, so it is the fragmentation event, in peak_upper_bytes, not peak_bytes
     resplit = 0 if lay.fsdp else logits_resplit_bytes(model, lay)
     managed_at_peak = managed if peak_phase != "load" else 0
-    components = {"cuda_context": runtime.context_bytes, **phases[peak_phase]}
-    components["nccl_communication"] = comm
-    components["optimizer_states_paged"] = managed_at_peak
-    components["allocator_slack"] = slack
-    components["logits_resplit"] = resplit
-    components = {k: v for k, v in components.items() if v}
-    required = runtime.context_bytes + comm + managed_at_peak + int(allocated * (1 + runtime.pressure_fragmentation))
-    train_peak = sum(components.values())
-    if lay.eval_batch:
-        ev = evaluation_phase(model, lay, resident, dequant, la, runtime)
-        phases["evaluation"] = ev
-        eval_alloc = sum(ev.values())
-        reserved = allocated + slack + resplit
-        eval_reserved = reserved + int(runtime.eval_reserve_growth * max(0, eval_alloc - sum(resident.values())))
-        eval_peak = runtime.context_bytes + comm + managed + eval_reserved
-        required = max(required, runtime.context_bytes + comm + managed
-                       + int(eval_alloc * (1 + runtime.pressure_fragmentation)))
-        if eval_peak > train_peak:
-            peak_phase, allocated, slack, resplit = "evaluation", max(allocated, eval_alloc), 0, 0
-            components = {"cuda_context": runtime.context_bytes, **ev, "nccl_communication": comm,
-                          "optimizer_states_paged": managed, "allocator_slack": eval_reserved - eval_alloc}
-            components = {k: v for k, v in components.items() if v}
-
-    capacity = vram_bytes or runtime.usable_bytes(gpu.memory_bytes)
+    components = {"cuda_context": calibration.context_bytes, **phases[peak_phase], "nccl_communication": comm,
+                  "optimizer_states_paged": managed_at_peak, "allocator_slack": slack, "logits_resplit": resplit}
+    under_pressure = int(allocated * (1 + calibration.pressure_fragmentation))  # the allocated peak, fragmented
+    required = calibration.context_bytes + comm + managed_at_peak + under_pressure
     return Breakdown(
-        model=model.name, gpu=gpu.name, plan=plan.to_dict(), layout=lay.to_dict(), peak_phase=peak_phase, components=components,
-        phases=phases, peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack + resplit,
-        managed_bytes=managed, capacity_bytes=capacity, required_bytes=required,
-        fragmentation_event_bytes=0 if resplit or lay.allocator != "default" else 4 * t * model.vocab,
-        trainable_params=trainable_params(model, lay), train_peak_bytes=train_peak,
-        assumptions=assumptions(model, gpu, lay, runtime), runtime=runtime.to_dict())
+        model=model.name, gpu=gpu.name, plan=plan.to_dict(), layout=lay.to_dict(), peak_phase=peak_phase,
+        components={k: v for k, v in components.items() if v}, phases=phases, peak_allocated_bytes=allocated,
+        peak_reserved_bytes=allocated + slack + resplit, managed_bytes=managed,
+        capacity_bytes=vram_bytes or calibration.usable_bytes(gpu.memory_bytes), required_bytes=required,
+        fragmentation_event_bytes=0 if resplit or lay.allocator != "default" else fp32_block(lay.tokens, model.vocab),
+        trainable_params=trainable_params(model, lay), train_peak_bytes=sum(components.values()),
+        assumptions=assumptions(model, gpu, lay, calibration), calibration=calibration.to_dict())
 
 
-def evaluation_phase(model: ModelArch, lay: Layout, resident: dict[str, int], dequant: int, la,
-                     runtime: RuntimeParams) -> dict[str, int]:
-    """One evaluation batch without gradients: the resident model, one layer's forward working set and the loss
-    path's buffers at eval_batch x seq tokens (no logits are kept across batches without compute_metrics)."""
+def _with_evaluation(b: Breakdown, model: ModelArch, lay: Layout, calibration: Calibration, p: _Parts) -> Breakdown:
+    """The evaluation loop after training: one batch without gradients (the resident model, a layer's forward
+    working set, the loss path's buffers at eval_batch x seq tokens; no logits kept across batches without
+    compute_metrics), on a reserve that training already grew. The peak is the larger of the two phases."""
     tokens = lay.eval_batch * lay.seq
-    return {**resident, "eval_layer_workspace": int(runtime.activation_scale * la.forward_per_token * tokens),
-            "dequant_buffer": dequant, "cuda_workspaces": runtime.workspace_bytes,
-            "eval_logits_loss": eval_loss_bytes(lay.loss_path, model, tokens, runtime.eval_logits_bytes_per_element)}
+    ev = {**p.resident, "eval_layer_workspace": p.eval_forward, "dequant_buffer": p.work["dequant_buffer"],
+          "cuda_workspaces": calibration.workspace_bytes,
+          "eval_logits_loss": eval_loss_bytes(lay.loss_path, model, tokens, calibration.eval_logits_bytes_per_element)}
+    alloc = sum(ev.values())
+    reserved = b.peak_reserved_bytes + int(calibration.eval_reserve_growth * max(0, alloc - sum(p.resident.values())))
+    outside = b.components.get("cuda_context", 0) + b.components.get("nccl_communication", 0) + b.managed_bytes
+    phases = {**b.phases, "evaluation": ev}
+    required = max(b.required_bytes, outside + int(alloc * (1 + calibration.pressure_fragmentation)))
+    if outside + reserved <= b.peak_bytes:
+        return replace(b, phases=phases, required_bytes=required)
+    components = {"cuda_context": calibration.context_bytes, **ev,
+                  "nccl_communication": b.components.get("nccl_communication", 0),
+                  "optimizer_states_paged": b.managed_bytes, "allocator_slack": reserved - alloc}
+    return replace(b, phases=phases, required_bytes=required, peak_phase="evaluation",
+                   components={k: v for k, v in components.items() if v}, peak_allocated_bytes=max(
+                       alloc, b.peak_allocated_bytes), peak_reserved_bytes=reserved, fragmentation_event_bytes=0)
 
 
 SHARDED = ("weights_4bit", "weights_16bit", "quant_constants", "norms_biases", "lora_adapter", "lora_gradients",
@@ -158,13 +194,13 @@ def shard_per_rank(model: ModelArch, plan: Layout, phases: dict[str, dict[str, i
 
 
 def fsdp_reserved(model: ModelArch, plan: Layout, phases: dict[str, dict[str, int]], peak_phase: str,
-                  runtime: RuntimeParams) -> int:
+                  calibration: Calibration) -> int:
     """Per-rank torch reserve with FSDP: the all-gather stream's pool plus the compute stream's, which the wrap
     and the loss blocks set, or training where it outgrows the holes the wrap left (memory/fsdp_reserve.py)."""
     peak = phases[peak_phase]
-    compute = max(compute_stream_after_wrap(model, plan, phases) + runtime.fsdp_wrap_extra_bytes,
+    compute = max(compute_stream_after_wrap(model, plan, phases) + calibration.fsdp_wrap_extra_bytes,
                   sum(peak.values()) - gathered_bytes(peak)
-                  + runtime.fsdp_train_slack(plan.tokens, model.intermediate, plan.allocator))
+                  + calibration.fsdp_train_slack(plan.tokens, model.intermediate, plan.allocator))
     return all_gather_reserve(phases) + compute
 
 
@@ -179,19 +215,20 @@ def logits_resplit_bytes(model: ModelArch, plan: Layout) -> int:
     if plan.loss_path in ("trl_full", "trl_full_copies"):
         # SFTTrainer's metrics over the full logits: measured on gemma-3-1b and gemma-2-2b (TRL 1.0-1.6, H200) and
         # not on llama-3.2-1b; charged to every such plan, an over-estimate where it does not happen
-        return 4 * plan.tokens * model.vocab
-    if plan.loss_path != "hf_full" or plan.allocator != "default" or (plan.gradient_checkpointing and plan.quantized):
+        return fp32_block(plan.tokens, model.vocab)
+    if plan.loss_path != "hf_full" or plan.allocator != "default" or (
+            plan.gradient_checkpointing and plan.quantized):
         return 0
-    return 4 * plan.tokens * model.vocab
+    return fp32_block(plan.tokens, model.vocab)
 
 
-def assumptions(model: ModelArch, gpu: GpuSpec, plan: Layout, runtime: RuntimeParams) -> list[str]:
+def assumptions(model: ModelArch, gpu: GpuSpec, plan: Layout, calibration: Calibration) -> list[str]:
     out = [f"library versions: {LIBRARY_VERSIONS} (standard recipe: from_pretrained with BitsAndBytesConfig, "
            "prepare_model_for_kbit_training, peft LoRA, transformers Trainer)",
            "peak = CUDA context + torch reserved + managed (paged) memory, as nvidia-smi shows it on a card with room",
            "fits = context + managed + allocated peak + fragmentation <= capacity (under pressure PyTorch frees "
            "its cache and retries before it raises OOM)",
-           f"runtime constants: {runtime.source}",
+           f"calibration constants: {calibration.source}",
            "sequences padded/packed to --seq; no padding attention mask (SDPA runs its causal kernel)"]
     if plan.quantized and plan.kbit_prepare:
         out.append("prepare_model_for_kbit_training casts embeddings, lm_head and norms to fp32")

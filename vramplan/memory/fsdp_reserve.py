@@ -9,13 +9,13 @@ PyTorch's caching allocator keeps one pool per CUDA stream, so each rank's reser
   the root (the original tensors and the flat copy) in front of the kept shard. Training then fills them: the
   step's logits and loss blocks are placed best-fit into the holes, and those that do not fit are appended to
   the segment. Whichever is larger sets the compute stream's reserve: the wrap plus the appended loss blocks,
-  or the training peak plus its own fragmentation (fitted: `RuntimeParams.fsdp_train_slack`).
+  or the training peak plus its own fragmentation (fitted: `Calibration.fsdp_train_slack`).
 """
 from __future__ import annotations
 
 from ..plan import TrainPlan
 from ..profiles.models import ModelArch
-from .logits import C
+from .logits import C, fp32_block
 
 # The loss of a transformers causal LM (logits in the compute dtype, float() copy, cross_entropy's log-softmax,
 # then backward), block by block as the traces show it: "+" allocates a named block of size L (compute-dtype
@@ -86,7 +86,7 @@ def wrap_reserve(phases: dict[str, dict[str, int]], plan: TrainPlan) -> int:
 def loss_appended(model: ModelArch, plan: TrainPlan, phases: dict[str, dict[str, int]]) -> int:
     """The loss blocks that do not fit the two root-sized holes the wrap leaves."""
     root = root_bytes(phases)
-    sizes = {"L": C * plan.tokens * model.vocab, "F": 4 * plan.tokens * model.vocab}
+    sizes = {"L": C * plan.tokens * model.vocab, "F": fp32_block(plan.tokens, model.vocab)}
     return appended_bytes([root, root], sizes)
 
 

@@ -15,76 +15,83 @@ OPTIMIZER_WHY = {
 }
 
 
-def _gib(n: int, digits: int = 1) -> str:
-    return f"{n / GiB:.{digits}f} GiB"
-
-
-def _label(key: str) -> str:
-    return LABELS.get(key, key)
+def _words(n: dict) -> dict:
+    """The numbers with their printed forms: X_bytes -> X_gib (1 decimal) and X_gib2, component -> label,
+    switches -> on/off, lists joined."""
+    w = dict(n)
+    for key, value in n.items():
+        if key.endswith("bytes"):
+            w[key[:-5] + "gib"], w[key[:-5] + "gib2"] = f"{value / GiB:.1f} GiB", f"{value / GiB:.2f} GiB"
+        elif isinstance(value, bool):
+            w[key + "_on"] = "on" if value else "off"
+        elif isinstance(value, list):
+            w[key + "_list"] = ", ".join(value)
+    if "component" in n:
+        w["label"] = LABELS.get(n["component"], n["component"])
+    if "gpus" in n and isinstance(n["gpus"], int):
+        w["each"] = " per GPU" if n["gpus"] > 1 else ""
+    return w
 
 
 def _gpus_make_it_possible(n: dict) -> str:
-    return (f"{n['gpus']} GPUs make it possible: one {n['gpu']} needs at least {_gib(n['one_gpu_needs_bytes'])} "
-            f"(limit {_gib(n['limit_bytes'])}); FSDP shards the 4-bit base, adapter and optimizer over "
-            f"{n['gpus']} GPUs{' and offloads the shards to CPU memory' if n['offload'] else ''}: "
-            f"{_gib(n['per_gpu_bytes'])} per GPU")
+    offload = " and offloads the shards to CPU memory" if n["offload"] else ""
+    return ("{gpus} GPUs make it possible: one {gpu} needs at least {one_gpu_needs_gib} (limit {limit_gib}); FSDP "
+            "shards the 4-bit base, adapter and optimizer over {gpus} GPUs" + offload + ": {per_gpu_gib} per GPU")
+
+
+def _bigger_gpus(n: dict) -> str:
+    return "smallest catalog GPUs that fit it" + (" ({count} of them)" if n["count"] > 1 else "") + ": {gpus_list}"
 
 
 TEXT = {
-    D.DTYPE_BF16: lambda n: "bf16: the GPU supports bf16 (wider range than fp16, no loss scaling)",
-    D.DTYPE_FP16: lambda n: (f"fp16: {n['gpu']} has no bf16 (compute capability {n['compute_capability']}); fp16 "
-                             "with loss scaling, same memory"),
-    D.RANK_ASKED: lambda n: f"rank {n['rank']}: the one you asked for",
-    D.RANK_DEFAULT: lambda n: RANK_WHY,
-    D.RANK_FALLBACK: lambda n: f"r={n['rank']}: r={n['preferred']} does not fit with the margin",
-    D.MICRO_BATCH_LARGEST: lambda n: (f"micro-batch {n['batch']} x accumulation {n['grad_accum']}: the largest "
-                                      f"micro-batch that fits ({2 * n['batch']} does not); larger micro-batches "
-                                      "amortize the 4-bit dequantization"),
-    D.MICRO_BATCH_FASTEST: lambda n: (f"micro-batch {n['batch']} x accumulation {n['grad_accum']}: the fastest split "
-                                      f"of the effective batch of {n['effective_batch']} that fits"),
-    D.CHECKPOINTING_FOR_BATCH: lambda n: (f"gradient checkpointing on: it allows micro-batch {n['batch']}; without "
-                                          f"it only {n['without']} fits, which the estimate puts slower"),
-    D.CHECKPOINTING_NEEDED: lambda n: "gradient checkpointing on: without it the activations do not fit even at "
-                                      "micro-batch 1",
-    D.CHECKPOINTING_OFF: lambda n: "gradient checkpointing off: memory allows it, and it skips a forward recompute "
-                                   "(faster)",
-    D.OPTIMIZER: lambda n: f"{n['optim']}: " + OPTIMIZER_WHY.get(n["optim"], "as requested"),
+    D.DTYPE_BF16: "bf16: the GPU supports bf16 (wider range than fp16, no loss scaling)",
+    D.DTYPE_FP16: "fp16: {gpu} has no bf16 (compute capability {compute_capability}); fp16 with loss scaling, same "
+                  "memory",
+    D.RANK_ASKED: "rank {rank}: the one you asked for",
+    D.RANK_DEFAULT: RANK_WHY,
+    D.RANK_FALLBACK: "r={rank}: r={preferred} does not fit with the margin",
+    D.MICRO_BATCH_LARGEST: "micro-batch {batch} x accumulation {grad_accum}: the largest micro-batch that fits "
+                           "({next_batch} does not); larger micro-batches amortize the 4-bit dequantization",
+    D.MICRO_BATCH_FASTEST: "micro-batch {batch} x accumulation {grad_accum}: the fastest split of the effective "
+                           "batch of {effective_batch} that fits",
+    D.CHECKPOINTING_FOR_BATCH: "gradient checkpointing on: it allows micro-batch {batch}; without it only {without} "
+                               "fits, which the estimate puts slower",
+    D.CHECKPOINTING_NEEDED: "gradient checkpointing on: without it the activations do not fit even at micro-batch 1",
+    D.CHECKPOINTING_OFF: "gradient checkpointing off: memory allows it, and it skips a forward recompute (faster)",
+    D.OPTIMIZER: lambda n: "{optim}: " + OPTIMIZER_WHY.get(n["optim"], "as requested"),
     D.GPUS_MAKE_IT_POSSIBLE: _gpus_make_it_possible,
-    D.GPUS_DDP_FASTER: lambda n: (f"{n['gpus']} GPUs beat one, ~{n['speedup']:.1f}x its tokens/s: the model fits one "
-                                  f"{n['gpu']}, so data parallel runs a whole copy on each GPU "
-                                  f"({_gib(n['per_gpu_bytes'])} per GPU) and only all-reduces the adapter's "
-                                  "gradients; FSDP would save memory this plan does not need and pay all-gathers "
-                                  "every micro-batch"),
-    D.GPUS_FSDP_FASTER: lambda n: (f"{n['gpus']} GPUs beat one, ~{n['speedup']:.1f}x its tokens/s: FSDP's sharding "
-                                   "frees enough memory per GPU for a faster plan than data parallel can hold "
-                                   f"({_gib(n['per_gpu_bytes'])} per GPU)"),
-    D.GPUS_NO_GAIN: lambda n: (f"{n['gpus']} GPUs do not beat one here (~{n['speedup']:.1f}x): FSDP's all-gathers of "
-                               f"every layer cost more than the shards save; one {n['gpu']} runs micro-batch "
-                               f"{n['one_gpu_batch']} at ~{n['one_gpu_tokens_per_s']:,.0f} tokens/s"),
-    D.LEANEST_TOO_BIG: lambda n: (f"even the leanest plan (micro-batch 1, checkpointing, rank {n['rank']}) needs "
-                                  f"{_gib(n['required_bytes'])}{' per GPU' if n['gpus'] > 1 else ''}; the limit is "
-                                  f"{_gib(n['limit_bytes'])} ({n['gpu']} minus the {n['margin']:.0%} margin)"),
-    D.LARGEST_PART: lambda n: f"largest part: {_label(n['component'])} ({_gib(n['bytes'])}) in the {n['phase']} phase",
-    D.PART_PER_GPU: lambda n: "that part is per GPU: each GPU runs its own micro-batch, so more GPUs do not shrink it",
-    D.LOAD_WHOLE_MODEL: lambda n: (f"every GPU first loads the whole 4-bit model ({_gib(n['load_bytes'])}: "
-                                   "transformers quantizes onto each rank's GPU) before FSDP shards it; more GPUs do "
-                                   "not lower that"),
-    D.SHORTER_SEQ: lambda n: f"a shorter sequence fits: up to {n['seq']} tokens",
-    D.SMALLER_MODELS: lambda n: "smaller models that fit at this sequence: " + ", ".join(n["models"]),
-    D.BIGGER_GPUS: lambda n: ("smallest catalog GPUs that fit it" + (f" ({n['count']} of them)" if n["count"] > 1
-                                                                     else "") + ": " + ", ".join(n["gpus"])),
-    D.NEEDS: lambda n: (f"needs {_gib(n['required_bytes'], 2)} of {_gib(n['capacity_bytes'], 2)} "
-                        f"({n['margin']:.0%} margin: limit {_gib(n['limit_bytes'], 2)}); largest part "
-                        f"{_label(n['component'])} {_gib(n['bytes'], 2)} in the {n['phase']} phase"),
-    D.FITS_INSTEAD: lambda n: (f"fits instead: rank {n['rank']}, micro-batch {n['batch']} x accumulation "
-                               f"{n['grad_accum']}, checkpointing {'on' if n['gradient_checkpointing'] else 'off'}, "
-                               f"{n['optim']} ({_gib(n['required_bytes'], 2)})"),
+    D.GPUS_DDP_FASTER: "{gpus} GPUs beat one, ~{speedup:.1f}x its tokens/s: the model fits one {gpu}, so data "
+                       "parallel runs a whole copy on each GPU ({per_gpu_gib} per GPU) and only all-reduces the "
+                       "adapter's gradients; FSDP would save memory this plan does not need and pay all-gathers "
+                       "every micro-batch",
+    D.GPUS_FSDP_FASTER: "{gpus} GPUs beat one, ~{speedup:.1f}x its tokens/s: FSDP's sharding frees enough memory per "
+                        "GPU for a faster plan than data parallel can hold ({per_gpu_gib} per GPU)",
+    D.GPUS_NO_GAIN: "{gpus} GPUs do not beat one here (~{speedup:.1f}x): FSDP's all-gathers of every layer cost more "
+                    "than the shards save; one {gpu} runs micro-batch {one_gpu_batch} at "
+                    "~{one_gpu_tokens_per_s:,.0f} tokens/s",
+    D.LEANEST_TOO_BIG: "even the leanest plan (micro-batch 1, checkpointing, rank {rank}) needs {required_gib}{each}; "
+                       "the limit is {limit_gib} ({gpu} minus the {margin:.0%} margin)",
+    D.LARGEST_PART: "largest part: {label} ({gib}) in the {phase} phase",
+    D.PART_PER_GPU: "that part is per GPU: each GPU runs its own micro-batch, so more GPUs do not shrink it",
+    D.LOAD_WHOLE_MODEL: "every GPU first loads the whole 4-bit model ({load_gib}: transformers quantizes onto each "
+                        "rank's GPU) before FSDP shards it; more GPUs do not lower that",
+    D.SHORTER_SEQ: "a shorter sequence fits: up to {seq} tokens",
+    D.SMALLER_MODELS: "smaller models that fit at this sequence: {models_list}",
+    D.BIGGER_GPUS: _bigger_gpus,
+    D.NEEDS: "needs {required_gib2} of {capacity_gib2} ({margin:.0%} margin: limit {limit_gib2}); largest part "
+             "{label} {gib2} in the {phase} phase",
+    D.FITS_INSTEAD: "fits instead: rank {rank}, micro-batch {batch} x accumulation {grad_accum}, checkpointing "
+                    "{gradient_checkpointing_on}, {optim} ({required_gib2})",
 }
+"""Each code's words: a format string over the decision's numbers and their printed forms (_words), or a
+function of the numbers that returns one."""
 
 
 def say(r: Reason) -> str:
     """One decision in English."""
-    return TEXT[r.code](r.numbers)
+    text = TEXT[r.code]
+    template = text(r.numbers) if callable(text) else text
+    return template.format_map(_words(r.numbers))
 
 
 def said(reasons) -> list[str]:

@@ -139,7 +139,7 @@ class VramplanApp(App):
         table.clear()
         for row in table_rows(b):
             table.add_row(*row)
-        self.query_one("#calibration", Static).update(f"[dim]{b.runtime['source']}[/dim]")
+        self.query_one("#calibration", Static).update(f"[dim]{b.calibration['source']}[/dim]")
 
     # -- input ---------------------------------------------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import flags
-from ..calibration.select import runtime_for
-from ..memory import Breakdown, estimate
+from ..store.calibrations import Calibrations
+from ..memory import Breakdown
+from ..planner import Planner
 from ..plan import ALL_LINEAR, PARALLELS, TrainPlan
 from ..profiles import GpuSpec, ModelArch, find_gpu, find_model
-from ..search import FitResult, fit
+from ..search import FitResult
 
 _ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")
 GPU_COUNTS = (1, 2, 4, 8)
@@ -23,6 +24,10 @@ class PlanState:
     model: ModelArch
     gpu: GpuSpec
     plan: TrainPlan = field(default_factory=TrainPlan)
+    calibrations: Calibrations = field(default_factory=Calibrations.shipped)
+
+    def __post_init__(self):
+        self.planner = Planner(self.gpu, self.calibrations)
 
     @classmethod
     def create(cls, model: str | None = None, gpu: str | None = None) -> "PlanState":
@@ -32,7 +37,7 @@ class PlanState:
                    TrainPlan(dtype=g.default_dtype, grad_accum=16))
 
     def breakdown(self) -> Breakdown:
-        return estimate(self.model, self.gpu, self.plan, runtime_for(self.gpu))
+        return self.planner.estimate(self.model, self.plan)
 
     # -- edits: each returns nothing and leaves a valid plan -------------------------------------------
     def set_model(self, name: str) -> None:
@@ -43,6 +48,7 @@ class PlanState:
 
     def set_gpu(self, name: str) -> None:
         self.gpu = find_gpu(name)
+        self.planner = Planner(self.gpu, self.calibrations)
         if self.plan.dtype == "bf16" and not self.gpu.bf16:
             self.plan = self.plan.with_(dtype="fp16")
 
@@ -84,8 +90,8 @@ class PlanState:
             self.plan = p.with_(**{name: new})
 
     def fit(self) -> FitResult:
-        return fit(self.model, self.gpu, seq=self.plan.seq, effective_batch=self.plan.effective_batch,
-                   base=self.plan, explain=True)
+        return self.planner.fit(self.model, seq=self.plan.seq, effective_batch=self.plan.effective_batch,
+                                base=self.plan, explain=True)
 
     def apply(self, plan: TrainPlan) -> None:
         self.plan = plan

@@ -1,0 +1,38 @@
+"""Planner: built once from a GPU and the calibration it is handed."""
+import pytest
+
+from vramplan.store.calibrations import Calibrations
+from vramplan.memory import estimate
+from vramplan.memory.calibration import DEFAULT_CALIBRATION
+from vramplan.plan import TrainPlan
+from vramplan.planner import Planner
+from vramplan.profiles import find_gpu, find_model
+from vramplan.units import GiB
+
+MODEL = find_model("llama-3.1-8b")
+
+
+def test_estimate_needs_calibration_parameters():
+    with pytest.raises(TypeError):
+        estimate(MODEL, find_gpu("T4"), TrainPlan())  # no silent built-in defaults
+
+
+def test_the_planner_uses_the_calibration_it_is_handed():
+    gpu = find_gpu("T4")
+    shipped, defaults = Planner(gpu, Calibrations.shipped()), Planner(gpu, Calibrations.defaults())
+    assert defaults.calibration is DEFAULT_CALIBRATION and shipped.calibration is not DEFAULT_CALIBRATION
+    plan = TrainPlan(dtype="fp16")
+    assert shipped.estimate(MODEL, plan).calibration["source"] != defaults.estimate(MODEL, plan).calibration["source"]
+    assert shipped.estimate(MODEL, plan) == estimate(MODEL, gpu, plan, shipped.calibration)
+    rec = shipped.fit(MODEL).recommended
+    assert rec.breakdown == shipped.estimate(MODEL, rec.plan)  # fit and estimate agree: one calibration
+    assert shipped.judge(MODEL, rec.plan).required_bytes == rec.breakdown.required_bytes
+
+
+def test_vram_caps_every_answer():
+    planner = Planner(find_gpu("H100-80GB"), Calibrations.shipped(), vram_bytes=18 * GiB)
+    assert planner.capacity_bytes == 18 * GiB
+    assert planner.estimate(MODEL, TrainPlan()).capacity_bytes == 18 * GiB
+    assert planner.fit(MODEL).capacity_bytes == 18 * GiB
+    row = planner.table_row(MODEL, 2048, 16)
+    assert row["fits"] and row["longest_seq"] == planner.longest_seq(MODEL, TrainPlan())

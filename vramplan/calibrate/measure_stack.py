@@ -1,0 +1,265 @@
+"""One measured run through a training stack, with its evaluation phase:
+`python -m vramplan.runtime.measure_stack SPEC.json OUT.json`.
+
+The recipe as the seeds write it: from_pretrained with BitsAndBytesConfig, prepare_model_for_kbit_training, peft
+LoRA, then TRL's SFTTrainer (the installed release) or the plain transformers Trainer, optionally evaluating every
+`eval.at_step` optimizer steps. The NVML peak is kept per phase: `train` (optimizer steps before the first
+evaluation), `eval` (each evaluation loop) and `after_eval` (training steps after one), so the training footprint
+and the whole-run peak can be told apart. The dataset is random token ids, already tokenized, every token a label.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+from ..gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
+from .measure import (SCHEMA, apply_allocator, load_for_training, phase_recorder, record_failure, record_steps,
+                      torch_mem)
+from ..train.arguments import training_kwargs
+
+STACK_PACKAGES = ("trl", "datasets")
+
+
+class PhasedNvmlPeak:
+    """Samples device memory in a thread and keeps the peak of each phase the training loop is in."""
+
+    def __init__(self, interval_s: float = 0.002, index: int = 0):
+        self.interval_s, self.index = interval_s, index
+        self.phase = "load"
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self):
+        used = nvml_used(self.index)
+        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), used)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            time.sleep(self.interval_s)
+
+    def switch(self, phase: str):
+        self.sample()
+        self.phase = phase
+        self.sample()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    @property
+    def peak(self) -> int:
+        return max(self.peaks.values(), default=0)
+
+
+def eval_recorder(poller: PhasedNvmlPeak):
+    import torch
+    from transformers import TrainerCallback
+
+    class EvalRecorder(TrainerCallback):
+        """Switches the poller's phase around each evaluation loop and records its torch peaks."""
+
+        def __init__(self):
+            self.evals: list[dict] = []
+            self._t0 = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            poller.switch("train")
+
+        def on_step_end(self, args, state, control, **kw):
+            if control.should_evaluate:  # set by DefaultFlowCallback, which runs before user callbacks
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                self._t0 = time.perf_counter()
+                self.evals.append({"step": state.global_step, "start_allocated": torch.cuda.memory_allocated(),
+                                   "start_reserved": torch.cuda.memory_reserved()})
+                poller.switch("eval")
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            torch.cuda.synchronize()
+            cur = self.evals[-1] if self.evals else {}
+            cur.update({"max_allocated": torch.cuda.max_memory_allocated(),
+                        "max_reserved": torch.cuda.max_memory_reserved(), "nvml_used": nvml_used(poller.index),
+                        "time_s": time.perf_counter() - (self._t0 or time.perf_counter()),
+                        "nvml_peak": poller.peaks.get("eval", 0)})
+            poller.switch("after_eval")
+
+    return EvalRecorder()
+
+
+class RandomTokenSet:
+    """n sequences of random token ids as a datasets.Dataset (already tokenized: the stack skips tokenizing)."""
+
+    @staticmethod
+    def build(n: int, seq: int, vocab: int, seed: int):
+        import torch
+        from datasets import Dataset
+        g = torch.Generator().manual_seed(seed)
+        ids = torch.randint(0, vocab, (n, seq), generator=g)
+        return Dataset.from_dict({"input_ids": ids.tolist()})
+
+
+def stack_arguments(spec: dict, plan: dict, output_dir: str):
+    """TrainingArguments or SFTConfig for the plan, with the evaluation schedule of the spec."""
+    steps = spec.get("steps", 4)
+    kw = training_kwargs(plan, output_dir, max_steps=steps)
+    ev = spec.get("eval")
+    if ev:
+        kw.update({"eval_strategy": "steps", "eval_steps": ev.get("at_step", steps - 1),
+                   "per_device_eval_batch_size": ev["batch"]})
+        for key in ("prediction_loss_only", "eval_accumulation_steps"):
+            if ev.get(key) is not None:
+                kw[key] = ev[key]
+    kw.update(spec.get("args", {}))
+    if spec["stack"]["trainer"] == "hf":
+        from transformers import TrainingArguments
+        return TrainingArguments(**kw)
+    import dataclasses
+    from trl import SFTConfig
+    names = {f.name for f in dataclasses.fields(SFTConfig)}
+    kw["max_length" if "max_length" in names else "max_seq_length"] = plan["seq"]
+    if "packing" in names:
+        kw["packing"] = False
+    kw.update(spec["stack"].get("sft", {}))
+    return SFTConfig(**kw)
+
+
+def make_stack_trainer(spec: dict, model, tokenizer, callbacks):
+    plan = spec["plan"]
+    steps = spec.get("steps", 4)
+    vocab = model.config.get_text_config().vocab_size if hasattr(model.config, "get_text_config") \
+        else model.config.vocab_size
+    n_train = plan["batch"] * plan.get("grad_accum", 1) * steps
+    ev = spec.get("eval")
+    args = stack_arguments(spec, plan, spec.get("output_dir", "/tmp/vramplan-measure"))
+    if spec["stack"]["trainer"] == "hf":
+        from transformers import Trainer
+        from .measure import RandomTokens
+        train = RandomTokens(n_train, plan["seq"], vocab)
+        evals = RandomTokens(ev["samples"], plan["seq"], vocab, seed=1) if ev else None
+        return Trainer(model=model, args=args, train_dataset=train, eval_dataset=evals, callbacks=list(callbacks))
+    from trl import SFTTrainer
+    train = RandomTokenSet.build(n_train, plan["seq"], vocab, seed=0)
+    evals = RandomTokenSet.build(ev["samples"], plan["seq"], vocab, seed=1) if ev else None
+    return SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
+                      callbacks=list(callbacks))
+
+
+def trainable_dtypes(model) -> dict:
+    out: dict[str, int] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            out[str(p.dtype).replace("torch.", "")] = out.get(str(p.dtype).replace("torch.", ""), 0) + p.numel()
+    return out
+
+
+def _train(spec: dict, record: dict, poller: PhasedNvmlPeak) -> None:
+    import torch
+    from transformers import AutoTokenizer
+    plan = spec["plan"]
+    nvml, trace = record["nvml"], record["torch"]
+    t0 = time.perf_counter()
+    model = None
+    for stage, model in load_for_training(spec["checkpoint"], plan, device_map={"": 0}):
+        torch.cuda.synchronize()
+        key = "after_load" if stage == "loaded" else "after_peft"
+        nvml[key], trace[key] = nvml_used(), torch_mem()
+        if stage == "loaded":
+            record["load_s"] = time.perf_counter() - t0
+    tokenizer = AutoTokenizer.from_pretrained(spec["checkpoint"])
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    recorder = phase_recorder()
+    evals = eval_recorder(poller)
+    trainer = make_stack_trainer(spec, model, tokenizer, [recorder, evals])
+    record["trainable_dtypes_after_build"] = trainable_dtypes(trainer.model)
+    if spec["stack"].get("fp32_adapters"):  # the way out of TRL's bf16 cast for fp16 training
+        for p in trainer.model.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
+        record["trainable_dtypes_cast_back"] = trainable_dtypes(trainer.model)
+    record["trainable_params"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    record["train_args"] = {k: v for k, v in trainer.args.to_dict().items() if k in ARG_KEYS}
+    torch.cuda.synchronize()
+    nvml["after_build"], trace["after_build"] = nvml_used(), torch_mem()
+    try:
+        trainer.train()
+    finally:
+        if recorder.steps:
+            record_steps(record, recorder.steps)
+        record["evals"] = evals.evals
+    torch.cuda.synchronize()
+    nvml["after_train"] = nvml_used()
+    record["tokens_per_s"] = plan["batch"] * plan.get("grad_accum", 1) * plan["seq"] / record["step_time_s"]
+
+
+ARG_KEYS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "optim",
+            "bf16", "fp16", "gradient_checkpointing", "gradient_checkpointing_kwargs", "eval_strategy", "eval_steps",
+            "prediction_loss_only", "eval_accumulation_steps", "max_length", "max_seq_length", "loss_type",
+            "packing", "padding_free", "use_liger_kernel", "completion_only_loss", "assistant_only_loss",
+            "activation_offloading", "label_smoothing_factor", "max_steps")
+
+
+def run(spec: dict) -> dict:
+    """Measure one plan through its stack. spec: run_key, model, checkpoint, plan, steps, cap_bytes, stack
+    ({"trainer": "trl"|"hf", "sft": extra SFTConfig keys, "fp32_adapters": bool}), eval ({"batch", "samples",
+    "at_step", "prediction_loss_only", "eval_accumulation_steps"} or None), args (extra TrainingArguments)."""
+    versions = software_versions()
+    import importlib.metadata as md
+    for pkg in STACK_PACKAGES:
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    record = {"schema": SCHEMA, "run_key": spec["run_key"], "model": spec["model"], "plan": spec["plan"],
+              "stack": spec["stack"], "eval": spec.get("eval"), "args": spec.get("args", {}),
+              "steps_requested": spec.get("steps", 4), "cap_bytes": spec.get("cap_bytes"), "status": "running",
+              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": detect_gpu(), "versions": versions,
+              "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), "why": spec.get("why")}
+    record["nvml"] = {"before_init": nvml_used()}
+    record["torch"] = {}
+    poller = PhasedNvmlPeak()
+    try:
+        import torch
+        torch.cuda.init()
+        torch.zeros(1, device="cuda")
+        torch.cuda.synchronize()
+        record["nvml"]["after_init"] = nvml_used()
+        record["gpu"]["torch_total_bytes"] = torch.cuda.get_device_properties(0).total_memory
+        if spec.get("cap_bytes"):
+            torch.cuda.set_per_process_memory_fraction(spec["cap_bytes"] / record["gpu"]["torch_total_bytes"])
+        with poller:
+            _train(spec, record, poller)
+        record["status"] = "ok"
+    except Exception as exc:  # an OOM or a stack's refusal is a result too
+        record_failure(record, exc)
+    finally:
+        record["nvml"]["peak"] = poller.peak
+        record["nvml"]["phase_peaks"] = dict(poller.peaks)
+        record["nvml"]["end"] = nvml_used()
+        record["gpu"]["nvml_reserved_bytes"] = nvml_memory()["reserved"]
+    return record
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec = json.loads(open(argv[0]).read())
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    apply_allocator(spec["plan"])
+    record = run(spec)
+    with open(argv[1], "w") as f:
+        json.dump(record, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Raw measured runs: calibration/runs/<gpu>.jsonl, one JSON object a line, append-only."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+
+def measured_peak(record: dict) -> int:
+    """What nvidia-smi showed for a measured process (a one-GPU run, or one rank of a multi-GPU run): its NVML
+    peak (polled, or read after training or at the end) less what the GPU held before it started."""
+    nvml = record.get("nvml", {})
+    return max(nvml.get("peak", 0), nvml.get("after_train", 0), nvml.get("end", 0)) - nvml.get("before_init", 0)
+
+
+def gpu_slug(gpu_name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    return re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-")
+
+
+def run_key(gpu_name: str, model: str, plan: dict, steps: int, cap_bytes: int | None) -> str:
+    if plan.get("allocator", "default") == "default":  # keys of the runs recorded before the field existed
+        plan = {k: v for k, v in plan.items() if k != "allocator"}
+    blob = json.dumps([gpu_slug(gpu_name), model, plan, steps, cap_bytes], sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def runs_path(calib_dir: Path, gpu_name: str) -> Path:
+    return calib_dir / "runs" / f"{gpu_slug(gpu_name)}.jsonl"
+
+
+def load_runs(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+def load_all_runs(calib_dir: Path) -> dict[str, list[dict]]:
+    """{gpu slug: records} for every runs file."""
+    return {p.stem: load_runs(p) for p in sorted((calib_dir / "runs").glob("*.jsonl"))}
+
+
+def append_run(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")

@@ -1,0 +1,356 @@
+"""Fit the run-time parameters of one GPU from its raw records, and measure how good the fit is.
+
+Fitted: CUDA context (NVML outside torch's reserve), unmodelled allocated workspace, allocator slack as a
+function of the allocation pattern (constant + fp32 logits blocks + fp32 MLP blocks), the managed-memory floor,
+the driver's reserve. Accuracy: predicted peak_bytes against the measured NVML peak, in-sample and
+leave-one-architecture-out (LOAO: refit without the architecture, predict it).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from ..memory import estimate
+from ..memory.estimate import logits_resplit_bytes
+from ..memory.logits import fp32_block
+from ..memory.fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
+from ..memory.calibration import DEFAULT_CALIBRATION, CALIBRATED_FIELDS, Calibration
+from ..plan import TrainPlan
+from ..profiles import find_gpu, find_model
+from ..profiles.gpus import GpuSpec
+from .records import gpu_slug, load_all_runs, load_runs, measured_peak
+from ..layout import resolve
+from ..units import GiB
+
+
+
+def usable(record: dict) -> bool:
+    """Completed, uncapped runs measure the unconstrained peak; capped runs test verdicts instead."""
+    return record.get("status") == "ok" and not record.get("cap_bytes")
+
+
+def _nnls(rows: list[list[float]], ys: list[float]) -> list[float]:
+    """Least squares with non-negative coefficients (coordinate descent; 3 unknowns, tens of rows)."""
+    k = len(rows[0])
+    coef = [0.0] * k
+    for _ in range(500):
+        for j in range(k):
+            num = sum(r[j] * (y - sum(c * x for c, x in zip(coef, r)) + coef[j] * r[j]) for r, y in zip(rows, ys))
+            den = sum(r[j] * r[j] for r in rows) or 1.0
+            coef[j] = max(0.0, num / den)
+    return coef
+
+
+def _slack_rows(preds) -> tuple[list[list[float]], list[float]]:
+    """Reserved minus allocated at the peak against (1, fp32 logits block, fp32 MLP block), in GiB."""
+    rows, ys = [], []
+    for r, b in preds:
+        plan, m = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
+        rows.append([1.0, fp32_block(plan.tokens, m.vocab) / GiB, fp32_block(plan.tokens, m.intermediate) / GiB])
+        resplit = logits_resplit_bytes(m, plan)
+        ys.append((r["torch"]["max_reserved"] - r["torch"]["max_allocated"] - resplit) / GiB)
+    return rows, ys
+
+
+def allocator_of(record: dict) -> str:
+    return record["plan"].get("allocator", "default")
+
+
+def solve_params(records: list[dict], gpu: GpuSpec, base: Calibration = DEFAULT_CALIBRATION,
+               borrowed_expandable: list[dict] = ()) -> Calibration:
+    """Everything from the default-allocator runs (the standard recipe); the expandable-segments slack from
+    the runs made with it: this GPU's, else `borrowed_expandable` (another GPU's: the slack is the allocator's
+    behaviour, not the card's), else the default allocator's, the conservative choice."""
+    recs = [r for r in records if usable(r) and allocator_of(r) == "default"]
+    if not recs:
+        raise ValueError("no usable runs")
+    zero = replace(base, workspace_bytes=0, slack_bytes=0, slack_per_logit_byte=0.0, slack_per_mlp_byte=0.0)
+    preds = [(r, estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), zero)) for r in recs]
+    workspace = statistics.median(r["torch"]["max_allocated"] - b.peak_allocated_bytes for r, b in preds)
+    s0, s_logit, s_mlp = _nnls(*_slack_rows(preds))
+    expandable = [r for r in records if usable(r) and allocator_of(r) == "expandable"]
+    borrowed = [] if expandable else [r for r in borrowed_expandable if usable(r) and allocator_of(r) == "expandable"]
+    if expandable or borrowed:
+        e0, e_logit, e_mlp = _nnls(*_slack_rows([(r, None) for r in expandable or borrowed]))
+    else:
+        e0, e_logit, e_mlp = s0, s_logit, s_mlp
+    unmanaged = [r["nvml"]["after_train"] - r["torch"]["max_reserved"] for r, b in preds if not b.managed_bytes]
+    context = statistics.median(unmanaged) if unmanaged else base.context_bytes
+    floor = [r["nvml"]["after_train"] - r["torch"]["max_reserved"] - context
+             for r, b in preds if 0 < b.managed_bytes <= base.managed_min_bytes]
+    reserve = statistics.median(r["gpu"]["nvml_reserved_bytes"] / r["gpu"]["memory_total_bytes"] for r in recs)
+    return replace(base, context_bytes=int(context), workspace_bytes=int(max(0, workspace)),
+                   slack_bytes=int(s0 * GiB), slack_per_logit_byte=round(s_logit, 4),
+                   slack_per_mlp_byte=round(s_mlp, 4), expandable_slack_bytes=int(e0 * GiB),
+                   expandable_slack_per_logit_byte=round(e_logit, 4), expandable_slack_per_mlp_byte=round(e_mlp, 4),
+                   managed_min_bytes=int(statistics.median(floor)) if floor else base.managed_min_bytes,
+                   driver_reserved_fraction=round(reserve, 5), runs=len(recs) + len(expandable))
+
+
+def evaluate(records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
+    out = []
+    for r in records:
+        if not usable(r):
+            continue
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
+        out.append(_accuracy_row(r, b, measured_peak(r), r["torch"]["max_allocated"]))
+    return out
+
+
+def _accuracy_row(record: dict, b, measured: int, measured_allocated: int, **extra) -> dict:
+    return {"run_key": record["run_key"], "model": record["model"], "why": record.get("why", ""), **extra,
+            "measured": measured, "predicted": b.peak_bytes, "error_pct": 100.0 * (b.peak_bytes - measured) / measured,
+            "measured_allocated": measured_allocated, "predicted_allocated": b.peak_allocated_bytes}
+
+
+def summarize(rows: list[dict]) -> dict:
+    errs = [row["error_pct"] for row in rows]
+    if not errs:
+        return {}
+    return {"mae_pct": round(sum(abs(e) for e in errs) / len(errs), 3), "worst_under_pct": round(min(errs), 3),
+            "worst_over_pct": round(max(errs), 3), "n": len(errs)}
+
+
+def loao(records: list[dict], gpu: GpuSpec, borrowed_expandable: list[dict] = ()) -> list[dict]:
+    """Refit without each architecture and predict its runs."""
+    archs = sorted({r["model"] for r in records if usable(r)})
+    rows = []
+    for arch in archs:
+        params = solve_params([r for r in records if r["model"] != arch], gpu,
+                            borrowed_expandable=[r for r in borrowed_expandable if r["model"] != arch])
+        rows += evaluate([r for r in records if r["model"] == arch], gpu, params)
+    return rows
+
+
+def capped(record: dict) -> bool:
+    return bool(record.get("cap_bytes")) and record.get("status") in ("ok", "oom")
+
+
+def solve_pressure_fragmentation(capped_records: list[dict], params: Calibration) -> float | None:
+    """Fragmentation under an allocator cap: between the largest allocated/cap ratio that trained and the
+    smallest that ran out of memory, with the allocated peaks these params predict (the ones just fitted). The
+    midpoint of that interval; None without both outcomes."""
+    ok, oom = [], []
+    for r in capped_records:
+        gpu = find_gpu(r["gpu"]["name"])
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
+        (ok if r["status"] == "ok" else oom).append(b.peak_allocated_bytes / r["cap_bytes"])
+    if not ok or not oom:
+        return None
+    low, high = 1 / max(ok) - 1, 1 / min(oom) - 1  # frag <= low keeps the oks; frag > high flags the ooms
+    return round((low + high) / 2, 4) if high < low else round(low, 4)
+
+
+def verdicts(capped_records: list[dict], params: Calibration) -> list[dict]:
+    """The fits verdict for each capped run: capacity = cap + what lives outside the allocator."""
+    out = []
+    for r in capped_records:
+        gpu = find_gpu(r["gpu"]["name"])
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
+        need = int(b.peak_allocated_bytes * (1 + params.pressure_fragmentation))
+        out.append({"run_key": r["run_key"], "model": r["model"], "why": r.get("why", ""), "cap_bytes": r["cap_bytes"],
+                    "predicted_fits": need <= r["cap_bytes"], "measured": r["status"],
+                    "right": (need <= r["cap_bytes"]) == (r["status"] == "ok")})
+    return out
+
+
+def validation_rows(spec: dict, multi_records: list[dict]) -> list[dict]:
+    """Each prediction of a validation file (bench/multi_gpu_runs.py --predict) with its measured per-rank peaks
+    and errors; both lists are empty where the run was not measured."""
+    measured = {r["run_key"]: r for r in multi_records if r.get("status") == "ok"}
+    rows = []
+    for p in spec["predictions"]:
+        peaks = [measured_peak(k) for k in measured[p["run_key"]]["ranks"]] if p["run_key"] in measured else []
+        rows.append({**p, "measured": peaks,
+                     "errors_pct": [100.0 * (p["predicted_peak_bytes"] - m) / m for m in peaks]})
+    return rows
+
+
+def _usable_multi(multi_records: list[dict]) -> list[dict]:
+    """Completed, uncapped multi-GPU runs (the capped proof runs test a verdict, not the peak)."""
+    return [r for r in multi_records if r.get("status") == "ok" and not r.get("cap_bytes") and "ranks" in r]
+
+
+def multi_gpu_kind(record: dict) -> str:
+    """fsdp-default, fsdp-expandable, ddp-expandable, ...: the groups whose slack behaves alike."""
+    plan = TrainPlan.from_dict(record["plan"])
+    return f"{plan.parallel}{'-offload' if plan.offload else ''}-{plan.allocator}"
+
+
+def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
+    """Predicted against measured peak of every rank of every completed, uncapped multi-GPU run."""
+    out = []
+    for r in _usable_multi(multi_records):
+        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
+        for k in r["ranks"]:
+            measured = measured_peak(k)
+            upper = b.peak_bytes + b.fragmentation_event_bytes
+            event = b.fragmentation_event_bytes > 0 and measured - b.peak_bytes > b.fragmentation_event_bytes / 2
+            out.append(_accuracy_row(r, b, measured, k["torch"]["max_allocated"], rank=k["rank"],
+                                     kind=multi_gpu_kind(r), fragmentation_event=event, predicted_upper=upper,
+                                     error_vs_bound_pct=100.0 * ((upper if event else b.peak_bytes) - measured)
+                                     / measured))
+    return out
+
+
+WRAP_MARGIN = 1 << 29  # first guess: the wrap branch's residuals stay under this, a training-set run goes above
+
+
+def _fsdp_branches(points: list[tuple[float, float, float]]) -> tuple[float, tuple[float, float]]:
+    """points: (excess over the wrap + loss model, slack over the compute stream's allocated peak, fp32 MLP
+    block) per rank, in GiB. Each rank's reserve was set by one branch: start from the margin, then give each
+    rank to the branch that predicts it better and refit, until the split holds. Returns the wrap branch's
+    median excess and the training branch's (constant, per MLP byte)."""
+    train = [p[0] > WRAP_MARGIN / GiB for p in points]
+    extra, coef = 0.0, (0.0, 0.0)
+    for _ in range(10):
+        wraps = [p[0] for p, t in zip(points, train) if not t]
+        extra = max(0.0, statistics.median(wraps)) if wraps else 0.0
+        rows = [([1.0, p[2]], p[1]) for p, t in zip(points, train) if t]
+        coef = tuple(_nnls([r for r, _ in rows], [y for _, y in rows])) if rows else (0.0, 0.0)
+        again = [abs(p[1] - coef[0] - coef[1] * p[2]) < abs(p[0] - extra) if rows else False for p in points]
+        if again == train:
+            break
+        train = again
+    return extra, coef
+
+
+def _without_event(point: tuple, fitted: tuple) -> tuple:
+    """A default-allocator rank whose reserve exceeds the fitted model by more than half an fp32 loss block had
+    the re-split event (estimate.py: peak_upper_bytes); take the block out before fitting."""
+    d, ts, mlp, block = point
+    extra, (const, per_mlp) = fitted
+    if min(d - extra, ts - const - per_mlp * mlp) > block / 2:
+        return d - block, ts - block, mlp, block
+    return point
+
+
+def solve_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> Calibration:
+    """Per-rank NCCL memory (NVML minus reserve, context and paged states) of every multi-GPU run; with FSDP,
+    the compute stream's reserve (measured reserve minus the modelled all-gather pool): the wrap branch's excess
+    over the wrap + loss model, and the training branch's slack over the compute stream's allocated peak
+    (constant + per fp32 MLP byte), per allocator setting; default-allocator ranks with the re-split event are
+    fitted without its block. DDP keeps the one-GPU slack."""
+    nccl, points = [], {"default": [], "expandable": []}
+    zero = replace(params, nccl_bytes=0, fsdp_wrap_extra_bytes=0, fsdp_slack_bytes=0, fsdp_slack_per_mlp_byte=0.0,
+                   fsdp_expandable_slack_bytes=0, fsdp_expandable_slack_per_mlp_byte=0.0)
+    for r in _usable_multi(multi_records):
+        plan, model = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
+        b = estimate(model, gpu, plan, zero)
+        for k in r["ranks"]:
+            t = k["torch"]
+            nccl.append(measured_peak(k) - t["max_reserved"] - params.context_bytes - b.managed_bytes)
+            if not resolve(plan).fsdp:
+                continue
+            compute = t["max_reserved"] - all_gather_reserve(b.phases)
+            peak = b.phases[b.peak_phase]
+            points[plan.allocator].append(((compute - compute_stream_after_wrap(model, resolve(plan), b.phases)) / GiB,
+                                           (compute - (t["max_allocated"] - gathered_bytes(peak))) / GiB,
+                                           fp32_block(plan.tokens, model.intermediate) / GiB,
+                                           fp32_block(plan.tokens, model.vocab) / GiB))
+    if not nccl:
+        return params
+    fitted = {}
+    if points["expandable"]:
+        fitted["expandable"] = _fsdp_branches([p[:3] for p in points["expandable"]])
+    if points["default"]:
+        first = fitted.get("expandable") or _fsdp_branches([p[:3] for p in points["default"]])
+        fitted["default"] = _fsdp_branches([_without_event(p, first)[:3] for p in points["default"]])
+    # the wrap branch does not depend on the allocator setting: expandable segments' runs are the larger set
+    extra = fitted["expandable" if "expandable" in fitted else "default"][0] if fitted else \
+        params.fsdp_wrap_extra_bytes / GiB
+    d0, dm = fitted.get("default", (0, (params.fsdp_slack_bytes / GiB, params.fsdp_slack_per_mlp_byte)))[1]
+    e0, em = fitted.get("expandable", (0, (d0, dm)))[1]
+    return replace(params, nccl_bytes=int(statistics.median(nccl)), fsdp_wrap_extra_bytes=int(extra * GiB),
+                   fsdp_slack_bytes=int(d0 * GiB), fsdp_slack_per_mlp_byte=round(dm, 4),
+                   fsdp_expandable_slack_bytes=int(e0 * GiB), fsdp_expandable_slack_per_mlp_byte=round(em, 4))
+
+
+def solve_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_records: list[dict] = (),
+            other_gpus_runs: list[dict] = (), other_multi_records: list[dict] = ()) -> dict:
+    """One GPU's fit. other_gpus_runs / other_multi_records: the other GPUs' runs, which stand in where this GPU
+    has no expandable-segments runs or no multi-GPU runs (said in `expandable_slack_from`, `multi_gpu_from`):
+    what they fit is the allocator's and NCCL's behaviour, not the card's."""
+    name = next(r["gpu"]["name"] for r in records if r.get("gpu"))
+    gpu = find_gpu(name)
+    own = any(usable(r) and allocator_of(r) == "expandable" for r in records)
+    borrowed = [] if own else [r for r in other_gpus_runs if usable(r) and allocator_of(r) == "expandable"]
+    params = solve_params(records, gpu, borrowed_expandable=borrowed)
+    capped_runs = all_capped if all_capped is not None else [r for r in records if capped(r)]
+    frag = solve_pressure_fragmentation(capped_runs, params)
+    if frag is not None:
+        params = replace(params, pressure_fragmentation=frag)
+    multi_source = list(multi_records) or list(other_multi_records)
+    params = solve_multi_gpu(multi_source, gpu, params)
+    in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu, borrowed))
+    checks = verdicts(capped_runs, params)
+    multi_rows = multi_gpu_rank_rows(list(multi_records), gpu, params)
+    multi_held = multi_gpu_loao(list(multi_records), gpu, params) if multi_rows else []
+    first = next(r for r in records if r.get("versions"))
+    return {
+        "gpu_name": name, "profile": gpu.name, "architecture": gpu.architecture,
+        "compute_capability": gpu.compute_capability, "memory_mib": gpu.memory_mib,
+        "driver": first["gpu"].get("driver"), "versions": first["versions"], "runs": params.runs,
+        "architectures": sorted({r["model"] for r in records if usable(r)}),
+        "expandable_slack_from": (name if own else sorted({r["gpu"]["name"] for r in borrowed}) or None),
+        "multi_gpu_from": sorted({k["gpu"]["name"] for r in _usable_multi(multi_source) for k in r["ranks"]}) or None,
+        "params": {k: getattr(params, k) for k in CALIBRATED_FIELDS},
+        "error": {"mae_pct": in_sample.get("mae_pct"), "worst_under_pct": in_sample.get("worst_under_pct"),
+                  "loao_mae_pct": held_out.get("mae_pct"), "loao_worst_under_pct": held_out.get("worst_under_pct"),
+                  "loao_worst_over_pct": held_out.get("worst_over_pct")},
+        "boundary": {"runs": len(checks), "right": sum(c["right"] for c in checks),
+                     "note": "allocator-capped runs of every calibrated GPU; pressure_fragmentation is fitted on "
+                             "these same runs, so the verdict count is in-sample"},
+        **({"multi_gpu": multi_gpu_summary(multi_rows, multi_held)} if multi_rows else {}),
+        "derived_by": "vramplan calibrate --refit (vramplan/calibrate/solve.py) from calibration/runs",
+    }
+
+
+def multi_gpu_loao(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
+    """Refit the multi-GPU parameters without each architecture's multi-GPU runs and predict them (the one-GPU
+    parameters in `params` stay as fitted)."""
+    usable_runs = _usable_multi(multi_records)
+    rows = []
+    for arch in sorted({r["model"] for r in usable_runs}):
+        held_out = solve_multi_gpu([r for r in usable_runs if r["model"] != arch], gpu, params)
+        rows += multi_gpu_rank_rows([r for r in usable_runs if r["model"] == arch], gpu, held_out)
+    return rows
+
+
+def multi_gpu_summary(rows: list[dict], held_out: list[dict] = ()) -> dict:
+    """Per-rank accuracy, over all runs and per kind (parallelism, offload, allocator)."""
+    kinds = {}
+    for kind in sorted({row["kind"] for row in rows}):
+        sub = [row for row in rows if row["kind"] == kind]
+        loao_sub = summarize([row for row in held_out if row["kind"] == kind])
+        events = [row for row in sub if row.get("fragmentation_event")]
+        bound = [row["error_vs_bound_pct"] for row in sub if "error_vs_bound_pct" in row]
+        kinds[kind] = {"runs": len({row["run_key"] for row in sub}), "ranks": len(sub),
+                       "architectures": sorted({row["model"] for row in sub}), **summarize(sub),
+                       **({"fragmentation_event_ranks": len(events),
+                           "worst_vs_bound_pct": round(max(bound, key=abs), 3)} if events else {}),
+                       **({"loao_mae_pct": loao_sub["mae_pct"], "loao_worst_under_pct": loao_sub["worst_under_pct"],
+                           "loao_worst_over_pct": loao_sub["worst_over_pct"]} if loao_sub else {})}
+    return {"runs": len({row["run_key"] for row in rows}), "ranks": len(rows), **summarize(rows), "kinds": kinds,
+            "note": "per-rank peak; nccl_bytes and the fsdp parameters are fitted on these same runs (in-sample); "
+                    "loao_*: refit without the architecture's multi-GPU runs; ranks with the default allocator's "
+                    "fragmentation event are compared with peak_upper_bytes in worst_vs_bound_pct"}
+
+
+def solve_all(calib_dir: Path) -> list[Path]:
+    written = []
+    runs = load_all_runs(calib_dir)
+    all_capped = [r for records in runs.values() for r in records if capped(r)]
+    for slug, records in runs.items():
+        if not any(usable(r) for r in records):
+            continue
+        others = [r for other, recs in runs.items() if other != slug for r in recs]
+        other_multi = [r for other in runs if other != slug for r in load_runs(calib_dir / "multi_gpu" / f"{other}.jsonl")]
+        fit = solve_gpu(records, all_capped, load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl"), others, other_multi)
+        path = calib_dir / "fits" / f"{gpu_slug(fit['gpu_name'])}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(fit, indent=2) + "\n")
+        written.append(path)
+    return written

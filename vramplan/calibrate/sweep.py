@@ -1,0 +1,84 @@
+"""Run a calibration sweep: each plan in a fresh process, records appended as they come, resumable."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .design import SweepRun
+from .records import append_run, load_runs, run_key, runs_path
+from ..resources import data_dir
+from ..gpu_info import detect_gpu, software_versions
+from ..layout import layout_dict
+from ..units import GiB
+from ..workers import worker_command
+
+STEPS = 3  # step 1 creates the optimizer state; 2 and 3 are steady state
+
+
+def _profile_path(model: str) -> Path:
+    return data_dir("profiles") / "models" / f"{model}.json"
+
+
+def ensure_checkpoint(model: str, cache: Path, log=lambda message: None) -> Path:
+    """cache/MODEL: a random-weight checkpoint of a catalog profile, built once (the build_model worker)."""
+    out = cache / model
+    if not (out / "config.json").exists():
+        log(f"building random-weight checkpoint of {model} in {out}")
+        subprocess.run(worker_command("build_model", str(_profile_path(model)), str(out)), check=True)
+    return out
+
+
+def run_one(run: SweepRun, checkpoint: Path, key: str, timeout_s: int, trace_path: Path | None = None) -> dict:
+    plan = run.plan.to_dict()
+    spec = {"run_key": key, "model": run.model, "checkpoint": str(checkpoint), "plan": layout_dict(run.plan),
+            "steps": STEPS,
+            "cap_bytes": run.cap_bytes, "why": run.why, "trace_path": str(trace_path) if trace_path else None}
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
+        spec["output_dir"] = str(Path(tmp) / "trainer")
+        spec_path.write_text(json.dumps(spec))
+        t0 = time.time()
+        try:
+            proc = subprocess.run(worker_command("measure", str(spec_path), str(out_path)),
+                                  timeout=timeout_s, capture_output=True, text=True)
+            if out_path.exists():
+                record = json.loads(out_path.read_text())
+            else:
+                record = {"status": "crash", "error": f"exit {proc.returncode}: {proc.stderr[-1500:]}"}
+        except subprocess.TimeoutExpired:
+            record = {"status": "timeout", "error": f"no result within {timeout_s} s"}
+        record.setdefault("run_key", key)
+        record.setdefault("model", run.model)
+        record.setdefault("plan", plan)
+        record.setdefault("cap_bytes", run.cap_bytes)
+        record["why"] = run.why
+        record["wall_s"] = round(time.time() - t0, 2)
+        return record
+
+
+def run_sweep(runs: list[SweepRun], out_dir: Path, cache: Path, timeout_s: int = 600, log=print) -> Path:
+    gpu = detect_gpu()
+    path = runs_path(out_dir, gpu["name"])
+    done = {r.get("run_key") for r in load_runs(path)}
+    todo = [(r, run_key(gpu["name"], r.model, r.plan.to_dict(), STEPS, r.cap_bytes)) for r in runs]
+    todo = [(r, k) for r, k in todo if k not in done]
+    log(f"{gpu['name']} ({gpu['memory_total_mib']} MiB, driver {gpu['driver']}), {software_versions()}")
+    log(f"{len(runs) - len(todo)} of {len(runs)} runs already recorded in {path}; {len(todo)} to go")
+    for i, (run, key) in enumerate(todo, 1):
+        log(f"[{i}/{len(todo)}] {run.describe()} ...")
+        checkpoint = ensure_checkpoint(run.model, cache, log)
+        record = run_one(run, checkpoint, key, timeout_s)
+        append_run(path, record)
+        peak = record.get("nvml", {}).get("peak")
+        log(f"    {record['status']}: nvml peak {peak / GiB:.2f} GiB in {record['wall_s']} s" if peak
+            else f"    {record['status']}: {record.get('error', '')[:300]}")
+    return path
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("VRAMPLAN_CACHE", Path(tempfile.gettempdir()) / "vramplan-checkpoints"))

@@ -1,1 +1,0 @@
-"""Calibration data: measured runs (append-only records), the sweep that makes them, fits derived from them."""

@@ -1,0 +1,48 @@
+"""Planner: one GPU (or several of one kind) and the calibration it is handed; estimate, fit, judge, table.
+
+    planner = Planner(find_gpu("T4"), Calibrations.shipped())
+    planner.fit(find_model("llama-3.1-8b")).recommended.plan
+
+Every prediction goes through a Planner, so none is made without calibration parameters: Calibrations.shipped()
+reads the package's fits, Calibrations.defaults() asks for the built-in parameters by name.
+"""
+from __future__ import annotations
+
+from .store.calibrations import Calibrations
+from .memory import Breakdown, estimate
+from .memory.calibration import Calibration
+from .plan import TrainPlan
+from .profiles import GpuSpec, ModelArch
+from .search import FitResult, fit, longest_seq
+from .verdict import Verdict, judge
+
+
+class Planner:
+    def __init__(self, gpu: GpuSpec, calibrations: Calibrations, vram_bytes: int | None = None):
+        """vram_bytes: plan for this much memory per GPU instead of what the card offers one process."""
+        self.gpu, self.calibrations, self.vram_bytes = gpu, calibrations, vram_bytes
+        self.calibration: Calibration = calibrations.params(gpu)
+        self.capacity_bytes = vram_bytes or self.calibration.usable_bytes(gpu.memory_bytes)
+
+    def estimate(self, model: ModelArch, plan: TrainPlan) -> Breakdown:
+        return estimate(model, self.gpu, plan, self.calibration, self.vram_bytes)
+
+    def fit(self, model: ModelArch, **search) -> FitResult:
+        """The fastest plan that fits (search: seq, effective_batch, rank, base, optims, explain, gpus, parallel)."""
+        return fit(model, self.gpu, vram_bytes=self.vram_bytes, cal=self.calibrations, **search)
+
+    def judge(self, model: ModelArch, plan: TrainPlan) -> Verdict:
+        return judge(model, self.gpu, plan, self.vram_bytes, cal=self.calibrations)
+
+    def longest_seq(self, model: ModelArch, base: TrainPlan) -> int:
+        return longest_seq(self.calibrations, model, self.gpu, base, self.capacity_bytes)
+
+    def table_row(self, model: ModelArch, seq: int, effective_batch: int) -> dict:
+        """One row of a compatibility table: fits?, the best plan, the longest sequence that fits."""
+        result = self.fit(model, seq=seq, effective_batch=effective_batch, explain=False)
+        rec = result.recommended
+        return {"model": model.name, "gpu": self.gpu.name, "params": model.total_params, "fits": rec is not None,
+                "plan": rec.plan.to_dict() if rec else None,
+                "required_bytes": rec.breakdown.required_bytes if rec else None,
+                "tokens_per_s_estimate": round(rec.tokens_per_s, 1) if rec else None,
+                "longest_seq": self.longest_seq(model, TrainPlan(dtype=self.gpu.default_dtype))}

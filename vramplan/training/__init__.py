@@ -1,1 +1,0 @@
-"""`vramplan train` without torch: data checks, sequence choice, plan verification logic, training arguments."""
