@@ -137,6 +137,25 @@ def _convert(name: str, value, default):
     return parse_value(name, value) if kind is not bool else bool(value)
 
 
+def gpu_defaults(gpu, fields: dict) -> dict:
+    """The fields a GPU decides when they were left open: the dtype (bf16 where the card has it, fp16 otherwise)
+    and, for fp16 through TRL's SFTTrainer on a quantized model, its way out: the adapters cast back to fp32."""
+    out = dict(fields)
+    if out.get("dtype") is None:
+        out["dtype"] = gpu.default_dtype
+        trainer = out.get("trainer") or TrainPlan.__dataclass_fields__["trainer"].default
+        if (out["dtype"] == "fp16" and trainer == "trl" and out.get("quant", "nf4") != "none"
+                and out.get("fp32_adapters") is None):
+            out["fp32_adapters"] = True
+    return out
+
+
+def on_gpu(plan: TrainPlan, gpu) -> TrainPlan:
+    """The plan with the fields a GPU decides set for this one (what fit does for each card it compares)."""
+    fields = {f: getattr(plan, f) for f in TrainPlan.__dataclass_fields__ if f not in ("dtype", "fp32_adapters")}
+    return plan_from_fields(gpu_defaults(gpu, fields))
+
+
 # -- plan -> words, command ------------------------------------------------------------------------------------
 def plan_line(plan: dict) -> str:
     """One line naming a plan: each field's own words, in declaration order."""

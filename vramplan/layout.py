@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import VramplanError
 from .plan import TrainPlan
 from .stacks import loss_path, trainable_itemsize
 from .profiles.gpus import GpuSpec
@@ -60,26 +59,11 @@ def resolve(plan: TrainPlan, model: ModelArch | None = None, gpu: GpuSpec | None
     stack's loss path per model family; none of today's fields does)."""
     parallel = SINGLE if plan.gpus == 1 else plan.parallel
     fsdp = parallel == "fsdp"
-    check_runnable(plan)
     return Layout(plan=plan, parallel=parallel, offload=fsdp and plan.offload,
                   kbit_prepare=plan.quantized and plan.kbit_prepare and not fsdp,
                   loss_path=loss_path(plan.trainer, plan.trl_version),
                   trainable_itemsize=trainable_itemsize(plan.trainer, plan.quantized, plan.fp32_adapters),
                   quant_storage=plan.dtype if plan.gpus > 1 and plan.quantized else "uint8")
-
-
-def check_runnable(plan: TrainPlan) -> None:
-    """A plan the stack cannot run is refused before any number: SFTTrainer casts a quantized model's adapters
-    to bf16, and fp16's gradient scaler then stops at the first optimizer step (measured, profiles/stacks/trl.json)."""
-    if plan.trainer == "trl" and plan.quantized and plan.dtype == "fp16" and not plan.fp32_adapters:
-        raise VramplanError(
-            "fp16 QLoRA does not run through TRL's SFTTrainer: it casts the adapters to bf16 and fp16's gradient "
-            "scaler fails at the first optimizer step",
-            hint="use --dtype bf16 where the GPU has it; or --fp32-adapters (cast the adapters back to fp32 after "
-                 "the trainer is built: `vramplan train` does it); or --trainer hf")
-    if plan.trainer == "hf" and plan.fp32_adapters:
-        raise VramplanError("--fp32-adapters: the plain Trainer keeps peft's fp32 adapters already",
-                            hint="drop --fp32-adapters, or use --trainer trl")
 
 
 def as_layout(plan: TrainPlan | Layout, model: ModelArch | None = None, gpu: GpuSpec | None = None) -> Layout:

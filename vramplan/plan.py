@@ -248,7 +248,7 @@ class TrainPlan:
         read=lambda found: _read_eval_batch(found),
         keys={"transformers": ("per_device_eval_batch_size", "eval_strategy", "evaluation_strategy", "do_eval"),
               "axolotl": ("eval_batch_size", "val_set_size")},
-        show=lambda p: f", evaluation batch {p['eval_batch']}" if p.get("eval_batch") else "", tui="e",
+        show=lambda p: f", evaluation batch {p['eval_batch']}" if p.get("eval_batch") else "", tui="v",
         tui_label="eval"))
     """The evaluation loop runs without gradients after training grew the allocator's reserve."""
 
@@ -262,6 +262,7 @@ class TrainPlan:
             raise VramplanError(f"--alpha: {self.alpha!r} must be positive")
         self._check_layout()
         self._check_targets()
+        self._check_stack()
 
     def _check_layout(self) -> None:
         if self.gpus == 1:
@@ -276,6 +277,20 @@ class TrainPlan:
                                     hint="use --optim " + " or ".join(CPU_OPTIMIZERS))
         elif self.offload:
             raise VramplanError("--offload: CPU offload needs FSDP", hint="use --parallel fsdp")
+
+    def _check_stack(self) -> None:
+        """A plan the stack cannot run is refused before any number: SFTTrainer casts a quantized model's adapters
+        to bf16, and fp16's gradient scaler then stops at the first optimizer step (measured on an H200 with TRL
+        1.16; every release casts them, profiles/stacks/trl.json)."""
+        if self.trainer == "trl" and self.quantized and self.dtype == "fp16" and not self.fp32_adapters:
+            raise VramplanError(
+                "fp16 QLoRA does not run through TRL's SFTTrainer: it casts the adapters to bf16 and fp16's "
+                "gradient scaler fails at the first optimizer step",
+                hint="use --dtype bf16 where the GPU has it; or --fp32-adapters (cast the adapters back to fp32 "
+                     "after the trainer is built, as `vramplan train` does); or --trainer hf")
+        if self.trainer == "hf" and self.fp32_adapters:
+            raise VramplanError("--fp32-adapters: the plain Trainer keeps peft's fp32 adapters already",
+                                hint="drop --fp32-adapters, or use --trainer trl")
 
     def _check_targets(self) -> None:
         if isinstance(self.targets, str) and self.targets != ALL_LINEAR:

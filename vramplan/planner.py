@@ -8,6 +8,7 @@ reads the package's fits, Calibrations.defaults() asks for the built-in paramete
 """
 from __future__ import annotations
 
+from . import flags
 from .store.calibrations import Calibrations
 from .memory import Breakdown, estimate
 from .memory.calibration import Calibration
@@ -45,4 +46,4 @@ class Planner:
                 "plan": rec.plan.to_dict() if rec else None,
                 "required_bytes": rec.breakdown.required_bytes if rec else None,
                 "tokens_per_s_estimate": round(rec.tokens_per_s, 1) if rec else None,
-                "longest_seq": self.longest_seq(model, TrainPlan(dtype=self.gpu.default_dtype))}
+                "longest_seq": self.longest_seq(model, flags.plan_from_fields(flags.gpu_defaults(self.gpu, {})))}

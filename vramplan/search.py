@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import decisions as D
+from . import flags
 from .store.calibrations import Calibrations
 from .decisions import Reason, reason
 from .errors import VramplanError
@@ -112,7 +113,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     the comparison."""
     if effective_batch < 1 or effective_batch > 4096:
         raise VramplanError(f"--effective-batch: {effective_batch} is out of range", hint="use 1..4096")
-    base = (base or TrainPlan()).with_(seq=seq, dtype=gpu.default_dtype)
+    base = flags.on_gpu((base or TrainPlan()).with_(seq=seq), gpu)
     if gpus:
         base = base.with_(gpus=gpus)
     if effective_batch % base.gpus:
@@ -257,7 +258,7 @@ def _why_not(cal, model, gpu, base, effective_batch, capacity, cands) -> tuple[l
     if smaller:
         reasons.append(reason(D.SMALLER_MODELS, models=suggestions["smaller_models"]))
     gpus = [g.name for g in gpu_catalog() if g.memory_mib > gpu.memory_mib and
-            _fits_at_all(cal, model, g, base.with_(dtype=g.default_dtype), None)]
+            _fits_at_all(cal, model, g, flags.on_gpu(base, g), None)]
     suggestions["gpus"] = gpus[:3]
     if gpus:
         reasons.append(reason(D.BIGGER_GPUS, gpus=gpus[:3], count=n))

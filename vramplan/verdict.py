@@ -102,7 +102,6 @@ def preflight(model: str | ModelArch, gpu: str | GpuSpec = "auto", vram_bytes: i
     """
     arch = model if isinstance(model, ModelArch) else find_model(model)
     spec, capacity = resolve_gpu(gpu, vram_bytes)
-    if "dtype" not in plan:
-        plan["dtype"] = spec.default_dtype
+    plan = flags.gpu_defaults(spec, plan)
     from .planner import Planner
     return Planner(spec, Calibrations.shipped(), capacity).judge(arch, flags.plan_from_fields(plan))

@@ -49,7 +49,7 @@ def _slack_rows(preds) -> tuple[list[list[float]], list[float]]:
     for r, b in preds:
         plan, m = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
         rows.append([1.0, fp32_block(plan.tokens, m.vocab) / GiB, fp32_block(plan.tokens, m.intermediate) / GiB])
-        resplit = logits_resplit_bytes(m, plan)
+        resplit = logits_resplit_bytes(m, resolve(plan, m))
         ys.append((r["torch"]["max_reserved"] - r["torch"]["max_allocated"] - resplit) / GiB)
     return rows, ys
 

@@ -41,9 +41,7 @@ def run(args) -> int:
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
     fields = dict(cfg.plan)
     fields.update(given_plan_fields(args))
-    if fields.get("dtype") is None:
-        fields["dtype"] = gpu.default_dtype
-    plan = flags.plan_from_fields(fields)
+    plan = flags.plan_from_fields(flags.gpu_defaults(gpu, fields))
     verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(model, plan)
     if args.json:
         out = verdict.to_dict()

@@ -41,9 +41,8 @@ def add_vram_arg(p: argparse.ArgumentParser) -> None:
 def plan_from_args(args, gpu) -> TrainPlan:
     """The plan the flags give (dtype: the GPU's default unless typed)."""
     fields = flags.given_fields(args)
-    fields["dtype"] = fields.get("dtype") or gpu.default_dtype
     fields["gpus"] = gpus_from_args(args) or 1
-    return flags.plan_from_fields(fields)
+    return flags.plan_from_fields(flags.gpu_defaults(gpu, fields))
 
 
 def vram_from_args(args) -> int | None:

@@ -66,7 +66,7 @@ def run(args) -> int:
                             hint=f"use a multiple of {gpus}")
     # expandable segments: measured to remove the step-2 logits re-split (bench/segment_split.py); --allocator
     # default keeps PyTorch's allocator as is
-    base = flags.plan_from_fields({"seq": seq, "dtype": gpu.default_dtype, "allocator": "expandable", **given})
+    base = flags.plan_from_fields(flags.gpu_defaults(gpu, {"seq": seq, "allocator": "expandable", **given}))
     if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
         candidates = [base.with_(grad_accum=max(1, args.effective_batch // (base.batch * gpus)))
                       if "grad_accum" not in given else base]

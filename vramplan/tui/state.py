@@ -34,7 +34,7 @@ class PlanState:
         g = find_gpu(gpu or "RTX-4090")
         # effective batch 16, as `vramplan fit` assumes: micro-batch 1 x accumulation 16
         return cls(find_model(model or "llama-3.1-8b"), g,
-                   TrainPlan(dtype=g.default_dtype, grad_accum=16))
+                   flags.plan_from_fields(flags.gpu_defaults(g, {"grad_accum": 16})))
 
     def breakdown(self) -> Breakdown:
         return self.planner.estimate(self.model, self.plan)
@@ -63,7 +63,9 @@ class PlanState:
             self.plan = self.plan.with_(**{name: value})
 
     def scale(self, name: str, factor: float) -> None:
-        self.set_number(name, round(getattr(self.plan, name) * factor))
+        current = getattr(self.plan, name)
+        # a field that may be 0 (no evaluation) starts at 1 when doubled
+        self.set_number(name, round(current * factor) if current else int(factor > 1))
 
     def target_choices(self) -> list[str]:
         names = self.model.linear_names
@@ -81,6 +83,9 @@ class PlanState:
         elif name == "gpus":  # the effective batch stays; each GPU takes its share of it
             n = _next(GPU_COUNTS, p.gpus)
             self.plan = p.with_(gpus=n, grad_accum=max(1, p.effective_batch // (p.batch * n)), offload=False)
+        elif name == "trainer":  # fp16 through SFTTrainer runs only with the adapters cast back to fp32
+            new = _next(flags.flag(name).choices, p.trainer)
+            self.plan = p.with_(trainer=new, fp32_adapters=new == "trl" and p.dtype == "fp16" and p.quantized)
         elif name == "parallel":
             if p.gpus > 1:
                 self.plan = p.with_(parallel=_next(PARALLELS, p.parallel), offload=False)
