@@ -1,10 +1,12 @@
 """Planner: built once from a GPU and the calibration it is handed."""
+from functools import partial
 import pytest
 
 from vramplan.store.calibrations import Calibrations
 from vramplan.memory import estimate
 from vramplan.memory.calibration import DEFAULT_CALIBRATION
 from vramplan.plan import TrainPlan
+HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.planner import Planner
 from vramplan.profiles import find_gpu, find_model
 from vramplan.units import GiB
@@ -14,14 +16,14 @@ MODEL = find_model("llama-3.1-8b")
 
 def test_estimate_needs_calibration_parameters():
     with pytest.raises(TypeError):
-        estimate(MODEL, find_gpu("T4"), TrainPlan())  # no silent built-in defaults
+        estimate(MODEL, find_gpu("T4"), HfPlan())  # no silent built-in defaults
 
 
 def test_the_planner_uses_the_calibration_it_is_handed():
     gpu = find_gpu("T4")
     shipped, defaults = Planner(gpu, Calibrations.shipped()), Planner(gpu, Calibrations.defaults())
     assert defaults.calibration is DEFAULT_CALIBRATION and shipped.calibration is not DEFAULT_CALIBRATION
-    plan = TrainPlan(dtype="fp16")
+    plan = HfPlan(dtype="fp16")
     assert shipped.estimate(MODEL, plan).calibration["source"] != defaults.estimate(MODEL, plan).calibration["source"]
     assert shipped.estimate(MODEL, plan) == estimate(MODEL, gpu, plan, shipped.calibration)
     rec = shipped.fit(MODEL).recommended
@@ -32,7 +34,7 @@ def test_the_planner_uses_the_calibration_it_is_handed():
 def test_vram_caps_every_answer():
     planner = Planner(find_gpu("H100-80GB"), Calibrations.shipped(), vram_bytes=18 * GiB)
     assert planner.capacity_bytes == 18 * GiB
-    assert planner.estimate(MODEL, TrainPlan()).capacity_bytes == 18 * GiB
+    assert planner.estimate(MODEL, HfPlan()).capacity_bytes == 18 * GiB
     assert planner.fit(MODEL).capacity_bytes == 18 * GiB
     row = planner.table_row(MODEL, 2048, 16)
-    assert row["fits"] and row["longest_seq"] == planner.longest_seq(MODEL, TrainPlan())
+    assert row["fits"] and row["longest_seq"] == planner.longest_seq(MODEL, TrainPlan())  # the default stack

@@ -51,7 +51,7 @@ def test_no_bf16_gpu_gets_fp16_and_small_gpu_explains_itself():
 def test_explicit_targets_of_one_family_do_not_break_the_smaller_model_advice():
     # pre-flight hands fit the real model's module names; phi-3 has no q_proj, so advice must not crash on it
     from vramplan.plan import TrainPlan
-    base = TrainPlan(targets=("q_proj", "k_proj", "v_proj", "up_proj", "gate_proj"))
+    base = TrainPlan(targets=("q_proj", "k_proj", "v_proj", "up_proj", "gate_proj"), trainer="hf")
     r = Planner(find_gpu("H100-80GB"), CAL).fit(find_model("llama-3.1-8b"), seq=64000, effective_batch=16, base=base)
     assert r.recommended is None and r.suggestions["smaller_models"]
 

@@ -27,6 +27,8 @@ def reason(code: str, **numbers) -> Reason:
 # why the recommended plan is what it is
 DTYPE_BF16 = "dtype_bf16"                      # gpu
 DTYPE_FP16 = "dtype_fp16_no_bf16"              # gpu, compute_capability
+STACK = "stack"                                # trainer, trl_version, loss_path
+FP32_ADAPTERS = "fp32_adapters_for_fp16"       # trl_version
 RANK_ASKED = "rank_asked"                      # rank
 RANK_DEFAULT = "rank_default"                  # rank
 RANK_FALLBACK = "rank_fallback"                # rank, preferred

@@ -49,6 +49,8 @@ def add_arguments(group, names: tuple[str, ...] | None = None, skip: tuple[str, 
         kind = _kind(name)
         if kind is bool:
             kw["action"] = "store_false" if default else "store_true"
+            if flag.cli_default is None:  # not typed stays None: a default that depends on the GPU or the plan
+                kw["default"] = None
             flags = [switch_flag(name, default)]
         else:
             flags = [dash(name)]
@@ -141,6 +143,8 @@ def gpu_defaults(gpu, fields: dict) -> dict:
     """The fields a GPU decides when they were left open: the dtype (bf16 where the card has it, fp16 otherwise)
     and, for fp16 through TRL's SFTTrainer on a quantized model, its way out: the adapters cast back to fp32."""
     out = dict(fields)
+    if out.get("trainer") is None and (out.get("gpus") or 1) > 1:
+        out["trainer"] = "hf"  # the stack measured over several GPUs
     if out.get("dtype") is None:
         out["dtype"] = gpu.default_dtype
         trainer = out.get("trainer") or TrainPlan.__dataclass_fields__["trainer"].default

@@ -229,8 +229,9 @@ class TrainPlan:
         "`vramplan train` uses)", choices=ALLOCATORS,
         show=lambda p: "; expandable segments" if p.get("allocator") == "expandable" else "", tui_label="alloc"))
 
-    trainer: str = plan_field("hf", Flag(
-        "training stack: trl (TRL's SFTTrainer) or hf (the plain transformers Trainer)", choices=TRAINERS,
+    trainer: str = plan_field("trl", Flag(
+        "training stack: trl (TRL's SFTTrainer, default on one GPU) or hf (the plain transformers Trainer, "
+        "default on several)", choices=TRAINERS, cli_default=None,
         show=lambda p: "; " + ("transformers Trainer" if p.get("trainer", "hf") == "hf"
                                else f"TRL {p.get('trl_version', default_trl_release())} SFTTrainer"),
         tui="T", tui_label="stack"))
@@ -239,8 +240,8 @@ class TrainPlan:
         exported=lambda p: p.get("trainer") == "trl", shown=lambda p: p.get("trainer") == "trl"))
     """Each release's loss path is in profiles/stacks/trl.json."""
     fp32_adapters: bool = plan_field(False, Flag(
-        "with --trainer trl: cast the adapters back to fp32 after the trainer is built (what fp16 needs)",
-        parse=bool, exported=lambda p: p.get("trainer") == "trl", shown=lambda p: p.get("trainer") == "trl",
+        "with --trainer trl: cast the adapters back to fp32 after the trainer is built (what fp16 needs; the "
+        "default where the GPU has no bf16)", parse=bool, cli_default=None, exported=lambda p: p.get("trainer") == "trl", shown=lambda p: p.get("trainer") == "trl",
         show=lambda p: ", adapters cast back to fp32" if p.get("trainer") == "trl" and p.get("fp32_adapters")
         else ""))
     eval_batch: int = plan_field(0, Flag(
@@ -288,6 +289,9 @@ class TrainPlan:
                 "gradient scaler fails at the first optimizer step",
                 hint="use --dtype bf16 where the GPU has it; or --fp32-adapters (cast the adapters back to fp32 "
                      "after the trainer is built, as `vramplan train` does); or --trainer hf")
+        if self.trainer == "trl" and self.gpus > 1:
+            raise VramplanError("--gpus: TRL's SFTTrainer over several GPUs is not measured",
+                                hint="use --trainer hf (the plain Trainer, measured with FSDP and DDP), or one GPU")
         if self.trainer == "hf" and self.fp32_adapters:
             raise VramplanError("--fp32-adapters: the plain Trainer keeps peft's fp32 adapters already",
                                 hint="drop --fp32-adapters, or use --trainer trl")

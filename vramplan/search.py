@@ -114,8 +114,9 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     if effective_batch < 1 or effective_batch > 4096:
         raise VramplanError(f"--effective-batch: {effective_batch} is out of range", hint="use 1..4096")
     base = flags.on_gpu((base or TrainPlan()).with_(seq=seq), gpu)
-    if gpus:
-        base = base.with_(gpus=gpus)
+    if gpus:  # several GPUs: the plain Trainer, the stack measured there
+        base = base.with_(gpus=gpus, trainer="hf" if gpus > 1 else base.trainer,
+                          fp32_adapters=base.fp32_adapters and gpus == 1)
     if effective_batch % base.gpus:
         raise VramplanError(f"--effective-batch {effective_batch} does not split evenly over {base.gpus} GPUs",
                             hint=f"use a multiple of {base.gpus}")
@@ -190,6 +191,10 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
     p = rec.plan
     out = [reason(D.DTYPE_BF16, gpu=gpu.name) if p.dtype == "bf16" else
            reason(D.DTYPE_FP16, gpu=gpu.name, compute_capability=gpu.compute_capability)]
+    out.append(reason(D.STACK, trainer=p.trainer, trl_version=p.trl_version if p.trainer == "trl" else None,
+                      loss_path=rec.breakdown.layout["loss_path"]))
+    if p.fp32_adapters:
+        out.append(reason(D.FP32_ADAPTERS, trl_version=p.trl_version))
     out.append(reason(D.RANK_ASKED, rank=p.rank) if rank else
                reason(D.RANK_DEFAULT, rank=p.rank) if p.rank == DEFAULT_RANK else
                reason(D.RANK_FALLBACK, rank=p.rank, preferred=DEFAULT_RANK))

@@ -27,7 +27,8 @@ def test_estimate_json_contract():
 
 
 def test_estimate_table_shows_verdict_dominant_part_and_biggest_saving():
-    code, out, _ = vramplan("estimate", "qwen2.5-7b", "--gpu", "rtx4090", "--seq", "4096", "--batch", "2")
+    code, out, _ = vramplan("estimate", "qwen2.5-7b", "--gpu", "rtx4090", "--seq", "4096", "--batch", "2",
+                            "--trainer", "hf")
     assert code == 0
     assert "DOES NOT FIT:" in out and "short" in out and "dominant: logits + loss buffers" in out
     assert "biggest saving: --seq 2048" in out and "of card" in out
@@ -116,11 +117,11 @@ def test_importing_the_cli_does_not_import_torch():
 
 def test_check_exit_codes_and_json(tmp_path):
     assert vramplan("check", "llama-3.1-8b", "--gpu", "A100-80GB")[0] == 0
-    code, out, _ = vramplan("check", "llama-3.1-8b", "--gpu", "T4", "--seq", "4096", "--json")
+    code, out, _ = vramplan("check", "llama-3.1-8b", "--gpu", "T4", "--seq", "4096", "--trainer", "hf", "--json")
     d = json.loads(out)
     assert code == 1 and d["fits"] is False
     assert d["nearest_fit"] is None or d["nearest_fit"]["seq"] == 4096  # the nearest plan keeps the sequence
-    code, out, _ = vramplan("check", "llama-3.1-8b", "--gpu", "T4", "--seq", "2048", "--batch", "4")
+    code, out, _ = vramplan("check", "llama-3.1-8b", "--gpu", "T4", "--seq", "2048", "--batch", "4", "--trainer", "hf")
     assert code == 1 and "FAIL" in out and "dominant:" in out and "fits instead" in out
     assert vramplan("check", "llama-3.1-8b", "--gpu", "T9")[0] == 2
 

@@ -1,4 +1,5 @@
 """The per-stream FSDP reserve against what the allocation traces in calibration/traces show."""
+from functools import partial
 import pytest
 
 from vramplan.store.calibrations import calibration_for
@@ -7,6 +8,7 @@ from vramplan.memory.calibration import DEFAULT_CALIBRATION
 from vramplan.memory.fsdp_reserve import (all_gather_reserve, appended_bytes, compute_stream_after_wrap,
                                           loss_appended, wrap_reserve)
 from vramplan.plan import TrainPlan
+HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.profiles import find_gpu, find_model
 from vramplan.units import GiB
 
@@ -15,7 +17,7 @@ GiB = GiB
 
 def _appended(model_name, seq, batch=1):
     model = find_model(model_name)
-    plan = TrainPlan(seq=seq, batch=batch, gpus=2, allocator="expandable")
+    plan = HfPlan(seq=seq, batch=batch, gpus=2, allocator="expandable")
     b = estimate(model, find_gpu("H200"), plan, DEFAULT_CALIBRATION)
     return loss_appended(model, plan, b.phases), 4 * plan.tokens * model.vocab, 2 * plan.tokens * model.vocab
 
@@ -45,7 +47,7 @@ def test_the_reserve_is_the_sum_of_the_two_streams():
     # trace llama-3.1-8b-2048x1: the all-gather stream holds 2.17 GiB (root 1.96 + two layer units), the
     # compute stream 8.62 GiB (the wrap); 10.88 GiB reserved in all
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
-    plan = TrainPlan(seq=2048, gpus=2, allocator="expandable")
+    plan = HfPlan(seq=2048, gpus=2, allocator="expandable")
     b = estimate(model, gpu, plan, calibration_for(gpu))
     assert all_gather_reserve(b.phases) / GiB == pytest.approx(2.17, abs=0.05)
     assert wrap_reserve(b.phases, plan) / GiB == pytest.approx(8.62, abs=0.4)
@@ -55,7 +57,7 @@ def test_the_reserve_is_the_sum_of_the_two_streams():
 
 def test_offload_keeps_no_root_shard_on_the_gpu():
     model = find_model("llama-3.1-8b")
-    on, off = (TrainPlan(seq=4096, gpus=2, optim="adamw_torch", offload=o) for o in (False, True))
+    on, off = (HfPlan(seq=4096, gpus=2, optim="adamw_torch", offload=o) for o in (False, True))
     b_on, b_off = (estimate(model, find_gpu("H200"), p, DEFAULT_CALIBRATION) for p in (on, off))
     root = b_on.phases["load"]["embeddings_lm_head"]
     assert wrap_reserve(b_on.phases, on) - wrap_reserve(b_off.phases, off) == root // 2
@@ -66,8 +68,8 @@ def test_the_default_allocators_resplit_is_the_upper_bound_not_the_peak():
     # predictable from the plan (llama-3.2-3b at r64 and qwen3-8b at r32 did not have it)
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
     fp32 = 4 * 4096 * model.vocab
-    default = estimate(model, gpu, TrainPlan(seq=4096, rank=64, alpha=64, gpus=2), DEFAULT_CALIBRATION).to_dict()
+    default = estimate(model, gpu, HfPlan(seq=4096, rank=64, alpha=64, gpus=2), DEFAULT_CALIBRATION).to_dict()
     assert default["peak_upper_bytes"] - default["peak_bytes"] == fp32 and "logits_resplit" not in default["components"]
-    plan = TrainPlan(seq=4096, rank=64, alpha=64, gpus=2, allocator="expandable")
+    plan = HfPlan(seq=4096, rank=64, alpha=64, gpus=2, allocator="expandable")
     expandable = estimate(model, gpu, plan, DEFAULT_CALIBRATION).to_dict()
     assert expandable["peak_upper_bytes"] == expandable["peak_bytes"]

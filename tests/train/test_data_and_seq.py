@@ -1,3 +1,4 @@
+from functools import partial
 import json
 
 import pytest
@@ -8,6 +9,7 @@ from vramplan.train.data import load_examples
 from vramplan.train.seqlen import choose_seq
 from vramplan.train.verify import Trial, verify
 from vramplan.plan import TrainPlan
+HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.units import GiB
 
 
@@ -54,7 +56,7 @@ def test_sequence_choice_from_token_lengths():
 
 
 def test_plan_maps_to_training_arguments():
-    k = training_kwargs(TrainPlan(batch=2, grad_accum=8, optim="paged_adamw_32bit", dtype="fp16").to_dict(), "out",
+    k = training_kwargs(HfPlan(batch=2, grad_accum=8, optim="paged_adamw_32bit", dtype="fp16").to_dict(), "out",
                         max_steps=50, save_steps=25)
     assert (k["per_device_train_batch_size"], k["gradient_accumulation_steps"], k["max_steps"]) == (2, 8, 50)
     assert k["fp16"] and not k["bf16"] and k["optim"] == "paged_adamw_32bit" and k["save_steps"] == 25
@@ -62,8 +64,8 @@ def test_plan_maps_to_training_arguments():
 
 
 def test_verification_steps_down_on_oom_and_on_a_peak_over_the_limit():
-    plans = [TrainPlan(batch=8, grad_accum=2, gradient_checkpointing=False), TrainPlan(batch=4, grad_accum=4),
-             TrainPlan(batch=2, grad_accum=8)]
+    plans = [HfPlan(batch=8, grad_accum=2, gradient_checkpointing=False), HfPlan(batch=4, grad_accum=4),
+             HfPlan(batch=2, grad_accum=8)]
     outcomes = iter([Trial("oom"), Trial("ok", peak_bytes=30 * GiB), Trial("ok", peak_bytes=20 * GiB)])
     said = []
     result = verify(plans, lambda p: next(outcomes), 24 * GiB, say=said.append)
@@ -72,6 +74,6 @@ def test_verification_steps_down_on_oom_and_on_a_peak_over_the_limit():
 
 
 def test_verification_stops_on_errors_that_are_not_memory():
-    result = verify([TrainPlan(), TrainPlan(batch=2)], lambda p: Trial("error", error="bad checkpoint"), 2**34,
+    result = verify([HfPlan(), HfPlan(batch=2)], lambda p: Trial("error", error="bad checkpoint"), 2**34,
                     say=lambda s: None)
     assert result.plan is None and len(result.tried) == 1 and "failed: bad checkpoint" in result.log[0]

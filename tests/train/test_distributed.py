@@ -1,5 +1,6 @@
 """Multi-GPU: the per-rank model (FSDP, DDP, CPU offload), the accelerate configuration vramplan writes, the
 launch command, and how `train --gpus` reads its ranks."""
+from functools import partial
 import sys
 
 import pytest
@@ -10,6 +11,7 @@ from vramplan.memory import estimate
 from vramplan.memory.calibration import DEFAULT_CALIBRATION
 from vramplan.layout import resolve
 from vramplan.plan import TrainPlan
+HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.profiles import find_gpu, find_model
 from vramplan.train.verify import Trial
 from vramplan.train.multi_gpu import measured_peak, trial_from_ranks, write_launch
@@ -21,9 +23,9 @@ from vramplan.workers import WORKERS
 
 def test_fsdp_shards_the_base_and_adapter_but_not_the_activations():
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
-    one = estimate(model, gpu, TrainPlan(seq=4096, kbit_prepare=False), DEFAULT_CALIBRATION)
-    two = estimate(model, gpu, TrainPlan(seq=4096, gpus=2), DEFAULT_CALIBRATION)
-    four = estimate(model, gpu, TrainPlan(seq=4096, gpus=4), DEFAULT_CALIBRATION)
+    one = estimate(model, gpu, HfPlan(seq=4096, kbit_prepare=False), DEFAULT_CALIBRATION)
+    two = estimate(model, gpu, HfPlan(seq=4096, gpus=2), DEFAULT_CALIBRATION)
+    four = estimate(model, gpu, HfPlan(seq=4096, gpus=4), DEFAULT_CALIBRATION)
     bwd1, bwd2, bwd4 = one.phases["backward"], two.phases["backward"], four.phases["backward"]
     assert bwd2["weights_4bit"] == -(-bwd1["weights_4bit"] // 2) and bwd4["lora_adapter"] < bwd2["lora_adapter"]
     assert bwd2["logits_loss"] == bwd1["logits_loss"]  # micro-batch per GPU: activations stay per rank
@@ -34,8 +36,8 @@ def test_fsdp_shards_the_base_and_adapter_but_not_the_activations():
 
 def test_ddp_keeps_a_whole_copy_plus_gradient_buckets():
     model, gpu = find_model("mistral-7b-v0.3"), find_gpu("H200")
-    one = estimate(model, gpu, TrainPlan(seq=2048), DEFAULT_CALIBRATION)
-    ddp = estimate(model, gpu, TrainPlan(seq=2048, gpus=2, parallel="ddp"), DEFAULT_CALIBRATION)
+    one = estimate(model, gpu, HfPlan(seq=2048), DEFAULT_CALIBRATION)
+    ddp = estimate(model, gpu, HfPlan(seq=2048, gpus=2, parallel="ddp"), DEFAULT_CALIBRATION)
     assert ddp.plan["kbit_prepare"] is True  # the one-GPU recipe on every GPU
     assert ddp.components["ddp_gradient_buckets"] == one.components["lora_adapter"]
     assert ddp.peak_allocated_bytes == one.peak_allocated_bytes + one.components["lora_adapter"]
@@ -43,32 +45,32 @@ def test_ddp_keeps_a_whole_copy_plus_gradient_buckets():
 
 def test_cpu_offload_moves_the_shards_off_the_gpu():
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
-    sharded = estimate(model, gpu, TrainPlan(seq=4096, gpus=2, optim="adamw_torch"), DEFAULT_CALIBRATION)
-    offload = estimate(model, gpu, TrainPlan(seq=4096, gpus=2, optim="adamw_torch", offload=True), DEFAULT_CALIBRATION)
+    sharded = estimate(model, gpu, HfPlan(seq=4096, gpus=2, optim="adamw_torch"), DEFAULT_CALIBRATION)
+    offload = estimate(model, gpu, HfPlan(seq=4096, gpus=2, optim="adamw_torch", offload=True), DEFAULT_CALIBRATION)
     assert "weights_4bit" not in offload.components and "optimizer_states" not in offload.components
     assert offload.peak_allocated_bytes < sharded.peak_allocated_bytes
     with pytest.raises(VramplanError, match="adamw_torch"):
-        TrainPlan(gpus=2, offload=True)  # bnb's paged 8-bit optimizer cannot step CPU parameters
+        HfPlan(gpus=2, offload=True)  # bnb's paged 8-bit optimizer cannot step CPU parameters
     with pytest.raises(VramplanError, match="--gpus"):
-        TrainPlan(offload=True, optim="adamw_torch")
+        HfPlan(offload=True, optim="adamw_torch")
 
 
 def test_the_measured_24gib_proof_is_what_the_planner_says():
     # calibration/multi_gpu: llama-3.1-8b at 8192 tokens ran out of memory on one H200 capped at 24 GiB, trained on two
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
     cap = 24 * GiB
-    assert not estimate(model, gpu, TrainPlan(seq=8192), DEFAULT_CALIBRATION, vram_bytes=cap).fits
-    assert estimate(model, gpu, TrainPlan(seq=8192, gpus=2), DEFAULT_CALIBRATION, vram_bytes=cap).fits
+    assert not estimate(model, gpu, HfPlan(seq=8192), DEFAULT_CALIBRATION, vram_bytes=cap).fits
+    assert estimate(model, gpu, HfPlan(seq=8192, gpus=2), DEFAULT_CALIBRATION, vram_bytes=cap).fits
 
 
 def test_multi_gpu_plans_use_the_sharded_recipe_and_refuse_int8():
-    assert resolve(TrainPlan(gpus=2)).kbit_prepare is False
-    assert resolve(TrainPlan(gpus=2, parallel="ddp", quant="int8")).kbit_prepare is True
+    assert resolve(HfPlan(gpus=2)).kbit_prepare is False
+    assert resolve(HfPlan(gpus=2, parallel="ddp", quant="int8")).kbit_prepare is True
     with pytest.raises(VramplanError, match="int8"):
-        TrainPlan(gpus=2, quant="int8")
+        HfPlan(gpus=2, quant="int8")
     with pytest.raises(VramplanError, match="--gpus"):
-        TrainPlan(gpus=0)
-    assert TrainPlan(gpus=4, batch=2, grad_accum=2).effective_batch == 16
+        HfPlan(gpus=0)
+    assert HfPlan(gpus=4, batch=2, grad_accum=2).effective_batch == 16
 
 
 def test_accelerate_config_is_fsdp_full_shard_for_sharded_qlora(tmp_path):
@@ -78,9 +80,9 @@ def test_accelerate_config_is_fsdp_full_shard_for_sharded_qlora(tmp_path):
     assert fsdp["fsdp_sharding_strategy"] == "FULL_SHARD" and fsdp["fsdp_cpu_ram_efficient_loading"]
     assert fsdp["fsdp_use_orig_params"] is False and fsdp["fsdp_offload_params"] is False
     assert accelerate_config(2, offload=True)["fsdp_config"]["fsdp_offload_params"] is True
-    ddp = plan_accelerate_config(TrainPlan(gpus=4, parallel="ddp").to_dict())
+    ddp = plan_accelerate_config(HfPlan(gpus=4, parallel="ddp").to_dict())
     assert ddp["distributed_type"] == "MULTI_GPU" and "fsdp_config" not in ddp and ddp["num_processes"] == 4
-    plan = TrainPlan(gpus=4).to_dict()
+    plan = HfPlan(gpus=4).to_dict()
     path = write_accelerate_config(tmp_path / "accelerate.yaml", plan)
     assert yaml.safe_load(path.read_text()) == accelerate_config(4)
 
@@ -97,7 +99,7 @@ def test_train_writes_its_configuration_and_launch_spec_into_the_output(tmp_path
     import json
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a b c"}\n')
-    plan = TrainPlan(gpus=2, seq=1024)
+    plan = HfPlan(gpus=2, seq=1024)
     spec_path, cmd = write_launch(tmp_path / "run", "/models/x", str(data), plan, max_steps=10, epochs=1.0,
                                   save_steps=None)
     spec = json.loads(spec_path.read_text())
@@ -122,7 +124,7 @@ def test_the_worst_rank_decides_verification():
 
 def test_sharded_runs_checkpoint_reentrantly_and_ddp_skips_the_unused_parameter_search():
     from vramplan.train.arguments import training_kwargs
-    assert training_kwargs(TrainPlan(gpus=2).to_dict(), "o")["gradient_checkpointing_kwargs"] == {"use_reentrant": True}
-    assert training_kwargs(TrainPlan().to_dict(), "o")["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
-    ddp = training_kwargs(TrainPlan(gpus=2, parallel="ddp").to_dict(), "o")
+    assert training_kwargs(HfPlan(gpus=2).to_dict(), "o")["gradient_checkpointing_kwargs"] == {"use_reentrant": True}
+    assert training_kwargs(HfPlan().to_dict(), "o")["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
+    ddp = training_kwargs(HfPlan(gpus=2, parallel="ddp").to_dict(), "o")
     assert ddp["gradient_checkpointing_kwargs"] == {"use_reentrant": False} and ddp["ddp_find_unused_parameters"] is False

@@ -19,6 +19,10 @@ async def test_keys_change_the_plan_and_the_numbers(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         before = cell_values(app)
         assert app.state.plan.seq == 2048 and app.state.plan.dtype == "fp16"  # T4 has no bf16
+        assert app.state.plan.trainer == "trl" and app.state.plan.fp32_adapters  # fp16's way out through TRL
+        await pilot.press("T")  # the plain Trainer, whose full logits grow with the sequence
+        assert app.state.plan.trainer == "hf" and not app.state.plan.fp32_adapters
+        before = cell_values(app)
         await pilot.press("s")
         assert app.state.plan.seq == 4096 and app.query_one("#seq").value == "4096"
         after = cell_values(app)

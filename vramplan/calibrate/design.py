@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ..plan import TrainPlan
 from ..units import GiB
 
-BASE = TrainPlan(seq=1024)
+BASE = TrainPlan(seq=1024, trainer="hf")  # the sweep measures the plain Trainer (calibrate.measure)
 SMALL = ("qwen2.5-0.5b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b", "llama-3.2-3b", "phi-3-mini")
 LARGE = ("mistral-7b-v0.3", "llama-3.1-8b")
 

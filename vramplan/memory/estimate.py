@@ -224,12 +224,17 @@ def logits_resplit_bytes(model: ModelArch, plan: Layout) -> int:
 
 def assumptions(model: ModelArch, gpu: GpuSpec, plan: Layout, calibration: Calibration) -> list[str]:
     out = [f"library versions: {LIBRARY_VERSIONS} (standard recipe: from_pretrained with BitsAndBytesConfig, "
-           "prepare_model_for_kbit_training, peft LoRA, transformers Trainer)",
+           "prepare_model_for_kbit_training, peft LoRA, "
+           + (f"TRL {plan.trl_version} SFTTrainer, loss path {plan.loss_path}; every position a label, so the "
+              "scored tokens are all tokens)" if plan.trainer == "trl" else "the plain transformers Trainer)"),
            "peak = CUDA context + torch reserved + managed (paged) memory, as nvidia-smi shows it on a card with room",
            "fits = context + managed + allocated peak + fragmentation <= capacity (under pressure PyTorch frees "
            "its cache and retries before it raises OOM)",
            f"calibration constants: {calibration.source}",
            "sequences padded/packed to --seq; no padding attention mask (SDPA runs its causal kernel)"]
+    if plan.eval_batch:
+        out.append(f"evaluation at batch {plan.eval_batch} without compute_metrics (no logits kept across batches), "
+                   "after training grew the allocator's reserve")
     if plan.quantized and plan.kbit_prepare:
         out.append("prepare_model_for_kbit_training casts embeddings, lm_head and norms to fp32")
     elif plan.quantized:

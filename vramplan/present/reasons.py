@@ -43,10 +43,23 @@ def _bigger_gpus(n: dict) -> str:
     return "smallest catalog GPUs that fit it" + (" ({count} of them)" if n["count"] > 1 else "") + ": {gpus_list}"
 
 
+LOSS_PATH_WORDS = {
+    "trl_full": "full logits, with entropy and token accuracy computed over them",
+    "trl_full_copies": "full logits, plus copies of them for its metrics",
+    "trl_chunked": "chunked_nll, 256-token chunks recomputed in backward, an fp32 lm_head copy per chunk",
+    "trl_chunked_lowp": "chunked_nll, 256-token chunks recomputed in backward",
+    "trl_fused": "its fused LM head never holds the tokens x vocab logits",
+}
+
 TEXT = {
     D.DTYPE_BF16: "bf16: the GPU supports bf16 (wider range than fp16, no loss scaling)",
     D.DTYPE_FP16: "fp16: {gpu} has no bf16 (compute capability {compute_capability}); fp16 with loss scaling, same "
                   "memory",
+    D.STACK: lambda n: (
+        "TRL {trl_version} SFTTrainer: " + LOSS_PATH_WORDS[n["loss_path"]] if n["trainer"] == "trl" else
+        "the plain transformers Trainer: full tokens x vocab logits and its fp32 loss"),
+    D.FP32_ADAPTERS: "adapters cast back to fp32 after the SFTTrainer is built: TRL {trl_version} casts them to bf16 "
+                     "on a quantized model and fp16's gradient scaler cannot step bf16 gradients (measured)",
     D.RANK_ASKED: "rank {rank}: the one you asked for",
     D.RANK_DEFAULT: RANK_WHY,
     D.RANK_FALLBACK: "r={rank}: r={preferred} does not fit with the margin",

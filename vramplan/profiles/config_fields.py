@@ -1,0 +1,87 @@
+"""Typed reads of config.json fields: each value the memory model uses is checked for type and range.
+
+JSON has no int/bool/float discipline of its own, and transformers coerces little: `"tie_word_embeddings":
+"false"` is a non-empty string and reads as true, `4096.0` heads breaks a reshape only on the GPU. So every
+value is checked here, and a wrong one stops with the field's name and what it should be.
+"""
+from __future__ import annotations
+
+from ..errors import VramplanError
+
+_FIX = "fix that field of the config.json (transformers writes it as {what})"
+
+
+def _bad(origin: str, key: str, value, what: str) -> VramplanError:
+    return VramplanError(f"{origin}: {key} must be {what}, got {_show(value)}", hint=_FIX.format(what=what))
+
+
+def _show(value) -> str:
+    if isinstance(value, (dict, list)):
+        return "a JSON " + ("object" if isinstance(value, dict) else "list")
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def positive_int(config: dict, key: str, origin: str, *, default=None, optional: bool = False):
+    """A whole number >= 1. `optional`: absent or null gives `default`."""
+    value = config.get(key)
+    if value is None:
+        if optional:
+            return default
+        raise _bad(origin, key, value, "a positive whole number")
+    # bool is an int subclass in Python; a JSON true is no layer count
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(origin, key, value, "a positive whole number")
+    if value <= 0:
+        raise _bad(origin, key, value, "a positive whole number")
+    return value
+
+
+def boolean(config: dict, key: str, origin: str, default: bool) -> bool:
+    """true / false (JSON booleans); absent or null gives `default`."""
+    value = config.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _bad(origin, key, value, "true or false (a JSON boolean, not a string or number)")
+    return value
+
+
+def positive_number(config: dict, key: str, origin: str) -> float | None:
+    """A number > 0, or absent/null (None)."""
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
+        raise _bad(origin, key, value, "a positive number or null")
+    return float(value)
+
+
+def string(config: dict, key: str, origin: str, default: str | None = None) -> str | None:
+    value = config.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _bad(origin, key, value, "a string")
+    return value
+
+
+DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16", "half": "float16",
+          "float32": "float32", "fp32": "float32", "float": "float32"}
+
+
+def checkpoint_dtype(config: dict, origin: str) -> str:
+    """`torch_dtype` (transformers 4) or `dtype` (transformers 5): what the unquantized parts load in."""
+    for key in ("torch_dtype", "dtype"):
+        value = config.get(key)
+        if value is None or value == "auto":
+            continue
+        if not isinstance(value, str):
+            raise _bad(origin, key, value, "a dtype name such as \"bfloat16\"")
+        name = value.replace("torch.", "").lower()
+        if name not in DTYPES:
+            raise VramplanError(f"{origin}: {key} {value!r} is not a checkpoint dtype vramplan models",
+                                hint="use bfloat16, float16 or float32; a quantized checkpoint needs its "
+                                     "16-bit base model's config.json")
+        return DTYPES[name]
+    return "bfloat16"
