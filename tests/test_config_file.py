@@ -3,6 +3,7 @@ import json
 import pytest
 
 from vramplan import config_file
+from vramplan.config_file import parse
 from vramplan.errors import VramplanError
 
 AXOLOTL = """
@@ -32,7 +33,7 @@ def test_axolotl_qlora_keys(tmp_path):
     assert cfg.model == "meta-llama/Llama-3.1-8B"
     assert cfg.plan == {"rank": 32, "batch": 2, "grad_accum": 4, "seq": 4096, "alpha": 16.0, "dropout": 0.05,
                         "optim": "paged_adamw_8bit", "gradient_checkpointing": True, "quant": "nf4",
-                        "targets": "all-linear", "attn": "flash_attention_2"}
+                        "targets": "all-linear", "attn": "flash_attention_2", "trainer": "trl"}  # axolotl runs TRL
     assert cfg.unknown == ["my_custom_thing"] and cfg.ignored == ["learning_rate"]
 
 
@@ -61,3 +62,38 @@ def test_malformed_configs_are_one_line_errors(tmp_path, name, content, message)
     path.write_text(content)
     with pytest.raises(VramplanError, match=message):
         config_file.load(path)
+
+
+def test_sftconfig_keys_mean_trl_and_evaluation_is_read():
+    cfg = parse({"model_name_or_path": "llama-3.1-8b", "max_seq_length": 2048, "dataset_text_field": "text",
+                 "eval_strategy": "steps", "per_device_train_batch_size": 2})
+    assert cfg.plan["trainer"] == "trl" and cfg.plan["seq"] == 2048 and cfg.plan["eval_batch"] == 8
+    assert parse({"eval_strategy": "steps", "per_device_eval_batch_size": 4}).plan["eval_batch"] == 4
+    assert parse({"eval_strategy": "no", "per_device_eval_batch_size": 4}).plan["eval_batch"] == 0
+    assert "trainer" not in parse({"per_device_train_batch_size": 2}).plan  # TrainingArguments alone: not told
+    assert parse({"activation_checkpointing": False}).plan["gradient_checkpointing"] is False  # the newer name
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"bf16": True, "fp16": True}, "bf16 and fp16 are both set"),
+    ({"load_in_4bit": True, "load_in_8bit": True}, "load_in_4bit and load_in_8bit are both set"),
+    ({"use_liger_kernel": True}, "use_liger_kernel"),
+    ({"padding_free": True}, "padding_free"),
+    ({"packing": True}, "packing"),
+    ({"activation_offloading": True}, "activation_offloading"),
+    ({"label_smoothing_factor": 0.1}, "label_smoothing_factor"),
+    ({"deepspeed": "ds_config.json"}, "deepspeed"),
+    ({"fsdp": "full_shard"}, "fsdp"),
+    ({"modules_to_save": ["embed_tokens"]}, "modules_to_save"),
+    ({"lora_config": {"use_dora": True}}, "use_dora"),
+    ({"gradient_checkpointing_kwargs": {"use_reentrant": False, "offload": True}}, "offload"),
+])
+def test_keys_that_change_memory_unmodelled_are_refused_by_name(data, needle):
+    with pytest.raises(VramplanError, match=needle):
+        parse(data)
+
+
+def test_keys_set_off_are_not_refused():
+    cfg = parse({"packing": False, "use_liger_kernel": False, "label_smoothing_factor": 0.0, "bf16": True,
+                 "fp16": False})
+    assert cfg.plan["dtype"] == "bf16" and cfg.plan["trainer"] == "trl"

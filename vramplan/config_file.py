@@ -20,17 +20,39 @@ AXOLOTL_MARKERS = ("adapter", "base_model", "sequence_len", "micro_batch_size")
 # -- keys known to have no effect on memory -----------------------------------------------------------------
 IGNORED = {
     "output_dir", "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "num_train_epochs",
-    "max_steps", "logging_steps", "save_steps", "save_strategy", "eval_steps", "eval_strategy", "evaluation_strategy",
+    "max_steps", "logging_steps", "save_steps", "save_strategy", "eval_steps",
     "report_to", "seed", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon",
-    "dataset_text_field", "packing", "bias", "task_type", "inference_mode", "lora_fan_in_fan_out", "run_name",
-    "datasets", "dataset_prepared_path", "val_set_size", "wandb_project", "wandb_entity", "wandb_name",
+    "dataset_text_field", "bias", "task_type", "inference_mode", "lora_fan_in_fan_out", "run_name",
+    "datasets", "dataset_prepared_path", "wandb_project", "wandb_entity", "wandb_name",
     "special_tokens", "tokenizer_type", "model_type", "strict", "sample_packing", "pad_to_sequence_len",
     "num_epochs", "lr_scheduler", "train_on_inputs", "group_by_length", "logging_dir", "evals_per_epoch",
     "saves_per_epoch", "warmup_ratio", "resume_from_checkpoint", "local_rank", "xformers_attention",
-    "tf32", "deepspeed", "fsdp", "fsdp_config", "trust_remote_code", "hub_model_id", "push_to_hub",
-    "dataloader_num_workers", "remove_unused_columns", "gradient_checkpointing_kwargs", "llm_int8_threshold",
+    "tf32", "trust_remote_code", "hub_model_id", "push_to_hub",
+    "dataloader_num_workers", "remove_unused_columns", "llm_int8_threshold",
     "bnb_4bit_quant_storage", "lora_model_dir", "chat_template", "torch_dtype", "quant_method",
+    # SFTConfig keys with no effect on memory (they mark the file as TRL's, below)
+    "dataset_num_proc", "eos_token", "pad_token", "dataset_kwargs", "chat_template_path", "model_init_kwargs",
+    "completion_only_loss", "assistant_only_loss", "shuffle_dataset", "pad_to_multiple_of",
+    # without compute_metrics (which a file cannot hold) evaluation keeps no logits: these change nothing
+    "prediction_loss_only", "eval_accumulation_steps",
 }
+TRL_MARKERS = ("max_length", "max_seq_length", "dataset_text_field", "packing", "loss_type", "completion_only_loss",
+               "assistant_only_loss", "padding_free", "dataset_kwargs", "dataset_num_proc", "use_liger_kernel",
+               "activation_offloading", "packing_strategy", "model_init_kwargs", "eos_token", "chat_template_path")
+"""SFTConfig fields that TrainingArguments lacks: a file holding one is TRL's (axolotl files are TRL's too)."""
+REFUSED = {  # memory-changing keys the model does not account for: a truthy value is refused by name
+    "fsdp": "FSDP through a config file is not read (use --gpus N, which models peft's sharded QLoRA)",
+    "fsdp_config": "FSDP through a config file is not read (use --gpus N)",
+    "deepspeed": "DeepSpeed ZeRO partitions states and parameters in ways not modelled",
+    "modules_to_save": "fully trained copies of modules (often embeddings or lm_head) are not modelled",
+    "use_dora": "DoRA's magnitude vectors and its extra forward are not modelled",
+    "lora_modules_to_save": "fully trained copies of modules are not modelled",
+    "peft_use_dora": "DoRA is not modelled",
+    "neftune_noise_alpha": "NEFTune's noisy embeddings are not measured",
+    "torch_compile": "torch.compile changes what is saved for backward; not measured",
+    "sample_packing": "packing several examples per sequence is not measured",
+}
+CONTRADICTIONS = (("bf16", "fp16"), ("load_in_4bit", "load_in_8bit"))
 SECTIONS = ("training_args", "args", "training_arguments", "lora_config", "peft_config", "lora", "bnb_config",
             "quantization_config", "bitsandbytes_config", "model")
 
@@ -43,6 +65,8 @@ class ConfigPlan:
     ignored: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    loss_type: str | None = None
+    """SFTConfig.loss_type, checked against the TRL release once the release is known (vramplan.stacks)."""
 
 
 def load(path: str | Path) -> ConfigPlan:
@@ -73,6 +97,7 @@ def parse(data: dict) -> ConfigPlan:
                 flat[k] = v
         else:
             flat[key] = value
+    _refuse(flat)
     axolotl = any(k in flat for k in AXOLOTL_MARKERS)
     plan_keys = flags.config_keys(axolotl)
     model_keys = set(MODEL_KEYS["transformers"]) | (set(MODEL_KEYS["axolotl"]) if axolotl else set())
@@ -90,4 +115,32 @@ def parse(data: dict) -> ConfigPlan:
         else:
             out.unknown.append(key)
     out.plan = flags.from_config(found)
+    if axolotl or any(k in flat for k in TRL_MARKERS):
+        out.plan.setdefault("trainer", "trl")
+        out.notes.append("TRL's SFTTrainer: " + ("an axolotl config" if axolotl else "SFTConfig keys") + " found")
+    if "loss_type" in flat:
+        out.loss_type = str(flat["loss_type"])
     return out
+
+
+def _truthy(value) -> bool:
+    return bool(value) and str(value).lower() not in ("false", "no", "0", "none", "null")
+
+
+def _refuse(flat: dict) -> None:
+    """Contradictory keys, and keys that change memory in ways the model does not account for: exit 2, by name."""
+    from .stacks import refused_trl_keys
+    for a, b in CONTRADICTIONS:
+        if _truthy(flat.get(a)) and _truthy(flat.get(b)):
+            raise VramplanError(f"--config: {a} and {b} are both set; transformers rejects that",
+                                hint=f"keep one of {a} / {b}")
+    refused = {**REFUSED, **refused_trl_keys()}
+    for key, why in refused.items():
+        if key in flat and _truthy(flat[key]):
+            raise VramplanError(f"--config: {key} = {flat[key]!r}: {why}",
+                                hint=f"remove {key} (or set it off) to plan without it")
+    kwargs = flat.get("gradient_checkpointing_kwargs") or {}
+    if isinstance(kwargs, dict) and set(kwargs) - {"use_reentrant"}:
+        extra = ", ".join(sorted(set(kwargs) - {"use_reentrant"}))
+        raise VramplanError(f"--config: gradient_checkpointing_kwargs {extra}: partial or offloaded checkpointing "
+                            "is not modelled", hint="remove them to plan full checkpointing")

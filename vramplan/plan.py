@@ -192,7 +192,8 @@ class TrainPlan:
     """transformers TrainingArguments.optim name."""
     gradient_checkpointing: bool = plan_field(True, Flag(
         "turn gradient checkpointing off", parse=bool,
-        keys={"transformers": ("gradient_checkpointing",), "axolotl": ("gradient_checkpointing",)},
+        keys={"transformers": ("gradient_checkpointing", "activation_checkpointing"),
+              "axolotl": ("gradient_checkpointing",)},
         show=lambda p: f", checkpointing {'on' if p['gradient_checkpointing'] else 'off'}", tui="g",
         tui_label="ckpt"))
     attn: str = plan_field("sdpa", Flag(

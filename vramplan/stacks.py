@@ -52,5 +52,23 @@ def trainable_itemsize(trainer: str, quantized: bool, fp32_adapters: bool) -> in
     return 4
 
 
+DEFAULT_LOSS_TYPE = {"trl_full": "nll", "trl_full_copies": "nll", "trl_chunked": "chunked_nll",
+                     "trl_chunked_lowp": "chunked_nll", "trl_fused": "nll"}
+"""What SFTConfig.loss_type is when left unset, by the release's loss path (sft_config.py of each release)."""
+
+
+def check_loss_type(loss_type: str, release: str) -> None:
+    """A loss_type that takes another path than the release's default is not measured; one the release does not
+    have is a contradiction. Both exit 2, naming the release."""
+    path = loss_path("trl", release)
+    if loss_type == DEFAULT_LOSS_TYPE[path] or (path == "trl_fused" and loss_type == "chunked_nll"):
+        return  # 1.15+ rewrites chunked_nll to nll, the fused head (sft_config.py)
+    if loss_type == "chunked_nll" and path in ("trl_full",) and release in ("1.0", "1.1", "1.2"):
+        raise VramplanError(f"--config: loss_type chunked_nll does not exist in TRL {release} (it came in 1.4)",
+                            hint="drop loss_type, or give the release you run with --trl-version")
+    raise VramplanError(f"--config: loss_type {loss_type!r} with TRL {release} is not measured (the release's "
+                        f"default is {DEFAULT_LOSS_TYPE[path]!r})", hint="drop loss_type to plan the default path")
+
+
 def refused_trl_keys() -> dict[str, str]:
     return dict(trl_profile()["refused_keys"])

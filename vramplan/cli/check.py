@@ -6,6 +6,7 @@ import sys
 from .. import config_file, flags
 from .. import decisions as D
 from ..errors import VramplanError
+from ..stacks import check_loss_type
 from ..memory import LABELS
 from ..profiles import find_model
 from ..units import GiB
@@ -42,6 +43,8 @@ def run(args) -> int:
     fields = dict(cfg.plan)
     fields.update(given_plan_fields(args))
     plan = flags.plan_from_fields(flags.gpu_defaults(gpu, fields))
+    if cfg.loss_type is not None and plan.trainer == "trl":
+        check_loss_type(cfg.loss_type, plan.trl_version)
     verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(model, plan)
     if args.json:
         out = verdict.to_dict()

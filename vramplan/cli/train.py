@@ -57,6 +57,10 @@ def run(args) -> int:
     arch, source = model_source(args.model)
     examples = load_examples(args.data)  # every record checked before any GPU work
     given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
+    if given.get("trainer", "hf") != "hf" or given.get("fp32_adapters"):
+        raise VramplanError("train: `vramplan train` runs the plain transformers Trainer; its SFTTrainer launch is "
+                            "not built yet", hint="drop --trainer/--fp32-adapters (train plans with --trainer hf)")
+    given["trainer"] = "hf"  # train plans with the stack it runs
     gpus = given.get("gpus", 1)
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args), count=gpus)
     planner = Planner(gpu, Calibrations.shipped(), capacity)

@@ -1,0 +1,33 @@
+"""The stack model against the H200 runs of calibration/stacks (bench/stack_runs.py; bench/stack_accuracy.py
+prints the tables)."""
+import json
+
+from vramplan.calibrate.stack_accuracy import accuracy_rows, error_pct
+from vramplan.resources import data_dir
+
+
+def test_training_footprint_over_every_measured_release():
+    rows = accuracy_rows()
+    releases = {r["release"].rsplit(".", 1)[0] for r in rows if r["release"]}
+    assert len(rows) >= 40 and len({r["model"] for r in rows}) >= 6 and len(releases) >= 16
+    errs = [error_pct(r["train_predicted"], r["train_measured"]) for r in rows]
+    assert sum(map(abs, errs)) / len(errs) < 4.0
+    assert min(errs) > -3.0  # the under-estimates that would OOM stay small
+    fused = [e for e, r in zip(errs, rows) if r["loss_path"] == "trl_fused"]
+    assert max(map(abs, fused)) < 3.0
+
+
+def test_no_whole_run_peak_is_more_than_5_percent_above_its_prediction():
+    for r in accuracy_rows():
+        assert error_pct(r["whole_predicted"], r["whole_measured"]) > -5.0, r
+        if r["eval_batch"]:
+            assert r["peak_phase"] == "evaluation"
+
+
+def test_validation_set_predicted_before_measuring():
+    predicted = json.loads((data_dir("calibration") / "stacks" / "validation.json").read_text())
+    rows = {r["run_key"]: r for r in accuracy_rows()}
+    measured = [(p, rows[k]) for k, p in predicted.items() if k in rows]
+    assert len(measured) >= 7
+    for p, r in measured:
+        assert error_pct(p["peak_bytes"], r["whole_measured"]) > -5.0, (p, r)

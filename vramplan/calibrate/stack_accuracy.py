@@ -1,0 +1,61 @@
+"""Measured stack runs (calibration/stacks) against the planner: the training footprint and the whole-run peak.
+
+The training footprint is the NVML peak over the optimizer steps before the first evaluation; the whole-run peak
+includes the evaluation loops. Torch-free: it reads the records and asks the planner.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..planner import Planner
+from ..plan import TrainPlan
+from ..profiles import find_gpu, find_model
+from ..resources import data_dir
+from ..store.calibrations import Calibrations
+
+PROFILE_OF = {"NVIDIA H200": "H200", "NVIDIA H100 80GB HBM3": "H100-80GB"}
+"""The catalog profile of each GPU the stack runs were measured on, by its NVML name."""
+
+
+def stack_records(folder: Path | None = None) -> list[dict]:
+    folder = folder or data_dir("calibration") / "stacks"
+    out = []
+    for path in sorted(folder.glob("*.jsonl")):
+        out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def record_plan(record: dict) -> TrainPlan:
+    """The plan vramplan estimates for a measured run: its stack, release, evaluation batch."""
+    stack = record["stack"]
+    release = stack.get("release", "1.16.0")
+    return TrainPlan.from_dict({**record["plan"], "trainer": stack["trainer"],
+                                "trl_version": ".".join(release.split(".")[:2]),
+                                "fp32_adapters": bool(stack.get("fp32_adapters")),
+                                "eval_batch": (record.get("eval") or {}).get("batch", 0)})
+
+
+def accuracy_rows(records: list[dict] | None = None) -> list[dict]:
+    """One row per run that trained: measured and predicted training footprint and whole-run peak (bytes)."""
+    planners: dict[str, Planner] = {}
+    rows = []
+    for r in stack_records() if records is None else records:
+        if r.get("status") != "ok":
+            continue
+        gpu = r["gpu"]["name"]
+        planner = planners.setdefault(gpu, Planner(find_gpu(PROFILE_OF[gpu]), Calibrations.shipped()))
+        plan = record_plan(r)
+        b = planner.estimate(find_model(r["model"]), plan)
+        peaks = r["nvml"]["phase_peaks"]
+        rows.append({"run_key": r["run_key"], "model": r["model"], "trainer": plan.trainer,
+                     "release": r["stack"].get("release") if plan.trainer == "trl" else None,
+                     "loss_path": b.layout["loss_path"], "why": r.get("why", ""),
+                     "train_measured": peaks["train"], "train_predicted": b.train_peak_bytes,
+                     "whole_measured": r["nvml"]["peak"], "whole_predicted": b.peak_bytes,
+                     "peak_phase": b.peak_phase, "eval_batch": plan.eval_batch})
+    return rows
+
+
+def error_pct(predicted: int, measured: int) -> float:
+    return 100.0 * (predicted - measured) / measured
