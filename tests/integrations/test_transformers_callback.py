@@ -59,3 +59,43 @@ def test_a_recipe_without_prepare_and_other_targets_is_read_as_it_is(checkpoint,
     seen = plan_from_model(model, trainer.args, 32)
     assert seen.kbit_prepare is False and seen.targets == ("q_proj", "v_proj") and seen.rank == 4
     assert (seen.quant, seen.double_quant, seen.dropout, seen.optim) == ("fp4", False, 0.0, "adamw_torch")
+
+
+def sft_trainer_for(checkpoint, tmp_path, callback):
+    """The seed recipe's shape on CPU: a prepared 4-bit peft model handed to TRL's SFTTrainer."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+    from tests.synthetic import save_tokenizer
+    save_tokenizer(checkpoint)
+    p = TrainPlan(rank=8, batch=2, seq=32, trainer="hf").to_dict()
+    model = dict(measure.load_for_training(checkpoint, p, device_map={"": "cpu"}))["peft"]
+    data = Dataset.from_dict({"input_ids": torch.randint(0, 500, (4, 32)).tolist()})
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, max_steps=1, per_device_train_batch_size=2,
+                     max_length=32, report_to=[], bf16=False, eval_strategy="steps", eval_steps=1,
+                     per_device_eval_batch_size=4)
+    return SFTTrainer(model=model, args=args, train_dataset=data, eval_dataset=data,
+                      processing_class=AutoTokenizer.from_pretrained(checkpoint), callbacks=[callback])
+
+
+def test_an_sftconfig_is_read_as_trl_at_the_installed_release(checkpoint, tmp_path):
+    import importlib.metadata
+    from vramplan.stacks import normalize_release
+    cb = PreflightCallback(gpu="T4", seq=32)
+    trainer = sft_trainer_for(checkpoint, tmp_path, cb)
+    seen = plan_from_model(trainer.model, trainer.args, 32)
+    assert seen.trainer == "trl" and seen.trl_version == normalize_release(importlib.metadata.version("trl"))
+    assert seen.eval_batch == 4 and not seen.fp32_adapters  # SFTTrainer cast the adapters to bf16
+
+
+def test_fp16_through_sfttrainer_is_stopped_unless_the_adapters_are_cast_back(checkpoint, tmp_path):
+    from vramplan.errors import VramplanError
+    trainer = sft_trainer_for(checkpoint, tmp_path, PreflightCallback(gpu="T4", seq=32))
+    trainer.args.fp16 = True  # what a T4 recipe sets; the first optimizer step would fail on bf16 gradients
+    with pytest.raises(VramplanError, match="fp16 QLoRA does not run through TRL's SFTTrainer"):
+        plan_from_model(trainer.model, trainer.args, 32)
+    for p in trainer.model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    assert plan_from_model(trainer.model, trainer.args, 32).fp32_adapters

@@ -14,6 +14,7 @@ import logging
 from transformers import TrainerCallback
 
 from .. import flags
+from ..errors import VramplanError
 from ..store.calibrations import Calibrations
 from ..plan import TrainPlan
 from ..present import said
@@ -52,11 +53,33 @@ def plan_from_model(model, args, seq: int) -> TrainPlan:
             targets.add(name.rsplit(".", 1)[-1])
     embed = model.get_input_embeddings().weight
     return flags.plan_from_fields(
-        {**_from_arguments(args), "seq": seq,
+        {**_from_arguments(args), **stack_fields(model, args), "seq": seq,
          "rank": max(ranks) if ranks else 8, "alpha": max(alphas) if alphas else 16,
          "dropout": max(dropouts) if dropouts else 0.0, "targets": tuple(sorted(targets)) if targets else "all-linear",
          "double_quant": double_quant, "quant": quant, "attn": _attn(model),
          "kbit_prepare": embed.dtype == torch.float32})
+
+
+def stack_fields(model, args) -> dict:
+    """The stack these arguments belong to: an SFTConfig is TRL's, at the installed release (its keys checked as
+    a config file's are); the adapters' dtype at train begin says whether they were cast back to fp32."""
+    if not any(c.__name__ == "SFTConfig" for c in type(args).__mro__):
+        return {"trainer": "hf"}
+    import importlib.metadata
+    from ..config_file import REFUSED, _refuse
+    from ..stacks import check_loss_type, normalize_release, refused_trl_keys
+    release = normalize_release(importlib.metadata.version("trl"))
+    _refuse({k: getattr(args, k) for k in (*REFUSED, *refused_trl_keys(), "gradient_checkpointing_kwargs")
+             if hasattr(args, k)})
+    if getattr(args, "loss_type", None):
+        check_loss_type(str(args.loss_type), release)
+    dtypes = {p.dtype for p in model.parameters() if p.requires_grad}
+    fp32 = bool(dtypes) and all(str(d) == "torch.float32" for d in dtypes)
+    return {"trainer": "trl", "trl_version": release, "fp32_adapters": fp32 and _quantized(model)}
+
+
+def _quantized(model) -> bool:
+    return any(type(m).__name__ in ("Linear4bit", "Linear8bitLt") for m in model.modules())
 
 
 def _from_arguments(args) -> dict:
@@ -99,7 +122,10 @@ class PreflightCallback(TrainerCallback):
         arch = arch_from_config(config, name=config.get("_name_or_path") or config.get("model_type", "model"),
                                 origin="model.config")
         gpu, capacity = self._gpu()
-        self.plan = plan_from_model(model, args, seq)
+        try:
+            self.plan = plan_from_model(model, args, seq)
+        except VramplanError as exc:  # a plan the stack cannot run, or a key the model does not account for
+            raise PreflightError(f"vramplan pre-flight: {exc}") from None
         self.verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(arch, self.plan)
         v = self.verdict
         summary = (f"vramplan pre-flight: {arch.name} on {gpu.name}: needs {v.required_bytes / GiB:.2f} GiB of "
