@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vramplan.calibrate.solve import (capped, evaluate, solve_gpu, loao, multi_gpu_loao,  # noqa: E402
-                                      multi_gpu_rank_rows, summarize, validation_rows, verdicts)
+                                      multi_gpu_rank_rows, summarize, verdicts)
+from vramplan.calibrate.validation import validation_rows  # noqa: E402
 from vramplan.calibrate.records import load_all_runs, load_runs  # noqa: E402
 from vramplan.store.calibrations import calibration_for  # noqa: E402
 from vramplan.memory.calibration import Calibration  # noqa: E402

@@ -5,7 +5,8 @@ import pytest
 
 from vramplan.calibrate.solve import (_fsdp_branches, capped, evaluate, solve_gpu, solve_params,
                                       solve_pressure_fragmentation, loao,
-                                      multi_gpu_rank_rows, solve_all, summarize, usable, validation_rows, verdicts)
+                                      multi_gpu_rank_rows, solve_all, summarize, usable, verdicts)
+from vramplan.calibrate.validation import validation_rows
 from vramplan.calibrate.records import load_all_runs, load_runs
 from vramplan.store.calibrations import calibration_for
 from vramplan.memory.calibration import DEFAULT_CALIBRATION, Calibration
@@ -23,7 +24,7 @@ def test_committed_runs_cover_two_gpus_with_40_runs_over_5_architectures_each():
         assert len(ok) >= 40 and len({r["model"] for r in ok}) >= 5
 
 
-def test_records_hold_what_design_section_4_asks():
+def test_records_hold_what_a_measured_run_must_record():
     r = next(r for r in RUNS["nvidia-h100-80gb-hbm3"] if usable(r))
     assert {"before_init", "after_init", "after_load", "after_peft", "peak", "end"} <= set(r["nvml"])
     assert {"max_allocated", "max_reserved", "steps"} <= set(r["torch"])
@@ -94,7 +95,7 @@ MULTI = load_runs(data_dir("calibration") / "multi_gpu" / "nvidia-h200.jsonl")
 
 
 def test_per_rank_peaks_of_every_multi_gpu_run_are_within_5_percent():
-    # issue 7's goal, on every completed uncapped run of calibration/multi_gpu; nccl_bytes and the FSDP parameters
+    # the multi-GPU accuracy goal, on every completed uncapped run of calibration/multi_gpu; nccl_bytes and the FSDP parameters
     # are fitted on these runs. Expandable segments (what train launches), DDP and offload: peak_bytes. The default
     # allocator: peak_bytes, or peak_upper_bytes for the ranks that had its re-split event
     gpu = find_gpu("H200")
@@ -131,3 +132,13 @@ def test_gpus_without_their_own_runs_borrow_the_allocator_and_nccl_behaviour():
     assert h200["expandable_slack_from"] == ["NVIDIA H100 80GB HBM3"]
     assert h200["params"]["expandable_slack_per_mlp_byte"] == h100["params"]["expandable_slack_per_mlp_byte"]
     assert "multi-GPU parameters measured on NVIDIA H200" in calibration_for(find_gpu("H100-80GB")).source
+
+
+def test_run_keys_stay_what_the_recorded_runs_carry():
+    from vramplan.calibrate.records import run_key
+    from vramplan.plan import TrainPlan
+    for name in ("validation.json", "validation-default.json"):
+        spec = json.loads((data_dir("calibration") / "multi_gpu" / name).read_text())
+        for p in spec["predictions"]:
+            plan = TrainPlan.from_dict(p["plan"]).with_(kbit_prepare=True)  # as a plan asks: the layout skips it
+            assert run_key(spec["gpu"], p["model"], plan.to_dict(), 3, p["plan"].get("cap_bytes")) == p["run_key"]

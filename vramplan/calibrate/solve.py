@@ -156,18 +156,6 @@ def verdicts(capped_records: list[dict], params: Calibration) -> list[dict]:
     return out
 
 
-def validation_rows(spec: dict, multi_records: list[dict]) -> list[dict]:
-    """Each prediction of a validation file (bench/multi_gpu_runs.py --predict) with its measured per-rank peaks
-    and errors; both lists are empty where the run was not measured."""
-    measured = {r["run_key"]: r for r in multi_records if r.get("status") == "ok"}
-    rows = []
-    for p in spec["predictions"]:
-        peaks = [measured_peak(k) for k in measured[p["run_key"]]["ranks"]] if p["run_key"] in measured else []
-        rows.append({**p, "measured": peaks,
-                     "errors_pct": [100.0 * (p["predicted_peak_bytes"] - m) / m for m in peaks]})
-    return rows
-
-
 def _usable_multi(multi_records: list[dict]) -> list[dict]:
     """Completed, uncapped multi-GPU runs (the capped proof runs test a verdict, not the peak)."""
     return [r for r in multi_records if r.get("status") == "ok" and not r.get("cap_bytes") and "ranks" in r]
