@@ -15,9 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibrate.solve import (capped, evaluate, solve_gpu, loao, multi_gpu_loao,  # noqa: E402
-                                      multi_gpu_rank_rows, summarize, validation_rows, verdicts)
-from vramplan.calibrate.records import load_all_runs, load_runs  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vramplan.calibrate.frame import load_frame  # noqa: E402
+from vramplan.calibrate.solve import (evaluate, loao, multi_gpu_loao, multi_gpu_rank_rows, solve_gpu,  # noqa: E402
+                                      summarize, verdicts)
+from vramplan.calibrate.validation import validation_rows  # noqa: E402
+from vramplan.calibrate.records import load_runs  # noqa: E402
 from vramplan.store.calibrations import calibration_for  # noqa: E402
 from vramplan.memory.calibration import Calibration  # noqa: E402
 from vramplan.profiles import find_gpu  # noqa: E402
@@ -27,21 +31,33 @@ START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 
 
 def compute():
-    runs = load_all_runs(ROOT / "calibration")
-    all_capped = [r for records in runs.values() for r in records if capped(r)]
+    """Per GPU, from the records read once into a DataFrame: the in-sample and LOAO accuracy rows, the allocator
+    error, the boundary verdicts."""
+    frame = load_frame(ROOT / "calibration")
+    all_capped = frame[frame["capped"]]
     out = []
-    for slug, records in runs.items():
-        gpu = find_gpu(records[0]["gpu"]["name"])
-        fit = solve_gpu(records, all_capped)
+    for slug, runs in frame.groupby("slug", sort=True):
+        gpu = find_gpu(runs["gpu"].iloc[0])
+        fit = solve_gpu(runs, all_capped)
         params = Calibration(**fit["params"])
-        rows, held = evaluate(records, gpu, params), loao(records, gpu)
-        alloc = [100 * (r["predicted_allocated"] - r["measured_allocated"]) / r["measured_allocated"] for r in rows]
-        checks = verdicts([r for r in records if capped(r)], params)
+        rows, held = evaluate(runs, gpu, params), loao(runs, gpu)
+        alloc = 100 * (rows["predicted_allocated"] - rows["measured_allocated"]) / rows["measured_allocated"]
         out.append({"gpu": fit["gpu_name"], "runs": len(rows), "archs": len(fit["architectures"]),
                     "in": summarize(rows), "loao": summarize(held), "rows": rows, "held": held,
-                    "alloc_mae": sum(map(abs, alloc)) / len(alloc), "alloc_worst": max(alloc, key=abs),
-                    "verdicts": checks})
+                    "alloc_mae": float(alloc.abs().mean()), "alloc_worst": float(alloc[alloc.abs().idxmax()]),
+                    "verdicts": verdicts(runs[runs["capped"]], params)})
     return out
+
+
+def per_architecture(results) -> str:
+    """Leave-one-architecture-out error of each architecture, per GPU."""
+    held = pd.concat([r["held"].assign(gpu=r["gpu"]) for r in results], ignore_index=True)
+    table = held.groupby(["gpu", "model"])["error_pct"].agg(
+        runs="count", mae=lambda e: e.abs().mean(), worst_under="min", worst_over="max")
+    lines = ["| GPU | architecture | runs | LOAO MAE | worst under | worst over |", "|---|---|---|---|---|---|"]
+    lines += [f"| {gpu} | {model} | {int(t.runs)} | {t.mae:.2f}% | {t.worst_under:+.1f}% | {t.worst_over:+.1f}% |"
+              for (gpu, model), t in table.iterrows()]
+    return "\n".join(lines)
 
 
 def table(results) -> str:
@@ -56,7 +72,7 @@ def table(results) -> str:
                      f"| {r['gpu']} | {r['runs']} | {r['archs']} | {r['in']['mae_pct']:.2f}% | "
                      f"{r['loao']['mae_pct']:.2f}% | {r['loao']['worst_under_pct']:.1f}% | "
                      f"{r['loao']['worst_over_pct']:.1f}% | {r['alloc_mae']:.2f}% | - |")
-    worst = [h for r in results for h in r["held"] if h["error_pct"] < -5]
+    worst = [h for r in results for h in r["held"].to_dict("records") if h["error_pct"] < -5]
     if worst:
         lines.append("")
         lines.append("LOAO under-predictions worse than -5%: " + "; ".join(
@@ -125,8 +141,8 @@ def plot(results, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 6.0), dpi=110)
     top = 0.0
     for i, (r, marker) in enumerate(zip(results, "os^D")):
-        xs = [h["measured"] / GiB for h in r["held"]]
-        ys = [h["predicted"] / GiB for h in r["held"]]
+        xs = list(r["held"]["measured"] / GiB)
+        ys = list(r["held"]["predicted"] / GiB)
         top = max(top, *xs, *ys)
         # hollow markers after the first: GPUs with the same software measure the same peaks
         style = {"facecolors": "none", "edgecolors": f"C{i}", "s": 70} if i else {"alpha": 0.7}
@@ -149,6 +165,8 @@ def main() -> None:
     results = compute()
     text = table(results)
     print(text)
+    print()
+    print(per_architecture(results))
     print(multi_gpu_summary())
     if args.write:
         plot(results, ROOT / "docs" / "accuracy.png")

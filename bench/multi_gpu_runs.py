@@ -1,4 +1,4 @@
-"""Issue 7 on a host with 2+ GPUs: measured multi-GPU QLoRA runs, per-rank peaks, and the 24 GiB proof.
+"""On a host with 2+ GPUs: measured multi-GPU QLoRA runs, per-rank peaks, and the 24 GiB proof.
 
     python bench/multi_gpu_runs.py --set expandable [--out calibration/multi_gpu] [--only 0,1,...]
 
@@ -24,7 +24,6 @@ sys.path.insert(0, str(ROOT))
 from vramplan.calibrate.design import SweepRun  # noqa: E402
 from vramplan.calibrate.records import append_run, gpu_slug, measured_peak, run_key  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
-from vramplan.train.multi_gpu import launch_rank_measure  # noqa: E402
 from vramplan.units import GiB  # noqa: E402
 
 PROOF_SEQ = 8192  # llama-3.1-8b: planner says 25.9 GiB allocator need on one GPU (cap 24), well under on two
@@ -95,47 +94,19 @@ STEPS = 3
 
 def predict(set_name: str, gpu_name: str, out: Path) -> None:
     """The planner's per-rank peaks for a set, written before it is measured (no GPU needed)."""
-    import json
     import subprocess
 
-    from vramplan.store.calibrations import calibration_for
-    from vramplan.memory import estimate
-    from vramplan.profiles import find_gpu, find_model
-    gpu = find_gpu(gpu_name)
-    params = calibration_for(gpu)
+    from vramplan.calibrate.validation import write_predictions
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    rows = []
-    for model, why, plan, cap in SETS[set_name]:
-        b = estimate(find_model(model), gpu, plan, params)
-        rows.append({"run_key": run_key(gpu_name, model, plan.to_dict(), STEPS, cap), "model": model, "why": why,
-                     "plan": plan.to_dict(), "predicted_peak_bytes": b.peak_bytes,
-                     "predicted_allocated_bytes": b.peak_allocated_bytes})
-        print(f"{model:16s} {why:55s} {b.peak_bytes / GiB:6.2f} GiB per rank")
-    out.write_text(json.dumps({"set": set_name, "gpu": gpu_name, "model_commit": commit, "runtime": params.source,
-                               "predictions": rows}, indent=1) + "\n")
+    runs = [SweepRun(model, why, plan, cap) for model, why, plan, cap in SETS[set_name]]
+    for row in write_predictions(out, set_name, gpu_name, runs, STEPS, commit)["predictions"]:
+        print(f"{row['model']:16s} {row['why']:55s} {row['predicted_peak_bytes'] / GiB:6.2f} GiB per rank")
     print(f"predictions: {out}")
-
-
-def run_multi(model, why, plan, cap, ckpt, key, timeout_s=900, trace_path=None) -> dict:
-    spec = {"run_key": key, "model": model, "checkpoint": str(ckpt), "plan": plan.to_dict(), "steps": STEPS,
-            "cap_bytes": cap, "trace_path": str(trace_path) if trace_path else None}
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.time()
-        ranks, _, err, cfg, cmd = launch_rank_measure(spec, plan, Path(tmp), timeout_s)
-        status = ("ok" if ranks and all(r["status"] == "ok" for r in ranks) and len(ranks) == plan.gpus else
-                  "oom" if any(r["status"] == "oom" for r in ranks) else "error")
-        rec = {"schema": 1, "run_key": key, "model": model, "why": why, "plan": plan.to_dict(), "cap_bytes": cap,
-               "steps_requested": STEPS, "status": status, "ranks": ranks, "accelerate_config": cfg.read_text(),
-               "launch": cmd[1:], "wall_s": round(time.time() - t0, 1),
-               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        if status != "ok":
-            rec["launcher_stderr"] = err
-        return rec
 
 
 def main() -> None:
     from vramplan.gpu_info import detect_gpu
-    from vramplan.calibrate.sweep import default_cache, ensure_checkpoint, run_one
+    from vramplan.calibrate.sweep import default_cache, ensure_checkpoint, run_multi_gpu, run_one
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--set", choices=sorted(SETS), required=True)
@@ -159,11 +130,11 @@ def main() -> None:
         key = run_key(gpu["name"], model, plan.to_dict(), STEPS, cap)
         if plan.gpus == 1:
             rec = run_one(SweepRun(model, why, plan, cap), ckpt, key, timeout_s=900)
-            peaks = [rec.get("nvml", {}).get("peak", 0)]
+            peaks = [measured_peak(rec)]
         else:
             name = f"{model}-{plan.seq}x{plan.batch}{'-ddp' if plan.parallel == 'ddp' else ''}-{plan.allocator}"
             trace = args.trace / f"{name}.trace.json" if args.trace else None
-            rec = run_multi(model, why, plan, cap, ckpt, key, trace_path=trace)
+            rec = run_multi_gpu(SweepRun(model, why, plan, cap), ckpt, key, trace_path=trace)
             peaks = [measured_peak(r) for r in rec["ranks"]]
         if not args.trace:  # tracing slows the run and records the allocator's history: not a calibration run
             append_run(path, rec)

@@ -1,4 +1,4 @@
-"""Issue 5 on a GPU: the PreflightCallback stops an over-sized job before its first step and passes a good one.
+"""On a GPU: the PreflightCallback stops an over-sized job before its first step and passes a good one.
 
     python bench/preflight_demo.py --model llama-3.1-8b [--out calibration/preflight]
 
@@ -17,42 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-JOB = r'''
-import json, sys, time
-import torch
-from vramplan.integrations.transformers_callback import PreflightCallback, PreflightError
-from vramplan.present import said
-from vramplan.gpu_info import detect_gpu, software_versions, nvml_used
-from vramplan.calibrate.measure import load_for_training, make_trainer, NvmlPeak
-spec = json.loads(sys.argv[1])
-rec = {"job": spec["job"], "model": spec["model"], "plan": spec["plan"], "gpu": detect_gpu(),
-       "versions": software_versions(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-cb = PreflightCallback(gpu="auto")
-with NvmlPeak() as peak:
-    model = None
-    for _, model in load_for_training(spec["checkpoint"], spec["plan"], device_map={"": 0}):
-        pass
-    trainer = make_trainer(model, spec["plan"], spec["steps"], spec["output_dir"], callbacks=[cb])
-    try:
-        trainer.train()
-        rec["outcome"] = "trained"
-    except PreflightError as exc:
-        rec["outcome"] = "stopped by pre-flight"
-        rec["message"] = str(exc)
-    except torch.OutOfMemoryError as exc:
-        rec["outcome"] = "oom (not caught by pre-flight)"
-        rec["message"] = str(exc)[:500]
-rec["steps_done"] = trainer.state.global_step
-rec["nvml_peak"] = peak.peak
-if cb.verdict is not None:
-    rec.update(predicted_peak_bytes=cb.verdict.peak_bytes, predicted_required_bytes=cb.verdict.required_bytes,
-               capacity_bytes=cb.verdict.capacity_bytes, fits=cb.verdict.fits, advice=said(cb.verdict.advice))
-print(json.dumps(rec))
-'''
 
 
 def main() -> None:
+    from vramplan.calibrate.preflight_job import crash_record
     from vramplan.calibrate.records import append_run, gpu_slug
+    from vramplan.workers import worker_command
     from vramplan.plan import TrainPlan
     from vramplan.profiles import find_gpu, find_model
     from vramplan.gpu_info import detect_gpu
@@ -78,10 +48,10 @@ def main() -> None:
     for job, plan in (("over-sized", oversized), ("good", good)):
         spec = {"job": job, "model": args.model, "checkpoint": str(ckpt), "plan": plan.to_dict(),
                 "steps": args.steps, "output_dir": str(work / job)}
-        proc = subprocess.run([sys.executable, "-c", JOB, json.dumps(spec)], capture_output=True, text=True,
+        proc = subprocess.run(worker_command("preflight_job", json.dumps(spec)), capture_output=True, text=True,
                               timeout=1200)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        rec = json.loads(lines[-1]) if lines else {"job": job, "outcome": "crash", "error": proc.stderr[-2000:]}
+        rec = json.loads(lines[-1]) if lines else crash_record(job, proc.stderr)
         append_run(path, rec)
         print(f"{job:10s} seq {plan.seq:6d}: {rec['outcome']}  steps {rec.get('steps_done')}  "
               f"predicted {rec.get('predicted_required_bytes', 0) / GiB:.1f} GiB  "

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vramplan.calibrate.design import BASE, SweepRun  # noqa: E402
-from vramplan.calibrate.records import append_run, gpu_slug, run_key  # noqa: E402
+from vramplan.calibrate.records import append_run, gpu_slug, measured_peak, run_key  # noqa: E402
 from vramplan.profiles import find_model  # noqa: E402
 from vramplan.units import GiB
 
@@ -58,9 +58,9 @@ def main() -> None:
                 print(f"{model:14s} {run.why:45s} {rec['status']}: {rec.get('error', '')[:200]}")
                 continue
             block = run.plan.tokens * find_model(model).vocab * 4
-            peaks[allocator] = rec["nvml"]["peak"]
+            peaks[allocator] = measured_peak(rec)
             print(f"{model:14s} {run.why:45s} reserve growth after step 1: {growth(rec) / block:5.2f} fp32 logits "
-                  f"blocks; nvml peak {rec['nvml']['peak'] / GiB:6.2f} GiB")
+                  f"blocks; nvml peak {measured_peak(rec) / GiB:6.2f} GiB")
         if len(peaks) == 2:
             print(f"{'':14s} expandable / default nvml peak: {peaks['expandable'] / peaks['default']:.3f}")
 

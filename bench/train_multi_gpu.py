@@ -1,4 +1,4 @@
-"""Issue 7 on a host with 2+ GPUs: `vramplan train --gpus N` end to end.
+"""On a host with 2+ GPUs: `vramplan train --gpus N` end to end.
 
     python bench/train_multi_gpu.py --model llama-3.2-1b --gpus 2 --seq 1024 --steps 20 [--parallel fsdp]
 
@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibrate.records import append_run  # noqa: E402
+from vramplan.calibrate.records import append_run, train_bench_record  # noqa: E402
 from tests.synthetic import synthetic_run  # noqa: E402
 from vramplan.units import GiB
 
@@ -38,13 +38,9 @@ def main() -> None:
            "--gpus", str(args.gpus), "--effective-batch", str(args.effective_batch), "--max-steps", str(args.steps),
            "--output", str(out_run)] + (["--parallel", args.parallel] if args.parallel else [])
     code = subprocess.run(cmd).returncode
-    path = out_run / "run_record.json"
-    if not path.exists():
+    record = train_bench_record(out_run, cmd[1:], code)
+    if record is None:
         sys.exit(f"vramplan train exited {code} without a run record")
-    record = json.loads(path.read_text())
-    record["bench"] = {"command": cmd[1:], "exit_code": code, "written": sorted(p.name for p in out_run.iterdir()),
-                       "adapter_files": sorted(p.name for p in (out_run / "adapter").glob("*"))
-                       if (out_run / "adapter").exists() else []}
     append_run(args.out / "train_runs.jsonl", record)
     peaks = record.get("measured_nvml_peak_bytes_per_rank") or []
     print(f"{args.model} on {args.gpus} GPUs ({record['plan'].get('parallel')}): exit {code}; measured per rank "

@@ -1,4 +1,4 @@
-"""Issue 4 on a GPU: `vramplan train` end to end, then its plan against the seed blog's recipe.
+"""On a GPU: `vramplan train` end to end, then its plan against the seed blog's recipe.
 
     python bench/train_vs_recipe.py --model llama-3.2-1b --seq 2048 --effective-batch 16 --steps 50
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vramplan.calibrate.design import SweepRun  # noqa: E402
-from vramplan.calibrate.records import append_run  # noqa: E402
+from vramplan.calibrate.records import append_run, measured_peak, train_bench_record  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.calibrate.sweep import run_one  # noqa: E402
 from tests.synthetic import synthetic_run  # noqa: E402
@@ -44,7 +44,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "vramplan", "train", str(ckpt), "--data", str(data), "--seq",
                     str(args.seq), "--effective-batch", str(args.effective_batch), "--max-steps", str(args.steps),
                     "--output", str(out_run)], check=True)
-    record = json.loads((out_run / "run_record.json").read_text())
+    record = train_bench_record(out_run, ["vramplan", "train"], 0)
     append_run(args.out / "train_runs.jsonl", record)
     chosen = TrainPlan.from_dict(record["plan"])
     recipe = chosen.with_(**{**SEED_RECIPE, "grad_accum": args.effective_batch // SEED_RECIPE["batch"]})
@@ -56,7 +56,7 @@ def main() -> None:
         rows[label] = rec
     print(f"{args.model}, seq {args.seq}, effective batch {args.effective_batch}:")
     for label, rec in rows.items():
-        peak = rec.get("nvml", {}).get("peak", 0) / GiB
+        peak = measured_peak(rec) / GiB
         print(f"  {label:12s} {rec['status']:5s} {rec.get('tokens_per_s', 0):10.0f} tokens/s  peak {peak:6.2f} GiB")
     a, b = rows["vramplan"].get("tokens_per_s"), rows["seed recipe"].get("tokens_per_s")
     if a and b:

@@ -56,6 +56,7 @@ def test_transformers_style_sections(tmp_path):
 @pytest.mark.parametrize("name, content, message", [
     ("bad.json", "{oops", "malformed JSON"), ("bad.yml", "a: [1, 2", "malformed YAML"),
     ("list.json", "[1, 2]", "mapping"), ("n.json", '{"micro_batch_size": "two"}', "whole number"),
+    ("a.json", '{"lora_alpha": "abc"}', "must be a number"), ("d.yml", "lora_dropout: [1, 2]", "must be a number"),
 ])
 def test_malformed_configs_are_one_line_errors(tmp_path, name, content, message):
     path = tmp_path / name

@@ -190,6 +190,17 @@ def _text(value) -> str:
     return str(value)
 
 
+def training_arguments(plan: TrainPlan) -> dict:
+    """The TrainingArguments the plan's fields set (each field's training_args)."""
+    out: dict = {}
+    for name, flag, _ in plan_flags():
+        if flag.training_args is None:
+            continue
+        value = getattr(plan, name)
+        out.update(flag.training_args(value) if callable(flag.training_args) else {flag.training_args: value})
+    return out
+
+
 def tui_keys() -> list[tuple[str, str, str]]:
     """(key, field, label) of every field the TUI edits by key."""
     return [(flag.tui, name, flag.tui_label) for name, flag, _ in plan_flags() if flag.tui]

@@ -57,6 +57,9 @@ class Flag:
     """Given in an exported `vramplan train` command only when this holds for the plan's dict (default: always)."""
     shown: Callable[[dict], bool] | None = None
     """Shown in the TUI's form only when this holds (default: always, where it has a tui_label)."""
+    training_args: str | Callable[[Any], dict] | None = None
+    """What it sets in transformers' TrainingArguments when `vramplan train` runs the plan: the argument's name, or
+    a function of the value returning several."""
     tui: str = ""
     """Key in the TUI (cycles choices, toggles a switch, doubles a number; the upper case halves it)."""
     tui_label: str = ""
@@ -167,11 +170,13 @@ class TrainPlan:
     """LoRA target modules, or 'all-linear' (every decoder nn.Linear, not lm_head)."""
     batch: int = plan_field(1, Flag(
         "micro-batch (default 1)", range=(1, 4096), show=lambda p: f" micro-batch {p['batch']}",
+        training_args="per_device_train_batch_size",
         keys={"transformers": ("per_device_train_batch_size",), "axolotl": ("micro_batch_size",)},
         tui="b", tui_label="batch"))
     """Sequences per forward pass on each GPU."""
     grad_accum: int = plan_field(1, Flag(
         "gradient accumulation steps (default 1)", range=(1, 65536), show=lambda p: f" x accum {p['grad_accum']}",
+        training_args="gradient_accumulation_steps",
         keys={"transformers": ("gradient_accumulation_steps",), "axolotl": ("gradient_accumulation_steps",)},
         tui_label="accum"))
     """Gradient accumulation steps (grads persist between micro-batches when > 1)."""
@@ -183,19 +188,21 @@ class TrainPlan:
     dtype: str = plan_field("bf16", Flag(
         "compute dtype (default: bf16 where supported)", choices=DTYPES, cli_default=None, read=_read_dtype,
         keys={"transformers": ("bf16", "fp16", "bnb_4bit_compute_dtype"), "axolotl": ("bf16", "fp16")},
-        show=lambda p: f", {p['dtype']}", tui="d", tui_label="dtype"))
+        show=lambda p: f", {p['dtype']}", training_args=lambda v: {"bf16": v == "bf16", "fp16": v == "fp16"},
+        tui="d", tui_label="dtype"))
     """bnb_4bit_compute_dtype and the Trainer's autocast."""
     optim: str = plan_field("paged_adamw_8bit", Flag(
         "transformers optim name: " + ", ".join(OPTIMIZERS), choices=OPTIMIZERS, parse=_optim,
         keys={"transformers": ("optim",), "axolotl": ("optimizer",)}, show=lambda p: f", {p['optim']}",
+        training_args="optim",
         tui="o", tui_label="optim"))
     """transformers TrainingArguments.optim name."""
     gradient_checkpointing: bool = plan_field(True, Flag(
         "turn gradient checkpointing off", parse=bool,
         keys={"transformers": ("gradient_checkpointing", "activation_checkpointing"),
               "axolotl": ("gradient_checkpointing",)},
-        show=lambda p: f", checkpointing {'on' if p['gradient_checkpointing'] else 'off'}", tui="g",
-        tui_label="ckpt"))
+        show=lambda p: f", checkpointing {'on' if p['gradient_checkpointing'] else 'off'}",
+        training_args="gradient_checkpointing", tui="g", tui_label="ckpt"))
     attn: str = plan_field("sdpa", Flag(
         "attention implementation (default sdpa)", choices=ATTENTIONS, read=_read_attn,
         keys={"transformers": ("attn_implementation",), "axolotl": ("flash_attention", "sdp_attention")},

@@ -13,6 +13,7 @@ WORKERS = {
     "rank_measure": "vramplan.calibrate.rank_measure",  # the same on every rank of an accelerate launch: SPEC DIR
     "build_model": "vramplan.calibrate.build_model",  # a random-weight checkpoint of a profile, once: PROFILE DIR
     "rank_train": "vramplan.train.rank_train",  # one rank of `vramplan train --gpus N`: LAUNCH.json
+    "preflight_job": "vramplan.calibrate.preflight_job",  # a job trained under the PreflightCallback: SPEC_JSON
 }
 
 

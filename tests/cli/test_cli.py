@@ -107,10 +107,18 @@ def test_calibrate_without_gpu_writes_nothing(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_importing_the_cli_does_not_import_torch():
-    code = ("import sys, vramplan.cli, vramplan.search, vramplan.memory, vramplan.tui.app, vramplan.cli.train; "
-            "from vramplan.cli import main; main(['fit', 'llama-3.1-8b', '--gpu', 'T4', '--json']); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+HEAVY = ("torch", "transformers", "pandas", "scipy")
+
+
+@pytest.mark.parametrize("command", [
+    ["fit", "llama-3.1-8b", "--gpu", "T4", "--json"], ["estimate", "qwen2.5-7b", "--gpu", "2xRTX-4090", "--json"],
+    ["check", "llama-3.1-8b", "--gpu", "T4", "--json"], ["table", "--model", "qwen2.5-0.5b", "--json"],
+])
+def test_the_planning_path_imports_no_heavy_library(command):
+    code = ("import sys, vramplan.cli, vramplan.search, vramplan.memory, vramplan.planner, vramplan.tui.app, "
+            "vramplan.tui.state, vramplan.cli.train; "
+            f"from vramplan.cli import main; main({command!r}); "
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]; assert not heavy, heavy")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 

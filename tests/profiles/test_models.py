@@ -62,18 +62,27 @@ def test_local_config_json_and_model_folder(tmp_path):
     assert by_folder.total_params == 2 * 1000 * 256 + 2 * layer + 256
 
 
-def test_multimodal_config_reads_its_text_config(tmp_path):
+def test_a_wrapper_config_without_towers_reads_its_text_config(tmp_path):
+    text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "vocab_size": 100}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "text_config": text}))
+    assert find_model(str(tmp_path)).hidden == 64
+
+
+def test_a_multimodal_gemma3_config_is_refused_for_its_vision_tower(tmp_path):
     text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
             "vocab_size": 100}
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma3", "text_config": text}))
-    assert find_model(str(tmp_path)).hidden == 64
+    with pytest.raises(VramplanError, match="gemma3 has a vision tower"):
+        find_model(str(tmp_path))
 
 
 @pytest.mark.parametrize("content, message", [
     ("{not json", "malformed JSON"),
     ('{"model_type": "llama"}', "missing hidden_size"),
     ('{"hidden_size": 0, "intermediate_size": 1, "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 1}',
-     "must be positive"),
+     "hidden_size must be a positive whole number, got 0"),
+    ("[1, 2]", "must be a JSON object"),
 ])
 def test_malformed_config_is_a_clear_error(tmp_path, content, message):
     path = tmp_path / "config.json"

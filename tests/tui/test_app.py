@@ -75,6 +75,8 @@ async def test_fit_shows_the_recommendation_and_enter_applies_it(tmp_path):
     app = create_app("qwen2.5-7b", "A100-80GB", output_dir=tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("f")
+        await app.workers.wait_for_complete()  # the fit runs off the UI thread
+        await pilot.pause()
         screen = app.screen
         assert screen.__class__.__name__ == "FitScreen" and screen.choices
         chosen = screen.choices[0].plan
@@ -118,3 +120,29 @@ def test_train_command_round_trips_the_plan():
     s.cycle("gradient_checkpointing")
     cmd = s.train_command()
     assert "--no-gradient-checkpointing" in cmd and "--gpu A10G" in cmd and "Qwen/Qwen2.5-7B" in cmd
+
+
+async def test_fit_runs_in_a_worker_and_comes_back_as_a_message(tmp_path):
+    app = create_app("llama-3.2-1b", "T4", output_dir=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        worker = app.fit_in_background()  # what the f key starts: a thread worker, not a call on the UI thread
+        assert worker.group == "fit"
+        await worker.wait()
+        await pilot.pause()  # FitReady reaches the app, which opens the fit screen
+        assert app.screen.__class__.__name__ == "FitScreen" and app.screen.result.recommended
+
+
+async def test_eval_and_stack_keys(tmp_path):
+    app = create_app("llama-3.1-8b", "T4", output_dir=tmp_path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        assert app.state.plan.eval_batch == 0
+        await pilot.press("v", "v", "v")  # from no evaluation to 1, 2, 4
+        await pilot.pause()
+        assert app.state.plan.eval_batch == 4 and app.state.breakdown().peak_phase == "evaluation"
+        await pilot.press("V")
+        await pilot.pause()
+        assert app.state.plan.eval_batch == 2
+        await pilot.press("T")  # the plain Trainer: fp16 runs there without casting the adapters back
+        await pilot.pause()
+        assert app.state.plan.trainer == "hf" and not app.state.plan.fp32_adapters
+        assert "--trainer hf" in app.state.train_command()

@@ -15,8 +15,14 @@ def test_after_edits(snap_compare):
     assert snap_compare(APP, press=["s", "s", "g", "o"], terminal_size=(80, 24))
 
 
+async def _fit(pilot):
+    await pilot.press("f")
+    await pilot.app.workers.wait_for_complete()  # fit runs in a worker
+    await pilot.pause()
+
+
 def test_fit_screen(snap_compare):
-    assert snap_compare(APP, press=["f"], terminal_size=(100, 30))
+    assert snap_compare(APP, run_before=_fit, terminal_size=(100, 30))
 
 
 def test_help_screen(snap_compare):

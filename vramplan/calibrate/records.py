@@ -20,8 +20,20 @@ def gpu_slug(gpu_name: str) -> str:
 
 
 def run_key(gpu_name: str, model: str, plan: dict, steps: int, cap_bytes: int | None) -> str:
+    """A run's identity: GPU, model, the plan as it runs, steps and cap. Stable across how plans are stored."""
+    plan = {k: v for k, v in plan.items() if k not in ("quant_storage", "layout", "loss_path", "trainable_itemsize")}
+    if plan.get("trainer", "hf") == "hf":  # keys of the plain-Trainer runs recorded before the stack was a field
+        plan = {k: v for k, v in plan.items() if k not in ("trainer", "trl_version", "fp32_adapters")}
+    if not plan.get("eval_batch"):
+        plan.pop("eval_batch", None)
     if plan.get("allocator", "default") == "default":  # keys of the runs recorded before the field existed
         plan = {k: v for k, v in plan.items() if k != "allocator"}
+    # keys of the runs recorded while plans were stored resolved: FSDP without kbit preparation, one GPU as fsdp
+    several = plan.get("gpus", 1) > 1
+    if several and plan.get("parallel", "fsdp") == "fsdp":
+        plan["kbit_prepare"] = False
+    elif not several and "parallel" in plan:
+        plan["parallel"] = "fsdp"
     blob = json.dumps([gpu_slug(gpu_name), model, plan, steps, cap_bytes], sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
@@ -49,3 +61,16 @@ def append_run(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def train_bench_record(out_run: Path, command: list[str], exit_code: int) -> dict | None:
+    """A `vramplan train` run's own record (OUT/run_record.json) with what the bench ran and what it wrote;
+    None when train wrote no record."""
+    path = out_run / "run_record.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    adapter = out_run / "adapter"
+    record["bench"] = {"command": command, "exit_code": exit_code, "written": sorted(p.name for p in out_run.iterdir()),
+                       "adapter_files": sorted(p.name for p in adapter.glob("*")) if adapter.exists() else []}
+    return record

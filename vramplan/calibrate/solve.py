@@ -12,6 +12,11 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from ..layout import resolve
+
 from ..memory import estimate
 from ..memory.estimate import logits_resplit_bytes
 from ..memory.logits import fp32_block
@@ -20,83 +25,78 @@ from ..memory.calibration import DEFAULT_CALIBRATION, CALIBRATED_FIELDS, Calibra
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..profiles.gpus import GpuSpec
-from .records import gpu_slug, load_all_runs, load_runs, measured_peak
-from ..layout import resolve
 from ..units import GiB
+from .frame import load_frame
+from .records import gpu_slug, load_runs, measured_peak
 
 
 
-def usable(record: dict) -> bool:
-    """Completed, uncapped runs measure the unconstrained peak; capped runs test verdicts instead."""
-    return record.get("status") == "ok" and not record.get("cap_bytes")
+def _nnls(a: np.ndarray, y: np.ndarray) -> list[float]:
+    """Least squares with non-negative coefficients."""
+    from scipy.optimize import nnls
+    return [float(c) for c in nnls(a, y)[0]]
 
 
-def _nnls(rows: list[list[float]], ys: list[float]) -> list[float]:
-    """Least squares with non-negative coefficients (coordinate descent; 3 unknowns, tens of rows)."""
-    k = len(rows[0])
-    coef = [0.0] * k
-    for _ in range(500):
-        for j in range(k):
-            num = sum(r[j] * (y - sum(c * x for c, x in zip(coef, r)) + coef[j] * r[j]) for r, y in zip(rows, ys))
-            den = sum(r[j] * r[j] for r in rows) or 1.0
-            coef[j] = max(0.0, num / den)
-    return coef
-
-
-def _slack_rows(preds) -> tuple[list[list[float]], list[float]]:
+def _slack_design(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Reserved minus allocated at the peak against (1, fp32 logits block, fp32 MLP block), in GiB."""
     rows, ys = [], []
-    for r, b in preds:
-        plan, m = TrainPlan.from_dict(r["plan"]), find_model(r["model"])
+    for r in runs.itertuples():
+        plan, m = TrainPlan.from_dict(r.plan), find_model(r.model)
         rows.append([1.0, fp32_block(plan.tokens, m.vocab) / GiB, fp32_block(plan.tokens, m.intermediate) / GiB])
-        resplit = logits_resplit_bytes(m, resolve(plan, m))
-        ys.append((r["torch"]["max_reserved"] - r["torch"]["max_allocated"] - resplit) / GiB)
-    return rows, ys
+        ys.append((r.max_reserved - r.max_allocated - logits_resplit_bytes(m, resolve(plan, m))) / GiB)
+    return np.array(rows), np.array(ys)
 
 
-def allocator_of(record: dict) -> str:
-    return record["plan"].get("allocator", "default")
+def _predict(runs: pd.DataFrame, params: Calibration, gpu: GpuSpec | None = None) -> list:
+    """The Breakdown of each run (on `gpu`, or on the GPU each run was measured on)."""
+    return [estimate(find_model(r.model), gpu or find_gpu(r.gpu), TrainPlan.from_dict(r.plan), params)
+            for r in runs.itertuples()]
 
 
-def solve_params(records: list[dict], gpu: GpuSpec, base: Calibration = DEFAULT_CALIBRATION,
-               borrowed_expandable: list[dict] = ()) -> Calibration:
+def _of(runs: pd.DataFrame, allocator: str) -> pd.DataFrame:
+    return runs[runs["usable"] & (runs["allocator"] == allocator)]
+
+
+def solve_params(runs: pd.DataFrame, gpu: GpuSpec, base: Calibration = DEFAULT_CALIBRATION,
+                 borrowed_expandable: pd.DataFrame | None = None) -> Calibration:
     """Everything from the default-allocator runs (the standard recipe); the expandable-segments slack from
     the runs made with it: this GPU's, else `borrowed_expandable` (another GPU's: the slack is the allocator's
     behaviour, not the card's), else the default allocator's, the conservative choice."""
-    recs = [r for r in records if usable(r) and allocator_of(r) == "default"]
-    if not recs:
+    recs = _of(runs, "default")
+    if recs.empty:
         raise ValueError("no usable runs")
     zero = replace(base, workspace_bytes=0, slack_bytes=0, slack_per_logit_byte=0.0, slack_per_mlp_byte=0.0)
-    preds = [(r, estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), zero)) for r in recs]
-    workspace = statistics.median(r["torch"]["max_allocated"] - b.peak_allocated_bytes for r, b in preds)
-    s0, s_logit, s_mlp = _nnls(*_slack_rows(preds))
-    expandable = [r for r in records if usable(r) and allocator_of(r) == "expandable"]
-    borrowed = [] if expandable else [r for r in borrowed_expandable if usable(r) and allocator_of(r) == "expandable"]
-    if expandable or borrowed:
-        e0, e_logit, e_mlp = _nnls(*_slack_rows([(r, None) for r in expandable or borrowed]))
-    else:
-        e0, e_logit, e_mlp = s0, s_logit, s_mlp
-    unmanaged = [r["nvml"]["after_train"] - r["torch"]["max_reserved"] for r, b in preds if not b.managed_bytes]
-    context = statistics.median(unmanaged) if unmanaged else base.context_bytes
-    floor = [r["nvml"]["after_train"] - r["torch"]["max_reserved"] - context
-             for r, b in preds if 0 < b.managed_bytes <= base.managed_min_bytes]
-    reserve = statistics.median(r["gpu"]["nvml_reserved_bytes"] / r["gpu"]["memory_total_bytes"] for r in recs)
+    preds = _predict(recs, zero, gpu)
+    allocated = pd.Series([b.peak_allocated_bytes for b in preds], index=recs.index)
+    managed = pd.Series([b.managed_bytes for b in preds], index=recs.index)
+    workspace = (recs["max_allocated"] - allocated).median()
+    s0, s_logit, s_mlp = _nnls(*_slack_design(recs))
+    expandable = _of(runs, "expandable")
+    source = expandable if not expandable.empty or borrowed_expandable is None else \
+        _of(borrowed_expandable, "expandable")
+    e0, e_logit, e_mlp = _nnls(*_slack_design(source)) if not source.empty else (s0, s_logit, s_mlp)
+    outside = recs["after_train"] - recs["max_reserved"]
+    unmanaged = outside[managed == 0]
+    context = unmanaged.median() if len(unmanaged) else base.context_bytes
+    floor = (outside - context)[(managed > 0) & (managed <= base.managed_min_bytes)]
     return replace(base, context_bytes=int(context), workspace_bytes=int(max(0, workspace)),
                    slack_bytes=int(s0 * GiB), slack_per_logit_byte=round(s_logit, 4),
                    slack_per_mlp_byte=round(s_mlp, 4), expandable_slack_bytes=int(e0 * GiB),
                    expandable_slack_per_logit_byte=round(e_logit, 4), expandable_slack_per_mlp_byte=round(e_mlp, 4),
-                   managed_min_bytes=int(statistics.median(floor)) if floor else base.managed_min_bytes,
-                   driver_reserved_fraction=round(reserve, 5), runs=len(recs) + len(expandable))
+                   managed_min_bytes=int(floor.median()) if len(floor) else base.managed_min_bytes,
+                   driver_reserved_fraction=round(float(recs["reserved_fraction"].median()), 5),
+                   runs=len(recs) + len(expandable))
 
 
-def evaluate(records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
-    out = []
-    for r in records:
-        if not usable(r):
-            continue
-        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
-        out.append(_accuracy_row(r, b, measured_peak(r), r["torch"]["max_allocated"]))
-    return out
+def evaluate(runs: pd.DataFrame, gpu: GpuSpec, params: Calibration) -> pd.DataFrame:
+    """Predicted against measured peak of every usable run."""
+    ok = runs[runs["usable"]]
+    return pd.DataFrame([_accuracy_row(r.record, b, int(r.measured_peak), int(r.max_allocated))
+                         for r, b in zip(ok.itertuples(), _predict(ok, params, gpu))], columns=ACCURACY_COLUMNS)
+
+
+ACCURACY_COLUMNS = ("run_key", "model", "why", "measured", "predicted", "error_pct", "measured_allocated",
+                    "predicted_allocated")
 
 
 def _accuracy_row(record: dict, b, measured: int, measured_allocated: int, **extra) -> dict:
@@ -105,67 +105,48 @@ def _accuracy_row(record: dict, b, measured: int, measured_allocated: int, **ext
             "measured_allocated": measured_allocated, "predicted_allocated": b.peak_allocated_bytes}
 
 
-def summarize(rows: list[dict]) -> dict:
-    errs = [row["error_pct"] for row in rows]
-    if not errs:
+def summarize(rows) -> dict:
+    """MAE and the worst errors of accuracy rows (a DataFrame, or a list of row dicts)."""
+    errs = pd.DataFrame(rows, columns=["error_pct"]) if isinstance(rows, list) else rows
+    errs = errs["error_pct"] if len(errs) else pd.Series(dtype=float)
+    if errs.empty:
         return {}
-    return {"mae_pct": round(sum(abs(e) for e in errs) / len(errs), 3), "worst_under_pct": round(min(errs), 3),
-            "worst_over_pct": round(max(errs), 3), "n": len(errs)}
+    return {"mae_pct": round(float(errs.abs().mean()), 3), "worst_under_pct": round(float(errs.min()), 3),
+            "worst_over_pct": round(float(errs.max()), 3), "n": int(len(errs))}
 
 
-def loao(records: list[dict], gpu: GpuSpec, borrowed_expandable: list[dict] = ()) -> list[dict]:
+def loao(runs: pd.DataFrame, gpu: GpuSpec, borrowed_expandable: pd.DataFrame | None = None) -> pd.DataFrame:
     """Refit without each architecture and predict its runs."""
-    archs = sorted({r["model"] for r in records if usable(r)})
     rows = []
-    for arch in archs:
-        params = solve_params([r for r in records if r["model"] != arch], gpu,
-                            borrowed_expandable=[r for r in borrowed_expandable if r["model"] != arch])
-        rows += evaluate([r for r in records if r["model"] == arch], gpu, params)
-    return rows
+    for arch in sorted(runs.loc[runs["usable"], "model"].unique()):
+        borrowed = None if borrowed_expandable is None else borrowed_expandable[borrowed_expandable["model"] != arch]
+        params = solve_params(runs[runs["model"] != arch], gpu, borrowed_expandable=borrowed)
+        rows.append(evaluate(runs[runs["model"] == arch], gpu, params))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=ACCURACY_COLUMNS)
 
 
-def capped(record: dict) -> bool:
-    return bool(record.get("cap_bytes")) and record.get("status") in ("ok", "oom")
-
-
-def solve_pressure_fragmentation(capped_records: list[dict], params: Calibration) -> float | None:
+def solve_pressure_fragmentation(capped_runs: pd.DataFrame, params: Calibration) -> float | None:
     """Fragmentation under an allocator cap: between the largest allocated/cap ratio that trained and the
     smallest that ran out of memory, with the allocated peaks these params predict (the ones just fitted). The
     midpoint of that interval; None without both outcomes."""
-    ok, oom = [], []
-    for r in capped_records:
-        gpu = find_gpu(r["gpu"]["name"])
-        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
-        (ok if r["status"] == "ok" else oom).append(b.peak_allocated_bytes / r["cap_bytes"])
-    if not ok or not oom:
+    ratio = pd.Series([b.peak_allocated_bytes for b in _predict(capped_runs, params)],
+                      index=capped_runs.index, dtype=float) / capped_runs["cap_bytes"].astype(float)
+    ok, oom = ratio[capped_runs["status"] == "ok"], ratio[capped_runs["status"] == "oom"]
+    if ok.empty or oom.empty:
         return None
-    low, high = 1 / max(ok) - 1, 1 / min(oom) - 1  # frag <= low keeps the oks; frag > high flags the ooms
+    low, high = 1 / ok.max() - 1, 1 / oom.min() - 1  # frag <= low keeps the oks; frag > high flags the ooms
     return round((low + high) / 2, 4) if high < low else round(low, 4)
 
 
-def verdicts(capped_records: list[dict], params: Calibration) -> list[dict]:
+def verdicts(capped_runs: pd.DataFrame, params: Calibration) -> list[dict]:
     """The fits verdict for each capped run: capacity = cap + what lives outside the allocator."""
     out = []
-    for r in capped_records:
-        gpu = find_gpu(r["gpu"]["name"])
-        b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
+    for r, b in zip(capped_runs.itertuples(), _predict(capped_runs, params)):
         need = int(b.peak_allocated_bytes * (1 + params.pressure_fragmentation))
-        out.append({"run_key": r["run_key"], "model": r["model"], "why": r.get("why", ""), "cap_bytes": r["cap_bytes"],
-                    "predicted_fits": need <= r["cap_bytes"], "measured": r["status"],
-                    "right": (need <= r["cap_bytes"]) == (r["status"] == "ok")})
+        out.append({"run_key": r.run_key, "model": r.model, "why": r.why, "cap_bytes": int(r.cap_bytes),
+                    "predicted_fits": need <= r.cap_bytes, "measured": r.status,
+                    "right": bool((need <= r.cap_bytes) == (r.status == "ok"))})
     return out
-
-
-def validation_rows(spec: dict, multi_records: list[dict]) -> list[dict]:
-    """Each prediction of a validation file (bench/multi_gpu_runs.py --predict) with its measured per-rank peaks
-    and errors; both lists are empty where the run was not measured."""
-    measured = {r["run_key"]: r for r in multi_records if r.get("status") == "ok"}
-    rows = []
-    for p in spec["predictions"]:
-        peaks = [measured_peak(k) for k in measured[p["run_key"]]["ranks"]] if p["run_key"] in measured else []
-        rows.append({**p, "measured": peaks,
-                     "errors_pct": [100.0 * (p["predicted_peak_bytes"] - m) / m for m in peaks]})
-    return rows
 
 
 def _usable_multi(multi_records: list[dict]) -> list[dict]:
@@ -268,33 +249,35 @@ def solve_multi_gpu(multi_records: list[dict], gpu: GpuSpec, params: Calibration
                    fsdp_expandable_slack_bytes=int(e0 * GiB), fsdp_expandable_slack_per_mlp_byte=round(em, 4))
 
 
-def solve_gpu(records: list[dict], all_capped: list[dict] | None = None, multi_records: list[dict] = (),
-            other_gpus_runs: list[dict] = (), other_multi_records: list[dict] = ()) -> dict:
-    """One GPU's fit. other_gpus_runs / other_multi_records: the other GPUs' runs, which stand in where this GPU
-    has no expandable-segments runs or no multi-GPU runs (said in `expandable_slack_from`, `multi_gpu_from`):
-    what they fit is the allocator's and NCCL's behaviour, not the card's."""
-    name = next(r["gpu"]["name"] for r in records if r.get("gpu"))
+def solve_gpu(runs: pd.DataFrame, all_capped: pd.DataFrame | None = None, multi_records: list[dict] = (),
+              other_gpus_runs: pd.DataFrame | None = None, other_multi_records: list[dict] = ()) -> dict:
+    """One GPU's fit from its runs (vramplan.calibrate.frame). other_gpus_runs / other_multi_records: the other
+    GPUs' runs, which stand in where this GPU has no expandable-segments runs or no multi-GPU runs (said in
+    `expandable_slack_from`, `multi_gpu_from`): what they fit is the allocator's and NCCL's behaviour, not the
+    card's."""
+    name = runs["gpu"].dropna().iloc[0]
     gpu = find_gpu(name)
-    own = any(usable(r) and allocator_of(r) == "expandable" for r in records)
-    borrowed = [] if own else [r for r in other_gpus_runs if usable(r) and allocator_of(r) == "expandable"]
-    params = solve_params(records, gpu, borrowed_expandable=borrowed)
-    capped_runs = all_capped if all_capped is not None else [r for r in records if capped(r)]
+    own = not _of(runs, "expandable").empty
+    borrowed = None if own or other_gpus_runs is None else _of(other_gpus_runs, "expandable")
+    params = solve_params(runs, gpu, borrowed_expandable=borrowed)
+    capped_runs = all_capped if all_capped is not None else runs[runs["capped"]]
     frag = solve_pressure_fragmentation(capped_runs, params)
     if frag is not None:
         params = replace(params, pressure_fragmentation=frag)
     multi_source = list(multi_records) or list(other_multi_records)
     params = solve_multi_gpu(multi_source, gpu, params)
-    in_sample, held_out = summarize(evaluate(records, gpu, params)), summarize(loao(records, gpu, borrowed))
+    in_sample, held_out = summarize(evaluate(runs, gpu, params)), summarize(loao(runs, gpu, borrowed))
     checks = verdicts(capped_runs, params)
     multi_rows = multi_gpu_rank_rows(list(multi_records), gpu, params)
     multi_held = multi_gpu_loao(list(multi_records), gpu, params) if multi_rows else []
-    first = next(r for r in records if r.get("versions"))
+    first = next(r for r in runs["record"] if r.get("versions"))
     return {
         "gpu_name": name, "profile": gpu.name, "architecture": gpu.architecture,
         "compute_capability": gpu.compute_capability, "memory_mib": gpu.memory_mib,
         "driver": first["gpu"].get("driver"), "versions": first["versions"], "runs": params.runs,
-        "architectures": sorted({r["model"] for r in records if usable(r)}),
-        "expandable_slack_from": (name if own else sorted({r["gpu"]["name"] for r in borrowed}) or None),
+        "architectures": sorted(runs.loc[runs["usable"], "model"].unique()),
+        "expandable_slack_from": (name if own else sorted(borrowed["gpu"].unique()) if borrowed is not None
+                                  and not borrowed.empty else None),
         "multi_gpu_from": sorted({k["gpu"]["name"] for r in _usable_multi(multi_source) for k in r["ranks"]}) or None,
         "params": {k: getattr(params, k) for k in CALIBRATED_FIELDS},
         "error": {"mae_pct": in_sample.get("mae_pct"), "worst_under_pct": in_sample.get("worst_under_pct"),
@@ -340,15 +323,17 @@ def multi_gpu_summary(rows: list[dict], held_out: list[dict] = ()) -> dict:
 
 
 def solve_all(calib_dir: Path) -> list[Path]:
+    """Refit every GPU's calibration from calib_dir's records (read once) into calib_dir/fits/."""
     written = []
-    runs = load_all_runs(calib_dir)
-    all_capped = [r for records in runs.values() for r in records if capped(r)]
-    for slug, records in runs.items():
-        if not any(usable(r) for r in records):
+    frame = load_frame(calib_dir)
+    all_capped = frame[frame["capped"]]
+    multi = {slug: load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl") for slug in frame["slug"].unique()}
+    for slug in frame["slug"].unique():
+        runs = frame[frame["slug"] == slug]
+        if not runs["usable"].any():
             continue
-        others = [r for other, recs in runs.items() if other != slug for r in recs]
-        other_multi = [r for other in runs if other != slug for r in load_runs(calib_dir / "multi_gpu" / f"{other}.jsonl")]
-        fit = solve_gpu(records, all_capped, load_runs(calib_dir / "multi_gpu" / f"{slug}.jsonl"), others, other_multi)
+        other_multi = [r for other, recs in multi.items() if other != slug for r in recs]
+        fit = solve_gpu(runs, all_capped, multi[slug], frame[frame["slug"] != slug], other_multi)
         path = calib_dir / "fits" / f"{gpu_slug(fit['gpu_name'])}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(fit, indent=2) + "\n")

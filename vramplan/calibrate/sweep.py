@@ -82,3 +82,24 @@ def run_sweep(runs: list[SweepRun], out_dir: Path, cache: Path, timeout_s: int =
 
 def default_cache() -> Path:
     return Path(os.environ.get("VRAMPLAN_CACHE", Path(tempfile.gettempdir()) / "vramplan-checkpoints"))
+
+
+def run_multi_gpu(run: SweepRun, checkpoint: Path, key: str, timeout_s: int = 900,
+                  trace_path: Path | None = None) -> dict:
+    """One measured multi-GPU run (rank_measure on every GPU through accelerate) as its record."""
+    from ..train.multi_gpu import launch_rank_measure
+    plan = run.plan
+    spec = {"run_key": key, "model": run.model, "checkpoint": str(checkpoint), "plan": plan.to_dict(),
+            "steps": STEPS, "cap_bytes": run.cap_bytes, "trace_path": str(trace_path) if trace_path else None}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.time()
+        ranks, _, err, cfg, cmd = launch_rank_measure(spec, plan, Path(tmp), timeout_s)
+        status = ("ok" if ranks and all(r["status"] == "ok" for r in ranks) and len(ranks) == plan.gpus else
+                  "oom" if any(r["status"] == "oom" for r in ranks) else "error")
+        rec = {"schema": 1, "run_key": key, "model": run.model, "why": run.why, "plan": plan.to_dict(),
+               "cap_bytes": run.cap_bytes, "steps_requested": STEPS, "status": status, "ranks": ranks,
+               "accelerate_config": cfg.read_text(), "launch": cmd[1:], "wall_s": round(time.time() - t0, 1),
+               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if status != "ok":
+            rec["launcher_stderr"] = err
+        return rec

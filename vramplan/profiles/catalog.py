@@ -78,16 +78,22 @@ def find_gpu(name: str) -> GpuSpec:
 
 
 def find_model(name: str) -> ModelArch:
-    """A catalog model by name, alias or hub id; or a local config.json / model folder."""
-    if not name or not name.strip():
+    """A catalog model by name, alias or hub id (case-insensitive); a local config.json / model folder; or a
+    hub id outside the catalog, read from the local Hugging Face cache (hub.py; ModelArch.source_kind says which)."""
+    if not isinstance(name, str):
+        raise VramplanError(f"MODEL must be a model name, got {name!r}", hint="`vramplan models` lists the catalog")
+    if not name.strip():
         raise VramplanError("MODEL: empty model name", hint="`vramplan models` lists the catalog")
     path = Path(name).expanduser()
     if path.exists():
         return load_local_config(path)
     model = _index(model_catalog()).get(_key(name))
-    if model is None:
-        looks_like_path = name.endswith(".json") or name.count("/") > 1 or name.startswith((".", "/", "~"))
-        if looks_like_path:  # hub ids have exactly one slash
-            raise VramplanError(f"{name}: no such file", hint="give a catalog name, a config.json, or a model folder")
-        raise NotFoundError("model", name, _suggest(name, model_catalog()), "vramplan models")
-    return model
+    if model is not None:
+        return model
+    looks_like_path = name.endswith(".json") or name.count("/") > 1 or name.startswith((".", "/", "~"))
+    if looks_like_path:  # hub ids have exactly one slash
+        raise VramplanError(f"{name}: no such file", hint="give a catalog name, a config.json, or a model folder")
+    from .hub import is_hub_id, resolve_hub_id  # only off the catalog path: it must stay import-free
+    if is_hub_id(name):
+        return resolve_hub_id(name, _suggest(name.split("/", 1)[1], model_catalog()))
+    raise NotFoundError("model", name, _suggest(name, model_catalog()), "vramplan models")

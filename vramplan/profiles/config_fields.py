@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from ..errors import VramplanError
 
-_FIX = "fix that field of the config.json (transformers writes it as {what})"
+_EXAMPLE = {"a positive whole number": "32", "true or false": "false", "a positive number or null": "30.0",
+            "a string": '"llama"'}
 
 
 def _bad(origin: str, key: str, value, what: str) -> VramplanError:
-    return VramplanError(f"{origin}: {key} must be {what}, got {_show(value)}", hint=_FIX.format(what=what))
+    example = _EXAMPLE.get(what, '"bfloat16"')
+    return VramplanError(f"{origin}: {key} must be {what}, got {_show(value)}",
+                         hint=f'fix it in the config.json, written as transformers writes it, e.g. "{key}": {example}')
 
 
 def _show(value) -> str:
@@ -43,7 +46,7 @@ def boolean(config: dict, key: str, origin: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise _bad(origin, key, value, "true or false (a JSON boolean, not a string or number)")
+        raise _bad(origin, key, value, "true or false")
     return value
 
 
@@ -77,7 +80,7 @@ def checkpoint_dtype(config: dict, origin: str) -> str:
         if value is None or value == "auto":
             continue
         if not isinstance(value, str):
-            raise _bad(origin, key, value, "a dtype name such as \"bfloat16\"")
+            raise _bad(origin, key, value, "a dtype name")
         name = value.replace("torch.", "").lower()
         if name not in DTYPES:
             raise VramplanError(f"{origin}: {key} {value!r} is not a checkpoint dtype vramplan models",

@@ -6,15 +6,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import VramplanError
+from . import config_fields as cf
+from .unmodelled import refuse_foreign_layout, refuse_unmodelled
 
-# Decoder families and how their layers are built. Families not listed here are read as Llama-like
-# (separate q/k/v/o and gate/up/down projections), which is what most decoders on the hub are; the
-# estimate then says so in its assumptions.
+# Decoder families and how their layers are built. A family not listed here, whose config has the Llama-like
+# shape fields and nothing unmodelled (unmodelled.py), is read as Llama-like (separate q/k/v/o and
+# gate/up/down projections, two norms per layer), which is what most decoders on the hub are; ModelArch.read_as
+# says so, for the output to show.
 FUSED_PROJECTIONS = {"phi3"}  # qkv_proj and gate_up_proj
 QKV_BIAS_ALWAYS = {"qwen2"}  # Qwen2Attention hard-codes bias=True on q/k/v
 PER_HEAD_QK_NORM = {"qwen3", "gemma3_text", "gemma3"}
 SANDWICH_NORMS = {"gemma2", "gemma3_text", "gemma3"}  # four norms per layer
 SCALED_EMBEDDINGS = {"gemma", "gemma2", "gemma3_text", "gemma3"}
+FULL_WIDTH_QK_NORM = {"olmo2"}  # q_norm over heads*head_dim, k_norm over kv_heads*head_dim
+TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3_text", "gemma3"}  # their config classes default to tied embeddings
 KNOWN_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2", "granite"}
 
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -58,6 +63,13 @@ class ModelArch:
     hub_id: str | None = None
     aliases: tuple[str, ...] = ()
     source: str = ""
+    """Where the config was read: the profile's reference URL, a local path, or the cached config.json."""
+    source_kind: str = "config"
+    """catalog | file (a local config.json or folder) | hub-cache | hub-download | config (a dict in memory)."""
+    read_as: str | None = None
+    """The family whose layout this config was read as, when its model_type is not one vramplan knows."""
+    text_only: str | None = None
+    """Why only the text decoder of a multimodal checkpoint is counted (a text-only load); None otherwise."""
     note: str | None = None
     published_params: int | None = None
     published_params_counts_tied_head: bool = False
@@ -86,6 +98,8 @@ class ModelArch:
         n = (4 if self.model_type in SANDWICH_NORMS else 2) * self.hidden
         if self.model_type in PER_HEAD_QK_NORM:
             n += 2 * self.head_dim
+        if self.model_type in FULL_WIDTH_QK_NORM:
+            n += (self.heads + self.kv_heads) * self.head_dim
         return n
 
     @property
@@ -106,12 +120,34 @@ class ModelArch:
     def largest_linear(self) -> Linear:
         return max(self.linears, key=lambda lin: lin.numel)
 
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """What the text output must say next to any number for this model (how it was read)."""
+        out = []
+        if self.read_as:
+            out.append(f"model_type {self.model_type!r} is not a family vramplan knows: read as {self.read_as}-like "
+                       "(q/k/v/o and gate/up/down projections, two norms per layer); check that its modeling file "
+                       "has that layout")
+        if self.text_only:
+            out.append(f"text-only load: {self.text_only}")
+        return tuple(out)
+
+    @property
+    def source_line(self) -> str:
+        """Where this architecture came from, for the output."""
+        where = {"catalog": f"catalog profile {self.name}", "file": "local config",
+                 "hub-cache": f"{self.hub_id}: config.json from the local Hugging Face cache",
+                 "hub-download": f"{self.hub_id}: config.json downloaded from the Hugging Face hub"}
+        head = where.get(self.source_kind, "config")
+        return f"{head} ({self.source})" if self.source else head
+
     def summary(self) -> dict:
         return {
             "name": self.name, "hub_id": self.hub_id, "model_type": self.model_type, "params": self.total_params,
             "hidden": self.hidden, "intermediate": self.intermediate, "layers": self.layers, "heads": self.heads,
             "kv_heads": self.kv_heads, "head_dim": self.head_dim, "vocab": self.vocab,
             "tied_embeddings": self.tied_embeddings, "dtype": self.dtype, "linear_modules": list(self.linear_names),
+            "read_as": self.read_as, "text_only": self.text_only, "source_kind": self.source_kind,
         }
 
 
@@ -128,42 +164,72 @@ def _layer_linears(model_type: str, h: int, inter: int, heads: int, kv: int, d: 
             Linear("down_proj", inter, h, mlp_bias))
 
 
-def arch_from_config(config: dict, *, name: str, origin: str, **meta) -> ModelArch:
-    """Build a ModelArch from config.json content (multimodal configs: their text_config)."""
-    if not isinstance(config, dict):
-        raise VramplanError(f"{origin}: config must be a JSON object")
-    if "text_config" in config and "hidden_size" not in config:
-        inner = dict(config["text_config"])
-        inner.setdefault("model_type", config.get("model_type", ""))
-        config = inner
+def _unwrap_text_config(config: dict, origin: str) -> dict:
+    """A wrapper config whose decoder sits in text_config (towers were refused before this)."""
+    if "text_config" not in config or "hidden_size" in config:
+        return config
+    inner = config["text_config"]
+    if not isinstance(inner, dict):
+        raise VramplanError(f"{origin}: text_config must be a JSON object", hint="fix that field of the config.json")
+    inner = dict(inner)
+    inner.setdefault("model_type", config.get("model_type"))
+    return inner
+
+
+def _shape(config: dict, origin: str) -> dict:
+    """The sizes every component is computed from, each checked for type and range."""
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
         raise VramplanError(f"{origin}: not a causal LM config.json, missing {', '.join(missing)}",
                             hint="point MODEL at a transformers config.json or the folder that holds it")
-    try:
-        h = int(config["hidden_size"])
-        inter = int(config["intermediate_size"])
-        layers = int(config["num_hidden_layers"])
-        heads = int(config["num_attention_heads"])
-        kv = int(config.get("num_key_value_heads") or heads)
-        vocab = int(config["vocab_size"])
-        d = int(config.get("head_dim") or h // heads)
-    except (TypeError, ValueError) as exc:
-        raise VramplanError(f"{origin}: malformed config value ({exc})") from None
-    if min(h, inter, layers, heads, kv, vocab, d) <= 0:
-        raise VramplanError(f"{origin}: sizes in the config must be positive")
-    model_type = str(config.get("model_type", "")).lower() or "unknown"
-    attn_bias = bool(config.get("attention_bias", False))
-    mlp_bias = bool(config.get("mlp_bias", False))
-    dtype = str(config.get("torch_dtype") or config.get("dtype") or "bfloat16").replace("torch.", "")
+    s = {key: cf.positive_int(config, key, origin) for key in _REQUIRED}
+    heads = s["num_attention_heads"]
+    kv = cf.positive_int(config, "num_key_value_heads", origin, default=heads, optional=True)
+    if kv > heads or heads % kv:
+        raise VramplanError(f"{origin}: num_key_value_heads {kv} must divide num_attention_heads {heads}",
+                            hint="fix those fields of the config.json (grouped-query attention shares each k/v "
+                                 "head among a whole number of query heads)")
+    d = cf.positive_int(config, "head_dim", origin, optional=True)
+    if d is None:
+        if s["hidden_size"] % heads:
+            raise VramplanError(f"{origin}: hidden_size {s['hidden_size']} is not a multiple of num_attention_heads "
+                                f"{heads} and there is no head_dim", hint="add head_dim to the config.json")
+        d = s["hidden_size"] // heads
+    return {**s, "kv": kv, "head_dim": d}
+
+
+def arch_from_config(config: dict, *, name: str, origin: str, checkpoint: bool = False, **meta) -> ModelArch:
+    """Build a ModelArch from config.json content, strictly: a field of the wrong type or range, or a part
+    vramplan does not model (experts, towers, encoders, state-space layers, pre-quantized weights, a layout that
+    is not Llama-like) raises VramplanError naming it. checkpoint: read from a checkpoint's config.json (so a
+    bitsandbytes quantization_config means pre-quantized weights), not from a model already loaded."""
+    if not isinstance(config, dict):
+        kind = "null" if config is None else "a JSON " + {list: "list", str: "string"}.get(type(config), "value")
+        raise VramplanError(f"{origin}: config must be a JSON object, this one is {kind}",
+                            hint="point MODEL at a transformers config.json (one JSON object of fields)")
+    model_type = cf.string(config, "model_type", origin, default="") or ""
+    mt = model_type.lower() or "unknown"
+    refuse_unmodelled(config, mt, origin, checkpoint=checkpoint)
+    inner = _unwrap_text_config(config, origin)
+    if inner is not config:
+        config, mt = inner, (cf.string(inner, "model_type", origin, default="") or mt).lower()
+        refuse_unmodelled(config, mt, origin, checkpoint=checkpoint)
+    refuse_foreign_layout(config, mt, origin, KNOWN_FAMILIES)
+    s = _shape(config, origin)
+    h, inter, heads, kv, d = (s["hidden_size"], s["intermediate_size"], s["num_attention_heads"], s["kv"],
+                              s["head_dim"])
+    attn_bias = cf.boolean(config, "attention_bias", origin, False)
+    mlp_bias = cf.boolean(config, "mlp_bias", origin, False)
     return ModelArch(
-        name=name, model_type=model_type, hidden=h, intermediate=inter, layers=layers, heads=heads, kv_heads=kv,
-        head_dim=d, vocab=vocab, tied_embeddings=bool(config.get("tie_word_embeddings", False)), dtype=dtype,
-        attention_bias=attn_bias, mlp_bias=mlp_bias,
-        final_logit_softcapping=config.get("final_logit_softcapping"),
-        attn_logit_softcapping=config.get("attn_logit_softcapping"),
-        max_position_embeddings=config.get("max_position_embeddings"),
-        linears=_layer_linears(model_type, h, inter, heads, kv, d, attn_bias, mlp_bias), **meta)
+        name=name, model_type=mt, hidden=h, intermediate=inter, layers=s["num_hidden_layers"], heads=heads,
+        kv_heads=kv, head_dim=d, vocab=s["vocab_size"],
+        tied_embeddings=cf.boolean(config, "tie_word_embeddings", origin, mt in TIED_BY_DEFAULT),
+        dtype=cf.checkpoint_dtype(config, origin), attention_bias=attn_bias, mlp_bias=mlp_bias,
+        final_logit_softcapping=cf.positive_number(config, "final_logit_softcapping", origin),
+        attn_logit_softcapping=cf.positive_number(config, "attn_logit_softcapping", origin),
+        max_position_embeddings=cf.positive_int(config, "max_position_embeddings", origin, optional=True),
+        read_as=None if mt in KNOWN_FAMILIES else "llama",
+        linears=_layer_linears(mt, h, inter, heads, kv, d, attn_bias, mlp_bias), **meta)
 
 
 def load_model_file(path: Path) -> ModelArch:
@@ -181,7 +247,8 @@ def load_model_file(path: Path) -> ModelArch:
 def _arch_from_profile(d: dict, path: Path) -> ModelArch:
     return arch_from_config(
         d["config"], name=d["name"], origin=str(path), hub_id=d.get("hub_id"), aliases=tuple(d.get("aliases", ())),
-        source=d.get("source", ""), note=d.get("note"), published_params=d.get("published_params"),
+        source=d.get("source", ""), source_kind="catalog", text_only=d.get("text_only"), note=d.get("note"),
+        published_params=d.get("published_params"),
         published_params_counts_tied_head=bool(d.get("published_params_counts_tied_head", False)),
         reference_params=d.get("reference_params"))
 
@@ -196,5 +263,6 @@ def load_local_config(path: Path) -> ModelArch:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VramplanError(f"{cfg_path}: malformed JSON ({exc})") from None
     name = path.name if path.is_dir() else (path.parent.name or path.stem)
-    return arch_from_config(config, name=name, origin=str(cfg_path), source=str(cfg_path.resolve()),
-                            hub_id=config.get("_name_or_path") or None)
+    hub_id = config.get("_name_or_path") if isinstance(config, dict) else None
+    return arch_from_config(config, name=name, origin=str(cfg_path), checkpoint=True, source=str(cfg_path.resolve()),
+                            source_kind="file", hub_id=hub_id if isinstance(hub_id, str) and hub_id else None)

@@ -62,7 +62,7 @@ def _expert_gib(config: dict) -> str:
     step = _count(config.get("decoder_sparse_step")) or 1
     moe_layers = max(0, (layers - dense) // max(step, 1))
     n = 3 * e * inter * h * moe_layers
-    return f", {n * 2 / 2**30:.1f} GiB of experts in bf16, {n * 4 / 2**30:.1f} GiB after the fp32 cast"
+    return f" (here {n * 2 / 2**30:.1f} GiB of expert weights in bf16, {n * 4 / 2**30:.1f} GiB in fp32)"
 
 
 def _refuse_moe(config: dict, mt: str, origin: str) -> None:
@@ -75,8 +75,8 @@ def _refuse_moe(config: dict, mt: str, origin: str) -> None:
     raise UnmodelledError(
         "mixture-of-experts",
         f"{origin}: {mt} is a Mixture-of-Experts model{what}: under transformers 5 its experts are fused 3-D "
-        "parameters, which bitsandbytes 4-bit does not quantize (they stay in the compute dtype) and "
-        f"prepare_model_for_kbit_training casts to fp32{_expert_gib(config)}; vramplan does not model "
+        "parameters that bitsandbytes 4-bit does not quantize (they load in the compute dtype) and "
+        f"prepare_model_for_kbit_training casts them to fp32{_expert_gib(config)}; vramplan does not model "
         "Mixture-of-Experts yet, so it gives no number (a dense estimate would be several times too low)",
         hint=_DENSE_HINT + "; peft also refuses lora_dropout != 0 once the experts are LoRA targets")
 
@@ -209,8 +209,66 @@ def refuse_unmodelled(config: dict, mt: str, origin: str, *, checkpoint: bool) -
 
     checkpoint: the config comes from a checkpoint's config.json (a bitsandbytes quantization_config there means
     pre-quantized weights), not from a model already loaded with the user's BitsAndBytesConfig."""
+    # structure first: the pre-quantized hint sends the user to the 16-bit base, which must then be modelled
     _refuse_gpt_oss(config, mt, origin)
-    _refuse_prequantized(config, mt, origin, checkpoint)
     _refuse_towers(config, mt, origin)
     _refuse_layouts(config, mt, origin)
     _refuse_moe(config, mt, origin)
+    _refuse_prequantized(config, mt, origin, checkpoint)
+
+
+# -- decoders that are not Llama-like ---------------------------------------------------------------------------
+_TWO_MATRIX = "a two-matrix MLP (no gate projection)"
+NOT_LLAMA_LIKE = {
+    "phi": f"Phi-1/Phi-2 blocks: {_TWO_MATRIX} fc1/fc2, biases on every projection, LayerNorm with bias "
+           "(vramplan models Phi-3 and Phi-4, model_type phi3)",
+    "falcon": f"a fused query_key_value projection and {_TWO_MATRIX} dense_h_to_4h/dense_4h_to_h",
+    "gpt2": f"GPT-2 blocks: a fused c_attn, {_TWO_MATRIX} c_fc/c_proj, learned position embeddings",
+    "gpt_bigcode": f"GPT-2 blocks with multi-query attention: a fused c_attn, {_TWO_MATRIX} c_fc/c_proj",
+    "gptj": f"GPT-J blocks: {_TWO_MATRIX} fc_in/fc_out, a parallel attention/MLP residual",
+    "gpt_neo": f"GPT-Neo blocks: {_TWO_MATRIX} c_fc/c_proj, learned position embeddings",
+    "gpt_neox": f"a fused query_key_value projection and {_TWO_MATRIX} dense_h_to_4h/dense_4h_to_h",
+    "codegen": f"a fused qkv_proj and {_TWO_MATRIX} fc_in/fc_out",
+    "bloom": f"a fused query_key_value projection, ALiBi and {_TWO_MATRIX}",
+    "opt": f"{_TWO_MATRIX} fc1/fc2, learned position embeddings, LayerNorm with bias",
+    "mpt": f"a fused Wqkv projection, ALiBi and {_TWO_MATRIX}",
+    "starcoder2": f"{_TWO_MATRIX} c_fc/c_proj with biases, LayerNorm with bias",
+    "nemotron": f"{_TWO_MATRIX} up_proj/down_proj (squared ReLU), LayerNorm1P with bias",
+    "arcee": f"{_TWO_MATRIX} up_proj/down_proj (squared ReLU)",
+    "apertus": f"{_TWO_MATRIX} up_proj/down_proj (xIELU)",
+    "glm": "a fused gate_up_proj MLP and biased q/k/v (GLM-4)",
+    "glm4": "a fused gate_up_proj MLP and four norms per layer",
+    "chatglm": "a fused query_key_value projection and a fused dense_h_to_4h MLP",
+    "internlm2": "a fused wqkv projection and w1/w2/w3 MLP names",
+    "baichuan": "a fused W_pack q/k/v projection",
+    "qwen": "Qwen-1 blocks: a fused c_attn and w1/w2/c_proj MLP",
+}
+LLAMA_SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+FOREIGN_SHAPE_KEYS = ("n_embd", "n_layer", "n_head", "n_inner", "n_positions", "d_model", "n_layers", "n_heads",
+                      "ffn_dim", "ffn_hidden_size", "num_layers", "dim", "hidden_dim", "n_kv_heads", "multi_query",
+                      "new_decoder_architecture", "parallel_attn", "kv_channels", "padded_vocab_size", "d_ff", "d_kv",
+                      "num_heads")
+
+
+def refuse_foreign_layout(config: dict, mt: str, origin: str, known: set[str]) -> None:
+    """A family vramplan knows is not Llama-like, or an unknown family whose shape fields are not Llama's."""
+    if mt in NOT_LLAMA_LIKE:
+        raise UnmodelledError(
+            "layout", f"{origin}: {mt} is not a Llama-like decoder ({NOT_LLAMA_LIKE[mt]}): vramplan's layer model "
+                      "would count the wrong modules", hint=_DENSE_HINT)
+    if mt in known:
+        return
+    foreign = [k for k in FOREIGN_SHAPE_KEYS if k in config]
+    missing = [k for k in LLAMA_SHAPE_KEYS if k not in config]
+    if mt == "unknown" and not foreign:
+        return  # no model_type and Llama's field names: read as Llama-like, or "missing" names the gap
+    if foreign or missing:
+        fields = ", ".join(foreign) if foreign else "no " + ", ".join(missing)
+        mistral_native = "dim" in config and "n_layers" in config
+        raise UnmodelledError(
+            "layout",
+            f"{origin}: " + (f"model_type {mt!r} is not a family vramplan knows" if mt != "unknown" else
+                             "the config has no model_type") + f", and its shape fields ({fields}) are not "
+            f"the Llama-like ones ({', '.join(LLAMA_SHAPE_KEYS)}): vramplan cannot tell its layers",
+            hint=("this looks like Mistral's native params.json: give the transformers config.json of the same "
+                  "model" if mistral_native else _DENSE_HINT))

@@ -54,7 +54,7 @@ class PlanState:
 
     def set_number(self, name: str, value: int) -> None:
         """Micro-batch moves against accumulation, so the effective batch stays where it was."""
-        lo, hi = LIMITS[name]
+        lo, hi = LIMITS.get(name) or flags.flag(name).range
         value = max(lo, min(hi, int(value)))
         if name == "batch":
             effective = self.plan.effective_batch
@@ -104,10 +104,13 @@ class PlanState:
 
     # -- export -------------------------------------------------------------------------------------------
     def train_command(self, data: str = "train.jsonl") -> str:
-        """The `vramplan train` command that runs this plan: every plan flag, from the plan's declarations."""
+        """The `vramplan train` command that runs this plan: every plan flag, from the plan's declarations.
+        `vramplan train` launches the plain Trainer, so a TRL plan is handed over as --trainer hf (train verifies
+        and plans that stack itself; the script says so)."""
         p = self.plan
+        skip = ("grad_accum", "trainer", "trl_version", "fp32_adapters", "eval_batch")
         args = ["vramplan", "train", self.model.hub_id or self.model.name, "--data", data, "--gpu", self.gpu.name,
-                "--effective-batch", str(p.effective_batch)] + flags.command_args(p, skip=("grad_accum",))
+                "--effective-batch", str(p.effective_batch)] + flags.command_args(p, skip=skip) + ["--trainer", "hf"]
         return shlex.join(args)
 
     def to_json(self) -> dict:
@@ -121,7 +124,9 @@ class PlanState:
         json_path = _fresh(folder / "vramplan-plan.json")
         json_path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         sh_path = _fresh(folder / "vramplan-train.sh")
-        sh_path.write_text("#!/bin/sh\n" + self.train_command() + "\n")
+        note = ("# planned for TRL's SFTTrainer; `vramplan train` runs the plain transformers Trainer and plans it "
+                "again for that stack\n" if self.plan.trainer == "trl" else "")
+        sh_path.write_text("#!/bin/sh\n" + note + self.train_command() + "\n")
         return json_path, sh_path
 
 

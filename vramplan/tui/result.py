@@ -1,0 +1,66 @@
+"""The memory picture (right side): title, bar, verdict, the component table, the calibration line."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widgets import DataTable, Static
+
+from ..memory import LABELS, Breakdown
+from ..profiles import GpuSpec, ModelArch
+from ..search import SAFETY_MARGIN, margin_limit
+from ..units import GiB
+from .widgets import MemoryBar, table_rows
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What the panel draws: a model on a GPU and the Breakdown of the plan."""
+
+    model: ModelArch
+    gpu: GpuSpec
+    breakdown: Breakdown
+
+
+class ResultPanel(Vertical):
+    picture: reactive[Picture | None] = reactive(None, init=False)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield MemoryBar(SAFETY_MARGIN, id="bar")
+        yield Static(id="verdict")
+        yield DataTable(id="table", show_cursor=False, zebra_stripes=True)
+        yield Static(id="calibration")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#table", DataTable)
+        table.add_column("component", key="component")
+        table.add_column("GiB", key="gib")
+        table.add_column("card", key="share")
+
+    def watch_picture(self, picture: Picture) -> None:
+        m, g, b = picture.model, picture.gpu, picture.breakdown
+        self.query_one("#title", Static).update(
+            f"[b]{m.name}[/b] ({m.total_params / 1e9:.2f}B) on [b]{g.name}[/b] ({b.capacity_bytes / GiB:.1f} GiB usable)")
+        self.query_one("#bar", MemoryBar).show(b)
+        self.query_one("#verdict", Static).update(verdict_text(b))
+        table = self.query_one("#table", DataTable)
+        table.clear()
+        for row in table_rows(b):
+            table.add_row(*row)
+        self.query_one("#calibration", Static).update(f"[dim]{b.calibration['source']}[/dim]")
+
+
+def verdict_text(b: Breakdown) -> str:
+    dom, dom_bytes = b.dominant()
+    if b.required_bytes <= margin_limit(b.capacity_bytes):
+        verdict = f"[b green]FITS[/b green] with the {SAFETY_MARGIN:.0%} margin"
+    elif b.fits:
+        verdict = "[b yellow]FITS, inside the safety margin[/b yellow]"
+    else:
+        verdict = "[b red]DOES NOT FIT[/b red]"
+    return (f"{verdict}: needs {b.required_bytes / GiB:.2f} of {b.capacity_bytes / GiB:.2f} GiB "
+            f"(nvidia-smi peak {b.peak_bytes / GiB:.2f})\npeak phase [b]{b.peak_phase}[/b]; "
+            f"largest: {LABELS.get(dom, dom)} {dom_bytes / GiB:.2f} GiB")
