@@ -202,14 +202,7 @@ def run(spec: dict) -> dict:
     plan = spec["plan"]
     poller = NvmlPeak()
     try:
-        import torch
-        torch.cuda.init()
-        torch.zeros(1, device="cuda")
-        torch.cuda.synchronize()
-        nvml["after_init"] = nvml_used()
-        record["gpu"]["torch_total_bytes"] = torch.cuda.get_device_properties(0).total_memory
-        if spec.get("cap_bytes"):
-            torch.cuda.set_per_process_memory_fraction(spec["cap_bytes"] / record["gpu"]["torch_total_bytes"])
+        start_cuda(spec, record)
         if spec.get("trace_path"):
             start_trace()
         with poller:
@@ -283,15 +276,32 @@ def _train(spec, plan, record, nvml, trace):
     record["tokens_per_s"] = plan["batch"] * plan.get("grad_accum", 1) * plan["seq"] / record["step_time_s"]
 
 
-def main(argv=None) -> int:
+def start_cuda(spec: dict, record: dict) -> None:
+    """Create the CUDA context (its cost is NVML's after_init minus before_init) and apply the spec's cap."""
+    import torch
+    torch.cuda.init()
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+    record["nvml"]["after_init"] = nvml_used()
+    record["gpu"]["torch_total_bytes"] = torch.cuda.get_device_properties(0).total_memory
+    if spec.get("cap_bytes"):
+        torch.cuda.set_per_process_memory_fraction(spec["cap_bytes"] / record["gpu"]["torch_total_bytes"])
+
+
+def worker_main(run_one, argv=None) -> int:
+    """A measuring worker's command line: SPEC.json OUT.json, the allocator set before CUDA starts."""
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(open(argv[0]).read())
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     apply_allocator(spec["plan"])
-    record = run(spec)
+    record = run_one(spec)
     with open(argv[1], "w") as f:
         json.dump(record, f, indent=1)
     return 0
+
+
+def main(argv=None) -> int:
+    return worker_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,14 @@ and the whole-run peak can be told apart. The dataset is random token ids, alrea
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 import time
 
 from ..gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
-from .measure import (SCHEMA, apply_allocator, load_for_training, phase_recorder, record_failure, record_steps,
-                      torch_mem)
+from .measure import (SCHEMA, load_for_training, phase_recorder, record_failure, record_steps, start_cuda,
+                      torch_mem, worker_main)
 from ..train.arguments import training_kwargs
 
 STACK_PACKAGES = ("trl", "datasets")
@@ -229,14 +228,7 @@ def run(spec: dict) -> dict:
     record["torch"] = {}
     poller = PhasedNvmlPeak()
     try:
-        import torch
-        torch.cuda.init()
-        torch.zeros(1, device="cuda")
-        torch.cuda.synchronize()
-        record["nvml"]["after_init"] = nvml_used()
-        record["gpu"]["torch_total_bytes"] = torch.cuda.get_device_properties(0).total_memory
-        if spec.get("cap_bytes"):
-            torch.cuda.set_per_process_memory_fraction(spec["cap_bytes"] / record["gpu"]["torch_total_bytes"])
+        start_cuda(spec, record)
         with poller:
             _train(spec, record, poller)
         record["status"] = "ok"
@@ -251,14 +243,7 @@ def run(spec: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(open(argv[0]).read())
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    apply_allocator(spec["plan"])
-    record = run(spec)
-    with open(argv[1], "w") as f:
-        json.dump(record, f, indent=1)
-    return 0
+    return worker_main(run, argv)
 
 
 if __name__ == "__main__":

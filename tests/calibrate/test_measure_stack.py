@@ -1,0 +1,40 @@
+"""The stack-measuring worker's arguments and trainer, on CPU (the GPU runs are in calibration/stacks)."""
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("torch")
+
+from vramplan.calibrate.measure_stack import make_stack_trainer, stack_arguments, trainable_dtypes  # noqa: E402
+from vramplan.plan import TrainPlan  # noqa: E402
+
+PLAN = TrainPlan(seq=32, batch=2, quant="none", optim="adamw_torch", trainer="hf").to_dict()
+EVAL = {"batch": 4, "samples": 8, "at_step": 2}
+
+
+def spec(trainer: str, **more) -> dict:
+    return {"plan": PLAN, "steps": 3, "stack": {"trainer": trainer}, "eval": EVAL,
+            "args": {"use_cpu": True, "bf16": False}, "output_dir": "/tmp/vramplan-test-stack", **more}
+
+
+def test_sftconfig_gets_the_plans_length_and_the_evaluation_schedule(tmp_path):
+    args = stack_arguments(spec("trl"), PLAN, str(tmp_path))
+    assert type(args).__name__ == "SFTConfig" and args.max_length == 32 and args.packing is False
+    assert args.eval_steps == 2 and args.per_device_eval_batch_size == 4 and args.eval_strategy.value == "steps"
+    hf = stack_arguments(spec("hf"), PLAN, str(tmp_path))
+    assert type(hf).__name__ == "TrainingArguments" and hf.per_device_train_batch_size == 2
+
+
+def test_both_stacks_build_on_a_tiny_model(tmp_path):
+    from peft import get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from tests.synthetic import save_tokenizer
+    from vramplan.calibrate.measure import lora_config
+    cfg = AutoConfig.for_model("llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, vocab_size=3000)
+    save_tokenizer(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    for trainer in ("trl", "hf"):
+        model = get_peft_model(AutoModelForCausalLM.from_config(cfg), lora_config(PLAN))
+        built = make_stack_trainer(spec(trainer, output_dir=str(tmp_path / trainer)), model, tok, [])
+        assert type(built).__name__ == ("SFTTrainer" if trainer == "trl" else "Trainer")
+        assert list(trainable_dtypes(built.model)) == ["float32"]  # not quantized: nothing cast to bf16
