@@ -9,7 +9,7 @@ import pytest
 from vramplan.errors import VramplanError
 from vramplan.profiles import UnmodelledError, find_model, model_catalog
 from vramplan.profiles.catalog import _key
-from vramplan.profiles.hub import cache_dir
+from vramplan.profiles.hub import cache_dir, cached_config
 
 MISTRAL = {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 4096,
            "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
@@ -73,6 +73,13 @@ def test_a_cached_hub_id_outside_the_catalog_is_read_from_the_cache_and_says_so(
     assert m.source_kind == "hub-cache" and str(path) in m.source and "revision 0123456789ab" in m.source
     assert m.source_line.startswith(f"{ZEPHYR}: config.json from the local Hugging Face cache (")
     assert m.total_params == find_model("mistral-7b-v0.3").total_params - 768 * 4096 * 2  # 32000 vs 32768 vocab
+
+
+def test_the_cache_layout_is_the_one_huggingface_hub_reads(hf_cache):
+    hub = pytest.importorskip("huggingface_hub")
+    path = put(hf_cache, ZEPHYR, MISTRAL)
+    assert hub.try_to_load_from_cache(ZEPHYR, "config.json", cache_dir=str(hf_cache)) == str(path)
+    assert cached_config(ZEPHYR) == (path, "0123456789abcdef0123")
 
 
 def test_the_cache_is_matched_case_insensitively_and_without_refs(hf_cache):
@@ -169,6 +176,22 @@ def test_vramplan_download_names_a_gated_repository(hf_cache, monkeypatch):
     with pytest.raises(VramplanError) as err:
         find_model("meta-llama/Llama-4-Scout-17B-16E")
     assert "is gated" in str(err.value) and "HF_TOKEN" in str(err.value) and "hf auth login" in str(err.value)
+
+
+@pytest.mark.parametrize("error, says", [("LocalEntryNotFoundError", "offline"), ("OfflineModeIsEnabled", "offline"),
+                                         ("RemoteEntryNotFoundError", "has no config.json"),
+                                         ("RepositoryNotFoundError", "no such repository on the hub")])
+def test_vramplan_download_tells_offline_from_missing(hf_cache, monkeypatch, error, says):
+    entry = type("EntryNotFoundError", (Exception,), {})  # huggingface_hub's hierarchy: both kinds are entries
+    cls = type(error, (entry,), {})
+
+    def download(repo_id, filename, **kw):
+        raise cls("nope")
+
+    fake_hub(monkeypatch, download)
+    monkeypatch.setenv("VRAMPLAN_DOWNLOAD", "1")
+    with pytest.raises(VramplanError, match=says):
+        find_model(ZEPHYR)
 
 
 def test_vramplan_download_without_huggingface_hub_says_so(hf_cache, monkeypatch):

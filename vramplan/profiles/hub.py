@@ -82,7 +82,7 @@ def _download(repo_id: str) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise VramplanError(f"{repo_id}: {DOWNLOAD_ENV}=1 needs huggingface_hub, which is not installed",
-                            hint=f"`pip install huggingface_hub`, or download it yourself: {_how(repo_id)}") from None
+                            hint=f"`pip install huggingface_hub`, or: {_how(repo_id, False)}") from None
     try:
         return Path(hf_hub_download(repo_id, "config.json"))
     except Exception as exc:  # huggingface_hub's error classes differ between releases: told apart by name
@@ -93,19 +93,24 @@ def _download(repo_id: str) -> Path:
         elif "RepositoryNotFoundError" in names:
             why, hint = ("no such repository on the hub (or it is private)",
                          "check the id; a private repository needs a token (`hf auth login` or HF_TOKEN)")
+        elif names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} or isinstance(exc, ConnectionError):
+            # LocalEntryNotFoundError subclasses EntryNotFoundError: it means offline, not a missing file
+            why = "its config.json could not be downloaded: offline (HF_HUB_OFFLINE is set or the hub is unreachable)"
+            hint = "connect and unset HF_HUB_OFFLINE, or: " + _how(repo_id, False)
         elif "EntryNotFoundError" in names:
             why, hint = "the repository has no config.json", "pass a local config.json of the model instead"
         else:
             why = f"its config.json could not be downloaded ({type(exc).__name__}: {exc})".replace("\n", " ")
-            hint = _how(repo_id)
+            hint = _how(repo_id, False)
         raise VramplanError(f"{repo_id}: {why}", hint=hint) from None
 
 
-def _how(repo_id: str) -> str:
+def _how(repo_id: str, offer_download: bool = True) -> str:
+    consent = f"; or set {DOWNLOAD_ENV}=1 to let vramplan download only config.json" if offer_download else ""
     return (f"`hf download {repo_id} config.json` (older huggingface_hub: `huggingface-cli download {repo_id} "
-            "config.json`) puts it in the cache where vramplan looks; or pass a local config.json or model folder; "
-            f"or set {DOWNLOAD_ENV}=1 to let vramplan download only config.json. Gated models (Llama, Gemma, ...) "
-            "need a token first: accept the licence on the model page, then `hf auth login` or set HF_TOKEN")
+            "config.json`) puts it in the cache where vramplan looks; or pass a local config.json or model folder"
+            f"{consent}. Gated models (Llama, Gemma, ...) need a token first: accept the licence on the model page, "
+            "then `hf auth login` or set HF_TOKEN")
 
 
 def resolve_hub_id(repo_id: str, suggestions: list[str] = ()) -> ModelArch:

@@ -181,7 +181,7 @@ def _refuse_layouts(config: dict, mt: str, origin: str) -> None:
     if enc_dec is not None and not isinstance(enc_dec, bool):
         raise VramplanError(f"{origin}: is_encoder_decoder must be true or false, got {enc_dec!r}",
                             hint="fix that field of the config.json (a JSON boolean)")
-    if enc_dec or mt in ENCODER_DECODER or "encoder_layers" in config:
+    if enc_dec or mt in ENCODER_DECODER or "encoder_layers" in config or config.get("add_cross_attention") is True:
         raise UnmodelledError(
             "encoder-decoder",
             f"{origin}: {mt} is an encoder-decoder model: the encoder, the decoder's cross-attention and their "
@@ -247,7 +247,9 @@ LLAMA_SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "nu
 FOREIGN_SHAPE_KEYS = ("n_embd", "n_layer", "n_head", "n_inner", "n_positions", "d_model", "n_layers", "n_heads",
                       "ffn_dim", "ffn_hidden_size", "num_layers", "dim", "hidden_dim", "n_kv_heads", "multi_query",
                       "new_decoder_architecture", "parallel_attn", "kv_channels", "padded_vocab_size", "d_ff", "d_kv",
-                      "num_heads")
+                      "num_heads", "use_parallel_residual", "rotary_dim",
+                      # per-layer shapes (Nemotron-NAS/DeciLM block_configs, OpenELM): no one layer to multiply
+                      "block_configs", "num_query_heads", "ffn_multipliers")
 
 
 def refuse_foreign_layout(config: dict, mt: str, origin: str, known: set[str]) -> None:
