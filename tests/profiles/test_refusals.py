@@ -151,6 +151,8 @@ def test_an_unknown_family_with_llama_fields_is_read_as_llama_and_says_so():
     assert "'cohere' is not a family vramplan knows: read as llama-like" in arch.notices[0]
     assert arch.summary()["read_as"] == "llama"
     assert arch_from_config({**LLAMA_LIKE, "model_type": "mistral"}, name="m", origin="t").read_as is None
+    untyped = arch_from_config(LLAMA_LIKE, name="u", origin="t")
+    assert untyped.read_as == "llama" and untyped.notices[0].startswith("the config has no model_type: read as")
 
 
 def test_dense_counts_that_look_like_expert_fields_are_not_refused():

@@ -125,7 +125,9 @@ class ModelArch:
         """What the text output must say next to any number for this model (how it was read)."""
         out = []
         if self.read_as:
-            out.append(f"model_type {self.model_type!r} is not a family vramplan knows: read as {self.read_as}-like "
+            what = (f"model_type {self.model_type!r} is not a family vramplan knows" if self.model_type != "unknown"
+                    else "the config has no model_type")
+            out.append(f"{what}: read as {self.read_as}-like "
                        "(q/k/v/o and gate/up/down projections, two norms per layer); check that its modeling file "
                        "has that layout")
         if self.text_only:
@@ -148,6 +150,7 @@ class ModelArch:
             "kv_heads": self.kv_heads, "head_dim": self.head_dim, "vocab": self.vocab,
             "tied_embeddings": self.tied_embeddings, "dtype": self.dtype, "linear_modules": list(self.linear_names),
             "read_as": self.read_as, "text_only": self.text_only, "source_kind": self.source_kind,
+            "source": self.source,
         }
 
 
