@@ -114,3 +114,16 @@ def test_evaluation_is_a_phase_of_its_own():
     assert both.peak_phase == "evaluation" and "evaluation" in both.phases
     assert both.train_peak_bytes == train.peak_bytes < both.peak_bytes
     assert both.required_bytes > train.required_bytes
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--gpu", "T4", "--dtype", "bf16"], "has no bf16"),
+    (["--gpu", "V100-16GB", "--dtype", "bf16", "--trainer", "hf"], "has no bf16"),
+    (["--gpu", "T4", "--attn", "flash_attention_2"], "older than flash attention 2 supports"),
+])
+def test_what_the_card_cannot_run_is_refused(args, needle):
+    for command in ("estimate", "check"):
+        code, _, err = vramplan(command, "llama-3.1-8b", *args)
+        assert code == 2 and needle in err and "Traceback" not in err
+    code, _, err = vramplan("fit", "llama-3.1-8b", "--gpu", "A100-80GB")
+    assert code == 0

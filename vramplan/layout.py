@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import VramplanError
 from .plan import TrainPlan
 from .stacks import loss_path, trainable_itemsize
 from .profiles.gpus import GpuSpec
@@ -64,6 +65,20 @@ def resolve(plan: TrainPlan, model: ModelArch | None = None, gpu: GpuSpec | None
                   loss_path=loss_path(plan.trainer, plan.trl_version),
                   trainable_itemsize=trainable_itemsize(plan.trainer, plan.quantized, plan.fp32_adapters),
                   quant_storage=plan.dtype if plan.gpus > 1 and plan.quantized else "uint8")
+
+
+FLASH_MIN_CAPABILITY = 8.0
+"""flash-attn 2 runs on Ampere and newer (its README: 'Ampere, Ada, or Hopper GPUs')."""
+
+
+def check_card(plan: TrainPlan, gpu: GpuSpec) -> None:
+    """What the card cannot run is refused before any number: bf16 without it, flash attention below Ampere."""
+    if plan.dtype == "bf16" and not gpu.bf16:
+        raise VramplanError(f"--dtype bf16: {gpu.name} has no bf16 (compute capability {gpu.compute_capability:g})",
+                            hint="use --dtype fp16 (the same memory), or leave --dtype out")
+    if plan.attn == "flash_attention_2" and gpu.compute_capability < FLASH_MIN_CAPABILITY:
+        raise VramplanError(f"--attn flash_attention_2: {gpu.name} (compute capability {gpu.compute_capability:g}) "
+                            "is older than flash attention 2 supports (8.0, Ampere)", hint="use --attn sdpa")
 
 
 def as_layout(plan: TrainPlan | Layout, model: ModelArch | None = None, gpu: GpuSpec | None = None) -> Layout:

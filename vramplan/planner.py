@@ -12,6 +12,7 @@ from . import flags
 from .store.calibrations import Calibrations
 from .memory import Breakdown, estimate
 from .memory.calibration import Calibration
+from .layout import check_card
 from .plan import TrainPlan
 from .profiles import GpuSpec, ModelArch
 from .search import FitResult, fit, longest_seq
@@ -26,13 +27,17 @@ class Planner:
         self.capacity_bytes = vram_bytes or self.calibration.usable_bytes(gpu.memory_bytes)
 
     def estimate(self, model: ModelArch, plan: TrainPlan) -> Breakdown:
+        check_card(plan, self.gpu)
         return estimate(model, self.gpu, plan, self.calibration, self.vram_bytes)
 
     def fit(self, model: ModelArch, **search) -> FitResult:
         """The fastest plan that fits (search: seq, effective_batch, rank, base, optims, explain, gpus, parallel)."""
+        if search.get("base") is not None:  # the dtype is the card's own; the rest must run on it
+            check_card(flags.on_gpu(search["base"], self.gpu), self.gpu)
         return fit(model, self.gpu, vram_bytes=self.vram_bytes, cal=self.calibrations, **search)
 
     def judge(self, model: ModelArch, plan: TrainPlan) -> Verdict:
+        check_card(plan, self.gpu)
         return judge(model, self.gpu, plan, self.vram_bytes, cal=self.calibrations)
 
     def longest_seq(self, model: ModelArch, base: TrainPlan) -> int:

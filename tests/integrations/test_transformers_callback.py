@@ -36,7 +36,7 @@ def trainer_for(checkpoint, tmp_path, plan: TrainPlan, callback, prepare: bool =
 
 
 def test_a_job_that_fits_passes_and_trains(checkpoint, tmp_path):
-    cb = PreflightCallback(gpu="T4")
+    cb = PreflightCallback(gpu="L4")
     trainer, _ = trainer_for(checkpoint, tmp_path, TrainPlan(rank=8, batch=2, seq=64), cb)
     trainer.train()
     assert cb.verdict.fits and cb.plan.seq == 64  # read from the training data
@@ -44,7 +44,7 @@ def test_a_job_that_fits_passes_and_trains(checkpoint, tmp_path):
 
 
 def test_an_oversized_job_stops_before_the_first_step(checkpoint, tmp_path):
-    cb = PreflightCallback(gpu="T4", vram_bytes=512 * 2**20)
+    cb = PreflightCallback(gpu="L4", vram_bytes=512 * 2**20)
     trainer, _ = trainer_for(checkpoint, tmp_path, TrainPlan(rank=8, batch=2, seq=64), cb)
     with pytest.raises(PreflightError, match="does not fit") as err:
         trainer.train()
@@ -54,7 +54,7 @@ def test_an_oversized_job_stops_before_the_first_step(checkpoint, tmp_path):
 def test_a_recipe_without_prepare_and_other_targets_is_read_as_it_is(checkpoint, tmp_path):
     plan = TrainPlan(rank=4, alpha=8, dropout=0.0, targets=("q_proj", "v_proj"), batch=1, seq=32, quant="fp4",
                      double_quant=False, optim="adamw_torch")
-    cb = PreflightCallback(gpu="T4", seq=32)
+    cb = PreflightCallback(gpu="L4", seq=32)
     trainer, model = trainer_for(checkpoint, tmp_path, plan, cb, prepare=False)
     seen = plan_from_model(model, trainer.args, 32)
     assert seen.kbit_prepare is False and seen.targets == ("q_proj", "v_proj") and seen.rank == 4
@@ -82,7 +82,7 @@ def sft_trainer_for(checkpoint, tmp_path, callback):
 def test_an_sftconfig_is_read_as_trl_at_the_installed_release(checkpoint, tmp_path):
     import importlib.metadata
     from vramplan.stacks import normalize_release
-    cb = PreflightCallback(gpu="T4", seq=32)
+    cb = PreflightCallback(gpu="L4", seq=32)
     trainer = sft_trainer_for(checkpoint, tmp_path, cb)
     seen = plan_from_model(trainer.model, trainer.args, 32)
     assert seen.trainer == "trl" and seen.trl_version == normalize_release(importlib.metadata.version("trl"))
@@ -91,7 +91,7 @@ def test_an_sftconfig_is_read_as_trl_at_the_installed_release(checkpoint, tmp_pa
 
 def test_fp16_through_sfttrainer_is_stopped_unless_the_adapters_are_cast_back(checkpoint, tmp_path):
     from vramplan.errors import VramplanError
-    trainer = sft_trainer_for(checkpoint, tmp_path, PreflightCallback(gpu="T4", seq=32))
+    trainer = sft_trainer_for(checkpoint, tmp_path, PreflightCallback(gpu="L4", seq=32))
     trainer.args.fp16 = True  # what a T4 recipe sets; the first optimizer step would fail on bf16 gradients
     with pytest.raises(VramplanError, match="fp16 QLoRA does not run through TRL's SFTTrainer"):
         plan_from_model(trainer.model, trainer.args, 32)

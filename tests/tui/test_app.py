@@ -38,8 +38,8 @@ async def test_keys_change_the_plan_and_the_numbers(tmp_path):
         assert app.state.plan.rank == 8
         await pilot.press("u", "a", "d")
         p = app.state.plan
-        assert (p.double_quant, p.attn, p.dtype) == (False, "eager", "bf16")
-        assert "no bf16" in str(app.query_one("#toggles").render())
+        # bf16 on a T4 is refused (notified), the last plan that runs stays: nothing exported can fail on the card
+        assert (p.double_quant, p.attn, p.dtype) == (False, "eager", "fp16")
 
 
 async def test_typing_a_model_and_a_gpu_replans(tmp_path):

@@ -124,9 +124,9 @@ class PreflightCallback(TrainerCallback):
         gpu, capacity = self._gpu()
         try:
             self.plan = plan_from_model(model, args, seq)
-        except VramplanError as exc:  # a plan the stack cannot run, or a key the model does not account for
+            self.verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(arch, self.plan)
+        except VramplanError as exc:  # a plan the stack or the card cannot run, a key not accounted for
             raise PreflightError(f"vramplan pre-flight: {exc}") from None
-        self.verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(arch, self.plan)
         v = self.verdict
         summary = (f"vramplan pre-flight: {arch.name} on {gpu.name}: needs {v.required_bytes / GiB:.2f} GiB of "
                    f"{v.capacity_bytes / GiB:.2f} GiB (peak as nvidia-smi shows it {v.peak_bytes / GiB:.2f} GiB)")

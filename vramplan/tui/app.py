@@ -100,9 +100,13 @@ class VramplanApp(App):
     def _edit(self, change, *args, quiet: bool = False) -> None:
         """Apply one edit to the state; a value or combination it refuses is said, and the last valid plan
         stays."""
+        s = self.state
+        before = (s.model, s.gpu, s.planner, s.plan)
         try:
             change(*args)
+            s.breakdown()  # what the card cannot run is refused here too
         except (VramplanError, ValueError) as exc:
+            s.model, s.gpu, s.planner, s.plan = before
             if not quiet:
                 self.notify(str(exc), severity="error", timeout=6)
             return

@@ -49,8 +49,8 @@ class PlanState:
     def set_gpu(self, name: str) -> None:
         self.gpu = find_gpu(name)
         self.planner = Planner(self.gpu, self.calibrations)
-        if self.plan.dtype == "bf16" and not self.gpu.bf16:
-            self.plan = self.plan.with_(dtype="fp16")
+        if self.plan.dtype == "bf16" and not self.gpu.bf16:  # the card's dtype, and fp16's way out through TRL
+            self.plan = flags.on_gpu(self.plan, self.gpu)
 
     def set_number(self, name: str, value: int) -> None:
         """Micro-batch moves against accumulation, so the effective batch stays where it was."""
