@@ -14,7 +14,7 @@ from ..store.calibrations import Calibrations
 from ..planner import Planner
 from ..verdict import resolve_gpu
 from .common import add_plan_args, given_plan_fields, print_json, vram_from_args
-from ..present import plan_line, say
+from ..present import model_json, model_lines, plan_line, say
 from ..present.reasons import reasons_json
 
 
@@ -50,9 +50,11 @@ def run(args) -> int:
         out = verdict.to_dict()
         out["advice"] = reasons_json(verdict.advice)
         out["config"] = {"file": args.config, "read": cfg.read, "ignored": cfg.ignored, "unknown": cfg.unknown}
-        print_json(out)
+        print_json({**out, **model_json(model)})
     else:
         b = verdict.breakdown
+        for line in model_lines(model, model_name):
+            print(line)
         print(f"{model.name} on {gpu.name}: {plan_line(plan.to_dict())}")
         status = "OK: fits" if verdict.fits else "FAIL: does not fit"
         print(f"{status}: needs {verdict.required_bytes / GiB:.2f} GiB, card {verdict.capacity_bytes / GiB:.2f} GiB "

@@ -7,7 +7,7 @@ from ..planner import Planner
 from ..profiles import find_gpu, find_model
 from ..units import GiB
 from .common import add_plan_args, add_vram_arg, plan_from_args, print_json, vram_from_args
-from ..present import bar, breakdown_table, plan_line
+from ..present import bar, breakdown_table, model_json, model_lines, plan_line
 
 
 def register(sub) -> None:
@@ -32,9 +32,9 @@ def run(args) -> int:
         d["gpu"] = gpu.summary()
         d["model_summary"] = model.summary()
         d["biggest_saving"] = saving
-        print_json(d)
+        print_json({**d, **model_json(model)})
         return 0
-    print("\n".join(render(b, model, gpu, saving)))
+    print("\n".join(model_lines(model, args.model) + render(b, model, gpu, saving)))
     return 0
 
 

@@ -7,7 +7,7 @@ from ..planner import Planner
 from ..search import SAFETY_MARGIN
 from ..units import GiB
 from .common import add_multi_gpu_args, gpus_from_args, positive_int, print_json, vram_from_args
-from ..present import bar, plan_line
+from ..present import bar, model_json, model_lines, plan_line
 from ..present.reasons import fit_reasons, reasons_json
 
 
@@ -33,9 +33,9 @@ def run(args) -> int:
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
                          gpus=gpus_from_args(args) or 1, parallel=args.parallel)
     if args.json:
-        print_json(to_json(result))
+        print_json({**to_json(result), **model_json(model)})
     else:
-        print("\n".join(render(result)))
+        print("\n".join(model_lines(model, args.model) + render(result)))
     return 0 if result.recommended else 1
 
 

@@ -31,3 +31,16 @@ def breakdown_table(b: Breakdown) -> list[str]:
 
 def plan_line(plan: dict) -> str:
     return flags.plan_line(plan)
+
+
+def model_lines(model, asked: str) -> list[str]:
+    """Where the architecture came from (when not the catalog name typed) and how it was read: said before any
+    number."""
+    out = []
+    if model.source_kind != "catalog" or asked.lower() != model.name.lower():
+        out.append(f"model: {asked} -> {model.source_line}")
+    return out + [f"note: {n}" for n in model.notices]
+
+
+def model_json(model) -> dict:
+    return {"model_source": model.source_line, "model_notices": list(model.notices)}
