@@ -13,6 +13,18 @@ from .profiles import GpuSpec, ModelArch, find_gpu, find_model
 from .search import SAFETY_MARGIN, fit, margin_limit
 
 
+FITS, INSIDE_MARGIN, DOES_NOT_FIT = "fits", "fits_only_inside_margin", "does_not_fit"
+STANDINGS = (FITS, INSIDE_MARGIN, DOES_NOT_FIT)
+
+
+def standing(b: Breakdown) -> str:
+    """The one judgement of a breakdown against its card, on what the run needs when the card is full: fits with
+    the safety margin, fits only inside it, or does not fit. Every output shows this and only this."""
+    if b.required_bytes <= margin_limit(b.capacity_bytes):
+        return FITS
+    return INSIDE_MARGIN if b.required_bytes <= b.capacity_bytes else DOES_NOT_FIT
+
+
 @dataclass
 class Verdict:
     fits: bool
@@ -28,8 +40,12 @@ class Verdict:
     nearest_fit: dict | None = None
     """The fastest plan that does fit (same sequence and effective batch), when this one does not."""
 
+    @property
+    def standing(self) -> str:
+        return standing(self.breakdown)
+
     def to_dict(self) -> dict:
-        return {"fits": self.fits, "peak_bytes": self.peak_bytes, "required_bytes": self.required_bytes,
+        return {"fits": self.fits, "standing": self.standing, "peak_bytes": self.peak_bytes, "required_bytes": self.required_bytes,
                 "capacity_bytes": self.capacity_bytes, "headroom_bytes": self.headroom_bytes,
                 "safety_margin": SAFETY_MARGIN, "advice": [r.to_dict() for r in self.advice], "nearest_fit": self.nearest_fit,
                 "breakdown": self.breakdown.to_dict()}
@@ -73,7 +89,7 @@ def judge(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, vram_bytes: int | Non
     that does, or why nothing does."""
     b = estimate(model, gpu, plan, cal.params(gpu), vram_bytes)
     limit = margin_limit(b.capacity_bytes)
-    ok = b.required_bytes <= limit
+    ok = standing(b) == FITS
     dom, dom_bytes = b.dominant()
     advice = [reason(D.NEEDS, required_bytes=b.required_bytes, capacity_bytes=b.capacity_bytes, limit_bytes=limit,
                      margin=SAFETY_MARGIN, component=dom, bytes=dom_bytes, phase=b.peak_phase)]

@@ -15,7 +15,7 @@ from ..planner import Planner
 from ..verdict import resolve_gpu
 from .common import add_plan_args, given_plan_fields, print_json, vram_from_args
 from ..present import model_json, model_lines, plan_line, say
-from ..present.reasons import reasons_json
+from ..present.reasons import reasons_json, room_words, standing_words
 
 
 def register(sub) -> None:
@@ -56,9 +56,9 @@ def run(args) -> int:
         for line in model_lines(model, model_name):
             print(line)
         print(f"{model.name} on {gpu.name}: {plan_line(plan.to_dict())}")
-        status = "OK: fits" if verdict.fits else "FAIL: does not fit"
+        status = ("OK: " if verdict.fits else "FAIL: ") + standing_words(verdict.standing)
         print(f"{status}: needs {verdict.required_bytes / GiB:.2f} GiB, card {verdict.capacity_bytes / GiB:.2f} GiB "
-              f"(nvidia-smi peak {verdict.peak_bytes / GiB:.2f} GiB)")
+              f"({room_words(verdict.peak_bytes)})")
         dom, dom_bytes = b.dominant()
         print(f"dominant: {LABELS.get(dom, dom)} {dom_bytes / GiB:.2f} GiB ({b.peak_phase} phase)")
         for r in verdict.advice:

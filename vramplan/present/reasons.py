@@ -127,3 +127,20 @@ def brief_reasons(result) -> list[str]:
 def reasons_json(reasons) -> list[dict]:
     """Each decision's code and numbers, with its English."""
     return [{**r.to_dict(), "text": say(r)} for r in reasons]
+
+
+STANDING_WORDS = {"fits": "FITS with the {margin:.0%} safety margin",
+                  "fits_only_inside_margin": "FITS ONLY INSIDE the {margin:.0%} safety margin",
+                  "does_not_fit": "DOES NOT FIT"}
+"""vramplan.verdict.standing's judgements in words: the same in estimate, check, fit, table, the TUI, preflight."""
+
+
+def standing_words(standing: str) -> str:
+    from ..search import SAFETY_MARGIN
+    return STANDING_WORDS[standing].format(margin=SAFETY_MARGIN)
+
+
+def room_words(peak_bytes: int) -> str:
+    """The unconstrained peak, said as what it is."""
+    from ..units import GiB
+    return f"on a card with room nvidia-smi would show {peak_bytes / GiB:.2f} GiB"

@@ -10,7 +10,9 @@ from textual.widgets import DataTable, Static
 
 from ..memory import LABELS, Breakdown
 from ..profiles import GpuSpec, ModelArch
-from ..search import SAFETY_MARGIN, margin_limit
+from ..present.reasons import room_words, standing_words
+from ..search import SAFETY_MARGIN
+from ..verdict import DOES_NOT_FIT, FITS, INSIDE_MARGIN, standing
 from ..units import GiB
 from .widgets import MemoryBar, table_rows
 
@@ -55,12 +57,9 @@ class ResultPanel(Vertical):
 
 def verdict_text(b: Breakdown) -> str:
     dom, dom_bytes = b.dominant()
-    if b.required_bytes <= margin_limit(b.capacity_bytes):
-        verdict = f"[b green]FITS[/b green] with the {SAFETY_MARGIN:.0%} margin"
-    elif b.fits:
-        verdict = "[b yellow]FITS, inside the safety margin[/b yellow]"
-    else:
-        verdict = "[b red]DOES NOT FIT[/b red]"
+    judged = standing(b)
+    colour = {FITS: "green", INSIDE_MARGIN: "yellow", DOES_NOT_FIT: "red"}[judged]
+    verdict = f"[b {colour}]{standing_words(judged)}[/b {colour}]"
     return (f"{verdict}: needs {b.required_bytes / GiB:.2f} of {b.capacity_bytes / GiB:.2f} GiB "
-            f"(nvidia-smi peak {b.peak_bytes / GiB:.2f})\npeak phase [b]{b.peak_phase}[/b]; "
+            f"({room_words(b.peak_bytes)})\npeak phase [b]{b.peak_phase}[/b]; "
             f"largest: {LABELS.get(dom, dom)} {dom_bytes / GiB:.2f} GiB")
