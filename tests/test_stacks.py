@@ -127,3 +127,9 @@ def test_what_the_card_cannot_run_is_refused(args, needle):
         assert code == 2 and needle in err and "Traceback" not in err
     code, _, err = vramplan("fit", "llama-3.1-8b", "--gpu", "A100-80GB")
     assert code == 0
+
+
+def test_chunked_nll_did_not_exist_before_1_4():
+    for release in ("1.0", "1.3"):
+        with pytest.raises(VramplanError, match=f"does not exist in TRL {release}"):
+            check_loss_type("chunked_nll", release)

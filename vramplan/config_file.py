@@ -24,7 +24,7 @@ IGNORED = {
     "report_to", "seed", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon",
     "dataset_text_field", "bias", "task_type", "inference_mode", "lora_fan_in_fan_out", "run_name",
     "datasets", "dataset_prepared_path", "wandb_project", "wandb_entity", "wandb_name",
-    "special_tokens", "tokenizer_type", "model_type", "strict", "sample_packing", "pad_to_sequence_len",
+    "special_tokens", "tokenizer_type", "model_type", "strict", "pad_to_sequence_len",
     "num_epochs", "lr_scheduler", "train_on_inputs", "group_by_length", "logging_dir", "evals_per_epoch",
     "saves_per_epoch", "warmup_ratio", "resume_from_checkpoint", "local_rank", "xformers_attention",
     "tf32", "trust_remote_code", "hub_model_id", "push_to_hub",

@@ -63,7 +63,7 @@ def check_loss_type(loss_type: str, release: str) -> None:
     path = loss_path("trl", release)
     if loss_type == DEFAULT_LOSS_TYPE[path] or (path == "trl_fused" and loss_type == "chunked_nll"):
         return  # 1.15+ rewrites chunked_nll to nll, the fused head (sft_config.py)
-    if loss_type == "chunked_nll" and path in ("trl_full",) and release in ("1.0", "1.1", "1.2"):
+    if loss_type == "chunked_nll" and release in ("1.0", "1.1", "1.2", "1.3"):
         raise VramplanError(f"--config: loss_type chunked_nll does not exist in TRL {release} (it came in 1.4)",
                             hint="drop loss_type, or give the release you run with --trl-version")
     raise VramplanError(f"--config: loss_type {loss_type!r} with TRL {release} is not measured (the release's "

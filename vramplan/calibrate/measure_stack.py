@@ -95,16 +95,12 @@ def eval_recorder(poller: PhasedNvmlPeak):
     return EvalRecorder()
 
 
-class RandomTokenSet:
+def random_token_dataset(n: int, seq: int, vocab: int, seed: int):
     """n sequences of random token ids as a datasets.Dataset (already tokenized: the stack skips tokenizing)."""
-
-    @staticmethod
-    def build(n: int, seq: int, vocab: int, seed: int):
-        import torch
-        from datasets import Dataset
-        g = torch.Generator().manual_seed(seed)
-        ids = torch.randint(0, vocab, (n, seq), generator=g)
-        return Dataset.from_dict({"input_ids": ids.tolist()})
+    import torch
+    from datasets import Dataset
+    g = torch.Generator().manual_seed(seed)
+    return Dataset.from_dict({"input_ids": torch.randint(0, vocab, (n, seq), generator=g).tolist()})
 
 
 def stack_arguments(spec: dict, plan: dict, output_dir: str):
@@ -147,8 +143,8 @@ def make_stack_trainer(spec: dict, model, tokenizer, callbacks):
         evals = RandomTokens(ev["samples"], plan["seq"], vocab, seed=1) if ev else None
         return Trainer(model=model, args=args, train_dataset=train, eval_dataset=evals, callbacks=list(callbacks))
     from trl import SFTTrainer
-    train = RandomTokenSet.build(n_train, plan["seq"], vocab, seed=0)
-    evals = RandomTokenSet.build(ev["samples"], plan["seq"], vocab, seed=1) if ev else None
+    train = random_token_dataset(n_train, plan["seq"], vocab, seed=0)
+    evals = random_token_dataset(ev["samples"], plan["seq"], vocab, seed=1) if ev else None
     return SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
                       callbacks=list(callbacks))
 
