@@ -18,13 +18,13 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from vramplan.calibrate.frame import load_frame  # noqa: E402
+from vramplan.calibrate.records import load_runs  # noqa: E402
 from vramplan.calibrate.solve import (evaluate, loao, multi_gpu_loao, multi_gpu_rank_rows, solve_gpu,  # noqa: E402
                                       summarize, verdicts)
 from vramplan.calibrate.validation import validation_rows  # noqa: E402
-from vramplan.calibrate.records import load_runs  # noqa: E402
-from vramplan.store.calibrations import calibration_for  # noqa: E402
 from vramplan.memory.calibration import Calibration  # noqa: E402
 from vramplan.profiles import find_gpu  # noqa: E402
+from vramplan.store.calibrations import calibration_for  # noqa: E402
 from vramplan.units import GiB
 
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"

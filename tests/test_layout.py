@@ -1,11 +1,11 @@
 """A plan is what was asked for; resolve() derives how it runs."""
 import pytest
 
-from vramplan.store.calibrations import calibration_for
 from vramplan.layout import resolve
 from vramplan.memory import estimate
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
+from vramplan.store.calibrations import calibration_for
 from vramplan.units import GiB
 
 

@@ -1,12 +1,12 @@
 """Planner: built once from a GPU and the calibration it is handed."""
 import pytest
 
-from vramplan.store.calibrations import Calibrations
 from vramplan.memory import estimate
 from vramplan.memory.calibration import DEFAULT_CALIBRATION
 from vramplan.plan import TrainPlan
 from vramplan.planner import Planner
 from vramplan.profiles import find_gpu, find_model
+from vramplan.store.calibrations import Calibrations
 from vramplan.units import GiB
 
 MODEL = find_model("llama-3.1-8b")

@@ -2,12 +2,11 @@
 import pytest
 
 from vramplan import decisions as D
-from vramplan.store.calibrations import calibration_for
 from vramplan.memory import estimate
-from vramplan.profiles import find_gpu, find_model
-from vramplan.store.calibrations import Calibrations
 from vramplan.planner import Planner
+from vramplan.profiles import find_gpu, find_model
 from vramplan.search import SAFETY_MARGIN
+from vramplan.store.calibrations import Calibrations, calibration_for
 from vramplan.units import GiB
 
 CAL = Calibrations.shipped()

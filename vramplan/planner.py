@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from . import decisions as D
 from .decisions import Reason, reason
-from .store.calibrations import Calibrations
 from .memory import Breakdown, estimate
 from .memory.calibration import Calibration
 from .plan import TrainPlan
 from .profiles import GpuSpec, ModelArch
 from .search import FitResult, fit, longest_seq
+from .store.calibrations import Calibrations
 from .verdict import Verdict, judge
 
 

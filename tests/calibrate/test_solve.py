@@ -4,15 +4,24 @@ import json
 import pytest
 
 from vramplan.calibrate.frame import load_frame
-from vramplan.calibrate.solve import (_fsdp_branches, evaluate, solve_gpu, solve_params,
-                                      solve_pressure_fragmentation, loao,
-                                      multi_gpu_rank_rows, solve_all, summarize, verdicts)
-from vramplan.calibrate.validation import validation_rows
 from vramplan.calibrate.records import load_all_runs, load_runs
-from vramplan.store.calibrations import calibration_for
+from vramplan.calibrate.solve import (
+    _fsdp_branches,
+    evaluate,
+    loao,
+    multi_gpu_rank_rows,
+    solve_all,
+    solve_gpu,
+    solve_params,
+    solve_pressure_fragmentation,
+    summarize,
+    verdicts,
+)
+from vramplan.calibrate.validation import validation_rows
 from vramplan.memory.calibration import DEFAULT_CALIBRATION, Calibration
 from vramplan.profiles import find_gpu
 from vramplan.resources import data_dir
+from vramplan.store.calibrations import calibration_for
 
 RECORDS = load_all_runs(data_dir("calibration"))
 FRAME = load_frame(data_dir("calibration"))

@@ -1,13 +1,18 @@
 """The per-stream FSDP reserve against what the allocation traces in calibration/traces show."""
 import pytest
 
-from vramplan.store.calibrations import calibration_for
 from vramplan.memory import estimate
 from vramplan.memory.calibration import DEFAULT_CALIBRATION
-from vramplan.memory.fsdp_reserve import (all_gather_reserve, appended_bytes, compute_stream_after_wrap,
-                                          loss_appended, wrap_reserve)
+from vramplan.memory.fsdp_reserve import (
+    all_gather_reserve,
+    appended_bytes,
+    compute_stream_after_wrap,
+    loss_appended,
+    wrap_reserve,
+)
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
+from vramplan.store.calibrations import calibration_for
 from vramplan.units import GiB
 
 GiB = GiB

@@ -3,11 +3,11 @@ import json
 import pytest
 
 from vramplan.errors import VramplanError
+from vramplan.plan import TrainPlan
 from vramplan.train.arguments import training_kwargs
 from vramplan.train.data import load_examples
 from vramplan.train.seqlen import choose_seq
 from vramplan.train.verify import Trial, verify
-from vramplan.plan import TrainPlan
 from vramplan.units import GiB
 
 

@@ -2,7 +2,6 @@
 from vramplan.tui.state import PlanState
 
 
-
 def test_gpus_key_cycles_gpu_counts_keeping_the_effective_batch():
     s = PlanState.create("llama-3.1-8b", "RTX-4090")
     assert s.plan.effective_batch == 16

@@ -16,19 +16,17 @@ import numpy as np
 import pandas as pd
 
 from ..layout import resolve
-
 from ..memory import estimate
+from ..memory.calibration import CALIBRATED_FIELDS, DEFAULT_CALIBRATION, Calibration
 from ..memory.estimate import logits_resplit_bytes
-from ..memory.logits import fp32_block
 from ..memory.fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
-from ..memory.calibration import DEFAULT_CALIBRATION, CALIBRATED_FIELDS, Calibration
+from ..memory.logits import fp32_block
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..profiles.gpus import GpuSpec
 from ..units import GiB
 from .frame import load_frame
 from .records import gpu_slug, load_runs, measured_peak
-
 
 
 def _nnls(a: np.ndarray, y: np.ndarray) -> list[float]:

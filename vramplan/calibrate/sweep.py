@@ -4,18 +4,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .design import SweepRun
-from .records import append_run, load_runs, run_key, runs_path
-from ..resources import data_dir
 from ..gpu_info import detect_gpu, software_versions
 from ..layout import layout_dict
+from ..resources import data_dir
 from ..units import GiB
 from ..workers import worker_command
+from .design import SweepRun
+from .records import append_run, load_runs, run_key, runs_path
 
 STEPS = 3  # step 1 creates the optimizer state; 2 and 3 are steady state
 

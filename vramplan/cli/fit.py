@@ -1,11 +1,12 @@
 """`vramplan fit MODEL --gpu GPU`: the fastest plan that fits, with alternatives, or why nothing fits."""
 from __future__ import annotations
 
+from ..flags import positive_int
 from ..planner import Planner
 from ..present.fit import fit_json, fit_lines
 from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
-from .common import add_multi_gpu_args, gpus_from_args, positive_int, print_json, vram_from_args
+from .common import add_multi_gpu_args, gpus_from_args, print_json, vram_from_args
 
 
 def register(sub) -> None:

@@ -14,12 +14,12 @@ import logging
 from transformers import TrainerCallback
 
 from .. import flags
-from ..store.calibrations import Calibrations
 from ..plan import TrainPlan
+from ..planner import Planner
 from ..present import said
 from ..profiles import arch_from_config, find_gpu
+from ..store.calibrations import Calibrations
 from ..units import GiB
-from ..planner import Planner
 from ..verdict import Verdict
 
 log = logging.getLogger("vramplan")
