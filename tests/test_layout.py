@@ -28,7 +28,8 @@ def test_back_to_one_gpu_estimates_the_one_gpu_recipe():
 
 def test_layout_fields():
     ddp = resolve(TrainPlan(gpus=2, parallel="ddp"))
-    assert ddp.ddp and ddp.kbit_prepare and not ddp.offload and ddp.quant_storage == "bf16"
+    assert ddp.ddp and ddp.kbit_prepare and not ddp.offload and ddp.quant_storage == "uint8"  # the one-GPU recipe
+    assert resolve(TrainPlan(gpus=2)).quant_storage == "bf16"
     off = resolve(TrainPlan(gpus=2, offload=True, optim="adamw_torch", dtype="fp16"))
     assert off.fsdp and off.offload and off.quant_storage == "fp16" and off.rank == 16  # the plan reads through
     one = resolve(TrainPlan(parallel="ddp"))  # ignored on one GPU

@@ -26,8 +26,8 @@ class Layout:
     kbit_prepare: bool
     """prepare_model_for_kbit_training runs: the one-GPU and DDP recipes; peft's sharded-QLoRA recipe skips it."""
     quant_storage: str
-    """bnb_4bit_quant_storage: uint8 on one GPU; the compute dtype on several, as the multi-GPU worker loads it
-    (FSDP flattens one dtype per unit). The packed 4-bit bytes are the same either way."""
+    """bnb_4bit_quant_storage: the compute dtype under FSDP (it flattens one dtype per unit: peft's sharded-QLoRA
+    recipe), else uint8. The packed 4-bit bytes are the same either way."""
 
     def __getattr__(self, name: str):
         if name == "plan":  # not set yet (copying, unpickling)
@@ -55,7 +55,7 @@ def resolve(plan: TrainPlan, model: ModelArch | None = None, gpu: GpuSpec | None
     fsdp = parallel == "fsdp"
     return Layout(plan=plan, parallel=parallel, offload=fsdp and plan.offload,
                   kbit_prepare=plan.quantized and plan.kbit_prepare and not fsdp,
-                  quant_storage=plan.dtype if plan.gpus > 1 and plan.quantized else "uint8")
+                  quant_storage=plan.dtype if fsdp and plan.quantized else "uint8")
 
 
 def as_layout(plan: TrainPlan | Layout, model: ModelArch | None = None, gpu: GpuSpec | None = None) -> Layout:

@@ -88,7 +88,7 @@ def run_multi_gpu(run: SweepRun, checkpoint: Path, key: str, timeout_s: int = 90
     """One measured multi-GPU run (rank_measure on every GPU through accelerate) as its record."""
     from ..train.multi_gpu import launch_rank_measure
     plan = run.plan
-    spec = {"run_key": key, "model": run.model, "checkpoint": str(checkpoint), "plan": plan.to_dict(),
+    spec = {"run_key": key, "model": run.model, "checkpoint": str(checkpoint), "plan": layout_dict(plan),
             "steps": STEPS, "cap_bytes": run.cap_bytes, "trace_path": str(trace_path) if trace_path else None}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
