@@ -18,13 +18,13 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from vramplan.calibrate.frame import load_frame  # noqa: E402
+from vramplan.calibrate.records import load_runs  # noqa: E402
 from vramplan.calibrate.solve import (evaluate, loao, multi_gpu_loao, multi_gpu_rank_rows, solve_gpu,  # noqa: E402
                                       summarize, verdicts)
 from vramplan.calibrate.validation import validation_rows  # noqa: E402
-from vramplan.calibrate.records import load_runs  # noqa: E402
-from vramplan.store.calibrations import calibration_for  # noqa: E402
 from vramplan.memory.calibration import Calibration  # noqa: E402
 from vramplan.profiles import find_gpu  # noqa: E402
+from vramplan.store.calibrations import calibration_for  # noqa: E402
 from vramplan.units import GiB
 
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
@@ -92,22 +92,21 @@ def multi_gpu_summary() -> str:
         all_rows, all_held = multi_gpu_rank_rows(records, gpu, params), multi_gpu_loao(records, gpu, params)
         lines += ["| layout | runs | ranks | architectures | MAE | range | LOAO MAE | LOAO range | allocated |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for kind in sorted({r["kind"] for r in all_rows}):
-            rows = [r for r in all_rows if r["kind"] == kind]
-            s, h = summarize(rows), summarize([r for r in all_held if r["kind"] == kind])
-            alloc = [100 * (r["predicted_allocated"] - r["measured_allocated"]) / r["measured_allocated"] for r in rows]
-            lines.append(f"| {kind} ({gpu.name}) | {len({r['run_key'] for r in rows})} | {len(rows)} | "
-                         f"{len({r['model'] for r in rows})} | {s['mae_pct']:.1f}% | "
+        for kind, rows in all_rows.groupby("kind", sort=True):
+            s, h = summarize(rows), summarize(all_held[all_held["kind"] == kind])
+            alloc = 100 * (rows["predicted_allocated"] - rows["measured_allocated"]) / rows["measured_allocated"]
+            lines.append(f"| {kind} ({gpu.name}) | {rows['run_key'].nunique()} | {len(rows)} | "
+                         f"{rows['model'].nunique()} | {s['mae_pct']:.1f}% | "
                          f"{s['worst_under_pct']:+.1f}..{s['worst_over_pct']:+.1f}% | {h['mae_pct']:.1f}% | "
                          f"{h['worst_under_pct']:+.1f}..{h['worst_over_pct']:+.1f}% | "
-                         f"{min(alloc):+.1f}..{max(alloc):+.1f}% |")
-        events = [r for r in all_rows if r["fragmentation_event"]]
-        if events:
-            bound = [r["error_vs_bound_pct"] for r in all_rows if r["kind"].endswith("-default")]
-            lines += ["", f"Default allocator: {len(events)} ranks of {len({r['run_key'] for r in events})} runs "
-                          f"({', '.join(sorted({r['why'] + ' ' + r['model'] for r in events}))}) had the re-split "
+                         f"{alloc.min():+.1f}..{alloc.max():+.1f}% |")
+        events = all_rows[all_rows["fragmentation_event"]]
+        if len(events):
+            bound = all_rows.loc[all_rows["kind"].str.endswith("-default"), "error_vs_bound_pct"]
+            lines += ["", f"Default allocator: {len(events)} ranks of {events['run_key'].nunique()} runs "
+                          f"({', '.join(sorted(set(events['why'] + ' ' + events['model'])))}) had the re-split "
                           f"event; against peak_upper_bytes for those and peak_bytes for the rest, every default-"
-                          f"allocator rank is within {min(bound):+.1f}..{max(bound):+.1f}%"]
+                          f"allocator rank is within {bound.min():+.1f}..{bound.max():+.1f}%"]
         for spec in sorted((ROOT / "calibration" / "multi_gpu").glob("validation*.json")):
             lines += ["", *validation_lines(records, spec)]
     return "\n".join(lines)

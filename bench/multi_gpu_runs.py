@@ -14,8 +14,6 @@ llama-3.2-1b). Records are appended to OUT/<gpu>.jsonl.
 """
 import argparse
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,8 +103,8 @@ def predict(set_name: str, gpu_name: str, out: Path) -> None:
 
 
 def main() -> None:
-    from vramplan.gpu_info import detect_gpu
     from vramplan.calibrate.sweep import default_cache, ensure_checkpoint, run_multi_gpu, run_one
+    from vramplan.gpu_info import detect_gpu
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--set", choices=sorted(SETS), required=True)

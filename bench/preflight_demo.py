@@ -22,14 +22,14 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     from vramplan.calibrate.preflight_job import crash_record
     from vramplan.calibrate.records import append_run, gpu_slug
-    from vramplan.workers import worker_command
-    from vramplan.plan import TrainPlan
-    from vramplan.profiles import find_gpu, find_model
-    from vramplan.gpu_info import detect_gpu
-    from vramplan.store.calibrations import Calibrations
     from vramplan.calibrate.sweep import ensure_checkpoint
+    from vramplan.gpu_info import detect_gpu
+    from vramplan.plan import TrainPlan
     from vramplan.planner import Planner
+    from vramplan.profiles import find_gpu, find_model
+    from vramplan.store.calibrations import Calibrations
     from vramplan.units import GiB
+    from vramplan.workers import worker_command
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="llama-3.1-8b")

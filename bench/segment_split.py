@@ -36,8 +36,8 @@ def growth(record: dict) -> float:
 
 
 def main() -> None:
-    from vramplan.gpu_info import detect_gpu
     from vramplan.calibrate.sweep import STEPS, default_cache, ensure_checkpoint, run_one
+    from vramplan.gpu_info import detect_gpu
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "calibration" / "traces")

@@ -7,7 +7,6 @@ Builds a random-weight checkpoint of the profile with a small word-level tokeniz
 rank's measured peak, the predicted per-GPU peak, the accelerate configuration) to OUT/train_runs.jsonl.
 """
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -16,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibrate.records import append_run, train_bench_record  # noqa: E402
 from tests.synthetic import synthetic_run  # noqa: E402
+from vramplan.calibrate.records import append_run, train_bench_record  # noqa: E402
 from vramplan.units import GiB
 
 

@@ -10,7 +10,6 @@
    calibration/train/train_runs.jsonl and comparison.jsonl).
 """
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -19,11 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.synthetic import synthetic_run  # noqa: E402
 from vramplan.calibrate.design import SweepRun  # noqa: E402
 from vramplan.calibrate.records import append_run, measured_peak, train_bench_record  # noqa: E402
-from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.calibrate.sweep import run_one  # noqa: E402
-from tests.synthetic import synthetic_run  # noqa: E402
+from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.units import GiB
 
 SEED_RECIPE = dict(rank=64, alpha=64, dropout=0.05, optim="paged_adamw_32bit", batch=2, grad_accum=8,

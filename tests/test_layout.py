@@ -2,12 +2,12 @@
 from functools import partial
 import pytest
 
-from vramplan.store.calibrations import calibration_for
 from vramplan.layout import resolve
 from vramplan.memory import estimate
 from vramplan.plan import TrainPlan
 HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.profiles import find_gpu, find_model
+from vramplan.store.calibrations import calibration_for
 from vramplan.units import GiB
 
 
@@ -30,7 +30,8 @@ def test_back_to_one_gpu_estimates_the_one_gpu_recipe():
 
 def test_layout_fields():
     ddp = resolve(HfPlan(gpus=2, parallel="ddp"))
-    assert ddp.ddp and ddp.kbit_prepare and not ddp.offload and ddp.quant_storage == "bf16"
+    assert ddp.ddp and ddp.kbit_prepare and not ddp.offload and ddp.quant_storage == "uint8"  # the one-GPU recipe
+    assert resolve(HfPlan(gpus=2)).quant_storage == "bf16"
     off = resolve(HfPlan(gpus=2, offload=True, optim="adamw_torch", dtype="fp16"))
     assert off.fsdp and off.offload and off.quant_storage == "fp16" and off.rank == 16  # the plan reads through
     one = resolve(HfPlan(parallel="ddp"))  # ignored on one GPU

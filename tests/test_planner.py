@@ -2,13 +2,13 @@
 from functools import partial
 import pytest
 
-from vramplan.store.calibrations import Calibrations
 from vramplan.memory import estimate
 from vramplan.memory.calibration import DEFAULT_CALIBRATION
 from vramplan.plan import TrainPlan
 HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.planner import Planner
 from vramplan.profiles import find_gpu, find_model
+from vramplan.store.calibrations import Calibrations
 from vramplan.units import GiB
 
 MODEL = find_model("llama-3.1-8b")
@@ -37,4 +37,16 @@ def test_vram_caps_every_answer():
     assert planner.estimate(MODEL, HfPlan()).capacity_bytes == 18 * GiB
     assert planner.fit(MODEL).capacity_bytes == 18 * GiB
     row = planner.table_row(MODEL, 2048, 16)
-    assert row["fits"] and row["longest_seq"] == planner.longest_seq(MODEL, TrainPlan())  # the default stack
+    assert row["fits"] and row["longest_seq"] == planner.longest_seq(MODEL, TrainPlan())
+
+
+def test_biggest_saving_is_a_decision_with_the_changed_fields():
+    from vramplan import decisions as D
+    from vramplan.present import say
+    planner = Planner(find_gpu("T4"), Calibrations.shipped())
+    plan = HfPlan(dtype="fp16", batch=4, gradient_checkpointing=False)
+    saving = planner.biggest_saving(MODEL, plan, planner.estimate(MODEL, plan))
+    assert saving.code == D.BIGGEST_SAVING and saving["changes"] == {"gradient_checkpointing": True}
+    assert saving["saves_bytes"] == (planner.estimate(MODEL, plan).peak_bytes
+                                     - planner.estimate(MODEL, plan.with_(gradient_checkpointing=True)).peak_bytes)
+    assert say(saving) == "gradient checkpointing on"

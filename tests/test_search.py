@@ -2,12 +2,12 @@
 import pytest
 
 from vramplan import decisions as D
-from vramplan.store.calibrations import calibration_for
 from vramplan.memory import estimate
-from vramplan.profiles import find_gpu, find_model
-from vramplan.store.calibrations import Calibrations
+from vramplan.plan import TrainPlan
 from vramplan.planner import Planner
+from vramplan.profiles import find_gpu, find_model
 from vramplan.search import SAFETY_MARGIN
+from vramplan.store.calibrations import Calibrations, calibration_for
 from vramplan.units import GiB
 
 CAL = Calibrations.shipped()
@@ -90,3 +90,15 @@ def test_effective_batch_must_split_over_the_gpus():
     from vramplan.profiles import find_gpu, find_model
     with pytest.raises(VramplanError, match="split evenly"):
         Planner(find_gpu("T4"), CAL).fit(find_model("llama-3.2-1b"), effective_batch=6, gpus=4)
+
+
+def test_why_nothing_fits_over_data_parallel_plans_the_one_gpu_recipe():
+    # the suggestions used to be computed on a DDP plan without kbit preparation (a plan rewritten for FSDP and
+    # switched back): 3456 tokens "fit" on 2 x T4 where the DDP recipe holds only 1408
+    planner = Planner(find_gpu("T4"), CAL)
+    result = planner.fit(find_model("llama-3.1-8b"), seq=2048, effective_batch=16, gpus=2, parallel="ddp")
+    shorter = next(r for r in result.reasons if r.code == D.SHORTER_SEQ)
+    leanest = TrainPlan(dtype="fp16", gpus=2, parallel="ddp", grad_accum=8, seq=shorter["seq"], trainer="hf")
+    assert planner.estimate(find_model("llama-3.1-8b"), leanest).required_bytes <= result.limit_bytes
+    longer = planner.estimate(find_model("llama-3.1-8b"), leanest.with_(seq=shorter["seq"] + 128))
+    assert longer.required_bytes > result.limit_bytes and shorter["seq"] == 1408

@@ -55,5 +55,7 @@ BIGGER_GPUS = "bigger_gpus"                    # gpus (names), count
 # the verdict on one plan
 NEEDS = "needs"  # required_bytes, capacity_bytes, limit_bytes, margin, component, bytes, phase
 FITS_INSTEAD = "fits_instead"                  # rank, batch, grad_accum, gradient_checkpointing, optim, required_bytes
+# what estimate suggests
+BIGGEST_SAVING = "biggest_saving"              # changes (plan field -> value), saves_bytes
 WHY_NOTHING_FITS_HEAD = (LEANEST_TOO_BIG, LARGEST_PART)
 """What a verdict's own NEEDS already says when it passes on why nothing fits."""

@@ -210,5 +210,6 @@ def targets_text(targets) -> str:
     return targets if isinstance(targets, str) else ",".join(targets)
 
 
-__all__ = ["ALL_LINEAR", "Flag", "add_arguments", "command_args", "config_keys", "from_config", "given_fields",
-           "plan_from_fields", "plan_line", "tui_keys", "targets_text", "positive_int"]
+__all__ = ["ALL_LINEAR", "Flag", "add_arguments", "command_args", "config_keys", "flag", "from_config", "given_fields",
+           "parse_value", "plan_from_fields", "plan_line", "positive_int", "targets_text", "training_arguments",
+           "tui_keys"]

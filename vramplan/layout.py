@@ -33,8 +33,8 @@ class Layout:
     trainable_itemsize: int
     """Bytes per LoRA parameter (and its gradient): 4 (peft's fp32), 2 where SFTTrainer casts it to bf16."""
     quant_storage: str
-    """bnb_4bit_quant_storage: uint8 on one GPU; the compute dtype on several, as the multi-GPU worker loads it
-    (FSDP flattens one dtype per unit). The packed 4-bit bytes are the same either way."""
+    """bnb_4bit_quant_storage: the compute dtype under FSDP (it flattens one dtype per unit: peft's sharded-QLoRA
+    recipe), else uint8. The packed 4-bit bytes are the same either way."""
 
     def __getattr__(self, name: str):
         if name == "plan":  # not set yet (copying, unpickling)
@@ -64,7 +64,7 @@ def resolve(plan: TrainPlan, model: ModelArch | None = None, gpu: GpuSpec | None
                   kbit_prepare=plan.quantized and plan.kbit_prepare and not fsdp,
                   loss_path=loss_path(plan.trainer, plan.trl_version),
                   trainable_itemsize=trainable_itemsize(plan.trainer, plan.quantized, plan.fp32_adapters),
-                  quant_storage=plan.dtype if plan.gpus > 1 and plan.quantized else "uint8")
+                  quant_storage=plan.dtype if fsdp and plan.quantized else "uint8")
 
 
 FLASH_MIN_CAPABILITY = 8.0

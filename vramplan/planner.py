@@ -8,14 +8,17 @@ reads the package's fits, Calibrations.defaults() asks for the built-in paramete
 """
 from __future__ import annotations
 
+from . import decisions as D
 from . import flags
-from .store.calibrations import Calibrations
+from .decisions import Reason, reason
+from .errors import VramplanError
 from .memory import Breakdown, estimate
 from .memory.calibration import Calibration
 from .layout import check_card
 from .plan import TrainPlan
 from .profiles import GpuSpec, ModelArch
 from .search import FitResult, fit, longest_seq
+from .store.calibrations import Calibrations
 from .verdict import Verdict, judge
 
 
@@ -52,3 +55,36 @@ class Planner:
                 "required_bytes": rec.breakdown.required_bytes if rec else None,
                 "tokens_per_s_estimate": round(rec.tokens_per_s, 1) if rec else None,
                 "longest_seq": self.longest_seq(model, flags.plan_from_fields(flags.gpu_defaults(self.gpu, {})))}
+
+    def biggest_saving(self, model: ModelArch, plan: TrainPlan, b: Breakdown) -> Reason | None:
+        """The one plan change that lowers the peak the most (BIGGEST_SAVING: the changed fields, the bytes)."""
+        best = None
+        for changes in _lighter(plan):
+            try:
+                lighter = self.estimate(model, plan.with_(**changes))
+            except VramplanError:  # a change this stack or card cannot run is no saving
+                continue
+            saved = b.peak_bytes - lighter.peak_bytes
+            if saved > 0 and (best is None or saved > best["saves_bytes"]):
+                best = reason(D.BIGGEST_SAVING, changes=changes, saves_bytes=saved)
+        return best
+
+
+def _lighter(plan: TrainPlan) -> list[dict]:
+    """Single changes that usually need less memory, in the order they are preferred on a tie."""
+    options = []
+    if plan.batch > 1:
+        options.append({"batch": plan.batch // 2, "grad_accum": plan.grad_accum * 2})
+    if not plan.gradient_checkpointing:
+        options.append({"gradient_checkpointing": True})
+    if plan.seq > 256:
+        options.append({"seq": plan.seq // 2})
+    if plan.optim not in ("paged_adamw_8bit", "adamw_8bit", "sgd"):
+        options.append({"optim": "adamw_8bit"})
+    if plan.rank > 8:
+        options.append({"rank": plan.rank // 2})
+    if plan.quant in ("int8", "none"):
+        options.append({"quant": "nf4"})
+    if plan.attn == "eager":
+        options.append({"attn": "sdpa"})
+    return options

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 
 from . import decisions as D
 from . import flags
-from .store.calibrations import Calibrations
 from .decisions import Reason, reason
 from .errors import VramplanError
 from .memory import Breakdown, estimate
@@ -13,6 +12,7 @@ from .memory.estimate import SHARDED
 from .plan import ALL_LINEAR, CPU_OPTIMIZERS, TrainPlan
 from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
 from .speed import tokens_per_second
+from .store.calibrations import Calibrations
 
 SAFETY_MARGIN = 0.05
 """Share of the card kept free: covers the calibrated error bound (no under-prediction worse than -5%)."""

@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 
 from . import decisions as D
 from . import flags
-from .store.calibrations import Calibrations
 from .decisions import Reason, reason
 from .memory import Breakdown, estimate
 from .plan import TrainPlan
 from .profiles import GpuSpec, ModelArch, find_gpu, find_model
 from .search import SAFETY_MARGIN, fit, margin_limit
+from .store.calibrations import Calibrations
 
 
 FITS, INSIDE_MARGIN, DOES_NOT_FIT = "fits", "fits_only_inside_margin", "does_not_fit"

@@ -9,12 +9,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
+from vramplan.calibrate import measure  # noqa: E402
 from vramplan.memory.adapter import trainable_params  # noqa: E402
 from vramplan.memory.weights import base_components  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
 HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.profiles import arch_from_config  # noqa: E402
-from vramplan.calibrate import measure  # noqa: E402
 
 TINY = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "tie_word_embeddings": False}
@@ -87,9 +87,9 @@ def test_record_schema_of_a_failed_run_without_gpu(monkeypatch):
 
 @pytest.mark.gpu
 def test_measured_tiny_run_on_gpu_matches_the_allocator_prediction(checkpoint, tmp_path):
-    from vramplan.store.calibrations import Calibrations
     from vramplan.planner import Planner
     from vramplan.profiles import find_gpu
+    from vramplan.store.calibrations import Calibrations
     plan = HfPlan(seq=256, batch=2)
     record = measure.run({"run_key": "gpu-test", "model": "tiny", "checkpoint": checkpoint, "plan": plan.to_dict(),
                           "steps": 3, "output_dir": str(tmp_path)})

@@ -1,7 +1,7 @@
 from vramplan.calibrate.design import SMALL, boundary, sweep
 from vramplan.calibrate.records import append_run, gpu_slug, load_runs, run_key
-from vramplan.store.calibrations import calibration_for
 from vramplan.profiles import find_gpu, find_model
+from vramplan.store.calibrations import calibration_for
 from vramplan.units import GiB
 
 

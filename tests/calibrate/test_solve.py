@@ -4,15 +4,24 @@ import json
 import pytest
 
 from vramplan.calibrate.frame import load_frame
-from vramplan.calibrate.solve import (_fsdp_branches, evaluate, solve_gpu, solve_params,
-                                      solve_pressure_fragmentation, loao,
-                                      multi_gpu_rank_rows, solve_all, summarize, verdicts)
-from vramplan.calibrate.validation import validation_rows
 from vramplan.calibrate.records import load_all_runs, load_runs
-from vramplan.store.calibrations import calibration_for
+from vramplan.calibrate.solve import (
+    _fsdp_branches,
+    evaluate,
+    loao,
+    multi_gpu_rank_rows,
+    solve_all,
+    solve_gpu,
+    solve_params,
+    solve_pressure_fragmentation,
+    summarize,
+    verdicts,
+)
+from vramplan.calibrate.validation import validation_rows
 from vramplan.memory.calibration import DEFAULT_CALIBRATION, Calibration
 from vramplan.profiles import find_gpu
 from vramplan.resources import data_dir
+from vramplan.store.calibrations import calibration_for
 
 RECORDS = load_all_runs(data_dir("calibration"))
 FRAME = load_frame(data_dir("calibration"))
@@ -99,11 +108,11 @@ MULTI = load_runs(data_dir("calibration") / "multi_gpu" / "nvidia-h200.jsonl")
 
 
 def test_per_rank_peaks_of_every_multi_gpu_run_are_within_5_percent():
-    # the multi-GPU accuracy goal, on every completed uncapped run of calibration/multi_gpu; nccl_bytes and the FSDP parameters
-    # are fitted on these runs. Expandable segments (what train launches), DDP and offload: peak_bytes. The default
+    # the multi-GPU accuracy goal, on every completed uncapped run of calibration/multi_gpu; nccl_bytes and the
+    # FSDP parameters are fitted on these runs. Expandable segments (what train launches), DDP and offload: peak_bytes. The default
     # allocator: peak_bytes, or peak_upper_bytes for the ranks that had its re-split event
     gpu = find_gpu("H200")
-    rows = multi_gpu_rank_rows(MULTI, gpu, calibration_for(gpu))
+    rows = multi_gpu_rank_rows(MULTI, gpu, calibration_for(gpu)).to_dict("records")
     fsdp = {r["run_key"] for r in rows if r["kind"] == "fsdp-expandable"}
     assert len(fsdp) >= 6 and len({r["model"] for r in rows if r["run_key"] in fsdp}) >= 2
     off = [(r["why"], round(r["error_vs_bound_pct"], 1)) for r in rows if abs(r["error_vs_bound_pct"]) > 5]

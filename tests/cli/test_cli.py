@@ -31,9 +31,10 @@ def test_estimate_table_shows_verdict_dominant_part_and_biggest_saving():
                             "--trainer", "hf")
     assert code == 0
     assert "DOES NOT FIT:" in out and "short" in out and "dominant: logits + loss buffers" in out
+    assert "on a card with room nvidia-smi would show" in out
     assert "biggest saving: --seq 2048" in out and "of card" in out
     code, out, _ = vramplan("estimate", "qwen2.5-7b", "--gpu", "rtx4090")
-    assert "FITS:" in out and "to spare" in out
+    assert "FITS with the 5% safety margin:" in out and "to spare" in out
 
 
 def test_estimate_vram_flag_changes_the_verdict():

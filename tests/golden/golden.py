@@ -52,9 +52,9 @@ def _plan_fields(model, gpu, count: int, variant: dict) -> dict:
 
 
 def predict(model, gpu, fields: dict) -> dict:
-    from vramplan.store.calibrations import calibration_for
     from vramplan.memory import estimate
     from vramplan.plan import TrainPlan
+    from vramplan.store.calibrations import calibration_for
     kw = dict(fields)
     if isinstance(kw["targets"], list):
         kw["targets"] = tuple(kw["targets"])

@@ -2,14 +2,19 @@
 from functools import partial
 import pytest
 
-from vramplan.store.calibrations import calibration_for
 from vramplan.memory import estimate
 from vramplan.memory.calibration import DEFAULT_CALIBRATION
-from vramplan.memory.fsdp_reserve import (all_gather_reserve, appended_bytes, compute_stream_after_wrap,
-                                          loss_appended, wrap_reserve)
+from vramplan.memory.fsdp_reserve import (
+    all_gather_reserve,
+    appended_bytes,
+    compute_stream_after_wrap,
+    loss_appended,
+    wrap_reserve,
+)
 from vramplan.plan import TrainPlan
 HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.profiles import find_gpu, find_model
+from vramplan.store.calibrations import calibration_for
 from vramplan.units import GiB
 
 GiB = GiB

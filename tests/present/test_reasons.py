@@ -1,9 +1,9 @@
 """Every decision code has its English, and the English is built from the decision's numbers."""
 from vramplan import decisions as D
-from vramplan.store.calibrations import Calibrations
+from vramplan.planner import Planner
 from vramplan.present.reasons import TEXT, say
 from vramplan.profiles import find_gpu, find_model
-from vramplan.planner import Planner
+from vramplan.store.calibrations import Calibrations
 
 
 def test_every_code_has_words():

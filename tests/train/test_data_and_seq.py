@@ -1,16 +1,17 @@
-from functools import partial
 import json
+from functools import partial
 
 import pytest
 
 from vramplan.errors import VramplanError
+from vramplan.plan import TrainPlan
 from vramplan.train.arguments import training_kwargs
 from vramplan.train.data import load_examples
 from vramplan.train.seqlen import choose_seq
 from vramplan.train.verify import Trial, verify
-from vramplan.plan import TrainPlan
-HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.units import GiB
+
+HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 
 
 def write(tmp_path, lines, name="d.jsonl"):

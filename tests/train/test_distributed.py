@@ -7,16 +7,20 @@ import pytest
 import yaml
 
 from vramplan.errors import VramplanError
+from vramplan.layout import resolve
 from vramplan.memory import estimate
 from vramplan.memory.calibration import DEFAULT_CALIBRATION
-from vramplan.layout import resolve
 from vramplan.plan import TrainPlan
 HfPlan = partial(TrainPlan, trainer="hf")  # the plain Trainer: what these figures were measured on
 from vramplan.profiles import find_gpu, find_model
-from vramplan.train.verify import Trial
+from vramplan.train.distributed import (
+    accelerate_config,
+    launch_command,
+    plan_accelerate_config,
+    write_accelerate_config,
+)
 from vramplan.train.multi_gpu import measured_peak, trial_from_ranks, write_launch
-from vramplan.train.distributed import (accelerate_config, launch_command, plan_accelerate_config,
-                                           write_accelerate_config)
+from vramplan.train.verify import Trial
 from vramplan.units import GiB
 from vramplan.workers import WORKERS
 

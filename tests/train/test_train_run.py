@@ -10,8 +10,8 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from vramplan.plan import TrainPlan  # noqa: E402
-from vramplan.train.run import IGNORE, encode, load_tokenizer, train_full  # noqa: E402
 from vramplan.train.data import load_examples  # noqa: E402
+from vramplan.train.run import IGNORE, encode, load_tokenizer, train_full  # noqa: E402
 
 ROWS = [{"instruction": "w1 w2 w3", "output": "w4 w5"},
         {"messages": [{"role": "user", "content": "w6 w7 w8 w9"}, {"role": "assistant", "content": "w10"}]},
@@ -21,6 +21,7 @@ ROWS = [{"instruction": "w1 w2 w3", "output": "w4 w5"},
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from transformers import AutoConfig, AutoModelForCausalLM
+
     from tests.synthetic import save_tokenizer
     folder = tmp_path_factory.mktemp("tiny-model")
     save_tokenizer(folder, vocab_words=200)

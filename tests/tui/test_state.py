@@ -2,7 +2,6 @@
 from vramplan.tui.state import PlanState
 
 
-
 def test_gpus_key_cycles_gpu_counts_keeping_the_effective_batch():
     s = PlanState.create("llama-3.1-8b", "RTX-4090")
     assert s.plan.effective_batch == 16
@@ -35,3 +34,12 @@ def test_exported_train_command_carries_the_offload_the_fit_picked():
     given = given_plan_fields(args, skip=("seq",))
     per_gpu = args.effective_batch // (given["batch"] * given["gpus"])
     assert plan_from_fields({**given, "seq": int(args.seq), "grad_accum": per_gpu}) == s.plan
+
+
+def test_the_help_screen_names_every_declared_key():
+    import re
+
+    from vramplan.flags import tui_keys
+    from vramplan.tui.screens import HELP
+    named = set(re.findall(r"(?:^|\s)([a-zA-Z])(?: / [A-Z])?\s{2}", HELP))
+    assert {key for key, _, _ in tui_keys()} <= named  # a new key in plan.py needs its line in screens.HELP

@@ -107,9 +107,9 @@ def boundary(gpu_name: str = "H100-80GB") -> list[SweepRun]:
     Emulates smaller cards with torch.cuda.set_per_process_memory_fraction: the verdict under test is
     `fits` with capacity = cap + the context and managed memory that live outside the allocator.
     """
-    from ..store.calibrations import calibration_for
     from ..memory import estimate
     from ..profiles import find_gpu, find_model
+    from ..store.calibrations import calibration_for
     gpu = find_gpu(gpu_name)
     calibration = calibration_for(gpu)
     runs = []

@@ -78,6 +78,7 @@ def torch_mem() -> dict:
 def training_arguments(plan: dict, output_dir: str, max_steps: int, use_cpu: bool = False):
     """Plan -> TrainingArguments, the mapping `vramplan train` uses too."""
     from transformers import TrainingArguments
+
     from ..train.arguments import training_kwargs
     return TrainingArguments(**training_kwargs(plan, output_dir, max_steps=max_steps, use_cpu=use_cpu))
 

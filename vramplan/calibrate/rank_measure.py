@@ -56,9 +56,18 @@ def main(argv=None) -> int:
     spec = json.loads(open(argv[0]).read())
     out_dir = argv[1]
     plan = spec["plan"]
-    from .measure import (NvmlPeak, apply_allocator, make_trainer, phase_recorder, record_failure, record_steps,
-                          start_trace, torch_mem, write_trace)
     from ..gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
+    from .measure import (
+        NvmlPeak,
+        apply_allocator,
+        make_trainer,
+        phase_recorder,
+        record_failure,
+        record_steps,
+        start_trace,
+        torch_mem,
+        write_trace,
+    )
     apply_allocator(plan)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     rank, local, world = rank_identity()

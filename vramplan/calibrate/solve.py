@@ -16,19 +16,17 @@ import numpy as np
 import pandas as pd
 
 from ..layout import resolve
-
 from ..memory import estimate
+from ..memory.calibration import CALIBRATED_FIELDS, DEFAULT_CALIBRATION, Calibration
 from ..memory.estimate import logits_resplit_bytes
-from ..memory.logits import fp32_block
 from ..memory.fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
-from ..memory.calibration import DEFAULT_CALIBRATION, CALIBRATED_FIELDS, Calibration
+from ..memory.logits import fp32_block
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..profiles.gpus import GpuSpec
 from ..units import GiB
 from .frame import load_frame
 from .records import gpu_slug, load_runs, measured_peak
-
 
 
 def _nnls(a: np.ndarray, y: np.ndarray) -> list[float]:
@@ -160,20 +158,21 @@ def multi_gpu_kind(record: dict) -> str:
     return f"{plan.parallel}{'-offload' if plan.offload else ''}-{plan.allocator}"
 
 
-def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
+def multi_gpu_rank_rows(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> pd.DataFrame:
     """Predicted against measured peak of every rank of every completed, uncapped multi-GPU run."""
     out = []
     for r in _usable_multi(multi_records):
         b = estimate(find_model(r["model"]), gpu, TrainPlan.from_dict(r["plan"]), params)
+        upper = b.peak_bytes + b.fragmentation_event_bytes
         for k in r["ranks"]:
             measured = measured_peak(k)
-            upper = b.peak_bytes + b.fragmentation_event_bytes
             event = b.fragmentation_event_bytes > 0 and measured - b.peak_bytes > b.fragmentation_event_bytes / 2
             out.append(_accuracy_row(r, b, measured, k["torch"]["max_allocated"], rank=k["rank"],
                                      kind=multi_gpu_kind(r), fragmentation_event=event, predicted_upper=upper,
                                      error_vs_bound_pct=100.0 * ((upper if event else b.peak_bytes) - measured)
                                      / measured))
-    return out
+    return pd.DataFrame(out, columns=[*ACCURACY_COLUMNS[:3], "rank", "kind", "fragmentation_event", "predicted_upper",
+                                      "error_vs_bound_pct", *ACCURACY_COLUMNS[3:]])
 
 
 WRAP_MARGIN = 1 << 29  # first guess: the wrap branch's residuals stay under this, a training-set run goes above
@@ -269,7 +268,7 @@ def solve_gpu(runs: pd.DataFrame, all_capped: pd.DataFrame | None = None, multi_
     in_sample, held_out = summarize(evaluate(runs, gpu, params)), summarize(loao(runs, gpu, borrowed))
     checks = verdicts(capped_runs, params)
     multi_rows = multi_gpu_rank_rows(list(multi_records), gpu, params)
-    multi_held = multi_gpu_loao(list(multi_records), gpu, params) if multi_rows else []
+    multi_held = multi_gpu_loao(list(multi_records), gpu, params) if len(multi_rows) else None
     first = next(r for r in runs["record"] if r.get("versions"))
     return {
         "gpu_name": name, "profile": gpu.name, "architecture": gpu.architecture,
@@ -286,37 +285,36 @@ def solve_gpu(runs: pd.DataFrame, all_capped: pd.DataFrame | None = None, multi_
         "boundary": {"runs": len(checks), "right": sum(c["right"] for c in checks),
                      "note": "allocator-capped runs of every calibrated GPU; pressure_fragmentation is fitted on "
                              "these same runs, so the verdict count is in-sample"},
-        **({"multi_gpu": multi_gpu_summary(multi_rows, multi_held)} if multi_rows else {}),
+        **({"multi_gpu": multi_gpu_summary(multi_rows, multi_held)} if len(multi_rows) else {}),
         "derived_by": "vramplan calibrate --refit (vramplan/calibrate/solve.py) from calibration/runs",
     }
 
 
-def multi_gpu_loao(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> list[dict]:
+def multi_gpu_loao(multi_records: list[dict], gpu: GpuSpec, params: Calibration) -> pd.DataFrame:
     """Refit the multi-GPU parameters without each architecture's multi-GPU runs and predict them (the one-GPU
     parameters in `params` stay as fitted)."""
     usable_runs = _usable_multi(multi_records)
-    rows = []
-    for arch in sorted({r["model"] for r in usable_runs}):
-        held_out = solve_multi_gpu([r for r in usable_runs if r["model"] != arch], gpu, params)
-        rows += multi_gpu_rank_rows([r for r in usable_runs if r["model"] == arch], gpu, held_out)
-    return rows
+    rows = [multi_gpu_rank_rows([r for r in usable_runs if r["model"] == arch], gpu,
+                                solve_multi_gpu([r for r in usable_runs if r["model"] != arch], gpu, params))
+            for arch in sorted({r["model"] for r in usable_runs})]
+    return pd.concat(rows, ignore_index=True) if rows else multi_gpu_rank_rows([], gpu, params)
 
 
-def multi_gpu_summary(rows: list[dict], held_out: list[dict] = ()) -> dict:
+def multi_gpu_summary(rows: pd.DataFrame, held_out: pd.DataFrame | None = None) -> dict:
     """Per-rank accuracy, over all runs and per kind (parallelism, offload, allocator)."""
     kinds = {}
-    for kind in sorted({row["kind"] for row in rows}):
-        sub = [row for row in rows if row["kind"] == kind]
-        loao_sub = summarize([row for row in held_out if row["kind"] == kind])
-        events = [row for row in sub if row.get("fragmentation_event")]
-        bound = [row["error_vs_bound_pct"] for row in sub if "error_vs_bound_pct" in row]
-        kinds[kind] = {"runs": len({row["run_key"] for row in sub}), "ranks": len(sub),
-                       "architectures": sorted({row["model"] for row in sub}), **summarize(sub),
+    for kind, sub in rows.groupby("kind", sort=True):
+        loao_sub = summarize(held_out[held_out["kind"] == kind]) if held_out is not None else {}
+        events = sub[sub["fragmentation_event"]]
+        bound = sub["error_vs_bound_pct"]
+        kinds[kind] = {"runs": sub["run_key"].nunique(), "ranks": len(sub),
+                       "architectures": sorted(sub["model"].unique()), **summarize(sub),
                        **({"fragmentation_event_ranks": len(events),
-                           "worst_vs_bound_pct": round(max(bound, key=abs), 3)} if events else {}),
+                           "worst_vs_bound_pct": round(float(bound.loc[bound.abs().idxmax()]), 3)}
+                          if len(events) else {}),
                        **({"loao_mae_pct": loao_sub["mae_pct"], "loao_worst_under_pct": loao_sub["worst_under_pct"],
                            "loao_worst_over_pct": loao_sub["worst_over_pct"]} if loao_sub else {})}
-    return {"runs": len({row["run_key"] for row in rows}), "ranks": len(rows), **summarize(rows), "kinds": kinds,
+    return {"runs": rows["run_key"].nunique(), "ranks": len(rows), **summarize(rows), "kinds": kinds,
             "note": "per-rank peak; nccl_bytes and the fsdp parameters are fitted on these same runs (in-sample); "
                     "loao_*: refit without the architecture's multi-GPU runs; ranks with the default allocator's "
                     "fragmentation event are compared with peak_upper_bytes in worst_vs_bound_pct"}

@@ -4,18 +4,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .design import SweepRun
-from .records import append_run, load_runs, run_key, runs_path
-from ..resources import data_dir
 from ..gpu_info import detect_gpu, software_versions
 from ..layout import layout_dict
+from ..resources import data_dir
 from ..units import GiB
 from ..workers import worker_command
+from .design import SweepRun
+from .records import append_run, load_runs, run_key, runs_path
 
 STEPS = 3  # step 1 creates the optimizer state; 2 and 3 are steady state
 
@@ -89,7 +88,7 @@ def run_multi_gpu(run: SweepRun, checkpoint: Path, key: str, timeout_s: int = 90
     """One measured multi-GPU run (rank_measure on every GPU through accelerate) as its record."""
     from ..train.multi_gpu import launch_rank_measure
     plan = run.plan
-    spec = {"run_key": key, "model": run.model, "checkpoint": str(checkpoint), "plan": plan.to_dict(),
+    spec = {"run_key": key, "model": run.model, "checkpoint": str(checkpoint), "plan": layout_dict(plan),
             "steps": STEPS, "cap_bytes": run.cap_bytes, "trace_path": str(trace_path) if trace_path else None}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()

@@ -57,8 +57,8 @@ def run(args) -> int:
               f"(plus one checkpoint build per architecture)")
         return 0
     _require_gpu()
-    from ..calibrate.sweep import default_cache, run_sweep
     from ..calibrate.solve import solve_all
+    from ..calibrate.sweep import default_cache, run_sweep
     path = run_sweep(runs, out, default_cache(), timeout_s=args.timeout)
     print(f"records: {path}")
     for fit_path in solve_all(out):

@@ -8,14 +8,14 @@ from .. import decisions as D
 from ..errors import VramplanError
 from ..stacks import check_loss_type
 from ..memory import LABELS
-from ..profiles import find_model
-from ..units import GiB
-from ..store.calibrations import Calibrations
 from ..planner import Planner
-from ..verdict import resolve_gpu
-from .common import add_plan_args, given_plan_fields, print_json, vram_from_args
 from ..present import model_json, model_lines, plan_line, say
 from ..present.reasons import reasons_json, room_words, standing_words
+from ..profiles import find_model
+from ..store.calibrations import Calibrations
+from ..units import GiB
+from ..verdict import resolve_gpu
+from .common import add_plan_args, given_plan_fields, print_json, vram_from_args
 
 
 def register(sub) -> None:

@@ -7,7 +7,6 @@ import sys
 
 from .. import flags
 from ..errors import VramplanError
-from ..flags import positive_int
 from ..plan import TrainPlan
 from ..profiles import gpu_count
 from ..units import parse_size

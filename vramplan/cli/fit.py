@@ -1,14 +1,13 @@
 """`vramplan fit MODEL --gpu GPU`: the fastest plan that fits, with alternatives, or why nothing fits."""
 from __future__ import annotations
 
+from ..flags import positive_int
+from ..planner import Planner
+from ..present.fit import fit_json, fit_lines
 from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
-from ..planner import Planner
-from ..search import SAFETY_MARGIN
-from ..units import GiB
-from .common import add_multi_gpu_args, gpus_from_args, positive_int, print_json, vram_from_args
-from ..present import bar, model_json, model_lines, plan_line
-from ..present.reasons import fit_reasons, reasons_json
+from ..present import model_json, model_lines
+from .common import add_multi_gpu_args, gpus_from_args, print_json, vram_from_args
 
 
 def register(sub) -> None:
@@ -33,57 +32,7 @@ def run(args) -> int:
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
                          gpus=gpus_from_args(args) or 1, parallel=args.parallel)
     if args.json:
-        print_json({**to_json(result), **model_json(model)})
+        print_json({**fit_json(result), **model_json(model)})
     else:
-        print("\n".join(model_lines(model, args.model) + render(result)))
+        print("\n".join(model_lines(model, args.model) + fit_lines(result)))
     return 0 if result.recommended else 1
-
-
-def to_json(result) -> dict:
-    rec = result.recommended
-    fastest = rec.tokens_per_s if rec else 0
-    return {
-        "model": result.model.summary(), "gpu": result.gpu.summary(), "gpus": result.gpus,
-        **({"one_gpu": result.one_gpu.to_dict(result.one_gpu.tokens_per_s) if result.one_gpu else None,
-            "one_gpu_needs_bytes": result.one_gpu_needs} if result.gpus > 1 else {}),
-        "capacity_bytes": result.capacity_bytes, "limit_bytes": result.limit_bytes,
-        "safety_margin": SAFETY_MARGIN,
-        "recommended": ({**rec.to_dict(fastest), "required_bytes": rec.breakdown.required_bytes,
-                         "components": rec.breakdown.components} if rec else None),
-        "alternatives": [c.to_dict(fastest) for c in result.alternatives],
-        "reasons": reasons_json(([result.versus_one_gpu] if result.versus_one_gpu else []) + result.reasons),
-        "suggestions": result.suggestions,
-        "speed_note": "tokens/s from a roofline over the GPU profile: an estimate for ranking plans",
-        "calibration": rec.breakdown.calibration["source"] if rec else None,
-    }
-
-
-def render(result) -> list[str]:
-    m, g = result.model, result.gpu
-    on = f"{result.gpus} x {g.name}" if result.gpus > 1 else g.name
-    each = " each" if result.gpus > 1 else ""
-    lines = [f"{m.name} ({m.total_params / 1e9:.2f}B) on {on} ({g.memory_mib / 1024:.1f} GiB{each}): "
-             f"limit {result.limit_bytes / GiB:.2f} GiB{each} ({SAFETY_MARGIN:.0%} safety margin)"]
-    rec = result.recommended
-    if rec is None:
-        lines.append("\nNOTHING FITS.")
-        lines += [f"  - {r}" for r in fit_reasons(result)]
-        return lines
-    b = rec.breakdown
-    lines += ["", "recommended: " + plan_line(rec.plan.to_dict()),
-              f"  needs {b.required_bytes / GiB:.2f} GiB (nvidia-smi peak {b.peak_bytes / GiB:.2f} GiB) "
-              f"{bar(b.required_bytes, result.capacity_bytes, result.limit_bytes)}",
-              f"  ~{rec.tokens_per_s:,.0f} tokens/s (roofline estimate)", "", "why:"]
-    lines += [f"  - {r}" for r in fit_reasons(result)]
-    if result.alternatives:
-        multi = result.gpus > 1
-        lines += ["", "alternatives:", f"  {'micro-batch x accum':>20s}  {'ckpt':>4s}  {'optimizer':18s} {'rank':>4s}  "
-                                      + (f"{'layout':>12s}  " if multi else "") + f"{'GiB':>6s}  {'speed':>5s}"]
-        for c in result.alternatives:
-            p = c.plan
-            layout = f"{p.parallel}{'+offload' if p.offload else ''}"
-            lines.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {'on' if p.gradient_checkpointing else 'off':>4s}"
-                         f"  {p.optim:18s} {p.rank:>4d}  " + (f"{layout:>12s}  " if multi else "")
-                         + f"{c.breakdown.required_bytes / GiB:6.2f}  {c.tokens_per_s / rec.tokens_per_s:5.2f}x")
-    lines.append(f"\ncalibration: {b.calibration['source']}")
-    return lines

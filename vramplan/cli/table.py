@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from ..errors import VramplanError
-from ..store.calibrations import Calibrations
+from ..flags import positive_int
 from ..planner import Planner
 from ..profiles import find_gpu, find_model, gpu_catalog, model_catalog
+from ..store.calibrations import Calibrations
 from ..units import GiB
-from .common import positive_int, print_json
+from .common import print_json
 
 
 def register(sub) -> None:

@@ -7,20 +7,21 @@ from pathlib import Path
 
 from .. import flags
 from ..errors import VramplanError
+from ..flags import positive_int
 from ..plan import ALLOC_CONF, TrainPlan
-from ..profiles import find_model
-from ..store.calibrations import Calibrations
 from ..planner import Planner
+from ..present import plan_line, say
+from ..present.reasons import fit_reasons
+from ..profiles import find_model
 from ..search import SAFETY_MARGIN
+from ..store.calibrations import Calibrations
 from ..train.arguments import training_kwargs
 from ..train.data import load_examples
 from ..train.seqlen import choose_seq
 from ..units import GiB
 from ..verdict import resolve_gpu
-from .common import add_plan_args, given_plan_fields, positive_int, vram_from_args
-from ..present import plan_line, say
-from ..present.reasons import fit_reasons
 from ..workers import WORKERS
+from .common import add_plan_args, given_plan_fields, vram_from_args
 
 
 def register(sub) -> None:
@@ -152,8 +153,8 @@ def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
 
 
 def _train(args, arch, source, examples, planner: Planner, candidates, out: Path) -> int:
-    from ..train.run import train_full, verification_trial
     from ..calibrate.measure import apply_allocator
+    from ..train.run import train_full, verification_trial
     apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
     import torch
     if not torch.cuda.is_available():

@@ -15,12 +15,12 @@ from transformers import TrainerCallback
 
 from .. import flags
 from ..errors import VramplanError
-from ..store.calibrations import Calibrations
 from ..plan import TrainPlan
+from ..planner import Planner
 from ..present import said
 from ..profiles import arch_from_config, find_gpu
+from ..store.calibrations import Calibrations
 from ..units import GiB
-from ..planner import Planner
 from ..verdict import Verdict
 
 log = logging.getLogger("vramplan")

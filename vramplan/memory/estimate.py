@@ -10,11 +10,11 @@ from ..profiles.models import ModelArch
 from .activations import checkpointed_inputs_bytes, int8_kept_bytes, layer_activations
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
+from .calibration import Calibration
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from .logits import fp32_block
 from .loss_paths import LossBuffers, eval_loss_bytes, loss_buffers
 from .optimizer import OptimizerMemory, optimizer_memory
-from .calibration import Calibration
 from .weights import base_components, dequant_buffer_bytes, lm_head_cast_bytes, unquantized_bytes_per_param
 
 LIBRARY_VERSIONS = "transformers 5.x, peft >= 0.17, bitsandbytes >= 0.48, torch >= 2.6"

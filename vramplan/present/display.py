@@ -44,3 +44,31 @@ def model_lines(model, asked: str) -> list[str]:
 
 def model_json(model) -> dict:
     return {"model_source": model.source_line, "model_notices": list(model.notices)}
+
+
+def estimate_lines(b: Breakdown, model, gpu, saving: dict | None) -> list[str]:
+    """`estimate`'s text: the plan, the component table, the bar, the verdict and the biggest saving."""
+    limit_note = f"{b.capacity_bytes / GiB:.2f} GiB usable"
+    n = b.plan.get("gpus", 1)
+    lines = [f"{model.name} on {f'{n} x ' if n > 1 else ''}{gpu.name} ({gpu.memory_mib / 1024:.1f} GiB"
+             f"{' each' if n > 1 else ''}, {limit_note})",
+             f"plan: {plan_line(b.plan)}", ""]
+    lines += breakdown_table(b)
+    lines += ["", f"  {bar(b.required_bytes, b.capacity_bytes)}  needs {b.required_bytes / GiB:.2f} of "
+                  f"{b.capacity_bytes / GiB:.2f} GiB"]
+    from ..verdict import standing
+    from .reasons import room_words, standing_words
+    lines.append(f"\n{standing_words(standing(b))}: needs {b.required_bytes / GiB:.2f} GiB to run "
+                 f"({room_words(b.peak_bytes)}); "
+                 + (f"{b.headroom_bytes / GiB:.2f} GiB to spare" if b.fits
+                    else f"{-b.headroom_bytes / GiB:.2f} GiB short"))
+    dom, dom_bytes = b.dominant()
+    lines.append(f"dominant: {LABELS.get(dom, dom)} ({dom_bytes / GiB:.2f} GiB), peak in the {b.peak_phase} phase")
+    if saving:
+        lines.append(f"biggest saving: {saving['change']} (-{saving['saves_bytes'] / GiB:.2f} GiB)")
+    if b.fragmentation_event_bytes:
+        lines.append(f"upper bound: {(b.peak_bytes + b.fragmentation_event_bytes) / GiB:.2f} GiB if PyTorch's "
+                     f"default allocator re-splits a logits segment (+{b.fragmentation_event_bytes / GiB:.2f} GiB; "
+                     "measured in some runs, not predictable from the plan); --allocator expandable avoids it")
+    lines.append(f"calibration: {b.calibration['source']}")
+    return lines

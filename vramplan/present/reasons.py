@@ -51,6 +51,19 @@ LOSS_PATH_WORDS = {
     "trl_fused": "its fused LM head never holds the tokens x vocab logits",
 }
 
+
+def _changes(n: dict) -> str:
+    """A plan change as the flags that make it ('gradient checkpointing on' for the switch it turns back on)."""
+    c = n["changes"]
+    if set(c) == {"batch", "grad_accum"}:
+        text = f"--batch {c['batch']} with --grad-accum {c['grad_accum']}"
+    elif c == {"gradient_checkpointing": True}:
+        text = "gradient checkpointing on"
+    else:
+        text = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in c.items())
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 TEXT = {
     D.DTYPE_BF16: "bf16: the GPU supports bf16 (wider range than fp16, no loss scaling)",
     D.DTYPE_FP16: "fp16: {gpu} has no bf16 (compute capability {compute_capability}); fp16 with loss scaling, same "
@@ -93,6 +106,7 @@ TEXT = {
     D.BIGGER_GPUS: _bigger_gpus,
     D.NEEDS: "needs {required_gib2} of {capacity_gib2} ({margin:.0%} margin: limit {limit_gib2}); largest part "
              "{label} {gib2} in the {phase} phase",
+    D.BIGGEST_SAVING: _changes,
     D.FITS_INSTEAD: "fits instead: rank {rank}, micro-batch {batch} x accumulation {grad_accum}, checkpointing "
                     "{gradient_checkpointing_on}, {optim} ({required_gib2})",
 }

@@ -5,10 +5,10 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from ..calibrate.records import gpu_slug
 from ..memory.calibration import DEFAULT_CALIBRATION, Calibration
 from ..profiles.gpus import GpuSpec
 from ..resources import data_dir
-from ..calibrate.records import gpu_slug
 
 
 @lru_cache(maxsize=None)

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..calibrate.records import measured_peak
+from ..layout import layout_dict
 from ..plan import TrainPlan
+from ..workers import WORKERS
 from .distributed import free_port, launch_command, write_accelerate_config
 from .verify import Trial
-from ..layout import layout_dict
-from ..workers import WORKERS
 
 
 def trial_from_ranks(records: list[dict], gpus: int, error: str = "") -> Trial:

@@ -22,11 +22,11 @@ def main(argv=None) -> int:
     spec_path = Path(argv[0])
     spec = json.loads(spec_path.read_text())
     out = spec_path.parent
-    from ..plan import TrainPlan
-    from .data import load_examples
-    from ..gpu_info import detect_gpu
     from ..calibrate.measure import NvmlPeak, apply_allocator
     from ..calibrate.rank_measure import load_rank_model, rank_identity
+    from ..gpu_info import detect_gpu
+    from ..plan import TrainPlan
+    from .data import load_examples
     from .run import build_trainer, load_tokenizer, result_fields
 
     plan = TrainPlan.from_dict(spec["plan"])

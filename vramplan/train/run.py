@@ -6,17 +6,16 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from ..layout import layout_dict
 from ..plan import TrainPlan
+from ..workers import worker_command
 from .arguments import training_kwargs
 from .data import Example
 from .verify import Trial
-from ..layout import layout_dict
-from ..workers import worker_command
 
 IGNORE = -100
 
@@ -117,6 +116,7 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
                say=print) -> dict:
     """Train with the transformers Trainer; save adapter, tokenizer and a run record in output_dir."""
     import torch
+
     from ..calibrate.measure import NvmlPeak, load_for_training
 
     tok = load_tokenizer(model_path)

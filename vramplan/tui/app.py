@@ -1,7 +1,7 @@
 """The Textual app: a plan form on the left, the memory picture on the right.
 
-The app holds the PlanState; its reactive model, gpu and plan mirror it, and their watchers redraw the form and
-the picture. The form posts what the user types (PlanForm.FieldEdited); fit runs in a worker thread and comes
+The app holds the PlanState; its reactive `shown` (model, GPU, plan) mirrors it, and its watcher redraws the form
+and the picture. The form posts what the user types (PlanForm.FieldEdited); fit runs in a worker thread and comes
 back as a FitReady message.
 """
 from __future__ import annotations
@@ -59,9 +59,8 @@ class VramplanApp(App):
         *plan_bindings(),
         Binding("escape", "leave_field", "leave field", show=False),
     ]
-    model_arch: reactive[ModelArch | None] = reactive(None, init=False)
-    gpu_spec: reactive[GpuSpec | None] = reactive(None, init=False)
-    plan: reactive[TrainPlan | None] = reactive(None, init=False)
+    shown: reactive[tuple[ModelArch, GpuSpec, TrainPlan] | None] = reactive(None, init=False)
+    """The model, GPU and plan on screen; the state's after every edit. A change redraws (watch_shown)."""
 
     def __init__(self, state: PlanState, output_dir: Path | None = None):
         super().__init__()
@@ -79,20 +78,11 @@ class VramplanApp(App):
         self._sync()
         self.set_focus(self.query_one("#table"))
 
-    # -- the state, mirrored in reactives: any change redraws ---------------------------------------------------
+    # -- the state, mirrored in a reactive: a change redraws ----------------------------------------------------
     def _sync(self) -> None:
-        self.model_arch, self.gpu_spec, self.plan = self.state.model, self.state.gpu, self.state.plan
+        self.shown = (self.state.model, self.state.gpu, self.state.plan)
 
-    def watch_model_arch(self) -> None:
-        self._redraw()
-
-    def watch_gpu_spec(self) -> None:
-        self._redraw()
-
-    def watch_plan(self) -> None:
-        self._redraw()
-
-    def _redraw(self) -> None:
+    def watch_shown(self) -> None:
         s = self.state
         self.query_one(PlanForm).state = s
         self.query_one(ResultPanel).picture = Picture(s.model, s.gpu, s.breakdown())

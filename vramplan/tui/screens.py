@@ -23,6 +23,8 @@ HELP = """[b]vramplan[/b]: explore QLoRA memory plans. Every change re-plans at 
   d  bf16 / fp16        g  gradient checkpointing
   a  attention kind     u  double quant
   n  GPUs of one host (1, 2, 4, 8; figures per GPU)   p  FSDP / data parallel
+  T  training stack (TRL's SFTTrainer / the plain Trainer)
+  v / V  evaluation batch x2 / /2 (from 0: no evaluation)
 [b]actions[/b]
   f  fit: recommended plan and alternatives (Enter applies one)
   e  write the plan as vramplan-plan.json and vramplan-train.sh (never overwrites)

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import flags
-from ..store.calibrations import Calibrations
 from ..memory import Breakdown
-from ..planner import Planner
 from ..plan import ALL_LINEAR, PARALLELS, TrainPlan
+from ..planner import Planner
 from ..profiles import GpuSpec, ModelArch, find_gpu, find_model
 from ..search import FitResult
+from ..store.calibrations import Calibrations
 
 _ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")
 GPU_COUNTS = (1, 2, 4, 8)
