@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vramplan.calibrate.stack_accuracy import accuracy_rows, error_pct  # noqa: E402
+from vramplan.calibrate.stack_accuracy import accuracy_rows, error_pct, slack_medians  # noqa: E402
 from vramplan.units import GiB  # noqa: E402
 
 
@@ -53,6 +53,8 @@ def main() -> int:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     rows = accuracy_rows()
     table(rows)
+    print("\nallocator slack (reserved - allocated), median per loss path of the runs without evaluation: "
+          + ", ".join(f"{path} {v / 2**20:.0f} MiB" for path, v in slack_medians().items()))
     validation(rows)
     return 0
 

@@ -31,3 +31,11 @@ def test_validation_set_predicted_before_measuring():
     assert len(measured) >= 7
     for p, r in measured:
         assert error_pct(p["peak_bytes"], r["whole_measured"]) > -5.0, (p, r)
+
+
+def test_the_stack_slack_constants_are_the_measured_medians():
+    from vramplan.calibrate.stack_accuracy import slack_medians
+    from vramplan.memory.calibration import DEFAULT_CALIBRATION
+    medians = slack_medians()
+    for path, value in DEFAULT_CALIBRATION.stack_slack_bytes.items():
+        assert abs(value - medians[path]) < 2**20, path

@@ -57,5 +57,20 @@ def accuracy_rows(records: list[dict] | None = None) -> list[dict]:
     return rows
 
 
+def slack_medians(records: list[dict] | None = None) -> dict[str, int]:
+    """Reserved minus allocated over the training steps, median per loss path, of the runs without evaluation:
+    what Calibration.stack_slack_bytes holds for the paths that never hold full logits."""
+    from statistics import median
+    from ..layout import resolve
+    by_path: dict[str, list[int]] = {}
+    for r in stack_records() if records is None else records:
+        if r.get("status") != "ok" or r.get("eval"):
+            continue
+        steps = r["torch"]["steps"]
+        slack = max(s["max_reserved"] for s in steps) - max(s["max_allocated"] for s in steps)
+        by_path.setdefault(resolve(record_plan(r)).loss_path, []).append(slack)
+    return {path: int(median(v)) for path, v in sorted(by_path.items())}
+
+
 def error_pct(predicted: int, measured: int) -> float:
     return 100.0 * (predicted - measured) / measured

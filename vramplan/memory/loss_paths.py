@@ -45,7 +45,7 @@ def loss_buffers(path: str, model: ModelArch, tokens: int, plan) -> LossBuffers:
         tile = CHUNK_TOKENS * v
         hidden = 4 * tokens * h  # the sorted copy of the fp32 hidden states, a checkpoint input of every chunk
         weight = 4 * v * h if path == "trl_chunked" else C * v * h  # w.float() (1.7-1.12), w.to(h.dtype) after
-        logits = (4 + 4 + 4) * tile if path == "trl_chunked" else (C + 4 + 4 + 4) * tile
+        logits = (4 + 4) * tile if path == "trl_chunked" else (C + 4 + 4 + 4) * tile  # fp32 logits, log-softmax
         fwd = hidden + weight + logits
         bwd = hidden + weight  # measured: the recomputed chunk's tiles are not alive at the backward peak
         return LossBuffers(fwd, bwd, False, max(4 * tile, 4 * v * h if path == "trl_chunked" else C * v * h))
