@@ -70,6 +70,7 @@ def test_a_calibration_made_from_the_wheel_is_used_by_the_next_fit(installed):
     assert f"wrote {installed['data'] / 'fits' / 'nvidia-h200.json'}" in out
     assert sorted(p.name for p in (packaged / "fits").iterdir()) == before  # nothing written into the package
     fit = json.loads((installed["data"] / "fits" / "nvidia-h200.json").read_text())
+    assert fit == json.loads((packaged / "fits" / "nvidia-h200.json").read_text())
     d = json.loads(vramplan(installed, "fit", "llama-3.2-1b", "--gpu", "H200", "--json"))
     assert d["calibration"].startswith(f"your calibration in {installed['data']} (60 runs")
     assert d["recommended"]["components"]["cuda_context"] == fit["params"]["context_bytes"]

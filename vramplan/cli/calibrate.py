@@ -53,8 +53,7 @@ def run(args) -> int:
         if not any((out / "runs").glob("*.jsonl")):
             raise VramplanError(f"no recorded runs in {out / 'runs'}; nothing to refit",
                                 hint="run `vramplan calibrate` on the GPU first, or name the folder with --out")
-        from ..calibrate.solve import solve_all
-        _print_written(solve_all(out), args, out)
+        _print_written(refit(out), args, out)
         return 0
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
     if models:
@@ -83,14 +82,45 @@ def run(args) -> int:
         return 0
     _require_gpu()
     from ..calibrate.sweep import default_cache, run_sweep
-    from ..calibrate.solve import solve_all
     # with --json the sweep's progress goes to stderr, so stdout stays one JSON object
     path = run_sweep(runs, out, default_cache(), timeout_s=args.timeout,
                      log=(lambda text: print(text, file=sys.stderr)) if args.json else print)
     if not args.json:
         print(f"records: {path}")
-    _print_written(solve_all(out), args, out)
+    _print_written(refit(out), args, out)
     return 0
+
+
+def refit(out: Path) -> list[Path]:
+    """Refit the GPUs recorded in out, solved as if their records had shipped: the shipped GPUs' records stand
+    in where out has none of its own (the expandable-segments and multi-GPU parameters, the capped runs of
+    the fits verdict), as they do for the shipped fits. A folder of one GPU's sweep alone would otherwise get
+    no expandable-segments slack and no multi-GPU parameters at all."""
+    import shutil
+    import tempfile
+    from ..calibrate.solve import solve_all
+    from ..resources import data_dir
+    shipped = data_dir("calibration")
+    if out.resolve() == shipped.resolve():
+        return solve_all(out)
+    own = {p.stem for p in (out / "runs").glob("*.jsonl")}
+    written = []
+    with tempfile.TemporaryDirectory(prefix="vramplan-refit-") as tmp:
+        for kind in ("runs", "multi_gpu"):
+            (Path(tmp) / kind).mkdir()
+            # out's records of a kind replace the shipped ones of the same GPU and kind (a sweep of one card
+            # still lends that card's shipped multi-GPU runs)
+            for path in (shipped / kind).glob("*.jsonl"):
+                shutil.copyfile(path, Path(tmp) / kind / path.name)
+            for path in (out / kind).glob("*.jsonl"):
+                shutil.copyfile(path, Path(tmp) / kind / path.name)
+        for path in solve_all(Path(tmp)):
+            if path.stem in own:
+                target = out / "fits" / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+                written.append(target)
+    return written
 
 
 def _print_written(paths: list[Path], args, out: Path) -> None:
