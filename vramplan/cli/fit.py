@@ -9,6 +9,9 @@ from ..units import GiB
 from .common import add_multi_gpu_args, gpus_from_args, positive_int, print_json, vram_from_args
 from ..present import bar, model_json, model_lines, plan_line
 from ..present.reasons import fit_reasons, reasons_json
+from ..present.time_cost import lines as time_cost_lines
+from ..speed import predicted_tokens_per_second
+from .estimate import add_time_args, job_from_args, plan_time_cost, time_cost_json
 
 
 def register(sub) -> None:
@@ -23,20 +26,31 @@ def register(sub) -> None:
     p.add_argument("--rank", type=positive_int("--rank"), default=None, help="fix the LoRA rank")
     p.add_argument("--vram", default=None, help="judge against this much memory instead (e.g. 22GiB)")
     add_multi_gpu_args(p, search=True)
+    add_time_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
+    job = job_from_args(args)
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
                          gpus=gpus_from_args(args) or 1, parallel=args.parallel)
+    rec = result.recommended
+    tc = plan_time_cost(model, gpu, rec.plan, rec.breakdown, job) if rec else None
     if args.json:
-        print_json({**to_json(result), **model_json(model)})
+        print_json({**to_json(result), **model_json(model), **(time_cost_json(tc) if tc else {})})
     else:
-        print("\n".join(model_lines(model, args.model) + render(result)))
+        print("\n".join(model_lines(model, args.model) + render(result, tc)))
     return 0 if result.recommended else 1
+
+
+def _fitted(result, c) -> dict:
+    """The fitted model's tokens/s and seconds per step of a candidate (tokens_per_s_estimate: the ranking's)."""
+    tps = predicted_tokens_per_second(result.model, result.gpu, c.plan, c.breakdown)
+    return {"tokens_per_s": round(tps, 1),
+            "step_s": round(c.plan.tokens * c.plan.grad_accum * c.plan.gpus / tps, 4)}
 
 
 def to_json(result) -> dict:
@@ -48,17 +62,18 @@ def to_json(result) -> dict:
             "one_gpu_needs_bytes": result.one_gpu_needs} if result.gpus > 1 else {}),
         "capacity_bytes": result.capacity_bytes, "limit_bytes": result.limit_bytes,
         "safety_margin": SAFETY_MARGIN,
-        "recommended": ({**rec.to_dict(fastest), "required_bytes": rec.breakdown.required_bytes,
+        "recommended": ({**rec.to_dict(fastest), **_fitted(result, rec), "required_bytes": rec.breakdown.required_bytes,
                          "components": rec.breakdown.components} if rec else None),
-        "alternatives": [c.to_dict(fastest) for c in result.alternatives],
+        "alternatives": [{**c.to_dict(fastest), **_fitted(result, c)} for c in result.alternatives],
         "reasons": reasons_json(([result.versus_one_gpu] if result.versus_one_gpu else []) + result.reasons),
         "suggestions": result.suggestions,
-        "speed_note": "tokens/s from a roofline over the GPU profile: an estimate for ranking plans",
+        "speed_note": "tokens_per_s and step_s: the speed model fitted to measured step times (speed_source); "
+                      "tokens_per_s_estimate and relative_speed: the roofline the search ranks plans by",
         "calibration": rec.breakdown.calibration["source"] if rec else None,
     }
 
 
-def render(result) -> list[str]:
+def render(result, tc: dict | None = None) -> list[str]:
     m, g = result.model, result.gpu
     on = f"{result.gpus} x {g.name}" if result.gpus > 1 else g.name
     each = " each" if result.gpus > 1 else ""
@@ -72,8 +87,9 @@ def render(result) -> list[str]:
     b = rec.breakdown
     lines += ["", "recommended: " + plan_line(rec.plan.to_dict()),
               f"  needs {b.required_bytes / GiB:.2f} GiB (nvidia-smi peak {b.peak_bytes / GiB:.2f} GiB) "
-              f"{bar(b.required_bytes, result.capacity_bytes, result.limit_bytes)}",
-              f"  ~{rec.tokens_per_s:,.0f} tokens/s (roofline estimate)", "", "why:"]
+              f"{bar(b.required_bytes, result.capacity_bytes, result.limit_bytes)}"]
+    lines += [f"  {line}" for line in (time_cost_lines(tc) if tc else [])]
+    lines += ["", "why:"]
     lines += [f"  - {r}" for r in fit_reasons(result)]
     if result.alternatives:
         multi = result.gpus > 1
@@ -85,5 +101,7 @@ def render(result) -> list[str]:
             lines.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {'on' if p.gradient_checkpointing else 'off':>4s}"
                          f"  {p.optim:18s} {p.rank:>4d}  " + (f"{layout:>12s}  " if multi else "")
                          + f"{c.breakdown.required_bytes / GiB:6.2f}  {c.tokens_per_s / rec.tokens_per_s:5.2f}x")
+        lines.append("  (speed: relative, by the roofline the search ranks plans with; the speed line above is the "
+                     "model fitted to measured step times)")
     lines.append(f"\ncalibration: {b.calibration['source']}")
     return lines
