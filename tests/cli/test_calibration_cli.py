@@ -212,3 +212,15 @@ def test_through_the_real_entry_point_with_no_traceback(tmp_path, user_folder):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nvidia-h200.json" in proc.stderr
     assert env_dir.exists()
+
+
+def test_json_before_the_action_and_no_action(capsys, user_folder):
+    code, out, _ = run(capsys, "calibration", "--json", "list")
+    assert code == 0 and json.loads(out)["user_folder"] == str(user_folder)
+    code, out, _ = run(capsys, "calibration", "--json")
+    assert code == 2 and "name an action" in json.loads(out)["error"]
+    code, _, err = run(capsys, "calibration")
+    assert code == 2 and "name an action" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "calibrate", "--dry-run", "--quick", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["out"] == str(user_folder) and d["runs"] and not user_folder.exists()

@@ -61,7 +61,10 @@ def register(sub) -> None:
                                    "folder's (where `vramplan calibrate` writes; VRAMPLAN_DATA_DIR moves it), "
                                    "VRAMPLAN_CALIBRATION's and --calibration's. A later one's fit for a GPU "
                                    "replaces an earlier one's.")
-    p.set_defaults(func=lambda args: _help(p))
+    # --json before the action too (`vramplan calibration --json list`); its own dest, since the action's
+    # parser would reset a shared one to its default
+    p.add_argument("--json", dest="json_before", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_no_action)
     what = p.add_subparsers(dest="calibration_command", metavar="ACTION")
     ls = what.add_parser("list", parents=[common], help="every known fit: GPU, runs, accuracy, where, in use")
     ls.set_defaults(func=run_list)
@@ -79,9 +82,13 @@ def register(sub) -> None:
     imp.set_defaults(func=run_import)
 
 
-def _help(p) -> int:
-    p.print_help()
-    return 2
+def _no_action(args) -> int:
+    raise VramplanError("calibration: name an action: list, show GPU, export GPU -o FILE, import FILE",
+                        hint="`vramplan calibration --help` says what each does")
+
+
+def _json(args) -> bool:
+    return bool(getattr(args, "json", False) or getattr(args, "json_before", False))
 
 
 def _entries(cal: Calibrations) -> list[dict]:
@@ -115,7 +122,7 @@ def run_list(args) -> int:
     cal = Calibrations.for_user(args.calibration)
     rows = _entries(cal)
     folder = _user_folder()
-    if args.json:
+    if _json(args):
         print_json({"calibrations": [_public(r) for r in rows], "user_folder": folder["path"]})
         return 0
     print(f"{'GPU':24s} {'profile':10s} {'runs':>5s}  {'accuracy':22s} {'in use':6s}  where")
@@ -167,7 +174,7 @@ def run_show(args) -> int:
     where = origin.where if origin else "shipped"
     head = (origin.describe() if origin and origin.kind != SHIPPED else "shipped calibration")
     error = fit.get("error") or {}
-    if args.json:
+    if _json(args):
         print_json({"gpu_name": fit["gpu_name"], "profile": fit.get("profile"),
                     "stands_in_for": stands_in_for, "kind": origin.kind if origin else SHIPPED, "where": where,
                     "path": str(origin.path) if origin else None, "runs": fit.get("runs", 0),
@@ -216,7 +223,7 @@ def run_export(args) -> int:
     except OSError as exc:
         raise VramplanError(f"-o {args.output}: cannot write ({exc.strerror or exc})") from None
     counts = {k: len(v) for k, v in document["records"].items()}
-    if args.json:
+    if _json(args):
         print_json({"written": str(args.output), "gpu_name": fit["gpu_name"], "records": counts})
     else:
         print(f"wrote {args.output}: {fit['gpu_name']} ({origin.where if origin else 'shipped'}), "
@@ -235,7 +242,7 @@ def run_import(args) -> int:
     except OSError as exc:
         raise VramplanError(f"cannot write into {folder} ({exc.strerror or exc}); nothing usable was written",
                             hint=f"set {user.DATA_ENV} to a writable folder") from None
-    if args.json:
+    if _json(args):
         print_json({"imported": fit["gpu_name"], "folder": str(folder), "written": [str(p) for p in written]})
     else:
         print(f"imported {fit['gpu_name']} ({fit.get('runs', 0)} runs, {accuracy_words(fit.get('error', {}))}) "
