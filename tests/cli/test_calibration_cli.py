@@ -9,6 +9,7 @@ import pytest
 from vramplan.calibrate.records import gpu_slug
 from vramplan.cli import build_parser, main
 from vramplan.resources import data_dir
+from vramplan.store.user import display_path as shown
 
 GiB = 1024**3
 PLANNING = ("estimate", "fit", "check", "table", "train", "tui")
@@ -52,7 +53,7 @@ def test_list_shows_the_shipped_fits_and_the_empty_user_folder(capsys, user_fold
     code, out, _ = run(capsys, "calibration", "list")
     assert code == 0
     assert "NVIDIA H200" in out and "NVIDIA H100 80GB HBM3" in out and "shipped" in out
-    assert f"your calibrations: {user_folder} (from VRAMPLAN_DATA_DIR); none yet" in out
+    assert f"your calibrations: {shown(user_folder)} (from VRAMPLAN_DATA_DIR); none yet" in out
     code, out, _ = run(capsys, "calibration", "list", "--json")
     d = json.loads(out)
     assert d["user_folder"] == str(user_folder)
@@ -65,14 +66,14 @@ def test_a_calibration_in_the_user_folder_is_used_by_the_next_fit(capsys, user_f
     assert shipped_line.startswith("calibrated on NVIDIA H200 (60 runs")
     write_fit(user_folder, context_bytes=3 * GiB, runs=12)
     line, context = fit_json(capsys)
-    assert line == f"your calibration in {user_folder} (12 runs, LOAO MAE 1.8%)"
+    assert line == f"your calibration in {shown(user_folder)} (12 runs, LOAO MAE 1.8%)"
     assert context == 3 * GiB != shipped_context
     code, out, _ = run(capsys, "fit", "llama-3.2-1b", "--gpu", "H200")
-    assert f"calibration: your calibration in {user_folder} (12 runs" in out
+    assert f"calibration: your calibration in {shown(user_folder)} (12 runs" in out
     d = json.loads(run(capsys, "calibration", "list", "--json")[1])
     h200 = {c["kind"]: c for c in d["calibrations"] if c["gpu_name"] == "NVIDIA H200"}
     assert h200["user"]["in_use"] and not h200["shipped"]["in_use"]
-    assert h200["shipped"]["replaced_by"] == str(user_folder)
+    assert h200["shipped"]["replaced_by"] == shown(user_folder)
 
 
 @pytest.mark.parametrize("command", [
@@ -85,7 +86,7 @@ def test_every_planning_command_says_the_calibration_it_used(capsys, tmp_path, c
     write_fit(folder, context_bytes=5 * GiB, runs=7)
     code, out, _ = run(capsys, *command, "--calibration", str(folder), "--json")
     assert code in (0, 1), out
-    assert f"--calibration {folder} (7 runs" in out
+    assert f"--calibration {shown(folder)} (7 runs" in out
 
 
 def test_table_plans_with_the_calibration_given(capsys, tmp_path):
@@ -106,7 +107,7 @@ def test_the_calibration_flag_and_env_var_on_estimate(capsys, tmp_path, monkeypa
     monkeypatch.setenv("VRAMPLAN_CALIBRATION", str(env))
     d = json.loads(run(capsys, "estimate", "llama-3.2-1b", "--gpu", "H200", "--json")[1])
     assert d["components"]["cuda_context"] == 4 * GiB
-    assert d["calibration"]["source"].startswith(f"VRAMPLAN_CALIBRATION={env}")
+    assert d["calibration"]["source"].startswith(f"VRAMPLAN_CALIBRATION={shown(env)}")
     d = json.loads(run(capsys, "estimate", "llama-3.2-1b", "--gpu", "H200", "--json", "--calibration", str(flag))[1])
     assert d["components"]["cuda_context"] == 5 * GiB
 
@@ -139,7 +140,7 @@ def test_export_import_round_trip_and_no_overwrite(capsys, tmp_path, user_folder
     doc["fit"]["params"]["context_bytes"] = 2 * GiB
     path.write_text(json.dumps(doc))
     code, out, _ = run(capsys, "calibration", "import", str(path))
-    assert code == 0 and f"into {user_folder}" in out
+    assert code == 0 and f"into {shown(user_folder)}" in out
     assert fit_json(capsys)[1] == 2 * GiB
     assert len((user_folder / "runs" / "nvidia-h200.jsonl").read_text().splitlines()) == len(doc["records"]["runs"])
     doc["fit"]["params"]["context_bytes"] = 1 * GiB
@@ -152,7 +153,7 @@ def test_export_import_round_trip_and_no_overwrite(capsys, tmp_path, user_folder
     # the user's fit exports with its own records
     again = tmp_path / "again.json"
     assert run(capsys, "calibration", "export", "H200", "-o", str(again))[0] == 0
-    assert json.loads(again.read_text())["exported_from"] == str(user_folder)
+    assert json.loads(again.read_text())["exported_from"] == shown(user_folder)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -198,7 +199,7 @@ def test_calibrate_writes_to_the_user_folder_and_the_next_fit_reads_it(capsys, u
     assert json.loads((user_folder / "fits" / "nvidia-h200.json").read_text()) == shipped_fit()
     assert not (user_folder / "fits" / "nvidia-h100-80gb-hbm3.json").exists()  # only the GPUs recorded here
     line, _ = fit_json(capsys)
-    assert line.startswith(f"your calibration in {user_folder} (60 runs")
+    assert line.startswith(f"your calibration in {shown(user_folder)} (60 runs")
 
 
 def test_through_the_real_entry_point_with_no_traceback(tmp_path, user_folder):
@@ -206,7 +207,7 @@ def test_through_the_real_entry_point_with_no_traceback(tmp_path, user_folder):
     write_fit(user_folder, context_bytes=3 * GiB, runs=12)
     proc = subprocess.run([sys.executable, "-m", "vramplan", "estimate", "llama-3.2-1b", "--gpu", "H200"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and f"calibration: your calibration in {user_folder} (12 runs" in proc.stdout
+    assert proc.returncode == 0 and f"calibration: your calibration in {shown(user_folder)} (12 runs" in proc.stdout
     (user_folder / "fits" / "nvidia-h200.json").write_text("{broken")
     proc = subprocess.run([sys.executable, "-m", "vramplan", "fit", "llama-3.2-1b", "--gpu", "H200"],
                           capture_output=True, text=True, timeout=120)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from vramplan.store.user import display_path
+
 ROOT = Path(__file__).resolve().parents[2]
 GiB = 1024**3
 
@@ -72,7 +74,7 @@ def test_a_calibration_made_from_the_wheel_is_used_by_the_next_fit(installed):
     fit = json.loads((installed["data"] / "fits" / "nvidia-h200.json").read_text())
     assert fit == json.loads((packaged / "fits" / "nvidia-h200.json").read_text())
     d = json.loads(vramplan(installed, "fit", "llama-3.2-1b", "--gpu", "H200", "--json"))
-    assert d["calibration"].startswith(f"your calibration in {installed['data']} (60 runs")
+    assert d["calibration"].startswith(f"your calibration in {display_path(installed['data'])} (60 runs")
     assert d["recommended"]["components"]["cuda_context"] == fit["params"]["context_bytes"]
     # a shared calibration imported into the user folder changes the next fit's numbers
     fit["params"]["context_bytes"] = 3 * GiB
