@@ -14,3 +14,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def no_user_calibration(tmp_path_factory, monkeypatch):
+    """Tests never read or write the real user data folder: a user's own calibration would move the figures."""
+    monkeypatch.setenv("VRAMPLAN_DATA_DIR", str(tmp_path_factory.mktemp("vramplan-data")))
+    monkeypatch.delenv("VRAMPLAN_CALIBRATION", raising=False)

@@ -6,7 +6,7 @@ import pytest
 from tests.cli.test_cli import vramplan
 from vramplan import flags
 from vramplan.planner import Planner
-from vramplan.profiles import find_gpu, find_model, model_catalog
+from vramplan.profiles import find_gpu, find_model
 from vramplan.store.calibrations import Calibrations
 from vramplan.tui.result import verdict_text
 from vramplan.verdict import FITS, standing

@@ -1,51 +1,189 @@
-"""Relative training speed from a simple roofline over the GPU profile. An estimate, for ranking plans.
+"""Seconds per optimizer step and tokens/s of a plan, from a model fitted to measured step times.
 
-Per micro-batch: every 4-bit linear is dequantized (read n/2, write 2n bytes) and multiplied (2 flops per weight
-per token) once in forward, once in backward (input gradient only: the base is frozen) and once more in the
-recompute when checkpointing. Each kernel costs max(flops / rate, bytes / bandwidth); kernels add up.
+One micro-batch costs
+
+    matmul FLOPs / rate + streamed bytes / bandwidth + linear calls x c_linear + LoRA calls x c_lora + c_micro
+
+and an optimizer step `grad_accum` micro-batches plus c_step. FLOPs and bytes count what the kernels do: every
+4-bit linear is dequantized (read n/2, write 2n bytes) and multiplied (2 flops per weight per token) once in
+forward, once in backward (the input gradient only: the base is frozen) and once more in the recompute when
+checkpointing; attention's causal matmuls; the LM head and the loss path of the stack (the full-logits paths
+stream tokens x vocab fp32 buffers, the chunked and fused heads recompute the head's matmul instead). The call
+terms are there because QLoRA steps at the sizes people run are dominated by launches, not by the roofline:
+on an H200 a 1B model's step at 1,024 tokens takes 0.23 s and 4x the tokens take 0.29 s. Each wrapped linear
+is a Python module call with its dequantize, matmul and (with an adapter) dropout, A, B, scale and add kernels.
+
+The coefficients are fitted per GPU by vramplan.calibrate.speed_solve on the recorded runs and read here from
+calibration/speed/<gpu>.json. A GPU without runs takes its datasheet rate and bandwidth scaled by the fitted
+Hopper efficiencies, and the fitted call costs (host-side, measured on Hopper hosts); its source says so.
 """
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 from .layout import Layout, resolve
 from .memory.breakdown import Breakdown
 from .plan import TrainPlan
 from .profiles.gpus import GpuSpec
-from .profiles.models import ModelArch
+from .profiles.models import FULL_WIDTH_QK_NORM, PER_HEAD_QK_NORM, SANDWICH_NORMS, ModelArch
+from .resources import data_dir
+from .calibrate.records import gpu_slug
 
-MATMUL_EFFICIENCY = 0.55  # share of the datasheet tensor rate that training matmuls reach
-MEMORY_EFFICIENCY = 0.75  # share of datasheet bandwidth that streaming kernels reach
 LINK_EFFICIENCY = 0.7  # share of the link's datasheet rate that NCCL collectives reach
-# FSDP1 as peft wraps it makes every LoRA linear its own unit: ~15 units per decoder layer, each gathered in
-# forward and backward and reduce-scattered, a collective launch and stream wait each. Measured on 2 x H200
-# (calibration/multi_gpu, step_time_s): FSDP steps take 1.5-2.0 s per micro-batch whatever the tokens
-# (2048-8192), DDP steps 0.7-0.84 s: latency, not bandwidth. 1.3 ms per collective reproduces that.
-FSDP_COLLECTIVE_S = 1.3e-3
+# FSDP1 as peft wraps it makes every LoRA linear its own unit: ~15 units per decoder layer, each unsharded in
+# every pass (forward, backward, the recompute) by its hooks, a collective launch and stream wait each. That is
+# host-side work on the thread that launches the compute, so it adds to the step rather than overlapping it.
+# Without a multi-GPU fit: 1.3 ms per unit and pass (2 x H200 steps as they were first read: 1.5-2.0 s per
+# micro-batch whatever the tokens, 2048-8192).
+FSDP_UNIT_S = 1.3e-3
+
+# Bytes per weight that one dequantize + matmul pass streams: NF4/FP4 read n/2 and write 2n, the matmul reads
+# the 2n again; LLM.int8 reads n and writes 2n; a 16-bit base is read once.
+WEIGHT_PASS_BYTES = {"nf4": 4.5, "fp4": 4.5, "int8": 5.0, "none": 2.0}
+
+# Per logit (token x vocab element) of one micro-batch, what each loss path streams beyond the head's matmul,
+# forward and backward together: the full-logits paths write the 16-bit logits, their fp32 upcast and the fp32
+# log-softmax and read them back in backward (24 bytes); TRL's metrics over the logits read them twice more
+# (entropy, token accuracy), its shifted copies write 6 more; the chunked heads hold one fp32 chunk at a time
+# (8), the fused head tiles in registers and shared memory (2).
+LOSS_BYTES_PER_LOGIT = {"hf_full": 24, "trl_full": 32, "trl_full_copies": 38, "trl_chunked": 8,
+                        "trl_chunked_lowp": 8, "trl_fused": 2}
+# The chunked and fused heads recompute the head's forward matmul in backward instead of saving the logits.
+RECOMPUTED_HEAD = ("trl_chunked", "trl_chunked_lowp", "trl_fused")
+
+# What a GPU without a speed fit and without a Hopper fit to scale from reaches: the hand-set roofline
+# efficiencies vramplan used before any step time was fitted, with no launch terms.
+ROOFLINE_MATMUL_EFFICIENCY = 0.55
+ROOFLINE_MEMORY_EFFICIENCY = 0.75
+
+FEATURES = ("matmul_tflop", "stream_gb", "linear_calls", "lora_calls", "micro_batches", "steps")
+"""The solver's columns, in the order of SpeedParams.coefficients: TFLOPs, GB and counts per optimizer step."""
 
 
-def step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
+@dataclass(frozen=True)
+class SpeedParams:
+    matmul_tflops: float
+    """Fitted rate of the training matmuls (TFLOP/s)."""
+    stream_gbs: float
+    """Fitted bandwidth of the streaming kernels: dequantization, activations, the loss path (GB/s)."""
+    linear_call_s: float = 0.0
+    """Seconds per call of a (quantized) decoder linear: the module call and its dequantize + matmul launches."""
+    lora_call_s: float = 0.0
+    """Seconds more per call of a linear that carries an adapter: dropout, A, B, scale and add."""
+    micro_batch_s: float = 0.0
+    """Seconds per micro-batch beyond the layers: the Trainer's loop, the data collator, embedding, loss."""
+    step_s: float = 0.0
+    """Seconds per optimizer step: the optimizer over the adapter, gradient clipping, zero_grad."""
+    fsdp_unit_s: float = FSDP_UNIT_S
+    """FSDP: seconds per wrapped unit and pass (its hooks, all-gather launch and wait)."""
+    ddp_step_s: float = 0.0
+    """DDP: seconds per optimizer step beyond the gradient all-reduce's bytes (its hooks and buckets)."""
+    multi_gpu_from: str = ""
+    """The GPU whose multi-GPU runs fitted fsdp_unit_s and ddp_step_s ('' when built in)."""
+    source: str = "built-in roofline (no speed fit)"
+    measured: bool = False
+    """True when the GPU's own runs fitted these; False when derived from a datasheet or built in."""
+    runs: int = 0
+    error: dict = field(default_factory=dict)
+
+    @property
+    def coefficients(self) -> tuple[float, ...]:
+        """Seconds per unit of each FEATURES column."""
+        return (1.0 / self.matmul_tflops, 1.0 / self.stream_gbs, self.linear_call_s, self.lora_call_s,
+                self.micro_batch_s, self.step_s)
+
+    @classmethod
+    def from_coefficients(cls, coefs, **meta) -> "SpeedParams":
+        """From the solver's fitted seconds per unit (a zero rate coefficient: that term was not seen to cost)."""
+        inv_rate, inv_bw, c_lin, c_lora, c_micro, c_step = (float(c) for c in coefs)
+        return cls(matmul_tflops=1.0 / inv_rate if inv_rate > 0 else float("inf"),
+                   stream_gbs=1.0 / inv_bw if inv_bw > 0 else float("inf"), linear_call_s=c_lin,
+                   lora_call_s=c_lora, micro_batch_s=c_micro, step_s=c_step, **meta)
+
+    def to_dict(self) -> dict:
+        return {"matmul_tflops": self.matmul_tflops, "stream_gbs": self.stream_gbs,
+                "linear_call_s": self.linear_call_s, "lora_call_s": self.lora_call_s,
+                "micro_batch_s": self.micro_batch_s, "step_s": self.step_s, "fsdp_unit_s": self.fsdp_unit_s,
+                "ddp_step_s": self.ddp_step_s}
+
+
+def features(model: ModelArch, plan: TrainPlan, b: Breakdown, lay: Layout | None = None) -> tuple[float, ...]:
+    """One optimizer step of one GPU's compute, in FEATURES units (FSDP and DDP traffic is added separately)."""
+    lay = lay or resolve(plan, model)
+    t = plan.tokens
+    passes = 3 if plan.gradient_checkpointing else 2  # forward, backward (+ recompute)
+    linear_numel = model.quantizable_params_per_layer
+    targets = lay.target_names(model.linear_names)
+    flops = model.layers * passes * 2 * linear_numel * t
+    # causal attention: forward QK^T and PV over half the s x s scores per head, backward twice that
+    flops += model.layers * (passes + 1) * 2 * 2 * plan.batch * plan.seq * plan.seq * model.heads * model.head_dim / 2
+    head = 2 * model.vocab * model.hidden * t
+    flops += head * (3 if lay.loss_path in RECOMPUTED_HEAD else 2)  # forward, input gradient (+ recompute)
+    flops += (6 + (2 if plan.gradient_checkpointing else 0)) * b.trainable_params * t  # LoRA's own matmuls
+    weight_bytes = WEIGHT_PASS_BYTES.get(plan.quant, 2.0) * linear_numel
+    streamed = model.layers * passes * (weight_bytes + 2 * b.layer_saved_bytes)
+    streamed += LOSS_BYTES_PER_LOGIT.get(lay.loss_path, 24) * model.vocab * t
+    if plan.attn == "eager":  # eager materializes the scores: bf16 written and read, fp32 softmax, in each pass
+        streamed += model.layers * (passes + 1) * 12 * plan.batch * model.heads * plan.seq * plan.seq
+    linear_calls = model.layers * passes * layer_modules(model)
+    lora_calls = model.layers * passes * len(targets)
+    ga = plan.grad_accum
+    return (ga * flops / 1e12, ga * streamed / 1e9, ga * linear_calls, ga * lora_calls, float(ga), 1.0)
+
+
+def layer_modules(model: ModelArch) -> int:
+    """Module calls of one decoder layer, each a Python call and a few kernel launches: its linears, its norms
+    (two; four with sandwich norms; two more with q/k norms), attention, the activation and the rotary embedding."""
+    norms = 4 if model.model_type in SANDWICH_NORMS else 2
+    if model.model_type in PER_HEAD_QK_NORM or model.model_type in FULL_WIDTH_QK_NORM:
+        norms += 2
+    return len(model.linear_names) + norms + 3
+
+
+def compute_seconds_per_step(model: ModelArch, plan: TrainPlan, b: Breakdown, params: SpeedParams,
+                             lay: Layout | None = None) -> float:
+    return sum(c * f for c, f in zip(params.coefficients, features(model, plan, b, lay)))
+
+
+def predicted_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown,
+                           params: SpeedParams | None = None) -> float:
     """Seconds per optimizer step (all micro-batches; on several GPUs, every rank's at once)."""
+    params = params or speed_params(gpu)
     lay = resolve(plan, model, gpu)
-    micro = compute_seconds(model, gpu, plan, b)
-    if lay.fsdp:  # prefetching overlaps the all-gathers with compute: the slower of the two sets the pace
-        micro = max(micro, fsdp_transfer_seconds(model, gpu, lay, b))
-    return micro * plan.grad_accum + sync_seconds(gpu, lay, b)
+    total = compute_seconds_per_step(model, plan, b, params, lay)
+    if lay.fsdp:
+        total += plan.grad_accum * fsdp_seconds(model, gpu, lay, b, params)
+    elif lay.ddp:
+        total += sync_seconds(gpu, lay, b) + params.ddp_step_s
+    return total
 
 
-def fsdp_transfer_seconds(model: ModelArch, gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:
-    """Per micro-batch: FULL_SHARD gathers every layer's shard twice (forward, backward) and the root once;
-    with CPU offload the rank's own shard also crosses PCIe each time it is gathered. Plus the collectives'
-    launch latency, which dominates at these sizes."""
+def fsdp_units(model: ModelArch, lay: Layout) -> int:
+    """Unit unshards per micro-batch: every wrapped unit (a decoder layer and, as peft wraps it, each adapter's
+    A and B) in forward, backward and the recompute."""
+    passes = 3 if lay.gradient_checkpointing else 2
+    return passes * model.layers * (1 + 2 * len(lay.target_names(model.linear_names)))
+
+
+def fsdp_link_seconds(model: ModelArch, gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:
+    """Per micro-batch, the bytes: FULL_SHARD gathers every layer's shard twice (forward, backward) and the root
+    once; with CPU offload the rank's own shard also crosses PCIe each time it is gathered."""
     load = b.phases["load"]  # every rank holds the whole base before the wrap shards it
     layers = load.get("weights_4bit", 0) + load.get("weights_16bit", 0) + load.get("quant_constants", 0)
     root = load.get("embeddings_lm_head", 0)
     n = lay.gpus
-    gathered = (2 * layers + root) * (n - 1) / n
-    seconds = gathered / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
-    units = model.layers * (1 + 2 * len(lay.target_names(model.linear_names)))
-    seconds += 3 * units * FSDP_COLLECTIVE_S
+    seconds = (2 * layers + root) * (n - 1) / n / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
     if lay.offload:
         seconds += (2 * layers + root) / n / (gpu.pcie_gbs * 1e9 * LINK_EFFICIENCY)
     return seconds
+
+
+def fsdp_seconds(model: ModelArch, gpu: GpuSpec, lay: Layout, b: Breakdown, params: SpeedParams) -> float:
+    """What FSDP adds to a micro-batch of one-GPU compute."""
+    return fsdp_link_seconds(model, gpu, lay, b) + fsdp_units(model, lay) * params.fsdp_unit_s
 
 
 def sync_seconds(gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:
@@ -57,10 +195,124 @@ def sync_seconds(gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:
     return 2 * adapter * (n - 1) / n / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
 
 
-def compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
+def predicted_tokens_per_second(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown,
+                                params: SpeedParams | None = None) -> float:
+    """All GPUs together, from the fitted model and the plan's Breakdown."""
+    return plan.tokens * plan.grad_accum * plan.gpus / predicted_step_seconds(model, gpu, plan, b, params)
+
+
+# --- which fitted parameters apply to a GPU -------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def load_speed_fits(calib_dir: str | None = None) -> tuple[dict, ...]:
+    folder = (Path(calib_dir) if calib_dir else data_dir("calibration")) / "speed"
+    return tuple(json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))
+
+
+def _own(fit: dict, gpu: GpuSpec) -> bool:
+    names = {gpu_slug(n) for n in (gpu.name, *gpu.aliases)}
+    return fit.get("profile") == gpu.name or gpu_slug(fit.get("gpu_name", "")) in names
+
+
+def _multi_gpu_terms(fits: tuple[dict, ...], own: dict | None) -> dict:
+    """fsdp_unit_s and ddp_step_s: the GPU's own multi-GPU fit, else the first fit that has one."""
+    for fit in ([own] if own else []) + [f for f in fits if f is not own]:
+        if "fsdp_unit_s" in fit.get("params", {}):
+            return {"fsdp_unit_s": fit["params"]["fsdp_unit_s"], "ddp_step_s": fit["params"].get("ddp_step_s", 0.0),
+                    "multi_gpu_from": fit["gpu_name"]}
+    return {}
+
+
+ONE_GPU_TERMS = ("matmul_tflops", "stream_gbs", "linear_call_s", "lora_call_s", "micro_batch_s", "step_s")
+
+
+def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
+    """The GPU's own fit; else its datasheet scaled by the mean fitted efficiency of the Hopper fits (or of every
+    fit when none is Hopper), with their mean call costs; else the built-in roofline. The source says which."""
+    own = next((f for f in fits if _own(f, gpu)), None)
+    multi = _multi_gpu_terms(fits, own)
+    if own:
+        err = own.get("error", {})
+        return SpeedParams(**{k: own["params"][k] for k in ONE_GPU_TERMS}, **multi, measured=True,
+                           runs=own.get("runs", 0), error=err,
+                           source=f"step times fitted on {own['gpu_name']} ({own.get('runs', 0)} runs, "
+                                  f"LOAO MAE {err.get('loao_mae_pct', float('nan')):.1f}%)")
+    pool = [f for f in fits if f.get("architecture") == "hopper"] or list(fits)
+    if not pool:
+        return SpeedParams(matmul_tflops=gpu.tensor_tflops_16bit * ROOFLINE_MATMUL_EFFICIENCY,
+                           stream_gbs=gpu.bandwidth_gbs * ROOFLINE_MEMORY_EFFICIENCY,
+                           source=f"built-in roofline on {gpu.name}'s datasheet (no speed fit)")
+    k = len(pool)
+    mm = sum(f["efficiency"]["matmul"] for f in pool) / k
+    bw = sum(f["efficiency"]["bandwidth"] for f in pool) / k
+    calls = {c: sum(f["params"][c] for f in pool) / k for c in ONE_GPU_TERMS[2:]}
+    names = ", ".join(f["gpu_name"] for f in pool)
+    return SpeedParams(matmul_tflops=gpu.tensor_tflops_16bit * mm, stream_gbs=gpu.bandwidth_gbs * bw, **calls,
+                       **multi, source=f"{gpu.name} not measured: its datasheet ({gpu.tensor_tflops_16bit:g} "
+                                       f"TFLOP/s, {gpu.bandwidth_gbs:g} GB/s) x the efficiencies fitted on {names} "
+                                       f"({mm:.2f}, {bw:.2f}), with their per-call costs")
+
+
+_CACHE: dict[tuple, SpeedParams] = {}
+
+
+def speed_params(gpu: GpuSpec, calib_dir: str | None = None) -> SpeedParams:
+    """The shipped (or calib_dir's) speed parameters of one GPU."""
+    key = (gpu.name, calib_dir)
+    if key not in _CACHE:
+        _CACHE[key] = params_from_speed_fits(load_speed_fits(calib_dir), gpu)
+    return _CACHE[key]
+
+
+def speed_source(gpu: GpuSpec, plan: TrainPlan | None = None) -> str:
+    """Where the figure comes from, with what several GPUs add on top of the one-GPU fit."""
+    params = speed_params(gpu)
+    source = params.source
+    if plan is not None and plan.gpus > 1:
+        fitted = f"fitted on {params.multi_gpu_from} x 2" if params.multi_gpu_from else "built in, not fitted"
+        source += f"; {plan.gpus} GPUs: FSDP's per-unit and DDP's per-step costs {fitted} (plain Trainer)"
+    return source
+
+
+# --- the roofline fit ranks plans by ----------------------------------------------------------------------
+# vramplan.search ranks candidates with tokens_per_second below: the hand-set roofline the planner used before
+# the step times were fitted. Its figures are no longer printed (estimate and fit print the fitted model's);
+# it stays as the ranking until search moves to predicted_tokens_per_second together with the TUI snapshot of
+# its fit screen, whose relative speeds it fixes. Here FSDP's collectives overlap the compute (the slower of
+# the two sets the pace), 1.3 ms each.
+ROOFLINE_FSDP_COLLECTIVE_S = 1.3e-3
+
+
+def roofline_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
+    """Seconds per optimizer step (all micro-batches; on several GPUs, every rank's at once)."""
+    lay = resolve(plan, model, gpu)
+    micro = roofline_compute_seconds(model, gpu, plan, b)
+    if lay.fsdp:  # prefetching overlaps the all-gathers with compute: the slower of the two sets the pace
+        micro = max(micro, roofline_fsdp_seconds(model, gpu, lay, b))
+    return micro * plan.grad_accum + sync_seconds(gpu, lay, b)
+
+
+def roofline_fsdp_seconds(model: ModelArch, gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:
+    """Per micro-batch: FULL_SHARD gathers every layer's shard twice (forward, backward) and the root once;
+    with CPU offload the rank's own shard also crosses PCIe each time it is gathered. Plus the collectives'
+    launch latency, which dominates at these sizes."""
+    load = b.phases["load"]  # every rank holds the whole base before the wrap shards it
+    layers = load.get("weights_4bit", 0) + load.get("weights_16bit", 0) + load.get("quant_constants", 0)
+    root = load.get("embeddings_lm_head", 0)
+    n = lay.gpus
+    gathered = (2 * layers + root) * (n - 1) / n
+    seconds = gathered / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
+    units = model.layers * (1 + 2 * len(lay.target_names(model.linear_names)))
+    seconds += 3 * units * ROOFLINE_FSDP_COLLECTIVE_S
+    if lay.offload:
+        seconds += (2 * layers + root) / n / (gpu.pcie_gbs * 1e9 * LINK_EFFICIENCY)
+    return seconds
+
+
+def roofline_compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
     """Seconds of one micro-batch's compute on one GPU."""
-    flops_rate = gpu.tensor_tflops_16bit * 1e12 * MATMUL_EFFICIENCY
-    bw = gpu.bandwidth_gbs * 1e9 * MEMORY_EFFICIENCY
+    flops_rate = gpu.tensor_tflops_16bit * 1e12 * ROOFLINE_MATMUL_EFFICIENCY
+    bw = gpu.bandwidth_gbs * 1e9 * ROOFLINE_MEMORY_EFFICIENCY
     t = plan.tokens
     passes = 3 if plan.gradient_checkpointing else 2  # forward, backward (+ recompute)
     per_weight_bytes = {"nf4": 4.5, "fp4": 4.5, "int8": 5.0}.get(plan.quant, 2.0)
@@ -82,5 +334,5 @@ def compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdow
 
 
 def tokens_per_second(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
-    """All GPUs together, from the plan's Breakdown (its base, adapter and saved activations)."""
-    return plan.tokens * plan.grad_accum * plan.gpus / step_seconds(model, gpu, plan, b)
+    """The roofline's tokens/s, all GPUs together: what search ranks by (see above)."""
+    return plan.tokens * plan.grad_accum * plan.gpus / roofline_step_seconds(model, gpu, plan, b)

@@ -109,9 +109,9 @@ def boundary(gpu_name: str = "H100-80GB") -> list[SweepRun]:
     """
     from ..memory import estimate
     from ..profiles import find_gpu, find_model
-    from ..store.calibrations import calibration_for
+    from ..store.calibrations import Calibrations
     gpu = find_gpu(gpu_name)
-    calibration = calibration_for(gpu)
+    calibration = Calibrations.package().params(gpu)  # the sweep's design is the package's, whoever runs it
     runs = []
     for cap_gib in BOUNDARY_CAPS_GIB:
         model = find_model(BOUNDARY_MODELS[cap_gib])

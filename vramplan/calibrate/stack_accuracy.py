@@ -44,7 +44,7 @@ def accuracy_rows(records: list[dict] | None = None) -> list[dict]:
         if r.get("status") != "ok":
             continue
         gpu = r["gpu"]["name"]
-        planner = planners.setdefault(gpu, Planner(find_gpu(PROFILE_OF[gpu]), Calibrations.shipped()))
+        planner = planners.setdefault(gpu, Planner(find_gpu(PROFILE_OF[gpu]), Calibrations.package()))
         plan = record_plan(r)
         b = planner.estimate(find_model(r["model"]), plan)
         peaks = r["nvml"]["phase_peaks"]

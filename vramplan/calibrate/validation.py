@@ -15,7 +15,7 @@ def write_predictions(out: Path, set_name: str, gpu_name: str, runs: list[SweepR
                       commit: str) -> dict:
     """The planner's predicted per-rank peaks of each run, written to `out` (the validation file)."""
     from ..planner import Planner
-    planner = Planner(find_gpu(gpu_name), Calibrations.shipped())
+    planner = Planner(find_gpu(gpu_name), Calibrations.package())
     rows = []
     for run in runs:
         b = planner.estimate(find_model(run.model), run.plan)

@@ -18,8 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"vramplan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import calibrate, catalog, check, estimate, fit, table, train, tui
-    for module in (estimate, fit, check, table, catalog, calibrate, train, tui):
+    from . import calibrate, calibration, catalog, check, estimate, fit, table, train, tui
+    for module in (estimate, fit, check, table, catalog, calibrate, train, tui, calibration):
         module.register(sub)
     return parser
 

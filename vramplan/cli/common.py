@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import sys
+from pathlib import Path
 
 from .. import flags
 from ..errors import VramplanError
@@ -60,3 +64,93 @@ def given_plan_fields(args, skip: tuple[str, ...] = ()) -> dict:
     if gpus:
         fields["gpus"] = gpus
     return fields
+
+
+def positive_float(flag: str):
+    """A finite number above zero (argparse's float takes nan, inf and negatives, which no count of epochs is)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag}: {text!r} is not a number") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{flag}: must be a positive number, got {text}")
+        return value
+    return parse
+
+
+# -- the model's context window ---------------------------------------------------------------------------------
+ROPE_EXTENDING = {"linear", "dynamic", "yarn", "longrope", "su", "llama3", "ntk"}
+"""rope types that stretch the positions a checkpoint was trained on ("default" and the absent key do not)."""
+
+
+def _rope_scaling(arch) -> dict | None:
+    """The rope scaling of the config.json the architecture was read from. Catalog profiles carry none (their
+    max_position_embeddings already is the released context), so only a config on disk is looked at; transformers 5
+    spells it rope_parameters, 4 rope_scaling, and a multimodal wrapper keeps it in text_config."""
+    if arch.source_kind not in ("file", "hub-cache", "hub-download") or not arch.source:
+        return None
+    try:
+        config = json.loads(Path(arch.source).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    for cfg in (config, config.get("text_config") if isinstance(config, dict) else None):
+        if isinstance(cfg, dict):
+            for key in ("rope_scaling", "rope_parameters"):
+                if isinstance(cfg.get(key), dict):
+                    return cfg[key]
+    return None
+
+
+def context_window(arch) -> tuple[int | None, str]:
+    """(the longest sequence the model takes, where that figure comes from); None when the config does not say."""
+    base = arch.max_position_embeddings
+    if not base:
+        return None, "the config gives no max_position_embeddings"
+    rope = _rope_scaling(arch) or {}
+    kind = str(rope.get("rope_type") or rope.get("type") or "default").lower()
+    factor = rope.get("factor")
+    if kind in ROPE_EXTENDING and isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 1:
+        original = rope.get("original_max_position_embeddings")
+        original = original if isinstance(original, int) and not isinstance(original, bool) and original > 0 else base
+        stretched = int(original * factor)
+        if stretched > base:
+            return stretched, f"its {kind} rope scaling x{factor:g} stretches max_position_embeddings {base}"
+    return base, f"max_position_embeddings {base}"
+
+
+def check_context(arch, seq: int, flag: str = "--seq") -> str | None:
+    """Refuse a sequence beyond what the model was trained (or rope-scaled) to take: positions past it are
+    untrained, so the plan's memory would be right for a run whose loss is not. Returns a note when rope scaling
+    is what allows the length, for the output to say."""
+    limit, why = context_window(arch)
+    if limit is None or seq <= arch.max_position_embeddings:
+        return None
+    if seq > limit:
+        raise VramplanError(f"{flag} {seq} is beyond {arch.name}'s context of {limit:,} tokens ({why})",
+                            hint=f"use {flag} {limit} or less; to train longer, add a rope scaling to the "
+                                 'config.json, e.g. "rope_scaling": {"rope_type": "linear", "factor": 2.0}')
+    return (f"{flag} {seq} is beyond max_position_embeddings {arch.max_position_embeddings:,}: {why} to "
+            f"{limit:,} tokens")
+
+
+# -- --json ------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def progress_to_stderr(fd_level: bool = False):
+    """With --json, stdout holds the one result object: everything else said on the way goes to stderr. fd_level
+    also points file descriptor 1 at stderr, for the worker processes that inherit it."""
+    saved = None
+    if fd_level:
+        try:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            os.dup2(2, 1)
+        except OSError:  # no real descriptors (an embedding host): Python-level redirection still holds
+            saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)

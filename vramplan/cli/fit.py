@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from ..flags import positive_int
 from ..planner import Planner
+from ..present import model_json, model_lines
 from ..present.fit import fit_json, fit_lines
+from ..present.time_cost import lines as time_cost_lines
 from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
-from ..present import model_json, model_lines
 from .common import add_multi_gpu_args, gpus_from_args, print_json, vram_from_args
+from .estimate import add_time_args, job_from_args, plan_time_cost, time_cost_json
 
 
 def register(sub) -> None:
@@ -22,17 +24,21 @@ def register(sub) -> None:
     p.add_argument("--rank", type=positive_int("--rank"), default=None, help="fix the LoRA rank")
     p.add_argument("--vram", default=None, help="judge against this much memory instead (e.g. 22GiB)")
     add_multi_gpu_args(p, search=True)
+    add_time_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
+    job = job_from_args(args)
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
                          gpus=gpus_from_args(args) or 1, parallel=args.parallel)
+    rec = result.recommended
+    tc = plan_time_cost(model, gpu, rec.plan, rec.breakdown, job) if rec else None
     if args.json:
-        print_json({**fit_json(result), **model_json(model)})
+        print_json({**fit_json(result), **model_json(model), **(time_cost_json(tc) if tc else {})})
     else:
-        print("\n".join(model_lines(model, args.model) + fit_lines(result)))
+        print("\n".join(model_lines(model, args.model) + fit_lines(result, time_cost_lines(tc) if tc else [])))
     return 0 if result.recommended else 1

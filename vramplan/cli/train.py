@@ -2,26 +2,29 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 from .. import flags
 from ..errors import VramplanError
-from ..flags import positive_int
 from ..plan import ALLOC_CONF, TrainPlan
 from ..planner import Planner
-from ..present import plan_line, say
-from ..present.reasons import fit_reasons
 from ..profiles import find_model
 from ..search import SAFETY_MARGIN
 from ..store.calibrations import Calibrations
 from ..train.arguments import training_kwargs
 from ..train.data import load_examples
 from ..train.seqlen import choose_seq
+from ..layout import check_card
 from ..units import GiB
 from ..verdict import resolve_gpu
+from ..flags import positive_int
+from .common import (add_plan_args, check_context, given_plan_fields, positive_float, print_json, progress_to_stderr,
+                     vram_from_args)
+from ..present import model_json, plan_line, say
+from ..present.reasons import fit_reasons
 from ..workers import WORKERS
-from .common import add_plan_args, given_plan_fields, vram_from_args
 
 
 def register(sub) -> None:
@@ -36,13 +39,16 @@ def register(sub) -> None:
     p.add_argument("--seq", default="auto", help="sequence length, or auto (from the data's token lengths)")
     p.add_argument("--effective-batch", type=positive_int("--effective-batch"), default=16)
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, default=1.0)
+    length.add_argument("--epochs", type=positive_float("--epochs"), default=1.0,
+                        help="passes over the data (default 1; fractions allowed)")
     length.add_argument("--max-steps", type=positive_int("--max-steps"), default=None)
     p.add_argument("--save-steps", type=positive_int("--save-steps"), default=200, help="adapter checkpoints")
     p.add_argument("--merge", action="store_true", help="also write a merged 16-bit model")
     p.add_argument("--overwrite", action="store_true", help="allow writing into an existing output folder")
     p.add_argument("--dry-run", action="store_true", help="print the plan and training arguments; no GPU, no torch")
     p.add_argument("--vram", default=None, help="plan for this much memory instead of what the GPU has free")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object on stdout (the dry run's plan, or the run's outcome); progress on stderr")
     add_plan_args(p, only_given=True, skip=("seq",))
     p.set_defaults(func=run)
 
@@ -55,6 +61,39 @@ def model_source(name: str):
 
 
 def run(args) -> int:
+    if not args.json:
+        return _run(args)[0]
+    # a real run launches worker processes that inherit file descriptor 1: point it at stderr too
+    with progress_to_stderr(fd_level=not args.dry_run):
+        code, result = _run(args)
+    print_json(result)
+    return code
+
+
+def check_output(out: Path, overwrite: bool, dry_run: bool) -> str | None:
+    """The output folder is checked before any work: a path that cannot be a folder is refused; an existing,
+    non-empty folder is never written into without --overwrite (a dry run, which writes nothing, only says so)."""
+    if out.exists() and not out.is_dir():
+        raise VramplanError(f"--output {out}: is a file, not a folder", hint="choose a folder path")
+    for parent in out.resolve().parents:  # the nearest existing ancestor is where the folder will be made
+        if parent.exists():
+            if not parent.is_dir():
+                raise VramplanError(f"--output {out}: {parent} is a file, so no folder can be made under it",
+                                    hint="choose a folder path")
+            if not out.exists() and not os.access(parent, os.W_OK | os.X_OK):
+                raise VramplanError(f"--output {out}: {parent} is not writable", hint="choose a writable folder")
+            break
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        problem = f"--output {out}: exists and is not empty"
+        if not dry_run:
+            raise VramplanError(problem, hint="choose another folder or --overwrite")
+        return problem + "; the run will stop there unless --overwrite"
+    return None
+
+
+def _run(args) -> tuple[int, dict]:
+    out = args.output
+    output_note = check_output(out, args.overwrite, args.dry_run)
     arch, source = model_source(args.model)
     examples = load_examples(args.data)  # every record checked before any GPU work
     given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
@@ -66,50 +105,78 @@ def run(args) -> int:
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args), count=gpus)
     planner = Planner(gpu, Calibrations.shipped(), capacity)
     seq, seq_note = resolve_seq(args, source, examples, arch)
+    context_note = check_context(arch, seq) if args.seq != "auto" else None  # auto is capped at the context
     if args.effective_batch % gpus:
         raise VramplanError(f"--effective-batch {args.effective_batch} does not split evenly over {gpus} GPUs",
                             hint=f"use a multiple of {gpus}")
-    # expandable segments: measured to remove the step-2 logits re-split (bench/segment_split.py); --allocator
-    # default keeps PyTorch's allocator as is
-    base = flags.plan_from_fields(flags.gpu_defaults(gpu, {"seq": seq, "allocator": "expandable", **given}))
-    if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
-        candidates = [base.with_(grad_accum=max(1, args.effective_batch // (base.batch * gpus)))
-                      if "grad_accum" not in given else base]
-        result = None
-    else:
-        result = planner.fit(arch, seq=seq, effective_batch=args.effective_batch, base=base,
-                     parallel=given.get("parallel") if gpus > 1 else None)
-        if result.recommended is None:
-            raise VramplanError("no plan fits: " + "; ".join(fit_reasons(result)), hint="shorter --seq or a bigger GPU")
-        candidates = [c.plan for c in [result.recommended] + result.alternatives]
+    candidates, result = plan_candidates(args, planner, arch, seq, given)
     plan = candidates[0]
-    out = args.output
     kwargs = training_kwargs(plan.to_dict(), str(out / "checkpoints"), max_steps=args.max_steps or -1,
                              epochs=args.epochs, save_steps=args.save_steps, logging_steps=1)
-    print(f"model: {arch.name} ({source}); data: {len(examples)} examples from {args.data}")
-    print(f"gpu: {f'{gpus} x ' if gpus > 1 else ''}{gpu.name}"
-          + (f", {capacity / GiB:.2f} GiB{' each' if gpus > 1 else ''} to plan for" if capacity else ""))
-    print(seq_note)
-    print(f"plan: {plan_line(plan.to_dict())}")
-    if plan.allocator == "expandable":
-        print(f"allocator: PYTORCH_CUDA_ALLOC_CONF={ALLOC_CONF['expandable']} (predicted peak "
-              f"{allocator_saving(planner, arch, plan) / GiB:.2f} GiB lower than PyTorch's default allocator)")
-    if result is not None:
-        print(f"  ({SAFETY_MARGIN:.0%} safety margin; {len(candidates) - 1} fallback plan(s) if verification fails)")
-        if result.versus_one_gpu:
-            print(f"  {say(result.versus_one_gpu)}")
+    saving = allocator_saving(planner, arch, plan) if plan.allocator == "expandable" else None
+    summary = {"model": arch.summary(), **model_json(arch), "source": source,
+               "data": {"file": str(args.data), "examples": len(examples)},
+               "gpu": gpu.summary(), "gpus": gpus, "capacity_bytes": capacity, "seq": seq, "seq_note": seq_note,
+               "context_note": context_note, "plan": plan.to_dict(), "fallbacks": [c.to_dict() for c in candidates[1:]],
+               "safety_margin": SAFETY_MARGIN, "allocator_saving_bytes": saving, "output": str(out),
+               "output_note": output_note}
+    say_plan(summary, result, len(candidates) - 1)
     if args.dry_run:
+        summary.update(dry_run=True, training_arguments=kwargs)
+        if output_note:
+            print(output_note)
         print(f"training arguments{' (per GPU)' if gpus > 1 else ''}:\n" + json.dumps(kwargs, indent=2))
         if gpus > 1:
             from ..train.distributed import plan_accelerate_config
+            summary["accelerate_config"] = plan_accelerate_config(plan.to_dict())
             print(f"accelerate configuration (written to {out / 'accelerate_config.yaml'}):\n"
-                  + json.dumps(plan_accelerate_config(plan.to_dict()), indent=2))
-        return 0
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise VramplanError(f"--output {out}: exists and is not empty", hint="choose another folder or --overwrite")
+                  + json.dumps(summary["accelerate_config"], indent=2))
+        return 0, summary
     if gpus > 1:
-        return _train_multi(args, arch, source, planner, candidates, out)
-    return _train(args, arch, source, examples, planner, candidates, out)
+        record = _train_multi(args, arch, source, planner, candidates, out)
+    else:
+        record = _train(args, arch, source, examples, planner, candidates, out)
+    return 0, {**summary, "dry_run": False, "run_record": str(out / "run_record.json"),
+               "adapter": str(out / "adapter"), "record": record}
+
+
+def plan_candidates(args, planner: Planner, arch, seq: int, given: dict) -> tuple[list[TrainPlan], object]:
+    """The plan to verify first and its fallbacks: the typed plan as is when plan flags were given, else fit's
+    recommendation and alternatives (and the fit result, None for a typed plan)."""
+    gpu, gpus = planner.gpu, given.get("gpus", 1)
+    # expandable segments: measured to remove the step-2 logits re-split (bench/segment_split.py); --allocator
+    # default keeps PyTorch's allocator as is
+    base = flags.plan_from_fields(flags.gpu_defaults(gpu, {"seq": seq, "allocator": "expandable", **given}))
+    check_card(base, gpu)  # fit re-derives the dtype per card, so a typed bf16 on a T4 is refused here
+    if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
+        return [base.with_(grad_accum=max(1, args.effective_batch // (base.batch * gpus)))
+                if "grad_accum" not in given else base], None
+    result = planner.fit(arch, seq=seq, effective_batch=args.effective_batch, base=base,
+                         parallel=given.get("parallel") if gpus > 1 else None)
+    if result.recommended is None:
+        raise VramplanError("no plan fits: " + "; ".join(fit_reasons(result)), hint="shorter --seq or a bigger GPU")
+    return [c.plan for c in [result.recommended] + result.alternatives], result
+
+
+def say_plan(summary: dict, result, fallbacks: int) -> None:
+    """The plan in words (on stdout, or stderr under --json); what only words carry goes into the summary too."""
+    gpus, capacity = summary["gpus"], summary["capacity_bytes"]
+    print(f"model: {summary['model']['name']} ({summary['source']}); data: {summary['data']['examples']} examples "
+          f"from {summary['data']['file']}")
+    print(f"gpu: {f'{gpus} x ' if gpus > 1 else ''}{summary['gpu']['name']}"
+          + (f", {capacity / GiB:.2f} GiB{' each' if gpus > 1 else ''} to plan for" if capacity else ""))
+    print(summary["seq_note"])
+    if summary["context_note"]:
+        print(summary["context_note"])
+    print(f"plan: {plan_line(summary['plan'])}")
+    if summary["allocator_saving_bytes"] is not None:
+        print(f"allocator: PYTORCH_CUDA_ALLOC_CONF={ALLOC_CONF['expandable']} (predicted peak "
+              f"{summary['allocator_saving_bytes'] / GiB:.2f} GiB lower than PyTorch's default allocator)")
+    if result is not None:
+        print(f"  ({SAFETY_MARGIN:.0%} safety margin; {fallbacks} fallback plan(s) if verification fails)")
+        if result.versus_one_gpu:
+            summary["versus_one_gpu"] = say(result.versus_one_gpu)
+            print(f"  {summary['versus_one_gpu']}")
 
 
 def allocator_saving(planner: Planner, arch, plan: TrainPlan) -> int:
@@ -152,9 +219,9 @@ def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
     return checked, planner.estimate(arch, checked.plan)
 
 
-def _train(args, arch, source, examples, planner: Planner, candidates, out: Path) -> int:
-    from ..calibrate.measure import apply_allocator
+def _train(args, arch, source, examples, planner: Planner, candidates, out: Path) -> dict:
     from ..train.run import train_full, verification_trial
+    from ..calibrate.measure import apply_allocator
     apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
     import torch
     if not torch.cuda.is_available():
@@ -169,10 +236,10 @@ def _train(args, arch, source, examples, planner: Planner, candidates, out: Path
                    "verified_peak_bytes": checked.trial.peak_bytes})
     (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"done: adapter in {out / 'adapter'}, run record in {out / 'run_record.json'}")
-    return 0
+    return record
 
 
-def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) -> int:
+def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) -> dict:
     """Verify on every rank, write the accelerate configuration and launch spec into the output folder, launch."""
     from ..train.multi_gpu import collect_ranks, rank_verification_trial, run_launch, write_launch
     gpus = candidates[0].gpus
@@ -204,4 +271,4 @@ def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) ->
         record["merged"] = str(merge_adapter(source, out / "adapter", out / "merged"))
         (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"done: adapter in {out / 'adapter'}, run record in {out / 'run_record.json'}")
-    return 0
+    return record

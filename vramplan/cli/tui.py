@@ -1,6 +1,8 @@
 """`vramplan tui [MODEL] [--gpu GPU]`: the interactive explorer."""
 from __future__ import annotations
 
+import sys
+
 from ..errors import VramplanError
 from ..profiles import find_gpu, find_model
 
@@ -19,6 +21,10 @@ def run(args) -> int:
         find_model(args.model)  # bad names fail here, with close matches, before the screen opens
     if args.gpu:
         find_gpu(args.gpu)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # without a terminal the app waits forever for keys that never come and draws escape codes into a pipe
+        raise VramplanError("the TUI needs a terminal (stdin or stdout is not one)",
+                            hint="run it in a terminal; scripts get the same numbers from estimate/fit --json")
     try:
         from ..tui import create_app
         app = create_app(args.model, args.gpu)

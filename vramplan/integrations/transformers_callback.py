@@ -121,8 +121,8 @@ class PreflightCallback(TrainerCallback):
         config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(model.config)
         arch = arch_from_config(config, name=config.get("_name_or_path") or config.get("model_type", "model"),
                                 origin="model.config")
-        gpu, capacity = self._gpu()
         try:
+            gpu, capacity = self._gpu()
             self.plan = plan_from_model(model, args, seq)
             self.verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(arch, self.plan)
         except VramplanError as exc:  # a plan the stack or the card cannot run, a key not accounted for

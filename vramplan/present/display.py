@@ -46,8 +46,9 @@ def model_json(model) -> dict:
     return {"model_source": model.source_line, "model_notices": list(model.notices)}
 
 
-def estimate_lines(b: Breakdown, model, gpu, saving: dict | None) -> list[str]:
-    """`estimate`'s text: the plan, the component table, the bar, the verdict and the biggest saving."""
+def estimate_lines(b: Breakdown, model, gpu, saving: dict | None, extra: list[str] = ()) -> list[str]:
+    """`estimate`'s text: the plan, the component table, the bar, the verdict and the biggest saving (then
+    `extra`, such as the time and cost lines, before the calibration line)."""
     limit_note = f"{b.capacity_bytes / GiB:.2f} GiB usable"
     n = b.plan.get("gpus", 1)
     lines = [f"{model.name} on {f'{n} x ' if n > 1 else ''}{gpu.name} ({gpu.memory_mib / 1024:.1f} GiB"
@@ -70,5 +71,6 @@ def estimate_lines(b: Breakdown, model, gpu, saving: dict | None) -> list[str]:
         lines.append(f"upper bound: {(b.peak_bytes + b.fragmentation_event_bytes) / GiB:.2f} GiB if PyTorch's "
                      f"default allocator re-splits a logits segment (+{b.fragmentation_event_bytes / GiB:.2f} GiB; "
                      "measured in some runs, not predictable from the plan); --allocator expandable avoids it")
+    lines += list(extra)
     lines.append(f"calibration: {b.calibration['source']}")
     return lines

@@ -26,13 +26,10 @@ class Example:
 def load_examples(path: str | Path) -> list[Example]:
     path = Path(path)
     if not path.is_file():
-        raise VramplanError(f"--data {path}: no such file")
-    text = path.read_text(encoding="utf-8")
+        raise VramplanError(f"--data {path}: no such file" if not path.exists() else f"--data {path}: not a file")
+    text = read_text(path)
     if path.suffix.lower() == ".json" or text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise VramplanError(f"--data {path}: malformed JSON ({exc})") from None
+        rows = _loads(text, path)
         if not isinstance(rows, list):
             raise VramplanError(f"--data {path}: a JSON file must hold a list of records")
         items = [(f"record {i}", row) for i, row in enumerate(rows)]
@@ -41,13 +38,39 @@ def load_examples(path: str | Path) -> list[Example]:
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            try:
-                items.append((f"line {n}", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise VramplanError(f"--data {path}: line {n} is not JSON ({exc.msg})") from None
+            items.append((f"line {n}", _loads(line, path, f"line {n}")))
     if not items:
         raise VramplanError(f"--data {path}: no records")
     return [parse_record(row, f"--data {path}: {where}") for where, row in items]
+
+
+def read_text(path: Path) -> str:
+    """The file as text. Editors on Windows write a byte-order mark, so one is accepted; any other byte that is
+    not UTF-8 means a binary file or another encoding, which json would only report as a decode crash."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise VramplanError(f"--data {path}: cannot be read ({exc.strerror})") from None
+    if b"\0" in raw[:8192]:
+        raise VramplanError(f"--data {path}: a binary file, not JSON Lines or JSON text",
+                            hint="give the .jsonl/.json training records, UTF-8 encoded")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise VramplanError(f"--data {path}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x})",
+                            hint="save the file as UTF-8 (JSON text is UTF-8)") from None
+
+
+def _loads(text: str, path: Path, line: str | None = None):
+    """One JSON document: the whole file (line None) or one line of a JSON Lines file."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise VramplanError(f"--data {path}: {line} is not JSON ({exc.msg})" if line else
+                            f"--data {path}: malformed JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:  # json recurses once per nesting level; no training record nests this deep
+        raise VramplanError(f"--data {path}: {line + ': ' if line else ''}nested too deeply to be a training "
+                            "record") from None
 
 
 def parse_record(row, where: str) -> Example:

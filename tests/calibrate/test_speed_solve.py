@@ -1,0 +1,68 @@
+"""The speed solver on the real records: what it reads, what it fits, and how well it predicts what it did not see."""
+import json
+
+import pytest
+
+from vramplan.calibrate import speed_solve as S
+from vramplan.resources import data_dir
+from vramplan.speed import load_speed_fits
+
+ROWS = S.with_features(S.speed_rows())
+BY_GPU = S.by_gpu(ROWS)
+
+
+def test_it_reads_the_one_gpu_runs_with_step_times_and_leaves_evaluation_out():
+    assert set(BY_GPU) == {"NVIDIA H100 80GB HBM3", "NVIDIA H200"}
+    assert all(r["plan"].gpus == 1 and r["measured_s"] > 0 for r in ROWS)
+    assert {r["source"] for r in BY_GPU["NVIDIA H200"]} == {"runs", "stacks"}
+    assert not any(r["plan"].eval_batch for r in ROWS)
+    assert {r["plan"].trainer for r in BY_GPU["NVIDIA H200"]} == {"hf", "trl"}
+
+
+def test_the_fitted_rates_stay_under_the_datasheet_and_the_costs_non_negative():
+    for rows in BY_GPU.values():
+        p = S.solve(rows)
+        gpu = rows[0]["profile"]
+        assert 0 < p.matmul_tflops <= gpu.tensor_tflops_16bit * (1 + 1e-6)
+        assert 0 < p.stream_gbs <= gpu.bandwidth_gbs * (1 + 1e-6)
+        assert min(p.linear_call_s, p.lora_call_s, p.micro_batch_s, p.step_s) >= 0
+        assert p.linear_call_s + p.lora_call_s > 0  # launches dominate these small steps
+
+
+# The bounds the shipped records meet (bench/speed_accuracy.py prints the figures): a LOAO MAE of 15.8% on
+# both GPUs, about half the held-out runs within the 15% goal; repeat runs of one plan differ by 6% on average.
+@pytest.mark.parametrize("gpu,loao_mae", [("NVIDIA H100 80GB HBM3", 17.0), ("NVIDIA H200", 17.0)])
+def test_leave_one_architecture_out_error_on_the_real_records(gpu, loao_mae):
+    rows = BY_GPU[gpu]
+    fitted, held = S.summarize(S.error_rows(rows, S.solve(rows))), S.summarize(S.loao_rows(rows))
+    assert held["n"] == len(rows)
+    assert held["mae_pct"] <= loao_mae and fitted["mae_pct"] <= held["mae_pct"] + 0.5
+    assert held["within_pct"] >= 45
+    assert abs(held["worst_pct"]) < 70
+
+
+def test_multi_gpu_costs_fit_the_two_gpu_runs():
+    multi = S.by_gpu(S.multi_gpu_rows())["NVIDIA H200"]
+    params = S.solve(BY_GPU["NVIDIA H200"])
+    fitted = S.solve_multi_gpu(multi, params)
+    assert 0 < fitted["fsdp_unit_s"] < 2e-3 and 0 <= fitted["ddp_step_s"] < 0.5
+    from dataclasses import replace
+    held = S.summarize(S.multi_gpu_loao(multi, replace(params, **fitted)))
+    assert held["mae_pct"] <= 12
+
+
+def test_the_shipped_speed_fits_are_what_the_solver_writes_now(tmp_path):
+    docs = S.solve_all()
+    S.write_fits(docs, tmp_path)
+    shipped = {p.name: json.loads(p.read_text()) for p in (data_dir("calibration") / "speed").glob("*.json")}
+    written = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert written.keys() == shipped.keys()
+    for name, doc in written.items():
+        assert doc["params"] == pytest.approx(shipped[name]["params"], rel=1e-6)
+        assert doc["error"] == shipped[name]["error"]
+    assert len(load_speed_fits()) == len(shipped)
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+    assert S.main(["--dry-run", "--out", str(tmp_path)]) == 0
+    assert not list(tmp_path.iterdir()) and "LOAO MAE" in capsys.readouterr().out

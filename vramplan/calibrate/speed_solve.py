@@ -1,0 +1,261 @@
+"""Fit the speed model (vramplan.speed) of each GPU to its measured step times; write calibration/speed/<gpu>.json.
+
+    python -m vramplan.calibrate.speed_solve [--calib DIR] [--out DIR] [--dry-run]
+
+Runs: every completed one-GPU record with a step time in calibration/runs (the plain Trainer) and
+calibration/stacks (TRL's SFTTrainer at its releases, and the plain Trainer), evaluation runs left out (their
+steps hold an evaluation loop). The target is each record's `step_time_s`, the median of its optimizer steps
+after the first (the first holds CUDA and cuBLAS initialization, the paged optimizer's first allocation).
+The fit minimizes the relative error (a 0.2 s step off by 0.05 s matters as much as a 2 s step off by 0.5 s),
+with every coefficient non-negative and the rates at most the datasheet's. Accuracy: in-sample, and
+leave-one-architecture-out (LOAO: refit without every run of the model, predict its runs).
+
+numpy and scipy, like vramplan.calibrate.solve; nothing on the planning path imports this module.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..memory import estimate
+from ..plan import TrainPlan
+from ..profiles import find_gpu, find_model
+from ..resources import data_dir
+from ..layout import resolve
+from ..speed import (FEATURES, SpeedParams, compute_seconds_per_step, features, fsdp_link_seconds, fsdp_units,
+                     sync_seconds)
+from ..store.calibrations import Calibrations
+from .records import gpu_slug, load_runs
+from .stack_accuracy import record_plan
+
+WITHIN_PCT = 15.0
+"""The goal for plans the fit did not see: predicted step time within this share of the measured one."""
+
+
+def _row(record: dict, plan: TrainPlan, source: str) -> dict:
+    return {"run_key": record.get("run_key"), "gpu_name": record["gpu"]["name"], "model": record["model"],
+            "plan": plan, "measured_s": float(record["step_time_s"]), "source": source,
+            "why": record.get("why", "")}
+
+
+def speed_rows(calib_dir: Path | None = None) -> list[dict]:
+    """The runs the speed model is fitted on, one dict each (plan as a TrainPlan, measured_s in seconds)."""
+    folder = Path(calib_dir) if calib_dir else data_dir("calibration")
+    rows = []
+    for path in sorted((folder / "runs").glob("*.jsonl")):
+        for r in load_runs(path):
+            if r.get("status") == "ok" and r.get("step_time_s") and r["plan"].get("gpus", 1) == 1:
+                rows.append(_row(r, TrainPlan.from_dict(r["plan"]), "runs"))
+    for path in sorted((folder / "stacks").glob("*.jsonl")):
+        for r in load_runs(path):
+            if r.get("status") == "ok" and r.get("step_time_s") and not r.get("eval"):
+                rows.append(_row(r, record_plan(r), "stacks"))
+    return rows
+
+
+def with_features(rows: list[dict], calibrations: Calibrations | None = None) -> list[dict]:
+    """Each row with its GPU profile and its FEATURES vector (from the plan's Breakdown on that GPU)."""
+    cal = calibrations or Calibrations.package()
+    out = []
+    for r in rows:
+        gpu, model = find_gpu(r["gpu_name"]), find_model(r["model"])
+        b = estimate(model, gpu, r["plan"], cal.params(gpu))
+        out.append({**r, "profile": gpu, "x": np.array(features(model, r["plan"], b), dtype=float)})
+    return out
+
+
+def solve(rows: list[dict]) -> SpeedParams:
+    """The coefficients of one GPU's runs (rows from with_features, all of one GPU)."""
+    from scipy.optimize import lsq_linear
+    if not rows:
+        raise ValueError("no runs with step times")
+    gpu = rows[0]["profile"]
+    a = np.array([r["x"] / r["measured_s"] for r in rows])  # relative error: each row divided by its target
+    lower = np.zeros(len(FEATURES))
+    lower[0] = 1.0 / gpu.tensor_tflops_16bit  # no faster than the datasheet
+    lower[1] = 1.0 / gpu.bandwidth_gbs
+    coefs = lower.copy()  # a column no run exercises stays at its bound
+    used = a.max(axis=0) > 0
+    scale = a.max(axis=0)[used]
+    fit = lsq_linear(a[:, used] / scale, np.ones(len(rows)), bounds=(lower[used] * scale, np.inf))
+    coefs[used] = fit.x / scale
+    return SpeedParams.from_coefficients(coefs, measured=True, runs=len(rows))
+
+
+def predict(rows: list[dict], params: SpeedParams) -> list[float]:
+    coefs = np.array(params.coefficients)
+    return [float(r["x"] @ coefs) for r in rows]
+
+
+def error_rows(rows: list[dict], params: SpeedParams) -> list[dict]:
+    return [{"model": r["model"], "why": r["why"], "source": r["source"], "run_key": r["run_key"],
+             "measured_s": r["measured_s"], "predicted_s": p, "error_pct": 100.0 * (p - r["measured_s"]) / r["measured_s"]}
+            for r, p in zip(rows, predict(rows, params))]
+
+
+def loao_rows(rows: list[dict]) -> list[dict]:
+    """Refit without each architecture (model) and predict its runs."""
+    out = []
+    for arch in sorted({r["model"] for r in rows}):
+        params = solve([r for r in rows if r["model"] != arch])
+        out += error_rows([r for r in rows if r["model"] == arch], params)
+    return out
+
+
+def summarize(errors: list[dict]) -> dict:
+    """MAE, the worst error (signed), the range and the share within WITHIN_PCT."""
+    e = [r["error_pct"] for r in errors]
+    if not e:
+        return {}
+    return {"mae_pct": round(statistics.fmean(abs(x) for x in e), 2), "worst_pct": round(max(e, key=abs), 2),
+            "worst_under_pct": round(min(e), 2), "worst_over_pct": round(max(e), 2),
+            "within_pct": round(100.0 * sum(abs(x) <= WITHIN_PCT for x in e) / len(e), 1), "n": len(e)}
+
+
+def by_gpu(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["gpu_name"], []).append(r)
+    return out
+
+
+def multi_gpu_rows(calib_dir: Path | None = None, calibrations: Calibrations | None = None) -> list[dict]:
+    """Completed, uncapped multi-GPU runs (the plain Trainer): the slowest rank's step time, the layout, and what
+    the one-GPU terms and the link's bytes account for of it (base_s, with the solved one-GPU params later)."""
+    folder = Path(calib_dir) if calib_dir else data_dir("calibration")
+    cal = calibrations or Calibrations.package()
+    rows = []
+    for path in sorted((folder / "multi_gpu").glob("*.jsonl")):
+        for r in load_runs(path):
+            ranks = r.get("ranks") or []
+            if r.get("status") != "ok" or r.get("cap_bytes") or not ranks or \
+                    not all(k.get("step_time_s") for k in ranks):
+                continue
+            gpu, model, plan = find_gpu(ranks[0]["gpu"]["name"]), find_model(r["model"]), TrainPlan.from_dict(r["plan"])
+            b = estimate(model, gpu, plan, cal.params(gpu))
+            rows.append({"gpu_name": ranks[0]["gpu"]["name"], "profile": gpu, "model": model, "plan": plan,
+                         "breakdown": b, "layout": resolve(plan, model, gpu), "why": r.get("why", ""),
+                         "measured_s": max(k["step_time_s"] for k in ranks)})
+    return rows
+
+
+def _multi_base_and_count(row: dict, params: SpeedParams) -> tuple[float, float]:
+    """Seconds the one-GPU terms and the link's bytes give, and the count the fitted per-unit (FSDP) or per-step
+    (DDP) cost multiplies."""
+    lay, plan, model, b = row["layout"], row["plan"], row["model"], row["breakdown"]
+    base = compute_seconds_per_step(model, plan, b, params, lay)
+    if lay.fsdp:
+        return base + plan.grad_accum * fsdp_link_seconds(model, row["profile"], lay, b), \
+            plan.grad_accum * fsdp_units(model, lay)
+    return base + sync_seconds(row["profile"], lay, b), 1.0
+
+
+def solve_multi_gpu(rows: list[dict], params: SpeedParams) -> dict:
+    """fsdp_unit_s from the FSDP runs and ddp_step_s from the DDP runs, each the least relative-squares
+    non-negative cost on top of the one-GPU params (closed form: one coefficient each)."""
+    out = {}
+    for name, kind in (("fsdp_unit_s", "fsdp"), ("ddp_step_s", "ddp")):
+        num = den = 0.0
+        for r in rows:
+            if r["layout"].parallel != kind:
+                continue
+            base, n = _multi_base_and_count(r, params)
+            m = r["measured_s"]
+            num += (n / m) * ((m - base) / m)
+            den += (n / m) ** 2
+        if den:
+            out[name] = max(0.0, num / den)
+    return out
+
+
+def multi_gpu_errors(rows: list[dict], params: SpeedParams) -> list[dict]:
+    out = []
+    for r in rows:
+        base, n = _multi_base_and_count(r, params)
+        coef = params.fsdp_unit_s if r["layout"].fsdp else params.ddp_step_s
+        p = base + n * coef
+        out.append({"model": r["model"].name, "why": r["why"], "parallel": r["layout"].parallel,
+                    "measured_s": r["measured_s"], "predicted_s": p,
+                    "error_pct": 100.0 * (p - r["measured_s"]) / r["measured_s"]})
+    return out
+
+
+def multi_gpu_loao(rows: list[dict], params: SpeedParams) -> list[dict]:
+    out = []
+    for arch in sorted({r["model"].name for r in rows}):
+        fitted = solve_multi_gpu([r for r in rows if r["model"].name != arch], params)
+        out += multi_gpu_errors([r for r in rows if r["model"].name == arch], replace(params, **fitted))
+    return out
+
+
+def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> dict:
+    """The JSON the planner reads for one GPU: its coefficients, their efficiencies against the datasheet,
+    the runs and the accuracy; with multi-GPU runs, the FSDP and DDP costs and their accuracy."""
+    gpu = gpu_rows[0]["profile"]
+    params = solve(gpu_rows)
+    fitted, held_out = summarize(error_rows(gpu_rows, params)), summarize(loao_rows(gpu_rows))
+    multi = {}
+    if multi_rows:
+        params = replace(params, **solve_multi_gpu(multi_rows, params))
+        errs, loao = multi_gpu_errors(multi_rows, params), multi_gpu_loao(multi_rows, params)
+        multi = {"multi_gpu": {"runs": len(multi_rows), "gpus": sorted({r["plan"].gpus for r in multi_rows}),
+                               **{k: v for k, v in summarize(errs).items() if k != "n"},
+                               **{f"loao_{k}": v for k, v in summarize(loao).items() if k != "n"},
+                               "note": "slowest rank's step_time_s, the plain Trainer; one-GPU terms as fitted"}}
+    return {**multi, "gpu_name": gpu_rows[0]["gpu_name"], "profile": gpu.name, "architecture": gpu.architecture,
+            "compute_capability": gpu.compute_capability,
+            "datasheet": {"tensor_tflops_16bit": gpu.tensor_tflops_16bit, "bandwidth_gbs": gpu.bandwidth_gbs},
+            "params": {k: round(v, 9) for k, v in params.to_dict().items()},
+            "efficiency": {"matmul": round(params.matmul_tflops / gpu.tensor_tflops_16bit, 4),
+                           "bandwidth": round(params.stream_gbs / gpu.bandwidth_gbs, 4)},
+            "runs": len(gpu_rows), "architectures": sorted({r["model"] for r in gpu_rows}),
+            "sources": {s: sum(r["source"] == s for r in gpu_rows) for s in ("runs", "stacks")},
+            "error": {**{k: v for k, v in fitted.items() if k != "n"},
+                      **{f"loao_{k}": v for k, v in held_out.items() if k != "n"}},
+            "target": "step_time_s: median optimizer step after the first; one GPU, evaluation runs left out",
+            "derived_by": "python -m vramplan.calibrate.speed_solve (vramplan/calibrate/speed_solve.py)"}
+
+
+def solve_all(calib_dir: Path | None = None) -> dict[str, dict]:
+    """{gpu slug: fit document} for every GPU with runs."""
+    rows = with_features(speed_rows(calib_dir))
+    multi = by_gpu(multi_gpu_rows(calib_dir))
+    return {gpu_slug(name): fit_document(rs, multi.get(name)) for name, rs in sorted(by_gpu(rows).items())}
+
+
+def write_fits(docs: dict[str, dict], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for slug, doc in docs.items():
+        path = out_dir / f"{slug}.json"
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="fit the speed model to the recorded step times")
+    ap.add_argument("--calib", type=Path, default=None, help="calibration folder (default: the shipped one)")
+    ap.add_argument("--out", type=Path, default=None, help="where the fits go (default: CALIB/speed)")
+    ap.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    args = ap.parse_args(argv)
+    docs = solve_all(args.calib)
+    for doc in docs.values():
+        e = doc["error"]
+        print(f"{doc['gpu_name']}: {doc['runs']} runs, MAE {e['mae_pct']:.1f}%, LOAO MAE {e['loao_mae_pct']:.1f}% "
+              f"(worst {e['loao_worst_pct']:+.1f}%), matmul {doc['params']['matmul_tflops']:.0f} TFLOP/s "
+              f"({doc['efficiency']['matmul']:.2f} of the datasheet)")
+    if not args.dry_run:
+        out = args.out or (args.calib or data_dir("calibration")) / "speed"
+        for path in write_fits(docs, out):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""Tokens/s, seconds per optimizer step, the time to train and what it costs, as figures and as lines.
+
+The speed is the fitted model's (vramplan.speed.predicted_tokens_per_second); the job is what the user said
+(--tokens, --epochs); the price is only ever the user's (--price): none is assumed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..speed import SpeedParams
+
+
+@dataclass(frozen=True)
+class Job:
+    tokens: int | None = None
+    """Tokens in the data set (one epoch); None: no time to train is asked for."""
+    epochs: float = 1.0
+    price: float | None = None
+    """USD per GPU hour; None: no cost."""
+
+
+def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job) -> dict:
+    """Every figure behind the lines, for --json. None where the user gave nothing to compute it from."""
+    per_step = plan.tokens * plan.grad_accum * plan.gpus
+    step_s = per_step / tokens_per_s
+    steps = math.ceil(job.tokens * job.epochs / per_step) if job.tokens else None
+    train_s = steps * step_s if steps else None
+    gpu_hours = train_s * plan.gpus / 3600 if train_s is not None else None
+    priced = job.price is not None
+    return {"tokens_per_s": round(tokens_per_s, 1), "step_s": round(step_s, 4), "tokens_per_step": per_step,
+            "speed_source": source, "speed_measured_gpu": params.measured,
+            "speed_error": params.error or None, "tokens": job.tokens, "epochs": job.epochs if job.tokens else None,
+            "optimizer_steps": steps, "train_s": round(train_s, 1) if train_s is not None else None,
+            "gpus": plan.gpus, "gpu_hours": round(gpu_hours, 3) if gpu_hours is not None else None,
+            "price_usd_per_gpu_hour": job.price,
+            "cost_usd": round(gpu_hours * job.price, 2) if priced and gpu_hours is not None else None,
+            "cost_per_million_tokens_usd": round(job.price * plan.gpus / (tokens_per_s * 3600) * 1e6, 4)
+            if priced else None,
+            "assumptions": assumptions(plan, params, job)}
+
+
+def assumptions(plan, params: SpeedParams, job: Job) -> list[str]:
+    out = [f"every sequence padded or packed to --seq {plan.seq}: a step is {plan.tokens * plan.grad_accum * plan.gpus:,} "
+           "token positions",
+           "steady-state optimizer steps only: loading the model, the first step (CUDA and cuBLAS warm-up, 1-5 s "
+           "measured), evaluation, logging and checkpoint saves are not counted",
+           "step times measured over a few steps of random-weight models (the Trainer's own loop; the data "
+           "pipeline not included)"]
+    if params.error.get("loao_mae_pct") is not None:
+        e = params.error
+        out.append(f"the fit predicts step times of architectures it did not see with a mean error of "
+                   f"{e['loao_mae_pct']:.1f}% (worst {e.get('loao_worst_pct', float('nan')):+.0f}%)")
+    if not params.measured:
+        out.append("this GPU has no measured runs: its figures are derived, not fitted")
+    if job.price is not None:
+        out.append(f"cost at the given {job.price:g} USD per GPU hour x {plan.gpus} GPU{'s' if plan.gpus > 1 else ''}")
+    return out
+
+
+def duration(seconds: float) -> str:
+    """45 s, 12 min, 2 h 35 min, 3 d 4 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    hours, mins = divmod(round(minutes), 60)
+    if hours < 48:
+        return f"{hours} h {mins} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def lines(d: dict) -> list[str]:
+    """The speed line, then the time and the cost when the user gave what they need."""
+    out = [f"speed: ~{d['tokens_per_s']:,.0f} tokens/s, {d['step_s']:.2f} s per optimizer step "
+           f"({d['tokens_per_step']:,} tokens); {d['speed_source']}"]
+    if d["train_s"] is not None:
+        epochs = d["epochs"]
+        out.append(f"time: {epochs:g} epoch{'s' if epochs != 1 else ''} of {d['tokens']:,} tokens = "
+                   f"{d['optimizer_steps']:,} optimizer steps: {duration(d['train_s'])} of training steps "
+                   "(loading, warm-up, evaluation and saving not counted)")
+    else:
+        out.append("time: give --tokens N (the data set's tokens) and --epochs E for the time to train")
+    if d["price_usd_per_gpu_hour"] is not None:
+        per_m = f"{d['cost_per_million_tokens_usd']:.4f} USD per million tokens"
+        if d["cost_usd"] is not None:
+            out.append(f"cost: {d['cost_usd']:,.2f} USD at {d['price_usd_per_gpu_hour']:g} USD per GPU hour x "
+                       f"{d['gpus']} GPU{'s' if d['gpus'] > 1 else ''} ({d['gpu_hours']:,.2f} GPU hours; {per_m})")
+        else:
+            out.append(f"cost: {per_m} at {d['price_usd_per_gpu_hour']:g} USD per GPU hour (--tokens N for the "
+                       "whole run)")
+    return out
