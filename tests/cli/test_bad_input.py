@@ -194,6 +194,7 @@ FLAGS = [
     ("estimate-rank-huge", "estimate llama-3.1-8b --gpu T4 --rank 99999", "--rank: 99999 is out of range"),
     ("estimate-alpha-negative", "estimate llama-3.1-8b --gpu T4 --alpha -1", "--alpha"),
     ("estimate-alpha-nan", "estimate llama-3.1-8b --gpu T4 --alpha nan", "--alpha"),
+    ("estimate-alpha-inf", "estimate llama-3.1-8b --gpu T4 --alpha inf", "--alpha"),
     ("estimate-dropout-one", "estimate llama-3.1-8b --gpu T4 --dropout 1", "--dropout"),
     ("estimate-targets-empty", "estimate llama-3.1-8b --gpu T4 --targets ''", "no target modules"),
     ("estimate-targets-commas", "estimate llama-3.1-8b --gpu T4 --targets ,,,", "no target modules"),
@@ -268,6 +269,7 @@ GAPS = {
     "config-eval-string": "plan._read_eval_batch: int('x') raises ValueError, not caught",
     "config-yaml-bomb": "plan._check_targets / target_names: the error repeats the whole expanded value (MBs)",
     "model-vocab-huge": "profiles.config_fields.positive_int has no upper bound: 1e26 vocab gives numbers",
+    "estimate-alpha-inf": "TrainPlan.__post_init__ takes an infinite --alpha (alpha > 0 only)",
     "estimate-seq-beyond-context": "cli/estimate.py does not call common.check_context",
     "fit-seq-beyond-context": "cli/fit.py does not call common.check_context",
     "check-seq-beyond-context": "cli/check.py does not call common.check_context",
@@ -379,3 +381,16 @@ def test_train_dry_run_json_is_one_object_with_progress_on_stderr(tmp_path, monk
     assert d["plan"]["trainer"] == "hf" and d["training_arguments"]["per_device_train_batch_size"] == d["plan"]["batch"]
     assert "exists and is not empty" in d["output_note"]  # a dry run says what the run would refuse
     assert "plan:" in err and "plan:" not in out
+
+
+def test_progress_to_stderr_keeps_stdout_for_the_result(capfd):
+    """train --json: what the run says on the way, its own and its worker processes', goes to stderr."""
+    import subprocess
+    import sys
+    from vramplan.cli.common import progress_to_stderr
+    with progress_to_stderr(fd_level=True):
+        print("progress")
+        subprocess.run([sys.executable, "-c", "print('from a worker')"], check=True)
+    print("result")
+    out, err = capfd.readouterr()
+    assert out == "result\n" and "progress" in err and "from a worker" in err
