@@ -394,3 +394,18 @@ def test_progress_to_stderr_keeps_stdout_for_the_result(capfd):
     print("result")
     out, err = capfd.readouterr()
     assert out == "result\n" and "progress" in err and "from a worker" in err
+
+
+def test_rope_scaling_is_read_from_a_cached_config_too(tmp_path):
+    """A config from the Hugging Face cache names its revision after its path; transformers 5 writes
+    rope_parameters where 4 wrote rope_scaling."""
+    from dataclasses import replace
+    from vramplan.cli.common import context_window
+    from vramplan.profiles import find_model
+    config = json.loads((CORPUS / "models" / "ok_4k.json").read_text())
+    config["rope_parameters"] = {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 4096}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    arch = replace(find_model(str(tmp_path / "config.json")), source=f"{tmp_path / 'config.json'}, revision abc123",
+                   source_kind="hub-cache")
+    assert context_window(arch)[0] == 8192
+    assert context_window(find_model("tinyllama-1.1b")) == (2048, "max_position_embeddings 2048")
