@@ -217,7 +217,7 @@ def _own(fit: dict, gpu: GpuSpec) -> bool:
 def _multi_gpu_terms(fits: tuple[dict, ...], own: dict | None) -> dict:
     """fsdp_unit_s and ddp_step_s: the GPU's own multi-GPU fit, else the first fit that has one."""
     for fit in ([own] if own else []) + [f for f in fits if f is not own]:
-        if "fsdp_unit_s" in fit.get("params", {}):
+        if "multi_gpu" in fit and "fsdp_unit_s" in fit.get("params", {}):
             return {"fsdp_unit_s": fit["params"]["fsdp_unit_s"], "ddp_step_s": fit["params"].get("ddp_step_s", 0.0),
                     "multi_gpu_from": fit["gpu_name"]}
     return {}

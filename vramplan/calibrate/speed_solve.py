@@ -210,7 +210,10 @@ def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> 
     return {**multi, "gpu_name": gpu_rows[0]["gpu_name"], "profile": gpu.name, "architecture": gpu.architecture,
             "compute_capability": gpu.compute_capability,
             "datasheet": {"tensor_tflops_16bit": gpu.tensor_tflops_16bit, "bandwidth_gbs": gpu.bandwidth_gbs},
-            "params": {k: round(v, 9) for k, v in params.to_dict().items()},
+            # the multi-GPU costs only where this GPU's own multi-GPU runs fitted them: the planner borrows
+            # them from the GPU that has them, and says so
+            "params": {k: round(v, 9) for k, v in params.to_dict().items()
+                       if multi or k not in ("fsdp_unit_s", "ddp_step_s")},
             "efficiency": {"matmul": round(params.matmul_tflops / gpu.tensor_tflops_16bit, 4),
                            "bandwidth": round(params.stream_gbs / gpu.bandwidth_gbs, 4)},
             "runs": len(gpu_rows), "architectures": sorted({r["model"] for r in gpu_rows}),
