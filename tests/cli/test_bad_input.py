@@ -352,12 +352,17 @@ def test_rope_scaling_allows_a_sequence_beyond_max_position_embeddings_and_says_
     assert not any(tmp_path.iterdir())
 
 
-def test_table_over_models_marks_a_sequence_beyond_a_models_context():
+def test_table_over_models_marks_a_sequence_beyond_a_models_context(monkeypatch):
+    from vramplan.cli import table
+    from vramplan.profiles import find_model
+    # two models stand for the catalog: a whole table plans every model and takes seconds
+    monkeypatch.setattr(table, "model_catalog", lambda: (find_model("tinyllama-1.1b"), find_model("qwen3-0.6b")))
     code, out, _, _ = run_cli(["table", "--gpu", "H100", "--seq", "8192", "--json"])
     rows = {r["model"]: r for r in json.loads(out)["rows"]}
     assert code == 0
     assert rows["tinyllama-1.1b"]["beyond_context"] and rows["tinyllama-1.1b"]["plan"] is None
-    assert not rows["qwen3-8b"]["beyond_context"] and rows["qwen3-8b"]["plan"]
+    assert rows["tinyllama-1.1b"]["longest_seq"] == 2048
+    assert not rows["qwen3-0.6b"]["beyond_context"] and rows["qwen3-0.6b"]["plan"]
     _, text, _, _ = run_cli(["table", "--gpu", "H100", "--seq", "8192"])
     assert "seq beyond its context (2,048)" in text
 
