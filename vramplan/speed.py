@@ -16,6 +16,9 @@ is a Python module call with its dequantize, matmul and (with an adapter) dropou
 The coefficients are fitted per GPU by vramplan.calibrate.speed_solve on the recorded runs and read here from
 calibration/speed/<gpu>.json. A GPU without runs takes its datasheet rate and bandwidth scaled by the fitted
 Hopper efficiencies, and the fitted call costs (host-side, measured on Hopper hosts); its source says so.
+Several GPUs add FSDP's per-unit cost or DDP's per-step cost, fitted on the 2 x H200 runs (and borrowed, said,
+by every other GPU). estimate and fit print these figures; search still ranks by the roofline at the end of
+this module until it moves over (see there).
 """
 from __future__ import annotations
 

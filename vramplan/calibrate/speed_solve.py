@@ -10,6 +10,11 @@ The fit minimizes the relative error (a 0.2 s step off by 0.05 s matters as much
 with every coefficient non-negative and the rates at most the datasheet's. Accuracy: in-sample, and
 leave-one-architecture-out (LOAO: refit without every run of the model, predict its runs).
 
+These runs (1,024-8,192 tokens a step) are launch-bound, so how their token-proportional time splits between
+the matmul rate and the streamed bytes is weakly determined: the H100 fit puts the matmul rate at its datasheet
+bound, the H200 fit the bandwidth. Their sum is what is measured; the split matters for a GPU derived from its
+datasheet, whose figures are the less certain for it.
+
 numpy and scipy, like vramplan.calibrate.solve; nothing on the planning path imports this module.
 """
 from __future__ import annotations
