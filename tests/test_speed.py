@@ -88,6 +88,14 @@ def test_a_gpu_without_runs_scales_its_datasheet_by_the_hopper_efficiencies():
     assert p.linear_call_s == pytest.approx(sum(f["params"]["linear_call_s"] for f in fits) / len(fits))
 
 
+def test_a_gpu_without_multi_gpu_runs_borrows_the_fitted_multi_gpu_costs_and_says_whose():
+    from vramplan.speed import speed_source
+    own, h200 = speed_params(H100), speed_params(H200)
+    assert own.measured and own.multi_gpu_from == "NVIDIA H200" and own.fsdp_unit_s == h200.fsdp_unit_s
+    assert "fitted on NVIDIA H200 x 2" in speed_source(find_gpu("RTX-4090"), TrainPlan(gpus=2, trainer="hf"))
+    assert "GPUs:" not in speed_source(H100, TrainPlan())
+
+
 def test_without_any_fit_the_built_in_roofline_says_it_is_one():
     p = params_from_speed_fits((), T4)
     assert not p.measured and "built-in roofline" in p.source and p.linear_call_s == 0

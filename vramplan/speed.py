@@ -16,6 +16,9 @@ is a Python module call with its dequantize, matmul and (with an adapter) dropou
 The coefficients are fitted per GPU by vramplan.calibrate.speed_solve on the recorded runs and read here from
 calibration/speed/<gpu>.json. A GPU without runs takes its datasheet rate and bandwidth scaled by the fitted
 Hopper efficiencies, and the fitted call costs (host-side, measured on Hopper hosts); its source says so.
+Several GPUs add FSDP's per-unit cost or DDP's per-step cost, fitted on the 2 x H200 runs (and borrowed, said,
+by every other GPU). estimate and fit print these figures; search still ranks by the roofline at the end of
+this module until it moves over (see there).
 """
 from __future__ import annotations
 
@@ -217,7 +220,7 @@ def _own(fit: dict, gpu: GpuSpec) -> bool:
 def _multi_gpu_terms(fits: tuple[dict, ...], own: dict | None) -> dict:
     """fsdp_unit_s and ddp_step_s: the GPU's own multi-GPU fit, else the first fit that has one."""
     for fit in ([own] if own else []) + [f for f in fits if f is not own]:
-        if "fsdp_unit_s" in fit.get("params", {}):
+        if "multi_gpu" in fit and "fsdp_unit_s" in fit.get("params", {}):
             return {"fsdp_unit_s": fit["params"]["fsdp_unit_s"], "ddp_step_s": fit["params"].get("ddp_step_s", 0.0),
                     "multi_gpu_from": fit["gpu_name"]}
     return {}

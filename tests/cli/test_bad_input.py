@@ -194,6 +194,7 @@ FLAGS = [
     ("estimate-rank-huge", "estimate llama-3.1-8b --gpu T4 --rank 99999", "--rank: 99999 is out of range"),
     ("estimate-alpha-negative", "estimate llama-3.1-8b --gpu T4 --alpha -1", "--alpha"),
     ("estimate-alpha-nan", "estimate llama-3.1-8b --gpu T4 --alpha nan", "--alpha"),
+    ("estimate-alpha-inf", "estimate llama-3.1-8b --gpu T4 --alpha inf", "--alpha"),
     ("estimate-dropout-one", "estimate llama-3.1-8b --gpu T4 --dropout 1", "--dropout"),
     ("estimate-targets-empty", "estimate llama-3.1-8b --gpu T4 --targets ''", "no target modules"),
     ("estimate-targets-commas", "estimate llama-3.1-8b --gpu T4 --targets ,,,", "no target modules"),
@@ -268,6 +269,7 @@ GAPS = {
     "config-eval-string": "plan._read_eval_batch: int('x') raises ValueError, not caught",
     "config-yaml-bomb": "plan._check_targets / target_names: the error repeats the whole expanded value (MBs)",
     "model-vocab-huge": "profiles.config_fields.positive_int has no upper bound: 1e26 vocab gives numbers",
+    "estimate-alpha-inf": "TrainPlan.__post_init__ takes an infinite --alpha (alpha > 0 only)",
     "estimate-seq-beyond-context": "cli/estimate.py does not call common.check_context",
     "fit-seq-beyond-context": "cli/fit.py does not call common.check_context",
     "check-seq-beyond-context": "cli/check.py does not call common.check_context",
@@ -350,12 +352,17 @@ def test_rope_scaling_allows_a_sequence_beyond_max_position_embeddings_and_says_
     assert not any(tmp_path.iterdir())
 
 
-def test_table_over_models_marks_a_sequence_beyond_a_models_context():
+def test_table_over_models_marks_a_sequence_beyond_a_models_context(monkeypatch):
+    from vramplan.cli import table
+    from vramplan.profiles import find_model
+    # two models stand for the catalog: a whole table plans every model and takes seconds
+    monkeypatch.setattr(table, "model_catalog", lambda: (find_model("tinyllama-1.1b"), find_model("qwen3-0.6b")))
     code, out, _, _ = run_cli(["table", "--gpu", "H100", "--seq", "8192", "--json"])
     rows = {r["model"]: r for r in json.loads(out)["rows"]}
     assert code == 0
     assert rows["tinyllama-1.1b"]["beyond_context"] and rows["tinyllama-1.1b"]["plan"] is None
-    assert not rows["qwen3-8b"]["beyond_context"] and rows["qwen3-8b"]["plan"]
+    assert rows["tinyllama-1.1b"]["longest_seq"] == 2048
+    assert not rows["qwen3-0.6b"]["beyond_context"] and rows["qwen3-0.6b"]["plan"]
     _, text, _, _ = run_cli(["table", "--gpu", "H100", "--seq", "8192"])
     assert "seq beyond its context (2,048)" in text
 
@@ -379,3 +386,31 @@ def test_train_dry_run_json_is_one_object_with_progress_on_stderr(tmp_path, monk
     assert d["plan"]["trainer"] == "hf" and d["training_arguments"]["per_device_train_batch_size"] == d["plan"]["batch"]
     assert "exists and is not empty" in d["output_note"]  # a dry run says what the run would refuse
     assert "plan:" in err and "plan:" not in out
+
+
+def test_progress_to_stderr_keeps_stdout_for_the_result(capfd):
+    """train --json: what the run says on the way, its own and its worker processes', goes to stderr."""
+    import subprocess
+    import sys
+    from vramplan.cli.common import progress_to_stderr
+    with progress_to_stderr(fd_level=True):
+        print("progress")
+        subprocess.run([sys.executable, "-c", "print('from a worker')"], check=True)
+    print("result")
+    out, err = capfd.readouterr()
+    assert out == "result\n" and "progress" in err and "from a worker" in err
+
+
+def test_rope_scaling_is_read_from_a_cached_config_too(tmp_path):
+    """A config from the Hugging Face cache names its revision after its path; transformers 5 writes
+    rope_parameters where 4 wrote rope_scaling."""
+    from dataclasses import replace
+    from vramplan.cli.common import context_window
+    from vramplan.profiles import find_model
+    config = json.loads((CORPUS / "models" / "ok_4k.json").read_text())
+    config["rope_parameters"] = {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 4096}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    arch = replace(find_model(str(tmp_path / "config.json")), source=f"{tmp_path / 'config.json'}, revision abc123",
+                   source_kind="hub-cache")
+    assert context_window(arch)[0] == 8192
+    assert context_window(find_model("tinyllama-1.1b")) == (2048, "max_position_embeddings 2048")

@@ -10,6 +10,11 @@ The fit minimizes the relative error (a 0.2 s step off by 0.05 s matters as much
 with every coefficient non-negative and the rates at most the datasheet's. Accuracy: in-sample, and
 leave-one-architecture-out (LOAO: refit without every run of the model, predict its runs).
 
+These runs (1,024-8,192 tokens a step) are launch-bound, so how their token-proportional time splits between
+the matmul rate and the streamed bytes is weakly determined: the H100 fit puts the matmul rate at its datasheet
+bound, the H200 fit the bandwidth. Their sum is what is measured; the split matters for a GPU derived from its
+datasheet, whose figures are the less certain for it.
+
 numpy and scipy, like vramplan.calibrate.solve; nothing on the planning path imports this module.
 """
 from __future__ import annotations
@@ -210,7 +215,10 @@ def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> 
     return {**multi, "gpu_name": gpu_rows[0]["gpu_name"], "profile": gpu.name, "architecture": gpu.architecture,
             "compute_capability": gpu.compute_capability,
             "datasheet": {"tensor_tflops_16bit": gpu.tensor_tflops_16bit, "bandwidth_gbs": gpu.bandwidth_gbs},
-            "params": {k: round(v, 9) for k, v in params.to_dict().items()},
+            # the multi-GPU costs only where this GPU's own multi-GPU runs fitted them: the planner borrows
+            # them from the GPU that has them, and says so
+            "params": {k: round(v, 9) for k, v in params.to_dict().items()
+                       if multi or k not in ("fsdp_unit_s", "ddp_step_s")},
             "efficiency": {"matmul": round(params.matmul_tflops / gpu.tensor_tflops_16bit, 4),
                            "bandwidth": round(params.stream_gbs / gpu.bandwidth_gbs, 4)},
             "runs": len(gpu_rows), "architectures": sorted({r["model"] for r in gpu_rows}),

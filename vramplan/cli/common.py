@@ -90,8 +90,9 @@ def _rope_scaling(arch) -> dict | None:
     spells it rope_parameters, 4 rope_scaling, and a multimodal wrapper keeps it in text_config."""
     if arch.source_kind not in ("file", "hub-cache", "hub-download") or not arch.source:
         return None
+    path = Path(arch.source.split(", revision ")[0])  # a cached config's source names its revision after it
     try:
-        config = json.loads(Path(arch.source).read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
     for cfg in (config, config.get("text_config") if isinstance(config, dict) else None):

@@ -29,6 +29,7 @@ def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Jo
     gpu_hours = train_s * plan.gpus / 3600 if train_s is not None else None
     priced = job.price is not None
     return {"tokens_per_s": round(tokens_per_s, 1), "step_s": round(step_s, 4), "tokens_per_step": per_step,
+            "seq": plan.seq,
             "speed_source": source, "speed_measured_gpu": params.measured,
             "speed_error": params.error or None, "tokens": job.tokens, "epochs": job.epochs if job.tokens else None,
             "optimizer_steps": steps, "train_s": round(train_s, 1) if train_s is not None else None,
@@ -80,7 +81,8 @@ def lines(d: dict) -> list[str]:
         epochs = d["epochs"]
         out.append(f"time: {epochs:g} epoch{'s' if epochs != 1 else ''} of {d['tokens']:,} tokens = "
                    f"{d['optimizer_steps']:,} optimizer steps: {duration(d['train_s'])} of training steps "
-                   "(loading, warm-up, evaluation and saving not counted)")
+                   f"(sequences padded or packed to {d['seq']:,} tokens; loading, warm-up, evaluation and saving "
+                   "not counted)")
     else:
         out.append("time: give --tokens N (the data set's tokens) and --epochs E for the time to train")
     if d["price_usd_per_gpu_hour"] is not None:
