@@ -73,7 +73,11 @@ def load(path: str | Path) -> ConfigPlan:
     path = Path(path)
     if not path.is_file():
         raise VramplanError(f"--config {path}: no such file")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise VramplanError(f"--config {path}: a binary file or not UTF-8 text",
+                            hint="give the JSON or YAML file the training script reads") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml

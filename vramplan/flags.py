@@ -3,6 +3,7 @@ or config-file values, the plan line, the TUI's keys and the `vramplan train` co
 from __future__ import annotations
 
 import argparse
+import math
 
 from .errors import VramplanError
 from .plan import ALL_LINEAR, Flag, TrainPlan, plan_flags
@@ -127,15 +128,20 @@ def from_config(found_by_field: dict[str, dict]) -> dict:
 def _convert(name: str, value, default):
     kind = _kind(name)
     if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise VramplanError(f"--config: {name} must be a whole number, got {value!r}")
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise VramplanError(f"--config: {name} must be a whole number, got {value!r}") from None
     if kind is float:
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise VramplanError(f"--config: {name} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not math.isfinite(number):
+            raise VramplanError(f"--config: {name} must be a finite number, got {value!r}")
+        return number
     return parse_value(name, value) if kind is not bool else bool(value)
 
 

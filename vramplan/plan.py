@@ -7,6 +7,7 @@ plan dimension is one field here plus its memory component.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable
 
@@ -76,7 +77,11 @@ def _optim(value) -> str:
 
 def _targets(value):
     if isinstance(value, (list, tuple)):
-        return tuple(str(t).strip() for t in value if str(t).strip())
+        if not all(isinstance(t, str) for t in value):
+            bad = next(t for t in value if not isinstance(t, str))
+            raise VramplanError(f"--targets: target modules must be names, got a {type(bad).__name__}",
+                                hint='write them like ["q_proj", "v_proj"], or all-linear')
+        return tuple(t.strip() for t in value if t.strip())
     text = str(value)
     return text if text == ALL_LINEAR else tuple(t.strip() for t in text.split(",") if t.strip())
 
@@ -136,7 +141,10 @@ def _read_eval_batch(found: dict):
           or bool(found.get("val_set_size")))
     if not on:
         return 0 if ("eval_strategy" in found or "evaluation_strategy" in found) else None
-    return int(found.get("per_device_eval_batch_size", found.get("eval_batch_size", EVAL_BATCH_DEFAULT)))
+    value = found.get("per_device_eval_batch_size", found.get("eval_batch_size", EVAL_BATCH_DEFAULT))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise VramplanError(f"--config: per_device_eval_batch_size must be a whole number, got {value!r}")
+    return value
 
 
 def _layout_words(p: dict) -> str:
@@ -267,7 +275,7 @@ class TrainPlan:
             check_value(f.name, f.metadata["flag"], getattr(self, f.name), f.default)
         if not 0 <= self.dropout < 1:
             raise VramplanError(f"--dropout: {self.dropout!r} is out of range", hint="use 0 <= dropout < 1")
-        if not self.alpha > 0:
+        if not (self.alpha > 0 and math.isfinite(self.alpha)):
             raise VramplanError(f"--alpha: {self.alpha!r} must be positive")
         self._check_layout()
         self._check_targets()
@@ -331,7 +339,8 @@ class TrainPlan:
             return linear_names
         unknown = [t for t in self.targets if t not in linear_names]
         if unknown:
-            raise VramplanError(f"--targets: {', '.join(unknown)} not in this model",
+            shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+            raise VramplanError(f"--targets: {shown} not in this model",
                                 hint="its linear modules are " + ", ".join(linear_names))
         return tuple(t for t in linear_names if t in self.targets)
 

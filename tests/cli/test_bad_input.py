@@ -259,21 +259,7 @@ FLAGS = [
 ]
 CASES += FLAGS
 
-GAPS = {
-    # cases the corpus found outside the CLI shells; each names where the fix goes. Remove an id with its fix.
-    "config-binary-yaml": "config_file.load reads text outside its try: UnicodeDecodeError escapes",
-    "config-binary-json": "config_file.load reads text outside its try: UnicodeDecodeError escapes",
-    "config-huge-float-batch": "flags._convert: int(inf) raises OverflowError, not caught",
-    "config-float-batch": "flags._convert: int(1.5) silently plans micro-batch 1",
-    "config-bool-accum": "flags._convert: int(True) silently plans accumulation 1",
-    "config-eval-string": "plan._read_eval_batch: int('x') raises ValueError, not caught",
-    "config-yaml-bomb": "plan._check_targets / target_names: the error repeats the whole expanded value (MBs)",
-    "model-vocab-huge": "profiles.config_fields.positive_int has no upper bound: 1e26 vocab gives numbers",
-    "estimate-alpha-inf": "TrainPlan.__post_init__ takes an infinite --alpha (alpha > 0 only)",
-    "estimate-seq-beyond-context": "cli/estimate.py does not call common.check_context",
-    "fit-seq-beyond-context": "cli/fit.py does not call common.check_context",
-    "check-seq-beyond-context": "cli/check.py does not call common.check_context",
-}
+GAPS: dict[str, str] = {}
 NO_JSON = {"tui"}  # an interactive app: it has no --json
 MAX_MESSAGE = 2000
 """A one-line error a person reads; a message that quotes a whole expanded input is a fault of its own."""

@@ -15,7 +15,7 @@ from ..profiles import find_model
 from ..store.calibrations import Calibrations
 from ..units import GiB
 from ..verdict import resolve_gpu
-from .common import add_plan_args, given_plan_fields, print_json, vram_from_args
+from .common import check_context, add_plan_args, given_plan_fields, print_json, vram_from_args
 
 
 def register(sub) -> None:
@@ -43,6 +43,7 @@ def run(args) -> int:
     fields = dict(cfg.plan)
     fields.update(given_plan_fields(args))
     plan = flags.plan_from_fields(flags.gpu_defaults(gpu, fields))
+    check_context(model, plan.seq)
     if cfg.loss_type is not None and plan.trainer == "trl":
         check_loss_type(cfg.loss_type, plan.trl_version)
     verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(model, plan)

@@ -11,7 +11,7 @@ from ..present import model_json, model_lines, say
 from ..present.display import estimate_lines
 from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
-from .common import add_plan_args, add_vram_arg, plan_from_args, print_json, vram_from_args
+from .common import check_context, add_plan_args, add_vram_arg, plan_from_args, print_json, vram_from_args
 from ..present.time_cost import Job, figures, lines as time_cost_lines
 from ..speed import predicted_tokens_per_second, speed_params, speed_source
 
@@ -92,6 +92,7 @@ def register(sub) -> None:
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
     plan = plan_from_args(args, gpu)
+    check_context(model, plan.seq)
     job = job_from_args(args)
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
     b = planner.estimate(model, plan)

@@ -8,7 +8,7 @@ from ..present.fit import fit_json, fit_lines
 from ..present.time_cost import lines as time_cost_lines
 from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
-from .common import add_multi_gpu_args, gpus_from_args, print_json, vram_from_args
+from .common import check_context, add_multi_gpu_args, gpus_from_args, print_json, vram_from_args
 from .estimate import add_time_args, job_from_args, plan_time_cost, time_cost_json
 
 
@@ -31,6 +31,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
+    check_context(model, args.seq)
     job = job_from_args(args)
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,

@@ -25,6 +25,12 @@ def _show(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+LIMITS = {"num_hidden_layers": 1024, "num_attention_heads": 4096, "num_key_value_heads": 4096, "head_dim": 4096,
+          "hidden_size": 1 << 17, "intermediate_size": 1 << 20, "vocab_size": 1 << 23,
+          "max_position_embeddings": 1 << 27}
+"""Far above any released model: beyond them a field is a typo, and the memory model would only burn memory."""
+
+
 def positive_int(config: dict, key: str, origin: str, *, default=None, optional: bool = False):
     """A whole number >= 1. `optional`: absent or null gives `default`."""
     value = config.get(key)
@@ -37,6 +43,9 @@ def positive_int(config: dict, key: str, origin: str, *, default=None, optional:
         raise _bad(origin, key, value, "a positive whole number")
     if value <= 0:
         raise _bad(origin, key, value, "a positive whole number")
+    if key in LIMITS and value > LIMITS[key]:
+        raise VramplanError(f"{origin}: {key} {_show(value)} is beyond any model vramplan can plan (at most "
+                            f"{LIMITS[key]:,})", hint="fix that field of the config.json")
     return value
 
 
