@@ -23,13 +23,20 @@ class NvmlPeak:
 
     def __init__(self, interval_s: float = 0.002, index: int = 0):
         self.interval_s, self.index = interval_s, index
-        self.peak = 0
+        self._peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def sample(self):
+        self._peak = max(self._peak, nvml_used(self.index))
+
+    @property
+    def peak(self) -> int:
+        return self._peak
+
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, nvml_used(self.index))
+            self.sample()
             time.sleep(self.interval_s)
 
     def __enter__(self):
@@ -39,7 +46,7 @@ class NvmlPeak:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, nvml_used(self.index))
+        self.sample()
 
 
 TRACE_MIN_BYTES = 8 << 20  # the blocks that fragment the cache; smaller ones only add noise
@@ -253,17 +260,24 @@ def make_trainer(model, plan: dict, steps: int, output_dir: str, callbacks=(), u
     return Trainer(model=model, args=args, train_dataset=data, callbacks=list(callbacks))
 
 
-def _train(spec, plan, record, nvml, trace):
+def load_measured(spec: dict, plan: dict, record: dict):
+    """The recipe's trainable model on GPU 0, with NVML and torch memory recorded after the load and after peft."""
     import torch
-
     t0 = time.perf_counter()
     model = None
     for stage, model in load_for_training(spec["checkpoint"], plan, device_map={"": 0}):
         torch.cuda.synchronize()
         key = "after_load" if stage == "loaded" else "after_peft"
-        nvml[key], trace[key] = nvml_used(), torch_mem()
+        record["nvml"][key], record["torch"][key] = nvml_used(), torch_mem()
         if stage == "loaded":
             record["load_s"] = time.perf_counter() - t0
+    return model
+
+
+def _train(spec, plan, record, nvml, trace):
+    import torch
+
+    model = load_measured(spec, plan, record)
     record["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     steps = spec.get("steps", 4)

@@ -11,48 +11,31 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 
 from ..gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
-from .measure import (SCHEMA, load_for_training, phase_recorder, record_failure, record_steps, start_cuda,
+from .measure import (SCHEMA, NvmlPeak, load_measured, phase_recorder, record_failure, record_steps, start_cuda,
                       torch_mem, worker_main)
 from ..train.arguments import training_kwargs
 
 STACK_PACKAGES = ("trl", "datasets")
 
 
-class PhasedNvmlPeak:
-    """Samples device memory in a thread and keeps the peak of each phase the training loop is in."""
+class PhasedNvmlPeak(NvmlPeak):
+    """NvmlPeak that keeps the peak of each phase the training loop is in."""
 
     def __init__(self, interval_s: float = 0.002, index: int = 0):
-        self.interval_s, self.index = interval_s, index
         self.phase = "load"
         self.peaks: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(interval_s, index)
 
     def sample(self):
         used = nvml_used(self.index)
         self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), used)
 
-    def _run(self):
-        while not self._stop.is_set():
-            self.sample()
-            time.sleep(self.interval_s)
-
     def switch(self, phase: str):
         self.sample()
         self.phase = phase
-        self.sample()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
         self.sample()
 
     @property
@@ -162,14 +145,7 @@ def _train(spec: dict, record: dict, poller: PhasedNvmlPeak) -> None:
     from transformers import AutoTokenizer
     plan = spec["plan"]
     nvml, trace = record["nvml"], record["torch"]
-    t0 = time.perf_counter()
-    model = None
-    for stage, model in load_for_training(spec["checkpoint"], plan, device_map={"": 0}):
-        torch.cuda.synchronize()
-        key = "after_load" if stage == "loaded" else "after_peft"
-        nvml[key], trace[key] = nvml_used(), torch_mem()
-        if stage == "loaded":
-            record["load_s"] = time.perf_counter() - t0
+    model = load_measured(spec, plan, record)
     tokenizer = AutoTokenizer.from_pretrained(spec["checkpoint"])
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -49,14 +49,19 @@ def positive_int(config: dict, key: str, origin: str, *, default=None, optional:
     return value
 
 
-def boolean(config: dict, key: str, origin: str, default: bool) -> bool:
-    """true / false (JSON booleans); absent or null gives `default`."""
+def _of_type(config: dict, key: str, origin: str, default, kind: type, what: str):
+    """A value of one JSON type; absent or null gives `default`."""
     value = config.get(key)
     if value is None:
         return default
-    if not isinstance(value, bool):
-        raise _bad(origin, key, value, "true or false")
+    if not isinstance(value, kind):
+        raise _bad(origin, key, value, what)
     return value
+
+
+def boolean(config: dict, key: str, origin: str, default: bool) -> bool:
+    """true / false (JSON booleans); absent or null gives `default`."""
+    return _of_type(config, key, origin, default, bool, "true or false")
 
 
 def positive_number(config: dict, key: str, origin: str) -> float | None:
@@ -70,12 +75,7 @@ def positive_number(config: dict, key: str, origin: str) -> float | None:
 
 
 def string(config: dict, key: str, origin: str, default: str | None = None) -> str | None:
-    value = config.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise _bad(origin, key, value, "a string")
-    return value
+    return _of_type(config, key, origin, default, str, "a string")
 
 
 DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16", "half": "float16",
