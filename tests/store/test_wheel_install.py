@@ -37,7 +37,7 @@ def installed(tmp_path_factory):
     site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
     parents = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
     (site / "zz_parent_site.pth").write_text("".join(f"{p}\n" for p in parents))
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel])
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel])
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VRAMPLAN_CALIBRATION")}
     env.update(VRAMPLAN_DATA_DIR=str(tmp / "data"), PYTHONNOUSERSITE="1")
     return {"venv": venv, "python": python, "site": site, "tmp": tmp, "env": env,
