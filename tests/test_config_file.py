@@ -98,3 +98,12 @@ def test_keys_set_off_are_not_refused():
     cfg = parse({"packing": False, "use_liger_kernel": False, "label_smoothing_factor": 0.0, "bf16": True,
                  "fp16": False})
     assert cfg.plan["dtype"] == "bf16" and cfg.plan["trainer"] == "trl"
+
+
+def test_the_readme_lists_every_key_read_ignored_and_refused():
+    from pathlib import Path
+    from vramplan.stacks import refused_trl_keys
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for key in (*config_file.IGNORED, *config_file.REFUSED, *refused_trl_keys(), *config_file.TRL_MARKERS[:6]):
+        if key != "compute_metrics":  # a function, never a file's key: the README says why it is not needed
+            assert f"`{key}`" in readme, key
