@@ -50,7 +50,9 @@ class StackRun:
             stack["sft"] = self.sft
         if self.fp32_adapters:
             stack["fp32_adapters"] = True
-        return {"model": self.model, "plan": self.plan.to_dict(), "steps": STEPS, "stack": stack,
+        # the stack and the evaluation are the spec's own keys; the plan holds the rest, as the records do
+        plan = {k: v for k, v in self.plan.to_dict().items() if k not in STACK_FIELDS}
+        return {"model": self.model, "plan": plan, "steps": STEPS, "stack": stack,
                 "eval": self.eval, "cap_bytes": self.cap_bytes, "why": self.why}
 
     def key(self, gpu: str) -> str:
@@ -58,6 +60,7 @@ class StackRun:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+STACK_FIELDS = ("trainer", "trl_version", "fp32_adapters", "eval_batch")
 B4 = dict(batch=4, seq=1024)
 NOCK = dict(gradient_checkpointing=False)
 ALL_RELEASES = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.1", "1.6.0", "1.7.0", "1.8.0", "1.9.2",
@@ -79,7 +82,7 @@ def _set_a() -> list[StackRun]:
     runs.append(StackRun("llama-3.2-1b", "trl 1.0 b4x1024 eval b8", TrainPlan(**B4), release="1.0.0", eval=EVAL))
     for m in ("llama-3.2-1b", "gemma-3-1b", "qwen2.5-0.5b"):
         runs.append(StackRun(m, "hf b4x1024 eval b8", TrainPlan(**B4), trainer="hf", eval=EVAL))
-    fp16 = TrainPlan(**B4, dtype="fp16")
+    fp16 = TrainPlan(**B4, dtype="fp16", trainer="hf")  # the plan alone: run through TRL, the first fails there
     runs.append(StackRun("qwen2.5-0.5b", "trl 1.16 fp16", fp16))
     runs.append(StackRun("qwen2.5-0.5b", "trl 1.16 fp16, adapters cast back to fp32", fp16, fp32_adapters=True))
     return runs
