@@ -33,7 +33,7 @@ def test_axolotl_qlora_keys(tmp_path):
     assert cfg.model == "meta-llama/Llama-3.1-8B"
     assert cfg.plan == {"rank": 32, "batch": 2, "grad_accum": 4, "seq": 4096, "alpha": 16.0, "dropout": 0.05,
                         "optim": "paged_adamw_8bit", "gradient_checkpointing": True, "quant": "nf4",
-                        "targets": "all-linear", "attn": "flash_attention_2", "trainer": "trl"}  # axolotl runs TRL
+                        "targets": "all-linear", "attn": "flash_attention_2", "trainer": "hf"}  # AxolotlTrainer is a Trainer
     assert cfg.unknown == ["my_custom_thing"] and cfg.ignored == ["learning_rate"]
 
 

@@ -133,3 +133,25 @@ def test_chunked_nll_did_not_exist_before_1_4():
     for release in ("1.0", "1.3"):
         with pytest.raises(VramplanError, match=f"does not exist in TRL {release}"):
             check_loss_type("chunked_nll", release)
+
+
+def test_review_findings_stay_fixed():
+    from vramplan.config_file import parse
+    from vramplan.planner import Planner
+    from vramplan.profiles import find_gpu, find_model
+    from vramplan.store.calibrations import Calibrations
+    assert parse({"eval_strategy": False, "per_device_eval_batch_size": 4}).plan["eval_batch"] == 0  # YAML `no`
+    cfg = parse({"max_length": 1024, "loss_type": "nll", "packing": False})
+    assert "loss_type" in cfg.read and "packing" in cfg.ignored and not cfg.unknown
+    with pytest.raises(VramplanError, match="is a number, not a release"):
+        normalize_release(1.10)
+    with pytest.raises(VramplanError, match="evaluation over several GPUs"):
+        TrainPlan(gpus=2, trainer="hf", eval_batch=8)
+    with pytest.raises(VramplanError, match="without quantization"):
+        TrainPlan(quant="none", fp32_adapters=True)
+    planner = Planner(find_gpu("H100-80GB"), Calibrations.shipped())
+    m = find_model("llama-3.1-8b")
+    assert planner.estimate(m, TrainPlan(batch=4)).fragmentation_event_bytes == 0  # no full logits on TRL 1.16
+    hf = TrainPlan(trainer="hf", batch=4, gradient_checkpointing=False, allocator="expandable", seq=1024)
+    assert (planner.estimate(m, hf.with_(eval_batch=1)).required_bytes
+            >= planner.estimate(m, hf).required_bytes)  # evaluation never lowers what the run needs

@@ -53,6 +53,15 @@ REFUSED = {  # memory-changing keys the model does not account for: a truthy val
     "sample_packing": "packing several examples per sequence is not measured",
 }
 CONTRADICTIONS = (("bf16", "fp16"), ("load_in_4bit", "load_in_8bit"))
+
+
+def _refused_keys() -> set[str]:
+    from .stacks import refused_trl_keys
+    return {*REFUSED, *refused_trl_keys()}
+
+
+REFUSED_OFF = _refused_keys()
+"""Refused when set on; read as ignored when set off."""
 SECTIONS = ("training_args", "args", "training_arguments", "lora_config", "peft_config", "lora", "bnb_config",
             "quantization_config", "bitsandbytes_config", "model")
 
@@ -114,16 +123,20 @@ def parse(data: dict) -> ConfigPlan:
             if value:
                 out.model = str(value)
             out.read.append(key)
-        elif key in IGNORED:
+        elif key == "loss_type":  # checked against the release once it is known (cli/check.py)
+            out.loss_type = str(value)
+            out.read.append(key)
+        elif key in IGNORED or key in REFUSED_OFF:  # a refused key set off (_refuse let it through) changes nothing
             out.ignored.append(key)
         else:
             out.unknown.append(key)
     out.plan = flags.from_config(found)
-    if axolotl or any(k in flat for k in TRL_MARKERS):
+    if axolotl:  # AxolotlTrainer subclasses transformers' Trainer (axolotl/core/trainers/base.py): full logits
+        out.plan.setdefault("trainer", "hf")
+        out.notes.append("the plain Trainer's loss: an axolotl config found")
+    elif any(k in flat for k in TRL_MARKERS):
         out.plan.setdefault("trainer", "trl")
-        out.notes.append("TRL's SFTTrainer: " + ("an axolotl config" if axolotl else "SFTConfig keys") + " found")
-    if "loss_type" in flat:
-        out.loss_type = str(flat["loss_type"])
+        out.notes.append("TRL's SFTTrainer: SFTConfig keys found")
     return out
 
 

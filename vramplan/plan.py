@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable
 
 from .errors import VramplanError
+from .config_readers import ALL_LINEAR, parse_targets as _targets
+from .config_readers import read_attn as _read_attn, read_dtype as _read_dtype, read_eval_batch as _read_eval_batch
+from .config_readers import read_quant as _read_quant, read_targets as _read_targets
 from .stacks import TRAINERS, default_trl_release, normalize_release
 
 OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused", "adamw_torch", "paged_adamw_32bit",
@@ -31,7 +34,6 @@ PARALLELS = ("fsdp", "ddp")
 # optimizers that step fp32 states on the CPU, where FSDP's offload leaves the parameters (bnb's 8-bit and paged
 # optimizers and the fused AdamW are CUDA-only)
 CPU_OPTIMIZERS = ("adamw_torch", "adafactor", "sgd")
-ALL_LINEAR = "all-linear"
 
 
 @dataclass(frozen=True)
@@ -73,78 +75,6 @@ def plan_field(default, flag: Flag):
 def _optim(value) -> str:
     value = str(getattr(value, "value", value))  # transformers' OptimizerNames enum
     return OPTIMIZER_ALIASES.get(value, value)
-
-
-def _targets(value):
-    if isinstance(value, (list, tuple)):
-        if not all(isinstance(t, str) for t in value):
-            bad = next(t for t in value if not isinstance(t, str))
-            raise VramplanError(f"--targets: target modules must be names, got a {type(bad).__name__}",
-                                hint='write them like ["q_proj", "v_proj"], or all-linear')
-        return tuple(t.strip() for t in value if t.strip())
-    text = str(value)
-    return text if text == ALL_LINEAR else tuple(t.strip() for t in text.split(",") if t.strip())
-
-
-def _read_targets(found: dict):
-    if found.get("lora_target_linear"):
-        return ALL_LINEAR
-    for key in ("target_modules", "lora_target_modules"):
-        if key in found:
-            return _targets(found[key])
-    return None
-
-
-def _read_dtype(found: dict):
-    if found.get("bf16") == "auto":
-        return None  # axolotl: bf16 where the GPU has it, which is vramplan's default too
-    if found.get("bf16"):
-        return "bf16"
-    if found.get("fp16"):
-        return "fp16"
-    compute = str(found.get("bnb_4bit_compute_dtype", ""))
-    if compute.endswith(("bfloat16", "bf16")):
-        return "bf16"
-    if compute.endswith(("float16", "fp16")):
-        return "fp16"
-    return None
-
-
-def _read_quant(found: dict):
-    if found.get("load_in_4bit") or found.get("adapter") == "qlora":
-        return str(found.get("bnb_4bit_quant_type", "nf4"))
-    if found.get("load_in_8bit"):
-        return "int8"
-    if found.get("adapter") == "lora" or found.get("load_in_4bit") is False:
-        return "none"
-    return None
-
-
-def _read_attn(found: dict):
-    if "attn_implementation" in found:
-        return str(found["attn_implementation"])
-    if found.get("flash_attention"):
-        return "flash_attention_2"
-    if found.get("sdp_attention"):
-        return "sdpa"
-    return None
-
-
-EVAL_BATCH_DEFAULT = 8
-"""transformers' per_device_eval_batch_size when a config evaluates without naming it."""
-
-
-def _read_eval_batch(found: dict):
-    strategy = str(getattr(found.get("eval_strategy", found.get("evaluation_strategy")), "value",
-                           found.get("eval_strategy", found.get("evaluation_strategy", ""))))
-    on = (strategy not in ("", "no", "None") or bool(found.get("do_eval"))
-          or bool(found.get("val_set_size")))
-    if not on:
-        return 0 if ("eval_strategy" in found or "evaluation_strategy" in found) else None
-    value = found.get("per_device_eval_batch_size", found.get("eval_batch_size", EVAL_BATCH_DEFAULT))
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise VramplanError(f"--config: per_device_eval_batch_size must be a whole number, got {value!r}")
-    return value
 
 
 def _layout_words(p: dict) -> str:
@@ -304,7 +234,16 @@ class TrainPlan:
                 "fp16 QLoRA does not run through TRL's SFTTrainer: it casts the adapters to bf16 and fp16's "
                 "gradient scaler fails at the first optimizer step",
                 hint="use --dtype bf16 where the GPU has it; or --fp32-adapters (cast the adapters back to fp32 "
-                     "after the trainer is built, as `vramplan train` does); or --trainer hf")
+                     "after the trainer is built, before train()); or --trainer hf")
+        if self.eval_batch and self.gpus > 1:
+            raise VramplanError("--eval-batch: evaluation over several GPUs is not measured",
+                                hint="plan the evaluation on one GPU, or leave --eval-batch out")
+        if self.fp32_adapters and not self.quantized:
+            raise VramplanError("--fp32-adapters: without quantization SFTTrainer keeps the adapters in fp32",
+                                hint="drop --fp32-adapters")
+        if self.trainer == "trl" and normalize_release(self.trl_version) != self.trl_version:
+            raise VramplanError(f"--trl-version: {self.trl_version!r} is not a release as vramplan spells it",
+                                hint=f"use {normalize_release(self.trl_version)}")
         if self.trainer == "trl" and self.gpus > 1:
             raise VramplanError("--gpus: TRL's SFTTrainer over several GPUs is not measured",
                                 hint="use --trainer hf (the plain Trainer, measured with FSDP and DDP), or one GPU")

@@ -30,6 +30,8 @@ def default_trl_release() -> str:
 
 def normalize_release(text) -> str:
     """'1.16.0', '1.16' or 1.16 -> '1.16'; a release that is not modelled is an error naming those that are."""
+    if isinstance(text, float):  # 1.10 as a float is 1.1: a release must be written as text
+        raise VramplanError(f"--trl-version: {text!r} is a number, not a release", hint='write it as text, e.g. "1.10"')
     parts = str(text).strip().lstrip("v").split(".")
     short = ".".join(parts[:2]) if len(parts) >= 2 and all(p.isdigit() for p in parts[:2]) else str(text)
     if short not in trl_profile()["releases"]:

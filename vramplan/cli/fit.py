@@ -1,6 +1,7 @@
 """`vramplan fit MODEL --gpu GPU`: the fastest plan that fits, with alternatives, or why nothing fits."""
 from __future__ import annotations
 
+from .. import flags
 from ..flags import positive_int
 from ..planner import Planner
 from ..present import model_json, model_lines
@@ -10,6 +11,10 @@ from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
 from .common import check_context, add_multi_gpu_args, gpus_from_args, print_json, vram_from_args
 from .estimate import add_time_args, job_from_args, plan_time_cost, time_cost_json
+
+
+STACK_FIELDS = ("trainer", "trl_version", "eval_batch")
+"""The plan fields fit takes as given rather than searching: which stack runs and how it evaluates."""
 
 
 def register(sub) -> None:
@@ -24,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--rank", type=positive_int("--rank"), default=None, help="fix the LoRA rank")
     p.add_argument("--vram", default=None, help="judge against this much memory instead (e.g. 22GiB)")
     add_multi_gpu_args(p, search=True)
+    flags.add_arguments(p.add_argument_group("training stack and evaluation"), names=STACK_FIELDS, only_given=True)
     add_time_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -34,8 +40,11 @@ def run(args) -> int:
     check_context(model, args.seq)
     job = job_from_args(args)
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
+    gpus = gpus_from_args(args) or 1
+    stack = flags.given_fields(args, STACK_FIELDS)
+    base = flags.plan_from_fields(flags.gpu_defaults(gpu, {**stack, "gpus": gpus})).with_(gpus=1) if stack else None
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
-                         gpus=gpus_from_args(args) or 1, parallel=args.parallel)
+                         gpus=gpus, parallel=args.parallel, base=base)
     rec = result.recommended
     tc = plan_time_cost(model, gpu, rec.plan, rec.breakdown, job) if rec else None
     if args.json:

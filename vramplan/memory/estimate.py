@@ -133,16 +133,22 @@ def _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes, lo
                   "optimizer_states_paged": managed_at_peak, "allocator_slack": slack, "logits_resplit": resplit}
     under_pressure = int(allocated * (1 + calibration.pressure_fragmentation))  # the allocated peak, fragmented
     required = calibration.context_bytes + comm + managed_at_peak + under_pressure
-    if lay.loss_path != "hf_full":  # a run never needs more than it holds on a card with room (small TRL slack)
-        required = min(required, sum(components.values()))
+    required = _capped(required, sum(components.values()), lay)
     return Breakdown(
         model=model.name, gpu=gpu.name, plan=plan.to_dict(), layout=lay.to_dict(), peak_phase=peak_phase,
         components={k: v for k, v in components.items() if v}, phases=phases, peak_allocated_bytes=allocated,
         peak_reserved_bytes=allocated + slack + resplit, managed_bytes=managed,
         capacity_bytes=vram_bytes or calibration.usable_bytes(gpu.memory_bytes), required_bytes=required,
-        fragmentation_event_bytes=0 if resplit or lay.allocator != "default" else fp32_block(lay.tokens, model.vocab),
+        fragmentation_event_bytes=(0 if resplit or lay.allocator != "default" or lay.loss_path != "hf_full"
+                                   else fp32_block(lay.tokens, model.vocab)),
         trainable_params=trainable_params(model, lay), train_peak_bytes=sum(components.values()),
         assumptions=assumptions(model, gpu, lay, calibration), calibration=calibration.to_dict())
+
+
+def _capped(required: int, peak: int, lay: Layout) -> int:
+    """A TRL plan never needs more than it holds on a card with room (its slack is below the fragmentation term);
+    the plain Trainer's required bytes are what its capped runs validated, left as they are."""
+    return required if lay.loss_path == "hf_full" else min(required, peak)
 
 
 def _with_evaluation(b: Breakdown, model: ModelArch, lay: Layout, calibration: Calibration, p: _Parts) -> Breakdown:
@@ -159,11 +165,11 @@ def _with_evaluation(b: Breakdown, model: ModelArch, lay: Layout, calibration: C
     phases = {**b.phases, "evaluation": ev}
     required = max(b.required_bytes, outside + int(alloc * (1 + calibration.pressure_fragmentation)))
     if outside + reserved <= b.peak_bytes:
-        return replace(b, phases=phases, required_bytes=min(required, b.peak_bytes))
+        return replace(b, phases=phases, required_bytes=_capped(required, b.peak_bytes, lay))
     components = {"cuda_context": calibration.context_bytes, **ev,
                   "nccl_communication": b.components.get("nccl_communication", 0),
                   "optimizer_states_paged": b.managed_bytes, "allocator_slack": reserved - alloc}
-    required = min(required, outside + reserved)
+    required = _capped(required, outside + reserved, lay)
     return replace(b, phases=phases, required_bytes=required, peak_phase="evaluation",
                    components={k: v for k, v in components.items() if v}, peak_allocated_bytes=max(
                        alloc, b.peak_allocated_bytes), peak_reserved_bytes=reserved, fragmentation_event_bytes=0)
