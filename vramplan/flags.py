@@ -166,6 +166,12 @@ def on_gpu(plan: TrainPlan, gpu) -> TrainPlan:
     return plan_from_fields(gpu_defaults(gpu, fields))
 
 
+def several_gpus(gpus: int) -> dict:
+    """The fields a plan moved to this many GPUs takes: several run the plain Trainer (the stack measured there),
+    whose adapters are fp32 already."""
+    return {"gpus": gpus, **({"trainer": "hf", "fp32_adapters": False} if gpus > 1 else {})}
+
+
 # -- plan -> words, command ------------------------------------------------------------------------------------
 def plan_line(plan: dict) -> str:
     """One line naming a plan: each field's own words, in declaration order."""

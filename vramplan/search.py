@@ -114,9 +114,8 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     if effective_batch < 1 or effective_batch > 4096:
         raise VramplanError(f"--effective-batch: {effective_batch} is out of range", hint="use 1..4096")
     base = flags.on_gpu((base or TrainPlan()).with_(seq=seq), gpu)
-    if gpus:  # several GPUs: the plain Trainer, the stack measured there
-        base = base.with_(gpus=gpus, trainer="hf" if gpus > 1 else base.trainer,
-                          fp32_adapters=base.fp32_adapters and gpus == 1)
+    if gpus:
+        base = base.with_(**flags.several_gpus(gpus))
     if effective_batch % base.gpus:
         raise VramplanError(f"--effective-batch {effective_batch} does not split evenly over {base.gpus} GPUs",
                             hint=f"use a multiple of {base.gpus}")

@@ -82,8 +82,8 @@ class PlanState:
             self.plan = p.with_(targets=flags.parse_value("targets", choice))
         elif name == "gpus":  # the effective batch stays; each GPU takes its share of it
             n = _next(GPU_COUNTS, p.gpus)
-            self.plan = p.with_(gpus=n, grad_accum=max(1, p.effective_batch // (p.batch * n)), offload=False,
-                                **({"trainer": "hf", "fp32_adapters": False} if n > 1 else {}))
+            self.plan = p.with_(grad_accum=max(1, p.effective_batch // (p.batch * n)), offload=False,
+                                **flags.several_gpus(n))
         elif name == "trainer":  # fp16 through SFTTrainer runs only with the adapters cast back to fp32
             new = _next(flags.flag(name).choices, p.trainer)
             self.plan = p.with_(trainer=new, fp32_adapters=new == "trl" and p.dtype == "fp16" and p.quantized)
