@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from tests.synthetic import save_tokenizer  # noqa: E402
 from vramplan.calibrate.sweep import ensure_checkpoint  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
+from vramplan.stacks import normalize_release  # noqa: E402
 from vramplan.workers import worker_command  # noqa: E402
 
 DEFAULT_RELEASE = "1.16.0"  # the release in .whl/ itself (shared/tools/device-wheels.sh --trl)
@@ -121,7 +122,7 @@ SETS = {"a": _set_a, "b": _set_b, "validation": _set_validation}
 
 def stack_plan(run: StackRun) -> TrainPlan:
     """The plan vramplan estimates for a run: its stack, release and evaluation batch."""
-    return run.plan.with_(trainer=run.trainer, trl_version=".".join(run.release.split(".")[:2]),
+    return run.plan.with_(trainer=run.trainer, trl_version=normalize_release(run.release),
                           fp32_adapters=run.fp32_adapters, eval_batch=(run.eval or {}).get("batch", 0))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import flags
 from .errors import VramplanError
+from .stacks import refused_trl_keys
 
 MODEL_KEYS = {"transformers": ("model_name_or_path", "base_model_name_or_path"), "axolotl": ("base_model",)}
 AXOLOTL_MARKERS = ("adapter", "base_model", "sequence_len", "micro_batch_size")
@@ -55,13 +56,8 @@ REFUSED = {  # memory-changing keys the model does not account for: a truthy val
 CONTRADICTIONS = (("bf16", "fp16"), ("load_in_4bit", "load_in_8bit"))
 
 
-def _refused_keys() -> set[str]:
-    from .stacks import refused_trl_keys
-    return {*REFUSED, *refused_trl_keys()}
-
-
-REFUSED_OFF = _refused_keys()
-"""Refused when set on; read as ignored when set off."""
+ALL_REFUSED = {**REFUSED, **refused_trl_keys()}
+"""Every refused key with why: refused when set on, read as ignored when set off."""
 SECTIONS = ("training_args", "args", "training_arguments", "lora_config", "peft_config", "lora", "bnb_config",
             "quantization_config", "bitsandbytes_config", "model")
 
@@ -126,7 +122,7 @@ def parse(data: dict) -> ConfigPlan:
         elif key == "loss_type":  # checked against the release once it is known (cli/check.py)
             out.loss_type = str(value)
             out.read.append(key)
-        elif key in IGNORED or key in REFUSED_OFF:  # a refused key set off (_refuse let it through) changes nothing
+        elif key in IGNORED or key in ALL_REFUSED:  # a refused key set off (_refuse let it through) changes nothing
             out.ignored.append(key)
         else:
             out.unknown.append(key)
@@ -146,13 +142,11 @@ def _truthy(value) -> bool:
 
 def _refuse(flat: dict) -> None:
     """Contradictory keys, and keys that change memory in ways the model does not account for: exit 2, by name."""
-    from .stacks import refused_trl_keys
     for a, b in CONTRADICTIONS:
         if _truthy(flat.get(a)) and _truthy(flat.get(b)):
             raise VramplanError(f"--config: {a} and {b} are both set; transformers rejects that",
                                 hint=f"keep one of {a} / {b}")
-    refused = {**REFUSED, **refused_trl_keys()}
-    for key, why in refused.items():
+    for key, why in ALL_REFUSED.items():
         if key in flat and _truthy(flat[key]):
             raise VramplanError(f"--config: {key} = {flat[key]!r}: {why}",
                                 hint=f"remove {key} (or set it off) to plan without it")

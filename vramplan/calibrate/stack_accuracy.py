@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..planner import Planner
 from ..plan import TrainPlan
+from ..stacks import normalize_release
 from ..profiles import find_gpu, find_model
 from ..resources import data_dir
 from ..store.calibrations import Calibrations
@@ -31,7 +32,7 @@ def record_plan(record: dict) -> TrainPlan:
     stack = record["stack"]
     release = stack.get("release", "1.16.0")
     return TrainPlan.from_dict({**record["plan"], "trainer": stack["trainer"],
-                                "trl_version": ".".join(release.split(".")[:2]),
+                                "trl_version": normalize_release(release),
                                 "fp32_adapters": bool(stack.get("fp32_adapters")),
                                 "eval_batch": (record.get("eval") or {}).get("batch", 0)})
 

@@ -63,10 +63,10 @@ def plan_from_model(model, args, seq: int) -> TrainPlan:
 def stack_fields(model, args) -> dict:
     """The stack these arguments belong to: an SFTConfig is TRL's, at the installed release (its keys checked as
     a config file's are); the adapters' dtype at train begin says whether they were cast back to fp32."""
-    from ..config_file import REFUSED_OFF, _refuse
+    from ..config_file import ALL_REFUSED, _refuse
     # compute_metrics is a Trainer argument, never on args: it cannot be seen from here; fsdp_config is filled in
     # by some transformers releases even without fsdp, which is the key that says FSDP runs
-    keys = (k for k in (*REFUSED_OFF, "gradient_checkpointing_kwargs") if k != "fsdp_config")
+    keys = (k for k in (*ALL_REFUSED, "gradient_checkpointing_kwargs") if k != "fsdp_config")
     _refuse({k: getattr(args, k) for k in keys if hasattr(args, k)})
     if not any(c.__name__ == "SFTConfig" for c in type(args).__mro__):
         return {"trainer": "hf"}
