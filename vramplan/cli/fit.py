@@ -42,7 +42,8 @@ def run(args) -> int:
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
     gpus = gpus_from_args(args) or 1
     stack = flags.given_fields(args, STACK_FIELDS)
-    base = flags.plan_from_fields(flags.gpu_defaults(gpu, {**stack, "gpus": gpus})).with_(gpus=1) if stack else None
+    # the stack and evaluation as typed, checked on this many GPUs (the search sets the rest)
+    base = flags.plan_from_fields(flags.gpu_defaults(gpu, {**stack, "gpus": gpus})) if stack else None
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
                          gpus=gpus, parallel=args.parallel, base=base)
     rec = result.recommended
