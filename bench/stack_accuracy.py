@@ -35,17 +35,17 @@ def table(rows) -> None:
           f"{min(errs):+.1f}..{max(errs):+.1f}%")
 
 
-def validation(rows) -> None:
-    predicted = json.loads((ROOT / "calibration" / "stacks" / "validation.json").read_text())
+def validation(rows, name: str) -> None:
+    predicted = json.loads((ROOT / "calibration" / "stacks" / name).read_text())
     by_key = {r["run_key"]: r for r in rows}
-    print("\nvalidation set (predicted before measuring, calibration/stacks/validation.json):\n")
+    print(f"\nvalidation set (predicted before measuring, calibration/stacks/{name}):\n")
     print("| model | run | predicted GiB | measured GiB | error | phase |")
     print("|---|---|---|---|---|---|")
     for key, p in predicted.items():
         r = by_key.get(key)
         measured = f"{r['whole_measured'] / GiB:.2f}" if r else "not measured"
         err = f"{error_pct(p['peak_bytes'], r['whole_measured']):+.1f}%" if r else "-"
-        print(f"| {p['model']} | {p['why'].replace('validation: ', '')} | {p['peak_bytes'] / GiB:.2f} | {measured} | "
+        print(f"| {p['model']} | {p['why'].split(': ', 1)[-1]} | {p['peak_bytes'] / GiB:.2f} | {measured} | "
               f"{err} | {p['peak_phase']} |")
 
 
@@ -55,7 +55,8 @@ def main() -> int:
     table(rows)
     print("\nallocator slack (reserved - allocated), median per loss path of the runs without evaluation: "
           + ", ".join(f"{path} {v / 2**20:.0f} MiB" for path, v in slack_medians().items()))
-    validation(rows)
+    for path in sorted((ROOT / "calibration" / "stacks").glob("validation*.json")):
+        validation(rows, path.name)
     return 0
 
 

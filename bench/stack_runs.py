@@ -29,7 +29,6 @@ from vramplan.stacks import normalize_release  # noqa: E402
 from vramplan.workers import worker_command  # noqa: E402
 
 DEFAULT_RELEASE = "1.16.0"  # the release in .whl/ itself (shared/tools/device-wheels.sh --trl)
-STEPS = 4
 EVAL = {"batch": 8, "samples": 16, "at_step": 3}
 
 
@@ -44,6 +43,7 @@ class StackRun:
     sft: dict = field(default_factory=dict)
     fp32_adapters: bool = False
     cap_bytes: int | None = None
+    steps: int = 4
 
     def spec(self) -> dict:
         stack = {"trainer": self.trainer, **({"release": self.release} if self.trainer == "trl" else {})}
@@ -53,7 +53,7 @@ class StackRun:
             stack["fp32_adapters"] = True
         # the stack and the evaluation are the spec's own keys; the plan holds the rest, as the records do
         plan = {k: v for k, v in self.plan.to_dict().items() if k not in STACK_FIELDS}
-        return {"model": self.model, "plan": plan, "steps": STEPS, "stack": stack,
+        return {"model": self.model, "plan": plan, "steps": self.steps, "stack": stack,
                 "eval": self.eval, "cap_bytes": self.cap_bytes, "why": self.why}
 
     def key(self, gpu: str) -> str:
@@ -117,7 +117,52 @@ def _set_validation() -> list[StackRun]:
     ]
 
 
-SETS = {"a": _set_a, "b": _set_b, "validation": _set_validation}
+def _set_validation2() -> list[StackRun]:
+    """A second validation set, predicted (--predict) after the chunked_nll tiles were measured: releases 1.15 and
+    the release x architecture pairs no run had."""
+    return [
+        StackRun("gemma-3-1b", "validation 2: trl 1.15 b4x1024", TrainPlan(**B4), release="1.15.0"),
+        StackRun("qwen2.5-0.5b", "validation 2: trl 1.15 b2x2048", TrainPlan(batch=2, seq=2048), release="1.15.0"),
+        StackRun("llama-3.2-1b", "validation 2: trl 1.0 b2x2048", TrainPlan(batch=2, seq=2048), release="1.0.0"),
+        StackRun("tinyllama-1.1b", "validation 2: trl 1.4 b4x1024", TrainPlan(**B4), release="1.4.0"),
+        StackRun("qwen3-1.7b", "validation 2: trl 1.10 b4x1024", TrainPlan(**B4), release="1.10.0"),
+        StackRun("phi-3-mini", "validation 2: trl 1.13 b2x1024", TrainPlan(batch=2, seq=1024), release="1.13.0"),
+        StackRun("smollm2-1.7b", "validation 2: trl 1.2 b2x1024 no checkpointing",
+                 TrainPlan(batch=2, seq=1024, **NOCK), release="1.2.0"),
+        StackRun("gemma-2-2b", "validation 2: trl 1.8 b2x2048", TrainPlan(batch=2, seq=2048), release="1.8.0"),
+        StackRun("qwen2.5-1.5b", "validation 2: hf b2x1024 eval b8", TrainPlan(batch=2, seq=1024), trainer="hf",
+                 eval=EVAL),
+    ]
+
+
+RANKING_JOB = dict(model="llama-3.2-1b", seq=1024, effective_batch=16)
+RANKING_PLANS = (
+    dict(batch=16, gradient_checkpointing=False), dict(batch=8, gradient_checkpointing=False),
+    dict(batch=4, gradient_checkpointing=False), dict(batch=2, gradient_checkpointing=False),
+    dict(batch=16), dict(batch=4), dict(batch=1),
+    dict(batch=8, gradient_checkpointing=False, rank=64, alpha=128, optim="adamw_torch"),
+    dict(batch=4, gradient_checkpointing=False, rank=64, alpha=128, optim="paged_adamw_32bit"),
+)
+"""Plans fit compares for one job (micro-batch, checkpointing, optimizer, rank), timed through the plain
+Trainer, whose step times the speed model is fitted on (bench/speed_ranking.py reports them)."""
+
+
+def _set_ranking() -> list[StackRun]:
+    job = RANKING_JOB
+    runs = []
+    for kw in RANKING_PLANS:
+        plan = TrainPlan(seq=job["seq"], **{"grad_accum": job["effective_batch"] // kw["batch"], **kw})
+        runs.append(StackRun(job["model"], "ranking: " + plan_label(plan), plan, trainer="hf", steps=8))
+    return runs
+
+
+def plan_label(plan: TrainPlan) -> str:
+    return (f"b{plan.batch}x{plan.grad_accum} r{plan.rank} {plan.optim} "
+            f"{'checkpointing' if plan.gradient_checkpointing else 'no checkpointing'}")
+
+
+SETS = {"a": _set_a, "b": _set_b, "validation": _set_validation, "validation2": _set_validation2,
+        "ranking": _set_ranking}
 
 
 def stack_plan(run: StackRun) -> TrainPlan:

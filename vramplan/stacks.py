@@ -46,6 +46,11 @@ def loss_path(trainer: str, release: str) -> str:
     return trl_profile()["releases"][normalize_release(release)]
 
 
+def chunk_tile_bytes(release: str) -> int:
+    """Bytes per element of a chunked_nll tile at its peak, per release (profiles/stacks/trl.json, measured)."""
+    return trl_profile()["chunk_tile_bytes"][normalize_release(release)]
+
+
 def trainable_itemsize(trainer: str, quantized: bool, fp32_adapters: bool) -> int:
     """Bytes per trainable parameter: peft keeps LoRA in fp32; SFTTrainer casts it to bf16 on a quantized model
     unless the adapters are cast back after the trainer is built."""

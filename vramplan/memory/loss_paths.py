@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..profiles.models import ModelArch
+from ..stacks import chunk_tile_bytes
 from .logits import C, loss_backward_bytes, loss_forward_bytes
+from .weights import unquantized_bytes_per_param
 
 CHUNK_TOKENS = 256
 """chunked_nll's tokens per chunk (trl-1.4.0 sft_trainer.py, _chunked_nll)."""
@@ -44,11 +46,11 @@ def loss_buffers(path: str, model: ModelArch, tokens: int, plan) -> LossBuffers:
     if path in ("trl_chunked", "trl_chunked_lowp"):
         tile = CHUNK_TOKENS * v
         hidden = 4 * tokens * h  # the sorted copy of the fp32 hidden states, a checkpoint input of every chunk
-        weight = 4 * v * h if path == "trl_chunked" else C * v * h  # w.float() (1.7-1.12), w.to(h.dtype) after
-        logits = (4 + 4) * tile if path == "trl_chunked" else (C + 4 + 4 + 4) * tile  # fp32 logits, log-softmax
-        fwd = hidden + weight + logits
-        bwd = hidden + weight  # measured: the recomputed chunk's tiles are not alive at the backward peak
-        return LossBuffers(fwd, bwd, False, max(4 * tile, 4 * v * h if path == "trl_chunked" else C * v * h))
+        weight = C * v * h  # the lm_head cast to the compute dtype, kept by the matmul for the chunk's backward
+        if path == "trl_chunked" and unquantized_bytes_per_param(model, plan) == C:
+            weight += 4 * v * h  # w.float() of a 16-bit lm_head is a real copy (1.4-1.12)
+        fwd = hidden + weight + chunk_tile_bytes(plan.trl_version) * tile  # a chunk recomputed in backward
+        return LossBuffers(fwd, hidden, False, max(4 * tile, weight))
     if path == "trl_fused":
         scored = tokens
         tile = min(scored, FUSED_TOKENS) * FUSED_VOCAB * C

@@ -1,0 +1,86 @@
+"""The plans fit compares for one job, timed on one GPU: predicted against measured tokens/s and the rank
+correlation of the two orderings (the fitted speed model and the roofline).
+
+    python bench/speed_ranking.py --predict     # before measuring: calibration/ranking/predictions.json
+    python bench/stack_runs.py --set ranking --out calibration/ranking      # on the GPU
+    python bench/speed_ranking.py               # the table
+
+Torch-free: reads the records and asks the planner.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from scipy.stats import spearmanr  # noqa: E402
+
+from stack_runs import SETS, stack_plan  # noqa: E402
+from vramplan.planner import Planner  # noqa: E402
+from vramplan.profiles import find_gpu, find_model  # noqa: E402
+from vramplan.speed import predicted_step_seconds, roofline_step_seconds  # noqa: E402
+from vramplan.store.calibrations import Calibrations  # noqa: E402
+
+FOLDER = ROOT / "calibration" / "ranking"
+PREDICTIONS = FOLDER / "predictions.json"
+
+
+def predictions(profile: str, nvml_name: str) -> dict:
+    gpu = find_gpu(profile)
+    planner = Planner(gpu, Calibrations.shipped())
+    out = {}
+    for run in SETS["ranking"]():
+        model, plan = find_model(run.model), stack_plan(run)
+        b = planner.estimate(model, plan)
+        tokens = plan.tokens * plan.grad_accum
+        out[run.key(nvml_name)] = {
+            "model": run.model, "why": run.why, "tokens_per_step": tokens,
+            "fitted_tokens_per_s": tokens / predicted_step_seconds(model, gpu, plan, b),
+            "roofline_tokens_per_s": tokens / roofline_step_seconds(model, gpu, plan, b),
+            "peak_bytes": b.peak_bytes}
+    return out
+
+
+def report() -> int:
+    predicted = json.loads(PREDICTIONS.read_text())
+    records = {}
+    for path in sorted(FOLDER.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("status") == "ok":
+                records[r["run_key"]] = r
+    rows = [(p, records[k]) for k, p in predicted.items() if k in records]
+    print(f"{len(rows)} of {len(predicted)} predicted plans measured ({', '.join(sorted({r['gpu']['name'] for _, r in rows}))})\n")
+    print("| plan | measured tokens/s | fitted | error | roofline | error |")
+    print("|---|---|---|---|---|---|")
+    measured, fitted, roof = [], [], []
+    for p, r in rows:
+        m = p["tokens_per_step"] / r["step_time_s"]
+        measured.append(m), fitted.append(p["fitted_tokens_per_s"]), roof.append(p["roofline_tokens_per_s"])
+        print(f"| {p['why'].replace('ranking: ', '')} | {m:,.0f} | {fitted[-1]:,.0f} | {100 * (fitted[-1] - m) / m:+.1f}% "
+              f"| {roof[-1]:,.0f} | {100 * (roof[-1] - m) / m:+.1f}% |")
+    if len(rows) >= 3:
+        errs = [abs(f - m) / m for f, m in zip(fitted, measured)]
+        print(f"\nfitted: MAE {100 * sum(errs) / len(errs):.1f}%, worst {100 * max(errs):.1f}%, "
+              f"Spearman {spearmanr(fitted, measured)[0]:.2f}; roofline: Spearman {spearmanr(roof, measured)[0]:.2f}")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--predict", action="store_true", help="write the predictions (before measuring) and exit")
+    ap.add_argument("--gpu", default="H200")
+    ap.add_argument("--nvml-name", default="NVIDIA H200")
+    a = ap.parse_args()
+    if a.predict:
+        FOLDER.mkdir(parents=True, exist_ok=True)
+        PREDICTIONS.write_text(json.dumps(predictions(a.gpu, a.nvml_name), indent=1) + "\n")
+        return 0
+    return report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
