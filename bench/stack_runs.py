@@ -135,6 +135,17 @@ def _set_validation2() -> list[StackRun]:
     ]
 
 
+def _set_resplit() -> list[StackRun]:
+    """Where TRL's full-logits metrics take one more fp32 logits segment: llama-3.2-1b did not at 4,096 tokens (its
+    16-bit logits block is then the size of its fp32 embedding); other token counts and a wider llama."""
+    return [
+        StackRun("llama-3.2-1b", "resplit: trl 1.0 b2x1024", TrainPlan(batch=2, seq=1024), release="1.0.0"),
+        StackRun("llama-3.2-1b", "resplit: trl 1.0 b3x1024", TrainPlan(batch=3, seq=1024), release="1.0.0"),
+        StackRun("llama-3.2-3b", "resplit: trl 1.0 b4x1024", TrainPlan(**B4), release="1.0.0"),
+        StackRun("qwen2.5-0.5b", "resplit: trl 1.0 b4x1024", TrainPlan(**B4), release="1.0.0"),
+    ]
+
+
 RANKING_JOB = dict(model="llama-3.2-1b", seq=1024, effective_batch=16)
 RANKING_PLANS = (
     dict(batch=16, gradient_checkpointing=False), dict(batch=8, gradient_checkpointing=False),
@@ -162,6 +173,7 @@ def plan_label(plan: TrainPlan) -> str:
 
 
 SETS = {"a": _set_a, "b": _set_b, "validation": _set_validation, "validation2": _set_validation2,
+        "resplit": _set_resplit,
         "ranking": _set_ranking}
 
 
