@@ -165,3 +165,82 @@ def test_bad_time_and_price_values_exit_2(args):
         assert code == 2 and "error" in err
         code, out, _ = vramplan(command, "llama-3.2-1b", "--gpu", "T4", *args, "--json")
         assert code == 2 and json.loads(out)["exit_code"] == 2
+
+
+# -- what was not measured, said by name ------------------------------------------------------------------------
+
+def test_what_no_run_measured_is_named():
+    from vramplan.speed import not_measured
+    two = TrainPlan(gpus=2, parallel="fsdp", trainer="hf")
+    assert not_measured(H200, TrainPlan()) == [] and not_measured(H200, two) == []
+    assert [x["code"] for x in not_measured(H200, two.with_(gpus=4))] == ["gpu_count"]
+    assert not_measured(H200, two.with_(gpus=4))[0]["measured_counts"] == [2]
+    rtx = [x["code"] for x in not_measured(find_gpu("RTX-4090"), two)]
+    assert rtx == ["gpu", "multi_gpu_gpu"]
+    only_fsdp = SpeedParams(matmul_tflops=500, stream_gbs=2000, measured=True, multi_gpu_from="NVIDIA H200",
+                            multi_gpu_layouts=((2, "fsdp", False),))
+    assert [x["code"] for x in not_measured(H200, two.with_(parallel="ddp"), only_fsdp)] == ["layout"]
+    assert [x["code"] for x in not_measured(H200, two, SpeedParams(matmul_tflops=1, stream_gbs=1, measured=True))] \
+        == ["multi_gpu_built_in"]
+
+
+def test_the_words_of_what_was_not_measured():
+    from vramplan.present.time_cost import not_measured_words
+    from vramplan.speed import not_measured
+    words = not_measured_words(not_measured(H200, TrainPlan(gpus=4, parallel="ddp", trainer="hf")))
+    assert words == ["note: not measured on 4 GPUs (the multi-GPU runs used 2): the per-unit and per-step costs "
+                     "are taken as they were there"]
+    assert not_measured_words([{"code": "gpu", "gpu": "T4"}]) == []  # the speed source line says that one
+
+
+# -- fit's objective and table's prices ---------------------------------------------------------------------------
+
+def test_fit_by_cost_needs_a_price_and_names_the_cost_of_every_plan():
+    code, _, err = vramplan("fit", "llama-3.1-8b", "--gpu", "2xRTX-4090", "--objective", "cost")
+    assert code == 2 and "--objective cost: needs --price" in err
+    code, out, _ = vramplan("fit", "llama-3.1-8b", "--gpu", "2xRTX-4090", "--objective", "cost", "--json")
+    assert code == 2 and "--price" in json.loads(out)["error"]
+    code, out, _ = vramplan("fit", "llama-3.1-8b", "--gpu", "2xRTX-4090", "--objective", "cost", "--price", "0.4",
+                            "--json")
+    d = json.loads(out)
+    assert code == 0 and d["objective"] == "cost"
+    plans = [d["recommended"]] + d["alternatives"]
+    assert all(p["cost_per_million_tokens_usd"] >= d["recommended"]["cost_per_million_tokens_usd"] for p in plans)
+    for p in plans:
+        gpus = p["plan"]["gpus"]
+        assert p["cost_per_million_tokens_usd"] == pytest.approx(0.4 * gpus / p["tokens_per_s"] / 3600 * 1e6, rel=1e-3)
+        assert ("not measured" in p["speed_source"]) and (gpus == 1 or p["speed_not_measured"])
+    code, out, _ = vramplan("fit", "llama-3.1-8b", "--gpu", "2xRTX-4090", "--objective", "cost", "--price", "0.4")
+    assert "ranked by cost per token" in out and "costs least per token" in out
+
+
+def test_table_names_the_fastest_and_the_cheapest_gpu_for_the_job():
+    code, out, _ = vramplan("table", "--model", "llama-3.1-8b", "--tokens", "20M", "--epochs", "3", "--price",
+                            "A100-80GB=1.8,H100-80GB=2.9,RTX-4090=0.4", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["prices_usd_per_gpu_hour"] == {"A100-80GB": 1.8, "H100-80GB": 2.9, "RTX-4090": 0.4}
+    timed = [r for r in d["rows"] if r["time_cost"]]
+    priced = [r for r in timed if r["time_cost"]["cost_usd"] is not None]
+    assert {r["gpu"] for r in priced} == {"A100-80GB", "H100-80GB", "RTX-4090"}
+    assert d["fastest"]["gpu"] == max(timed, key=lambda r: r["time_cost"]["tokens_per_s"])["gpu"]
+    assert d["cheapest"]["gpu"] == min(priced, key=lambda r: r["time_cost"]["cost_usd"])["gpu"]
+    for r in priced:
+        tc = r["time_cost"]
+        assert tc["train_s"] == pytest.approx(tc["optimizer_steps"] * tc["step_s"], rel=1e-3)
+        assert tc["cost_usd"] == pytest.approx(tc["train_s"] / 3600 * tc["price_usd_per_gpu_hour"], abs=0.01)
+    code, out, _ = vramplan("table", "--model", "llama-3.1-8b", "--tokens", "20M", "--price", "RTX-4090=0.4")
+    assert code == 0 and "cheapest of the priced: RTX-4090" in out and "fastest: " in out and "tokens/s" in out
+
+
+@pytest.mark.parametrize("price,message", [("3", "which GPU?"), ("NoSuchGPU=3", "unknown GPU"),
+                                           ("T4=-1", "cannot be negative"), ("T4=abc", "not a number")])
+def test_table_prices_are_refused_by_name(price, message):
+    code, _, err = vramplan("table", "--model", "llama-3.2-1b", "--price", price)
+    assert code == 2 and message in err
+
+
+def test_table_over_models_takes_one_number_for_its_gpu_only():
+    code, out, _ = vramplan("table", "--gpu", "T4", "--price", "0.35", "--json")
+    assert code == 0 and json.loads(out)["prices_usd_per_gpu_hour"] == {"T4": 0.35}
+    code, _, err = vramplan("table", "--gpu", "T4", "--price", "L4=0.7")
+    assert code == 2 and "L4 is not in this table" in err

@@ -17,8 +17,7 @@ The coefficients are fitted per GPU by vramplan.calibrate.speed_solve on the rec
 calibration/speed/<gpu>.json. A GPU without runs takes its datasheet rate and bandwidth scaled by the fitted
 Hopper efficiencies, and the fitted call costs (host-side, measured on Hopper hosts); its source says so.
 Several GPUs add FSDP's per-unit cost or DDP's per-step cost, fitted on the 2 x H200 runs (and borrowed, said,
-by every other GPU). estimate and fit print these figures; search still ranks by the roofline at the end of
-this module until it moves over (see there).
+by every other GPU). estimate, fit, table and the TUI print these figures, and fit's search ranks plans by them.
 """
 from __future__ import annotations
 
@@ -86,6 +85,8 @@ class SpeedParams:
     """DDP: seconds per optimizer step beyond the gradient all-reduce's bytes (its hooks and buckets)."""
     multi_gpu_from: str = ""
     """The GPU whose multi-GPU runs fitted fsdp_unit_s and ddp_step_s ('' when built in)."""
+    multi_gpu_layouts: tuple = ()
+    """(gpus, parallel, offload) of each layout those runs measured."""
     source: str = "built-in roofline (no speed fit)"
     measured: bool = False
     """True when the GPU's own runs fitted these; False when derived from a datasheet or built in."""
@@ -221,8 +222,9 @@ def _multi_gpu_terms(fits: tuple[dict, ...], own: dict | None) -> dict:
     """fsdp_unit_s and ddp_step_s: the GPU's own multi-GPU fit, else the first fit that has one."""
     for fit in ([own] if own else []) + [f for f in fits if f is not own]:
         if "multi_gpu" in fit and "fsdp_unit_s" in fit.get("params", {}):
+            layouts = tuple((d["gpus"], d["parallel"], d["offload"]) for d in fit["multi_gpu"].get("layouts", ()))
             return {"fsdp_unit_s": fit["params"]["fsdp_unit_s"], "ddp_step_s": fit["params"].get("ddp_step_s", 0.0),
-                    "multi_gpu_from": fit["gpu_name"]}
+                    "multi_gpu_from": fit["gpu_name"], "multi_gpu_layouts": layouts}
     return {}
 
 
@@ -272,70 +274,28 @@ def speed_source(gpu: GpuSpec, plan: TrainPlan | None = None) -> str:
     params = speed_params(gpu)
     source = params.source
     if plan is not None and plan.gpus > 1:
-        fitted = f"fitted on {params.multi_gpu_from} x 2" if params.multi_gpu_from else "built in, not fitted"
+        counts = sorted({n for n, _, _ in params.multi_gpu_layouts})
+        on = f"{params.multi_gpu_from} x {'/'.join(map(str, counts)) or '?'}"
+        fitted = f"fitted on {on}" if params.multi_gpu_from else "built in, not fitted"
         source += f"; {plan.gpus} GPUs: FSDP's per-unit and DDP's per-step costs {fitted} (plain Trainer)"
     return source
 
 
-# --- the roofline fit ranks plans by ----------------------------------------------------------------------
-# vramplan.search ranks candidates with tokens_per_second below: the hand-set roofline the planner used before
-# the step times were fitted. Its figures are no longer printed (estimate and fit print the fitted model's);
-# it stays as the ranking until search moves to predicted_tokens_per_second together with the TUI snapshot of
-# its fit screen, whose relative speeds it fixes. Here FSDP's collectives overlap the compute (the slower of
-# the two sets the pace), 1.3 ms each.
-ROOFLINE_FSDP_COLLECTIVE_S = 1.3e-3
-
-
-def roofline_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
-    """Seconds per optimizer step (all micro-batches; on several GPUs, every rank's at once)."""
-    lay = resolve(plan, model, gpu)
-    micro = roofline_compute_seconds(model, gpu, plan, b)
-    if lay.fsdp:  # prefetching overlaps the all-gathers with compute: the slower of the two sets the pace
-        micro = max(micro, roofline_fsdp_seconds(model, gpu, lay, b))
-    return micro * plan.grad_accum + sync_seconds(gpu, lay, b)
-
-
-def roofline_fsdp_seconds(model: ModelArch, gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:
-    """Per micro-batch: FULL_SHARD gathers every layer's shard twice (forward, backward) and the root once;
-    with CPU offload the rank's own shard also crosses PCIe each time it is gathered. Plus the collectives'
-    launch latency, which dominates at these sizes."""
-    load = b.phases["load"]  # every rank holds the whole base before the wrap shards it
-    layers = load.get("weights_4bit", 0) + load.get("weights_16bit", 0) + load.get("quant_constants", 0)
-    root = load.get("embeddings_lm_head", 0)
-    n = lay.gpus
-    gathered = (2 * layers + root) * (n - 1) / n
-    seconds = gathered / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
-    units = model.layers * (1 + 2 * len(lay.target_names(model.linear_names)))
-    seconds += 3 * units * ROOFLINE_FSDP_COLLECTIVE_S
-    if lay.offload:
-        seconds += (2 * layers + root) / n / (gpu.pcie_gbs * 1e9 * LINK_EFFICIENCY)
-    return seconds
-
-
-def roofline_compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
-    """Seconds of one micro-batch's compute on one GPU."""
-    flops_rate = gpu.tensor_tflops_16bit * 1e12 * ROOFLINE_MATMUL_EFFICIENCY
-    bw = gpu.bandwidth_gbs * 1e9 * ROOFLINE_MEMORY_EFFICIENCY
-    t = plan.tokens
-    passes = 3 if plan.gradient_checkpointing else 2  # forward, backward (+ recompute)
-    per_weight_bytes = {"nf4": 4.5, "fp4": 4.5, "int8": 5.0}.get(plan.quant, 2.0)
-    total = 0.0
-    for lin in model.linears:
-        mm = max(2 * lin.numel * t / flops_rate, (2 * lin.numel + 2 * t * (lin.in_features + lin.out_features)) / bw)
-        dequant = per_weight_bytes * lin.numel / bw if plan.quantized else 0.0
-        total += model.layers * passes * (mm + dequant)
-    # attention: causal, forward 2 matmuls of s^2 * head_dim per head, backward twice that
-    attn_flops = 2 * 2 * plan.batch * plan.seq * plan.seq * model.heads * model.head_dim / 2
-    total += model.layers * (passes + 1) * attn_flops / flops_rate
-    # elementwise traffic: saved activations written once and read once, more when recomputed
-    total += model.layers * passes * 2 * b.layer_saved_bytes / bw
-    # lm_head + loss: 3 matmuls (forward, input grad) over the vocabulary and the fp32 loss buffers
-    total += 2 * (2 * model.vocab * model.hidden * t) / flops_rate + 24 * model.vocab * t / bw
-    # LoRA matmuls are small: 6 flops per adapter parameter per token
-    total += 6 * b.trainable_params * t / flops_rate
-    return total
-
-
-def tokens_per_second(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
-    """The roofline's tokens/s, all GPUs together: what search ranks by (see above)."""
-    return plan.tokens * plan.grad_accum * plan.gpus / roofline_step_seconds(model, gpu, plan, b)
+def not_measured(gpu: GpuSpec, plan: TrainPlan, params: SpeedParams | None = None) -> list[dict]:
+    """What a plan's speed figure rests on that no recorded run measured, as codes with their names
+    (vramplan.present.time_cost words them): the GPU itself, and on several GPUs the GPU, the count and the
+    layout the FSDP/DDP costs were fitted on."""
+    params = params or speed_params(gpu)
+    out = [] if params.measured else [{"code": "gpu", "gpu": gpu.name}]
+    if plan.gpus == 1:
+        return out
+    if not params.multi_gpu_from:
+        return out + [{"code": "multi_gpu_built_in", "gpus": plan.gpus}]
+    if gpu_slug(params.multi_gpu_from) not in {gpu_slug(n) for n in (gpu.name, *gpu.aliases)}:
+        out.append({"code": "multi_gpu_gpu", "gpu": gpu.name, "fitted_on": params.multi_gpu_from})
+    counts = sorted({n for n, _, _ in params.multi_gpu_layouts})
+    if plan.gpus not in counts:
+        out.append({"code": "gpu_count", "gpus": plan.gpus, "measured_counts": counts})
+    if (plan.parallel, plan.offload) not in {(p, o) for _, p, o in params.multi_gpu_layouts}:
+        out.append({"code": "layout", "parallel": plan.parallel, "offload": plan.offload})
+    return out

@@ -198,6 +198,16 @@ def multi_gpu_loao(rows: list[dict], params: SpeedParams) -> list[dict]:
     return out
 
 
+def measured_layouts(rows: list[dict]) -> list[dict]:
+    """Each (GPUs, parallel, offload) the multi-GPU runs measured, with its run count: what the planner may say
+    was measured, and what not."""
+    counts: dict[tuple, int] = {}
+    for r in rows:
+        key = (r["plan"].gpus, r["layout"].parallel, bool(r["plan"].offload))
+        counts[key] = counts.get(key, 0) + 1
+    return [{"gpus": g, "parallel": p, "offload": o, "runs": n} for (g, p, o), n in sorted(counts.items())]
+
+
 def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> dict:
     """The JSON the planner reads for one GPU: its coefficients, their efficiencies against the datasheet,
     the runs and the accuracy; with multi-GPU runs, the FSDP and DDP costs and their accuracy."""
@@ -209,6 +219,7 @@ def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> 
         params = replace(params, **solve_multi_gpu(multi_rows, params))
         errs, loao = multi_gpu_errors(multi_rows, params), multi_gpu_loao(multi_rows, params)
         multi = {"multi_gpu": {"runs": len(multi_rows), "gpus": sorted({r["plan"].gpus for r in multi_rows}),
+                               "layouts": measured_layouts(multi_rows),
                                **{k: v for k, v in summarize(errs).items() if k != "n"},
                                **{f"loao_{k}": v for k, v in summarize(loao).items() if k != "n"},
                                "note": "slowest rank's step_time_s, the plain Trainer; one-GPU terms as fitted"}}

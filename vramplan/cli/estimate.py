@@ -13,7 +13,7 @@ from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
 from .common import check_context, add_plan_args, add_vram_arg, plan_from_args, print_json, vram_from_args
 from ..present.time_cost import Job, figures, lines as time_cost_lines
-from ..speed import predicted_tokens_per_second, speed_params, speed_source
+from ..speed import not_measured, predicted_tokens_per_second, speed_params, speed_source
 
 SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
 
@@ -74,7 +74,7 @@ def job_from_args(args) -> Job:
 def plan_time_cost(model, gpu, plan, b: Breakdown, job: Job) -> dict:
     """The fitted model's speed for a plan and the time and cost of the job (vramplan.present.time_cost)."""
     return figures(plan, predicted_tokens_per_second(model, gpu, plan, b), speed_params(gpu),
-                   speed_source(gpu, plan), job)
+                   speed_source(gpu, plan), job, not_measured(gpu, plan))
 
 
 def register(sub) -> None:

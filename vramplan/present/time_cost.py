@@ -20,8 +20,10 @@ class Job:
     """USD per GPU hour; None: no cost."""
 
 
-def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job) -> dict:
-    """Every figure behind the lines, for --json. None where the user gave nothing to compute it from."""
+def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job,
+            unmeasured: list[dict] = ()) -> dict:
+    """Every figure behind the lines, for --json. None where the user gave nothing to compute it from.
+    unmeasured: vramplan.speed.not_measured of the plan."""
     per_step = plan.tokens * plan.grad_accum * plan.gpus
     step_s = per_step / tokens_per_s
     steps = math.ceil(job.tokens * job.epochs / per_step) if job.tokens else None
@@ -31,7 +33,7 @@ def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Jo
     return {"tokens_per_s": round(tokens_per_s, 1), "step_s": round(step_s, 4), "tokens_per_step": per_step,
             "seq": plan.seq,
             "speed_source": source, "speed_measured_gpu": params.measured,
-            "speed_error": params.error or None, "tokens": job.tokens, "epochs": job.epochs if job.tokens else None,
+            "speed_error": params.error or None, "speed_not_measured": list(unmeasured), "tokens": job.tokens, "epochs": job.epochs if job.tokens else None,
             "optimizer_steps": steps, "train_s": round(train_s, 1) if train_s is not None else None,
             "gpus": plan.gpus, "gpu_hours": round(gpu_hours, 3) if gpu_hours is not None else None,
             "price_usd_per_gpu_hour": job.price,
@@ -59,6 +61,27 @@ def assumptions(plan, params: SpeedParams, job: Job) -> list[str]:
     return out
 
 
+NOT_MEASURED = {
+    "multi_gpu_built_in": "{gpus} GPUs: no multi-GPU runs fitted FSDP's and DDP's costs; they are built in",
+    "multi_gpu_gpu": "not measured on several {gpu}: FSDP's and DDP's costs are {fitted_on}'s",
+    "gpu_count": "not measured on {gpus} GPUs (the multi-GPU runs used {counts}): the per-unit and per-step costs "
+                 "are taken as they were there",
+    "layout": "{layout} not measured on several GPUs: its figure is the model's, unchecked",
+}
+"""What no run measured of a plan's speed, in words (vramplan.speed.not_measured's codes). "gpu", a GPU without
+runs, is said by the speed source line itself."""
+
+
+def not_measured_words(items: list[dict]) -> list[str]:
+    out = []
+    for item in items:
+        if item["code"] in NOT_MEASURED:
+            layout = f"{item.get('parallel')}{' + CPU offload' if item.get('offload') else ''}"
+            counts = " and ".join(map(str, item.get("measured_counts", ())))
+            out.append("note: " + NOT_MEASURED[item["code"]].format(**item, layout=layout, counts=counts))
+    return out
+
+
 def duration(seconds: float) -> str:
     """45 s, 12 min, 2 h 35 min, 3 d 4 h."""
     if seconds < 90:
@@ -77,6 +100,7 @@ def lines(d: dict) -> list[str]:
     """The speed line, then the time and the cost when the user gave what they need."""
     out = [f"speed: ~{d['tokens_per_s']:,.0f} tokens/s, {d['step_s']:.2f} s per optimizer step "
            f"({d['tokens_per_step']:,} tokens); {d['speed_source']}"]
+    out += not_measured_words(d.get("speed_not_measured", ()))
     if d["train_s"] is not None:
         epochs = d["epochs"]
         out.append(f"time: {epochs:g} epoch{'s' if epochs != 1 else ''} of {d['tokens']:,} tokens = "
@@ -93,4 +117,21 @@ def lines(d: dict) -> list[str]:
         else:
             out.append(f"cost: {per_m} at {d['price_usd_per_gpu_hour']:g} USD per GPU hour (--tokens N for the "
                        "whole run)")
+    return out
+
+
+def brief_lines(d: dict) -> list[str]:
+    """The TUI's few lines: speed, then time and cost where the job and the price give them."""
+    where = "fitted on this GPU" if d["speed_measured_gpu"] else "datasheet x Hopper fit"
+    out = [f"~{d['tokens_per_s']:,.0f} tokens/s, {d['step_s']:.2f} s/step ({where})"]
+    if d["train_s"] is not None:
+        out.append(f"time: {d['optimizer_steps']:,} steps, {duration(d['train_s'])} of training")
+    else:
+        out.append("time: type the data set's tokens (e.g. 20M)")
+    if d["cost_usd"] is not None:
+        out.append(f"cost: {d['cost_usd']:,.2f} USD ({d['gpu_hours']:,.1f} GPU h)")
+    elif d["price_usd_per_gpu_hour"] is not None:
+        out.append(f"cost: {d['cost_per_million_tokens_usd']:.4f} USD per million tokens")
+    else:
+        out.append("cost: type your USD per GPU hour")
     return out
