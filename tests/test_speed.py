@@ -29,8 +29,7 @@ def _step(plan, gpu=H100, model=LLAMA, params=None):
 # -- the form ---------------------------------------------------------------------------------------------------
 
 def test_a_step_is_its_micro_batches_plus_the_step_constant():
-    params = SpeedParams(matmul_tflops=500, stream_gbs=2000, linear_call_s=2e-4, lora_call_s=1e-4,
-                         micro_batch_s=0.01, step_s=0.05)
+    params = SpeedParams(matmul_tflops=500, stream_gbs=2000, kernel_s=1e-5, micro_batch_s=0.01, step_s=0.05)
     one, four = _step(TrainPlan(batch=2, grad_accum=1), params=params), _step(TrainPlan(batch=2, grad_accum=4),
                                                                               params=params)
     assert four - 0.05 == pytest.approx(4 * (one - 0.05))
@@ -40,7 +39,10 @@ def test_checkpointing_adds_a_recompute_pass_and_the_fused_head_recomputes_its_m
     plan = TrainPlan(batch=2, trainer="hf")
     on, off = features(LLAMA, plan, _b(LLAMA, H100, plan)), features(
         LLAMA, plan.with_(gradient_checkpointing=False), _b(LLAMA, H100, plan.with_(gradient_checkpointing=False)))
-    assert on[FEATURES.index("linear_calls")] == pytest.approx(1.5 * off[FEATURES.index("linear_calls")])
+    i = FEATURES.index("kernel_launches")
+    # forward + recompute + backward against forward + backward: the forward's launches once more
+    forward = LLAMA.layers * (7 * 3 + 7 * 8 + 2 * 7 + 15)
+    assert on[i] - off[i] == forward
     assert on[0] > 1.4 * off[0]
     fused = TrainPlan(batch=2, trainer="trl", trl_version="1.16")
     hf_x, trl_x = features(LLAMA, plan, _b(LLAMA, H100, plan)), features(LLAMA, fused, _b(LLAMA, H100, fused))
@@ -48,11 +50,19 @@ def test_checkpointing_adds_a_recompute_pass_and_the_fused_head_recomputes_its_m
     assert trl_x[1] < hf_x[1]  # no tokens x vocab fp32 buffers
 
 
-def test_fewer_adapted_linears_are_fewer_lora_calls():
+def test_fewer_adapted_linears_are_fewer_adapter_launches():
     allp, qv = TrainPlan(), TrainPlan(targets=("q_proj", "v_proj"))
     a, q = features(LLAMA, allp, _b(LLAMA, H100, allp)), features(LLAMA, qv, _b(LLAMA, H100, qv))
-    i = FEATURES.index("lora_calls")
-    assert q[i] == pytest.approx(a[i] * 2 / 7)
+    i = FEATURES.index("kernel_launches")
+    # five linears without an adapter: its 8 forward launches in forward and recompute, 8 in backward
+    assert a[i] - q[i] == LLAMA.layers * 5 * (2 * 8 + 8)
+
+
+def test_llm_int8_launches_more_kernels_than_nf4():
+    nf4, int8 = TrainPlan(), TrainPlan(quant="int8")
+    i = FEATURES.index("kernel_launches")
+    x4, x8 = features(LLAMA, nf4, _b(LLAMA, H100, nf4)), features(LLAMA, int8, _b(LLAMA, H100, int8))
+    assert x8[i] - x4[i] == LLAMA.layers * 7 * (2 * (8 - 3) + (5 - 3))
 
 
 def test_larger_micro_batches_amortize_the_per_call_cost():
@@ -85,7 +95,7 @@ def test_a_gpu_without_runs_scales_its_datasheet_by_the_hopper_efficiencies():
     mm = sum(f["efficiency"]["matmul"] for f in fits) / len(fits)
     assert not p.measured and "T4 not measured" in p.source and "datasheet" in p.source
     assert p.matmul_tflops == pytest.approx(T4.tensor_tflops_16bit * mm)
-    assert p.linear_call_s == pytest.approx(sum(f["params"]["linear_call_s"] for f in fits) / len(fits))
+    assert p.kernel_s == pytest.approx(sum(f["params"]["kernel_s"] for f in fits) / len(fits))
 
 
 def test_a_gpu_without_multi_gpu_runs_borrows_the_fitted_multi_gpu_costs_and_says_whose():
@@ -98,12 +108,12 @@ def test_a_gpu_without_multi_gpu_runs_borrows_the_fitted_multi_gpu_costs_and_say
 
 def test_without_any_fit_the_built_in_roofline_says_it_is_one():
     p = params_from_speed_fits((), T4)
-    assert not p.measured and "built-in roofline" in p.source and p.linear_call_s == 0
+    assert not p.measured and "built-in roofline" in p.source and p.kernel_s == 0
 
 
 def test_the_shipped_fits_are_what_the_solver_writes():
     for fit in load_speed_fits():
-        assert set(fit["params"]) >= {"matmul_tflops", "stream_gbs", "linear_call_s", "lora_call_s"}
+        assert set(fit["params"]) >= {"matmul_tflops", "stream_gbs", "kernel_s", "micro_batch_s", "step_s"}
         assert fit["error"]["loao_mae_pct"] > 0 and fit["runs"] == sum(fit["sources"].values())
 
 

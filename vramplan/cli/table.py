@@ -2,6 +2,8 @@
 --tokens and --price, the time and the cost of the job on each GPU, the fastest and the cheapest named."""
 from __future__ import annotations
 
+import argparse
+
 from .. import flags
 from ..errors import VramplanError
 from ..planner import Planner
@@ -53,7 +55,7 @@ def prices_from_text(text: str | None, only_gpu=None) -> dict[str, float]:
             raise VramplanError(f"--price {part}: {gpu.name} is not in this table (--gpu {only_gpu.name})")
         try:
             out[gpu.name] = price_value(value)
-        except Exception as exc:  # argparse's message, under the flag's name
+        except argparse.ArgumentTypeError as exc:  # its message, under the flag's name
             raise VramplanError(f"--price {part}: {exc}") from None
     return out
 

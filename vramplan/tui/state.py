@@ -1,6 +1,7 @@
 """What the TUI shows, without Textual: a model, a GPU, a plan, and the Breakdown they give."""
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 from dataclasses import dataclass, field, replace
@@ -56,7 +57,7 @@ class PlanState:
         text = text.strip()
         try:
             value = parse(text) if text else None
-        except Exception as exc:  # argparse's type error: its message is the reason
+        except argparse.ArgumentTypeError as exc:  # its message is the reason
             raise ValueError(f"{name}: {exc}") from None
         if name == "epochs":
             value = value or 1.0
