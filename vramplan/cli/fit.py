@@ -12,7 +12,8 @@ from ..present.time_cost import lines as time_cost_lines
 from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
 from .common import check_context, add_multi_gpu_args, gpus_from_args, print_json, vram_from_args
-from .estimate import add_time_args, job_from_args, plan_time_cost, time_cost_json
+from ..present.time_cost import plan_figures
+from .estimate import add_time_args, job_from_args, time_cost_json
 
 
 STACK_FIELDS = ("trainer", "trl_version", "eval_batch")
@@ -55,7 +56,7 @@ def run(args) -> int:
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
                          gpus=gpus, parallel=args.parallel, base=base, objective=args.objective)
     rec = result.recommended
-    tc = plan_time_cost(model, gpu, rec.plan, rec.breakdown, job) if rec else None
+    tc = plan_figures(model, gpu, rec.plan, rec.breakdown, job) if rec else None
     if args.json:
         print_json({**fit_json(result, job.price), **model_json(model), **(time_cost_json(tc) if tc else {})})
     else:

@@ -2,20 +2,19 @@
 --tokens and --price, the time and the cost of the job on each GPU, the fastest and the cheapest named."""
 from __future__ import annotations
 
-import argparse
 
 from .. import flags
 from ..errors import VramplanError
 from ..planner import Planner
 from ..plan import TrainPlan
 from ..present.table import table_lines, fastest_and_cheapest
-from ..present.time_cost import Job, figures
+from ..present.time_cost import Job, figures, parse_price
 from ..profiles import find_gpu, find_model, gpu_catalog, model_catalog
 from ..speed import not_measured, speed_params, speed_source
 from ..store.calibrations import Calibrations
 from ..flags import positive_int
 from .common import check_context, context_window, print_json
-from .estimate import epochs_value, price_value, token_count
+from .estimate import epochs_value, token_count
 
 
 def register(sub) -> None:
@@ -54,8 +53,8 @@ def prices_from_text(text: str | None, only_gpu=None) -> dict[str, float]:
         if only_gpu is not None and gpu.name != only_gpu.name:
             raise VramplanError(f"--price {part}: {gpu.name} is not in this table (--gpu {only_gpu.name})")
         try:
-            out[gpu.name] = price_value(value)
-        except argparse.ArgumentTypeError as exc:  # its message, under the flag's name
+            out[gpu.name] = parse_price(value)
+        except ValueError as exc:
             raise VramplanError(f"--price {part}: {exc}") from None
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..speed import SpeedParams
+from ..speed import SpeedParams, not_measured, predicted_tokens_per_second, speed_params, speed_source
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,55 @@ class Job:
     epochs: float = 1.0
     price: float | None = None
     """USD per GPU hour; None: no cost."""
+
+
+SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def parse_tokens(text: str) -> int:
+    """Tokens of a data set as people write them: a whole number, 1 or more; 20M, 1.5B and 300k read as they
+    say. ValueError with the reason otherwise."""
+    t = text.strip().lower().replace(",", "").replace("_", "")
+    scale = SUFFIXES.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale > 1 else t)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of tokens (e.g. 20000000 or 20M)") from None
+    if not math.isfinite(value) or value * scale < 1:
+        raise ValueError(f"must be at least 1 token, got {text}")
+    return int(round(value * scale))
+
+
+def _finite(text: str) -> float:
+    """float() alone takes nan and inf, which no epoch count or price is."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {text}")
+    return value
+
+
+def parse_epochs(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise ValueError(f"must be above 0, got {text}")
+    return value
+
+
+def parse_price(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise ValueError(f"USD per GPU hour cannot be negative, got {text}")
+    return value
+
+
+def plan_figures(model, gpu, plan, b, job: Job) -> dict:
+    """figures() of a plan from the speed model fitted to measured step times (what estimate, fit, table and
+    the TUI show)."""
+    return figures(plan, predicted_tokens_per_second(model, gpu, plan, b), speed_params(gpu),
+                   speed_source(gpu, plan), job, not_measured(gpu, plan))
 
 
 def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job,

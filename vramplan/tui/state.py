@@ -1,7 +1,6 @@
 """What the TUI shows, without Textual: a model, a GPU, a plan, and the Breakdown they give."""
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 from dataclasses import dataclass, field, replace
@@ -10,7 +9,7 @@ from pathlib import Path
 from .. import flags
 from ..memory import Breakdown
 from ..plan import ALL_LINEAR, PARALLELS, TrainPlan
-from ..present.time_cost import Job
+from ..present.time_cost import Job, parse_epochs, parse_price, parse_tokens, plan_figures
 from ..planner import Planner
 from ..profiles import GpuSpec, ModelArch, find_gpu, find_model
 from ..search import FitResult
@@ -46,18 +45,16 @@ class PlanState:
     def time_cost(self, b: Breakdown | None = None) -> dict:
         """The plan's tokens/s and seconds per step, and with the job the time and the cost (vramplan.present
         .time_cost.figures, as estimate prints them)."""
-        from ..cli.estimate import plan_time_cost
-        return plan_time_cost(self.model, self.gpu, self.plan, b or self.breakdown(), self.job)
+        return plan_figures(self.model, self.gpu, self.plan, b or self.breakdown(), self.job)
 
     def set_job(self, name: str, text: str) -> None:
         """tokens (20M, 1.5B), epochs or price as typed; empty clears it. A value that is not one raises
         ValueError with the reason."""
-        from ..cli.estimate import epochs_value, price_value, token_count
-        parse = {"tokens": token_count, "epochs": epochs_value, "price": price_value}[name]
+        parse = {"tokens": parse_tokens, "epochs": parse_epochs, "price": parse_price}[name]
         text = text.strip()
         try:
             value = parse(text) if text else None
-        except argparse.ArgumentTypeError as exc:  # its message is the reason
+        except ValueError as exc:  # its message is the reason
             raise ValueError(f"{name}: {exc}") from None
         if name == "epochs":
             value = value or 1.0
