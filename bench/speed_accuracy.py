@@ -108,7 +108,8 @@ def main() -> None:
     ap.add_argument("--worst", type=int, default=5)
     args = ap.parse_args()
     rows = S.with_features(S.speed_rows(args.calib))
-    print("speed model against measured step times (step_time_s; one GPU; TRL and plain Trainer; no evaluation runs)\n")
+    print("speed model against measured step times (the median step after the first; one GPU; TRL and plain Trainer; "
+          "no evaluation runs)\n")
     per_gpu_table(rows, args.worst)
     repeat_noise(rows)
     longer_runs()

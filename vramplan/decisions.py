@@ -42,8 +42,9 @@ OPTIMIZER = "optimizer"                        # optim
 GPUS_MAKE_IT_POSSIBLE = "gpus_make_it_possible"  # gpus, gpu, one_gpu_needs_bytes, limit_bytes, per_gpu_bytes, offload
 GPUS_DDP_FASTER = "gpus_ddp_faster"            # gpus, gpu, speedup, per_gpu_bytes
 GPUS_FSDP_FASTER = "gpus_fsdp_faster"          # gpus, speedup, per_gpu_bytes
-GPUS_NO_GAIN = "gpus_no_gain"                  # gpus, gpu, speedup, one_gpu_batch, one_gpu_tokens_per_s
-GPUS = (GPUS_MAKE_IT_POSSIBLE, GPUS_DDP_FASTER, GPUS_FSDP_FASTER, GPUS_NO_GAIN)
+GPUS_NO_GAIN = "gpus_no_gain"                  # gpus, gpu, speedup, one_gpu_batch, one_gpu_tokens_per_s, parallel
+ONE_GPU_CHEAPER = "one_gpu_cheaper"            # gpus, gpu, speedup (theirs over one), cost_ratio (theirs / one's)
+GPUS = (GPUS_MAKE_IT_POSSIBLE, GPUS_DDP_FASTER, GPUS_FSDP_FASTER, GPUS_NO_GAIN, ONE_GPU_CHEAPER)
 # why nothing fits, and what would
 LEANEST_TOO_BIG = "leanest_too_big"            # required_bytes, limit_bytes, rank, gpus, gpu, margin
 LARGEST_PART = "largest_part"                  # component, bytes, phase

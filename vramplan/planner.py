@@ -34,7 +34,8 @@ class Planner:
         return estimate(model, self.gpu, plan, self.calibration, self.vram_bytes)
 
     def fit(self, model: ModelArch, **search) -> FitResult:
-        """The fastest plan that fits (search: seq, effective_batch, rank, base, optims, explain, gpus, parallel)."""
+        """The fastest (or cheapest) plan that fits (search: seq, effective_batch, rank, base, optims, explain, gpus,
+        parallel, objective)."""
         if search.get("base") is not None:  # the dtype is the card's own; the rest must run on it
             check_card(flags.on_gpu(search["base"], self.gpu), self.gpu)
         return fit(model, self.gpu, vram_bytes=self.vram_bytes, cal=self.calibrations, **search)
@@ -53,7 +54,8 @@ class Planner:
         return {"model": model.name, "gpu": self.gpu.name, "params": model.total_params, "fits": rec is not None,
                 "plan": rec.plan.to_dict() if rec else None,
                 "required_bytes": rec.breakdown.required_bytes if rec else None,
-                "tokens_per_s_estimate": round(rec.tokens_per_s, 1) if rec else None,
+                "tokens_per_s": round(rec.tokens_per_s, 1) if rec else None,
+                "step_s": round(rec.step_s, 4) if rec else None,
                 "longest_seq": self.longest_seq(model, flags.plan_from_fields(flags.gpu_defaults(self.gpu, {})))}
 
     def biggest_saving(self, model: ModelArch, plan: TrainPlan, b: Breakdown) -> Reason | None:

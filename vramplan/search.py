@@ -1,4 +1,6 @@
-"""`fit`: enumerate plans, keep those that fit with the safety margin, rank by estimated throughput."""
+"""`fit`: enumerate plans, keep those that fit with the safety margin, rank them by the speed model fitted to
+measured step times (vramplan.speed): by time (tokens/s) or by cost (GPU-seconds per token, what a price per GPU
+hour multiplies)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,13 +13,17 @@ from .memory import Breakdown, estimate
 from .memory.estimate import SHARDED
 from .plan import ALL_LINEAR, CPU_OPTIMIZERS, TrainPlan
 from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
-from .speed import tokens_per_second
+from .speed import predicted_tokens_per_second
 from .store.calibrations import Calibrations
 
 SAFETY_MARGIN = 0.05
 """Share of the card kept free: covers the calibrated error bound (no under-prediction worse than -5%)."""
 DEFAULT_RANK = 16
 OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused")
+GAIN = 1.05
+"""Several GPUs "beat one" only from this speed-up: below it the fitted model's error covers the difference."""
+OBJECTIVES = ("time", "cost")
+"""What fit ranks by: the fastest plan, or the one that costs least per token (tokens/s per GPU paid for)."""
 
 
 @dataclass(frozen=True)
@@ -31,10 +37,21 @@ class Candidate:
     def fits(self) -> bool:
         return self.breakdown.required_bytes <= self.limit_bytes
 
+    @property
+    def step_s(self) -> float:
+        """Seconds per optimizer step (every GPU's micro-batches at once)."""
+        return self.plan.tokens * self.plan.grad_accum * self.plan.gpus / self.tokens_per_s
+
+    @property
+    def gpu_seconds_per_token(self) -> float:
+        """What a price per GPU hour multiplies: the cost objective's key."""
+        return self.plan.gpus / self.tokens_per_s
+
     def to_dict(self, fastest: float) -> dict:
         return {"plan": self.plan.to_dict(), "peak_bytes": self.breakdown.peak_bytes,
                 "required_bytes": self.breakdown.required_bytes,
-                "peak_phase": self.breakdown.peak_phase, "tokens_per_s_estimate": round(self.tokens_per_s, 1),
+                "peak_phase": self.breakdown.peak_phase, "tokens_per_s": round(self.tokens_per_s, 1),
+                "step_s": round(self.step_s, 4),
                 "relative_speed": round(self.tokens_per_s / fastest, 3) if fastest else None}
 
 
@@ -56,6 +73,8 @@ class FitResult:
     """With several GPUs: what the leanest one-GPU plan needs (bytes)."""
     versus_one_gpu: Reason | None = None
     """With several GPUs and a plan that fits: why they beat one GPU, or why not."""
+    objective: str = "time"
+    """What the plans were ranked by (OBJECTIVES)."""
 
 
 def margin_limit(capacity: int) -> int:
@@ -88,7 +107,7 @@ def candidates(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPla
                     plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
                                       grad_accum=per_gpu // mb)
                     b = estimate(model, gpu, plan, calibration, vram_bytes=capacity)
-                    out.append(Candidate(plan, b, tokens_per_second(model, gpu, plan, b), limit))
+                    out.append(Candidate(plan, b, predicted_tokens_per_second(model, gpu, plan, b), limit))
     return out
 
 
@@ -106,13 +125,16 @@ def _offload_layout(base: TrainPlan) -> TrainPlan:
 
 def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int = 16, rank: int | None = None,
         vram_bytes: int | None = None, base: TrainPlan | None = None, optims: tuple[str, ...] | None = None,
-        explain: bool = True, gpus: int | None = None, parallel: str | None = None,
+        explain: bool = True, gpus: int | None = None, parallel: str | None = None, objective: str = "time",
         cal: Calibrations) -> FitResult:
-    """The fastest plan that fits each GPU with the margin. gpus > 1: data parallel and FSDP are both searched
-    (or `parallel` alone); FSDP with CPU offload only when nothing else fits; the best one-GPU plan is kept for
-    the comparison."""
+    """The fastest (objective "cost": the cheapest per token) plan that fits each GPU with the margin. gpus > 1:
+    data parallel and FSDP are both searched (or `parallel` alone); FSDP with CPU offload only when nothing else
+    fits; the best one-GPU plan is kept for the comparison, and by cost it competes (it wins when the GPUs add
+    less speed than they add to the bill)."""
     if effective_batch < 1 or effective_batch > 4096:
         raise VramplanError(f"--effective-batch: {effective_batch} is out of range", hint="use 1..4096")
+    if objective not in OBJECTIVES:
+        raise VramplanError(f"--objective: {objective!r} is not one of {', '.join(OBJECTIVES)}")
     base = flags.on_gpu((base or TrainPlan()).with_(seq=seq), gpu)
     if gpus:
         base = base.with_(**flags.several_gpus(gpus))
@@ -126,64 +148,75 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
              candidates(cal, model, gpu, layout, effective_batch, capacity, ranks, opts)]
     if base.gpus > 1 and parallel in (None, "fsdp") and not any(c.fits for c in cands):
         cands += candidates(cal, model, gpu, _offload_layout(base), effective_batch, capacity, ranks, opts)
-    preferred = _preferred(cands, ranks)
+    one = candidates(cal, model, gpu, base.with_(gpus=1, offload=False), effective_batch, capacity, ranks, opts) \
+        if base.gpus > 1 else []
+    several = _preferred(cands, ranks, objective)
+    preferred = _preferred(cands + one, ranks, objective) if objective == "cost" else several
     result = FitResult(model, gpu, capacity, margin_limit(capacity),
-                       preferred[0] if preferred else None, [], gpus=base.gpus)
+                       preferred[0] if preferred else None, [], gpus=base.gpus, objective=objective)
     if base.gpus > 1:
-        one = candidates(cal, model, gpu, base.with_(gpus=1, offload=False),
-                         effective_batch, capacity, ranks, opts)
-        one_preferred = _preferred(one, ranks)
+        one_preferred = _preferred(one, ranks, objective)
         result.one_gpu = one_preferred[0] if one_preferred else None
         result.one_gpu_needs = min(c.breakdown.required_bytes for c in one)
     if result.recommended:
         result.alternatives = _alternatives(preferred)
-        result.reasons = _reasons(result.recommended, gpu, rank, cands)
+        result.reasons = _reasons(result.recommended, gpu, rank, cands + one)
         if base.gpus > 1:
-            result.versus_one_gpu = versus_one_gpu(result)
+            result.versus_one_gpu = versus_one_gpu(result, several[0] if several else None)
     elif explain:
         result.reasons, result.suggestions = _why_not(cal, model, gpu, base, effective_batch, capacity, cands)
     return result
 
 
-def _preferred(cands: list[Candidate], ranks: tuple[int, ...]) -> list[Candidate]:
-    """The plans that fit, best first: rank ranks[0] unless only another fits; then fastest; ties go to the
-    smaller peak."""
+def _preferred(cands: list[Candidate], ranks: tuple[int, ...], objective: str = "time") -> list[Candidate]:
+    """The plans that fit, best first: rank ranks[0] unless only another fits; then fastest (or cheapest per
+    token); ties go to the smaller peak."""
     fitting = [c for c in cands if c.fits]
     preferred = [c for c in fitting if c.plan.rank == ranks[0]] or fitting
-    preferred.sort(key=lambda c: (-round(c.tokens_per_s, 6), c.breakdown.required_bytes))
+    if objective == "cost":
+        preferred.sort(key=lambda c: (round(c.gpu_seconds_per_token * 1e6, 9), c.breakdown.required_bytes))
+    else:
+        preferred.sort(key=lambda c: (-round(c.tokens_per_s, 6), c.breakdown.required_bytes))
     return preferred
 
 
-def versus_one_gpu(result: FitResult) -> Reason:
-    """Why several GPUs beat one here, or why they do not."""
+def versus_one_gpu(result: FitResult, several: Candidate | None = None) -> Reason:
+    """Why several GPUs beat one here, or why they do not (several: the best plan on them, when by cost one GPU
+    won)."""
     rec, one, n, g = result.recommended, result.one_gpu, result.gpus, result.gpu
+    if rec.plan.gpus == 1 and several is not None:
+        return reason(D.ONE_GPU_CHEAPER, gpus=n, gpu=g.name, speedup=several.tokens_per_s / rec.tokens_per_s,
+                      cost_ratio=several.gpu_seconds_per_token / rec.gpu_seconds_per_token)
     per_gpu = rec.breakdown.required_bytes
     if one is None:
         return reason(D.GPUS_MAKE_IT_POSSIBLE, gpus=n, gpu=g.name, one_gpu_needs_bytes=result.one_gpu_needs,
                       limit_bytes=result.limit_bytes, per_gpu_bytes=per_gpu, offload=rec.plan.offload)
     speedup = rec.tokens_per_s / one.tokens_per_s
+    if speedup < GAIN:
+        return reason(D.GPUS_NO_GAIN, gpus=n, gpu=g.name, speedup=speedup, one_gpu_batch=one.plan.batch,
+                      one_gpu_tokens_per_s=one.tokens_per_s, parallel=rec.plan.parallel)
     if rec.plan.parallel == "ddp":
         return reason(D.GPUS_DDP_FASTER, gpus=n, gpu=g.name, speedup=speedup, per_gpu_bytes=per_gpu)
-    if speedup >= 1.05:
-        return reason(D.GPUS_FSDP_FASTER, gpus=n, speedup=speedup, per_gpu_bytes=per_gpu)
-    return reason(D.GPUS_NO_GAIN, gpus=n, gpu=g.name, speedup=speedup, one_gpu_batch=one.plan.batch,
-                  one_gpu_tokens_per_s=one.tokens_per_s)
+    return reason(D.GPUS_FSDP_FASTER, gpus=n, speedup=speedup, per_gpu_bytes=per_gpu)
 
 
 def _alternatives(ranked: list[Candidate], n: int = 4) -> list[Candidate]:
-    """The next best plan of each other (micro-batch, checkpointing) shape, then another optimizer."""
+    """The next best plan of each other shape (micro-batch, checkpointing, layout), then another optimizer."""
     rec = ranked[0]
-    shapes = {(rec.plan.batch, rec.plan.gradient_checkpointing)}
+    shapes = {_shape(rec.plan)}
     out = []
     for c in ranked[1:]:
-        shape = (c.plan.batch, c.plan.gradient_checkpointing)
+        shape = _shape(c.plan)
         if shape not in shapes and len(out) < n - 1:
             shapes.add(shape)
             out.append(c)
-    other = next((c for c in ranked[1:] if c.plan.optim != rec.plan.optim and
-                  (c.plan.batch, c.plan.gradient_checkpointing) == (rec.plan.batch, rec.plan.gradient_checkpointing)),
+    other = next((c for c in ranked[1:] if c.plan.optim != rec.plan.optim and _shape(c.plan) == _shape(rec.plan)),
                  None)
     return out + ([other] if other else [])
+
+
+def _shape(p: TrainPlan) -> tuple:
+    return p.batch, p.gradient_checkpointing, p.gpus, p.parallel if p.gpus > 1 else None, p.offload
 
 
 def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candidate]) -> list[Reason]:

@@ -2,23 +2,25 @@
 
 One micro-batch costs
 
-    matmul FLOPs / rate + streamed bytes / bandwidth + linear calls x c_linear + LoRA calls x c_lora + c_micro
+    matmul FLOPs / rate + streamed bytes / bandwidth + kernel launches x c_kernel + c_micro
 
 and an optimizer step `grad_accum` micro-batches plus c_step. FLOPs and bytes count what the kernels do: every
 4-bit linear is dequantized (read n/2, write 2n bytes) and multiplied (2 flops per weight per token) once in
 forward, once in backward (the input gradient only: the base is frozen) and once more in the recompute when
 checkpointing; attention's causal matmuls; the LM head and the loss path of the stack (the full-logits paths
-stream tokens x vocab fp32 buffers, the chunked and fused heads recompute the head's matmul instead). The call
-terms are there because QLoRA steps at the sizes people run are dominated by launches, not by the roofline:
-on an H200 a 1B model's step at 1,024 tokens takes 0.23 s and 4x the tokens take 0.29 s. Each wrapped linear
-is a Python module call with its dequantize, matmul and (with an adapter) dropout, A, B, scale and add kernels.
+stream tokens x vocab fp32 buffers, the chunked and fused heads recompute the head's matmul instead). The launch
+term is there because QLoRA steps at the sizes people run are dominated by launches, not by the roofline: on an
+H200 a 1B model's step at 1,024 tokens takes 0.23 s and 4x the tokens take 0.29 s. Launches are counted per
+kernel class from the code each module runs (KERNELS_PER_CALL below): a 4-bit linear's dequantize and matmul,
+LLM.int8's quantize, int8 matmul and outlier path, an adapter's clone, casts, dropout, A, B, scale and add, a norm's
+fp32 elementwise chain, attention's rotary embedding and SDPA; forward, the recompute when checkpointing, and
+backward (autograd's gradient kernels of the same ops).
 
 The coefficients are fitted per GPU by vramplan.calibrate.speed_solve on the recorded runs and read here from
 calibration/speed/<gpu>.json. A GPU without runs takes its datasheet rate and bandwidth scaled by the fitted
-Hopper efficiencies, and the fitted call costs (host-side, measured on Hopper hosts); its source says so.
+Hopper efficiencies, and the fitted launch costs (host-side, measured on Hopper hosts); its source says so.
 Several GPUs add FSDP's per-unit cost or DDP's per-step cost, fitted on the 2 x H200 runs (and borrowed, said,
-by every other GPU). estimate and fit print these figures; search still ranks by the roofline at the end of
-this module until it moves over (see there).
+by every other GPU). estimate, fit, table and the TUI print these figures, and fit's search ranks plans by them.
 """
 from __future__ import annotations
 
@@ -62,7 +64,26 @@ RECOMPUTED_HEAD = ("trl_chunked", "trl_chunked_lowp", "trl_fused")
 ROOFLINE_MATMUL_EFFICIENCY = 0.55
 ROOFLINE_MEMORY_EFFICIENCY = 0.75
 
-FEATURES = ("matmul_tflop", "stream_gb", "linear_calls", "lora_calls", "micro_batches", "steps")
+# Kernel launches per call, (forward, backward), counted from the code each call runs.
+KERNELS_PER_CALL = {
+    # bitsandbytes MatMul4Bit: dequantize the double-quantized absmax, dequantize the weight, matmul; backward
+    # the same for the input gradient (the base is frozen). A 16-bit base: one matmul each way.
+    "nf4": (3, 3), "fp4": (3, 3), "none": (1, 1),
+    # MatMul8bitLt (threshold 6.0): cast to fp16, vectorwise int8 quantize with outlier columns, int8 scaled mm
+    # with the outlier matmul, its dequantize and the cast back; backward dequantizes CB x SCB for the matmul.
+    "int8": (8, 5),
+    # peft's lora.bnb.Linear4bit.forward: the defensive clone of the base output, autocast's casts of the fp32
+    # A and B, dropout, A, B, the scale and the add; backward: the two matmuls of each of A and B, the scale,
+    # dropout and the casts of the weight gradients back to fp32.
+    "adapter": (8, 8),
+    # RMSNorm in fp32 (transformers' LlamaRMSNorm and kin): cast, pow, mean, add eps, rsqrt, mul, weight mul.
+    "norm": (7, 10),
+    # the rest of a decoder layer: rotary embedding of q and k, SDPA, the MLP's activation and product, the two
+    # residual adds.
+    "layer_rest": (15, 20),
+}
+
+FEATURES = ("matmul_tflop", "stream_gb", "kernel_launches", "micro_batches", "steps")
 """The solver's columns, in the order of SpeedParams.coefficients: TFLOPs, GB and counts per optimizer step."""
 
 
@@ -72,10 +93,9 @@ class SpeedParams:
     """Fitted rate of the training matmuls (TFLOP/s)."""
     stream_gbs: float
     """Fitted bandwidth of the streaming kernels: dequantization, activations, the loss path (GB/s)."""
-    linear_call_s: float = 0.0
-    """Seconds per call of a (quantized) decoder linear: the module call and its dequantize + matmul launches."""
-    lora_call_s: float = 0.0
-    """Seconds more per call of a linear that carries an adapter: dropout, A, B, scale and add."""
+    kernel_s: float = 0.0
+    """Seconds per kernel launch of the decoder layers (KERNELS_PER_CALL): the host-side cost of the module calls
+    and launches that, at these sizes, the GPU waits on."""
     micro_batch_s: float = 0.0
     """Seconds per micro-batch beyond the layers: the Trainer's loop, the data collator, embedding, loss."""
     step_s: float = 0.0
@@ -86,6 +106,8 @@ class SpeedParams:
     """DDP: seconds per optimizer step beyond the gradient all-reduce's bytes (its hooks and buckets)."""
     multi_gpu_from: str = ""
     """The GPU whose multi-GPU runs fitted fsdp_unit_s and ddp_step_s ('' when built in)."""
+    multi_gpu_layouts: tuple = ()
+    """(gpus, parallel, offload) of each layout those runs measured."""
     source: str = "built-in roofline (no speed fit)"
     measured: bool = False
     """True when the GPU's own runs fitted these; False when derived from a datasheet or built in."""
@@ -95,21 +117,19 @@ class SpeedParams:
     @property
     def coefficients(self) -> tuple[float, ...]:
         """Seconds per unit of each FEATURES column."""
-        return (1.0 / self.matmul_tflops, 1.0 / self.stream_gbs, self.linear_call_s, self.lora_call_s,
-                self.micro_batch_s, self.step_s)
+        return (1.0 / self.matmul_tflops, 1.0 / self.stream_gbs, self.kernel_s, self.micro_batch_s, self.step_s)
 
     @classmethod
     def from_coefficients(cls, coefs, **meta) -> "SpeedParams":
         """From the solver's fitted seconds per unit (a zero rate coefficient: that term was not seen to cost)."""
-        inv_rate, inv_bw, c_lin, c_lora, c_micro, c_step = (float(c) for c in coefs)
+        inv_rate, inv_bw, c_kernel, c_micro, c_step = (float(c) for c in coefs)
         return cls(matmul_tflops=1.0 / inv_rate if inv_rate > 0 else float("inf"),
-                   stream_gbs=1.0 / inv_bw if inv_bw > 0 else float("inf"), linear_call_s=c_lin,
-                   lora_call_s=c_lora, micro_batch_s=c_micro, step_s=c_step, **meta)
+                   stream_gbs=1.0 / inv_bw if inv_bw > 0 else float("inf"), kernel_s=c_kernel,
+                   micro_batch_s=c_micro, step_s=c_step, **meta)
 
     def to_dict(self) -> dict:
         return {"matmul_tflops": self.matmul_tflops, "stream_gbs": self.stream_gbs,
-                "linear_call_s": self.linear_call_s, "lora_call_s": self.lora_call_s,
-                "micro_batch_s": self.micro_batch_s, "step_s": self.step_s, "fsdp_unit_s": self.fsdp_unit_s,
+                "kernel_s": self.kernel_s, "micro_batch_s": self.micro_batch_s, "step_s": self.step_s, "fsdp_unit_s": self.fsdp_unit_s,
                 "ddp_step_s": self.ddp_step_s}
 
 
@@ -131,19 +151,26 @@ def features(model: ModelArch, plan: TrainPlan, b: Breakdown, lay: Layout | None
     streamed += LOSS_BYTES_PER_LOGIT.get(lay.loss_path, 24) * model.vocab * t
     if plan.attn == "eager":  # eager materializes the scores: bf16 written and read, fp32 softmax, in each pass
         streamed += model.layers * (passes + 1) * 12 * plan.batch * model.heads * plan.seq * plan.seq
-    linear_calls = model.layers * passes * layer_modules(model)
-    lora_calls = model.layers * passes * len(targets)
     ga = plan.grad_accum
-    return (ga * flops / 1e12, ga * streamed / 1e9, ga * linear_calls, ga * lora_calls, float(ga), 1.0)
+    return (ga * flops / 1e12, ga * streamed / 1e9, ga * kernel_launches(model, plan, len(targets)), float(ga), 1.0)
 
 
-def layer_modules(model: ModelArch) -> int:
-    """Module calls of one decoder layer, each a Python call and a few kernel launches: its linears, its norms
-    (two; four with sandwich norms; two more with q/k norms), attention, the activation and the rotary embedding."""
+def layer_norms(model: ModelArch) -> int:
+    """Norms of one decoder layer: two; four with sandwich norms; two more with q/k norms."""
     norms = 4 if model.model_type in SANDWICH_NORMS else 2
     if model.model_type in PER_HEAD_QK_NORM or model.model_type in FULL_WIDTH_QK_NORM:
         norms += 2
-    return len(model.linear_names) + norms + 3
+    return norms
+
+
+def kernel_launches(model: ModelArch, plan: TrainPlan, adapted: int) -> int:
+    """Kernel launches of the decoder layers in one micro-batch: forward, the recompute when checkpointing, and
+    backward (adapted: linears of a layer that carry an adapter)."""
+    k = KERNELS_PER_CALL
+    base = k.get(plan.quant, k["none"])
+    forward, backward = (len(model.linear_names) * base[d] + adapted * k["adapter"][d]
+                         + layer_norms(model) * k["norm"][d] + k["layer_rest"][d] for d in (0, 1))
+    return model.layers * ((2 if plan.gradient_checkpointing else 1) * forward + backward)
 
 
 def compute_seconds_per_step(model: ModelArch, plan: TrainPlan, b: Breakdown, params: SpeedParams,
@@ -221,12 +248,13 @@ def _multi_gpu_terms(fits: tuple[dict, ...], own: dict | None) -> dict:
     """fsdp_unit_s and ddp_step_s: the GPU's own multi-GPU fit, else the first fit that has one."""
     for fit in ([own] if own else []) + [f for f in fits if f is not own]:
         if "multi_gpu" in fit and "fsdp_unit_s" in fit.get("params", {}):
+            layouts = tuple((d["gpus"], d["parallel"], d["offload"]) for d in fit["multi_gpu"].get("layouts", ()))
             return {"fsdp_unit_s": fit["params"]["fsdp_unit_s"], "ddp_step_s": fit["params"].get("ddp_step_s", 0.0),
-                    "multi_gpu_from": fit["gpu_name"]}
+                    "multi_gpu_from": fit["gpu_name"], "multi_gpu_layouts": layouts}
     return {}
 
 
-ONE_GPU_TERMS = ("matmul_tflops", "stream_gbs", "linear_call_s", "lora_call_s", "micro_batch_s", "step_s")
+ONE_GPU_TERMS = ("matmul_tflops", "stream_gbs", "kernel_s", "micro_batch_s", "step_s")
 
 
 def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
@@ -253,7 +281,7 @@ def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
     return SpeedParams(matmul_tflops=gpu.tensor_tflops_16bit * mm, stream_gbs=gpu.bandwidth_gbs * bw, **calls,
                        **multi, source=f"{gpu.name} not measured: its datasheet ({gpu.tensor_tflops_16bit:g} "
                                        f"TFLOP/s, {gpu.bandwidth_gbs:g} GB/s) x the efficiencies fitted on {names} "
-                                       f"({mm:.2f}, {bw:.2f}), with their per-call costs")
+                                       f"({mm:.2f}, {bw:.2f}), with their per-launch costs")
 
 
 _CACHE: dict[tuple, SpeedParams] = {}
@@ -272,70 +300,28 @@ def speed_source(gpu: GpuSpec, plan: TrainPlan | None = None) -> str:
     params = speed_params(gpu)
     source = params.source
     if plan is not None and plan.gpus > 1:
-        fitted = f"fitted on {params.multi_gpu_from} x 2" if params.multi_gpu_from else "built in, not fitted"
+        counts = sorted({n for n, _, _ in params.multi_gpu_layouts})
+        on = f"{params.multi_gpu_from} x {'/'.join(map(str, counts)) or '?'}"
+        fitted = f"fitted on {on}" if params.multi_gpu_from else "built in, not fitted"
         source += f"; {plan.gpus} GPUs: FSDP's per-unit and DDP's per-step costs {fitted} (plain Trainer)"
     return source
 
 
-# --- the roofline fit ranks plans by ----------------------------------------------------------------------
-# vramplan.search ranks candidates with tokens_per_second below: the hand-set roofline the planner used before
-# the step times were fitted. Its figures are no longer printed (estimate and fit print the fitted model's);
-# it stays as the ranking until search moves to predicted_tokens_per_second together with the TUI snapshot of
-# its fit screen, whose relative speeds it fixes. Here FSDP's collectives overlap the compute (the slower of
-# the two sets the pace), 1.3 ms each.
-ROOFLINE_FSDP_COLLECTIVE_S = 1.3e-3
-
-
-def roofline_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
-    """Seconds per optimizer step (all micro-batches; on several GPUs, every rank's at once)."""
-    lay = resolve(plan, model, gpu)
-    micro = roofline_compute_seconds(model, gpu, plan, b)
-    if lay.fsdp:  # prefetching overlaps the all-gathers with compute: the slower of the two sets the pace
-        micro = max(micro, roofline_fsdp_seconds(model, gpu, lay, b))
-    return micro * plan.grad_accum + sync_seconds(gpu, lay, b)
-
-
-def roofline_fsdp_seconds(model: ModelArch, gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:
-    """Per micro-batch: FULL_SHARD gathers every layer's shard twice (forward, backward) and the root once;
-    with CPU offload the rank's own shard also crosses PCIe each time it is gathered. Plus the collectives'
-    launch latency, which dominates at these sizes."""
-    load = b.phases["load"]  # every rank holds the whole base before the wrap shards it
-    layers = load.get("weights_4bit", 0) + load.get("weights_16bit", 0) + load.get("quant_constants", 0)
-    root = load.get("embeddings_lm_head", 0)
-    n = lay.gpus
-    gathered = (2 * layers + root) * (n - 1) / n
-    seconds = gathered / (gpu.interconnect_gbs * 1e9 * LINK_EFFICIENCY)
-    units = model.layers * (1 + 2 * len(lay.target_names(model.linear_names)))
-    seconds += 3 * units * ROOFLINE_FSDP_COLLECTIVE_S
-    if lay.offload:
-        seconds += (2 * layers + root) / n / (gpu.pcie_gbs * 1e9 * LINK_EFFICIENCY)
-    return seconds
-
-
-def roofline_compute_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
-    """Seconds of one micro-batch's compute on one GPU."""
-    flops_rate = gpu.tensor_tflops_16bit * 1e12 * ROOFLINE_MATMUL_EFFICIENCY
-    bw = gpu.bandwidth_gbs * 1e9 * ROOFLINE_MEMORY_EFFICIENCY
-    t = plan.tokens
-    passes = 3 if plan.gradient_checkpointing else 2  # forward, backward (+ recompute)
-    per_weight_bytes = {"nf4": 4.5, "fp4": 4.5, "int8": 5.0}.get(plan.quant, 2.0)
-    total = 0.0
-    for lin in model.linears:
-        mm = max(2 * lin.numel * t / flops_rate, (2 * lin.numel + 2 * t * (lin.in_features + lin.out_features)) / bw)
-        dequant = per_weight_bytes * lin.numel / bw if plan.quantized else 0.0
-        total += model.layers * passes * (mm + dequant)
-    # attention: causal, forward 2 matmuls of s^2 * head_dim per head, backward twice that
-    attn_flops = 2 * 2 * plan.batch * plan.seq * plan.seq * model.heads * model.head_dim / 2
-    total += model.layers * (passes + 1) * attn_flops / flops_rate
-    # elementwise traffic: saved activations written once and read once, more when recomputed
-    total += model.layers * passes * 2 * b.layer_saved_bytes / bw
-    # lm_head + loss: 3 matmuls (forward, input grad) over the vocabulary and the fp32 loss buffers
-    total += 2 * (2 * model.vocab * model.hidden * t) / flops_rate + 24 * model.vocab * t / bw
-    # LoRA matmuls are small: 6 flops per adapter parameter per token
-    total += 6 * b.trainable_params * t / flops_rate
-    return total
-
-
-def tokens_per_second(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown) -> float:
-    """The roofline's tokens/s, all GPUs together: what search ranks by (see above)."""
-    return plan.tokens * plan.grad_accum * plan.gpus / roofline_step_seconds(model, gpu, plan, b)
+def not_measured(gpu: GpuSpec, plan: TrainPlan, params: SpeedParams | None = None) -> list[dict]:
+    """What a plan's speed figure rests on that no recorded run measured, as codes with their names
+    (vramplan.present.time_cost words them): the GPU itself, and on several GPUs the GPU, the count and the
+    layout the FSDP/DDP costs were fitted on."""
+    params = params or speed_params(gpu)
+    out = [] if params.measured else [{"code": "gpu", "gpu": gpu.name}]
+    if plan.gpus == 1:
+        return out
+    if not params.multi_gpu_from:
+        return out + [{"code": "multi_gpu_built_in", "gpus": plan.gpus}]
+    if gpu_slug(params.multi_gpu_from) not in {gpu_slug(n) for n in (gpu.name, *gpu.aliases)}:
+        out.append({"code": "multi_gpu_gpu", "gpu": gpu.name, "fitted_on": params.multi_gpu_from})
+    counts = sorted({n for n, _, _ in params.multi_gpu_layouts})
+    if plan.gpus not in counts:
+        out.append({"code": "gpu_count", "gpus": plan.gpus, "measured_counts": counts})
+    if (plan.parallel, plan.offload) not in {(p, o) for _, p, o in params.multi_gpu_layouts}:
+        out.append({"code": "layout", "parallel": plan.parallel, "offload": plan.offload})
+    return out

@@ -25,19 +25,19 @@ def test_the_fitted_rates_stay_under_the_datasheet_and_the_costs_non_negative():
         gpu = rows[0]["profile"]
         assert 0 < p.matmul_tflops <= gpu.tensor_tflops_16bit * (1 + 1e-6)
         assert 0 < p.stream_gbs <= gpu.bandwidth_gbs * (1 + 1e-6)
-        assert min(p.linear_call_s, p.lora_call_s, p.micro_batch_s, p.step_s) >= 0
-        assert p.linear_call_s + p.lora_call_s > 0  # launches dominate these small steps
+        assert min(p.kernel_s, p.micro_batch_s, p.step_s) >= 0
+        assert 1e-6 < p.kernel_s < 1e-4  # launches dominate these small steps: microseconds each
 
 
-# The bounds the shipped records meet (bench/speed_accuracy.py prints the figures): a LOAO MAE of 15.8% on
-# both GPUs, about half the held-out runs within the 15% goal; repeat runs of one plan differ by 6% on average.
-@pytest.mark.parametrize("gpu,loao_mae", [("NVIDIA H100 80GB HBM3", 17.0), ("NVIDIA H200", 17.0)])
+# The bounds the shipped records meet (bench/speed_accuracy.py prints the figures): a LOAO MAE of 14.5% (H100)
+# and 14.8% (H200), within the 15% goal; repeat runs of one plan differ by 5% on average.
+@pytest.mark.parametrize("gpu,loao_mae", [("NVIDIA H100 80GB HBM3", 15.0), ("NVIDIA H200", 15.0)])
 def test_leave_one_architecture_out_error_on_the_real_records(gpu, loao_mae):
     rows = BY_GPU[gpu]
     fitted, held = S.summarize(S.error_rows(rows, S.solve(rows))), S.summarize(S.loao_rows(rows))
     assert held["n"] == len(rows)
     assert held["mae_pct"] <= loao_mae and fitted["mae_pct"] <= held["mae_pct"] + 0.5
-    assert held["within_pct"] >= 45
+    assert held["within_pct"] >= 50
     assert abs(held["worst_pct"]) < 70
 
 
@@ -48,7 +48,14 @@ def test_multi_gpu_costs_fit_the_two_gpu_runs():
     assert 0 < fitted["fsdp_unit_s"] < 2e-3 and 0 <= fitted["ddp_step_s"] < 0.5
     from dataclasses import replace
     held = S.summarize(S.multi_gpu_loao(multi, replace(params, **fitted)))
-    assert held["mae_pct"] <= 12
+    assert held["mae_pct"] <= 10
+
+
+def test_the_target_is_the_median_of_the_steady_steps():
+    steps = [{"time_s": t} for t in (3.0, 0.4, 0.6)]
+    assert S.steady_step_seconds({"torch": {"steps": steps}, "step_time_s": 0.6}) == pytest.approx(0.5)
+    assert S.steady_step_seconds({"torch": {"steps": steps + [{"time_s": 0.45}]}}) == pytest.approx(0.45)
+    assert S.steady_step_seconds({"step_time_s": 0.7}) == 0.7  # no per-step times: the record's own figure
 
 
 def test_the_shipped_speed_fits_are_what_the_solver_writes_now(tmp_path):

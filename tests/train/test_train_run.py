@@ -87,7 +87,7 @@ def test_train_on_several_gpus_plans_per_gpu_and_shows_the_launch_config(model_d
                     "--seq", "64", "--output", str(tmp_path / "run"), "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "2 x T4" in proc.stdout and "2 GPUs" in proc.stdout and "accelerate configuration" in proc.stdout
-    assert "GPUs beat one" in proc.stdout  # why several GPUs (or not)
+    assert "beat one" in proc.stdout  # why several GPUs (or not)
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 
 

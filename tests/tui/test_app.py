@@ -146,3 +146,48 @@ async def test_eval_and_stack_keys(tmp_path):
         await pilot.pause()
         assert app.state.plan.trainer == "hf" and not app.state.plan.fp32_adapters
         assert "--trainer hf" in app.state.train_command()
+
+
+async def test_speed_time_and_cost_follow_the_plan_and_the_typed_job(tmp_path):
+    app = create_app("llama-3.1-8b", "RTX-4090", output_dir=tmp_path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        speed = str(app.query_one("#speed").render())
+        tc = app.state.time_cost()
+        assert f"~{tc['tokens_per_s']:,.0f} tokens/s, {tc['step_s']:.2f} s/step" in speed
+        assert "datasheet x Hopper fit" in speed and "type the data set's tokens" in speed
+        assert "type your USD per GPU hour" in speed
+        app.set_focus(app.query_one("#tokens"))
+        await pilot.press(*"20M", "enter")
+        app.set_focus(app.query_one("#epochs"))
+        await pilot.press(*"3", "enter")
+        app.set_focus(app.query_one("#price"))
+        await pilot.press(*"0.4", "enter")
+        await pilot.pause()
+        tc = app.state.time_cost()
+        assert (app.state.job.tokens, app.state.job.epochs, app.state.job.price) == (20_000_000, 3.0, 0.4)
+        assert tc["optimizer_steps"] == 1832 and tc["cost_usd"] == pytest.approx(tc["train_s"] / 3600 * 0.4, abs=0.01)
+        speed = str(app.query_one("#speed").render())
+        assert "time: 1,832 steps" in speed and f"cost: {tc['cost_usd']:,.2f} USD" in speed
+        before = tc["train_s"]
+        await pilot.press("b")  # micro-batch 2: faster steps, the same job
+        await pilot.pause()
+        assert app.state.time_cost()["train_s"] < before
+        assert f"{app.state.time_cost()['cost_usd']:,.2f} USD" in str(app.query_one("#speed").render())
+        app.set_focus(app.query_one("#price"))
+        await pilot.press("end", *"x2", "enter")  # 0.4x2 is no price: refused, the last valid job stays
+        await pilot.pause()
+        assert app.state.job.price == 0.4 and app.query_one("#price").value == "0.4x2"
+        app.query_one("#price").value = ""  # an empty field: no price, no cost
+        await pilot.pause()
+        assert app.state.job.price is None and "type your USD" in str(app.query_one("#speed").render())
+
+
+def test_state_job_fields_parse_as_the_cli_does():
+    s = PlanState.create("llama-3.2-1b", "T4")
+    s.set_job("tokens", "1.5B")
+    s.set_job("price", "0.35")
+    assert s.job.tokens == 1_500_000_000 and s.job.price == 0.35
+    s.set_job("tokens", "")
+    assert s.job.tokens is None and s.time_cost()["train_s"] is None
+    with pytest.raises(ValueError, match="epochs"):
+        s.set_job("epochs", "0")

@@ -4,8 +4,9 @@
 
 Runs: every completed one-GPU record with a step time in calibration/runs (the plain Trainer) and
 calibration/stacks (TRL's SFTTrainer at its releases, and the plain Trainer), evaluation runs left out (their
-steps hold an evaluation loop). The target is each record's `step_time_s`, the median of its optimizer steps
-after the first (the first holds CUDA and cuBLAS initialization, the paged optimizer's first allocation).
+steps hold an evaluation loop). The target is the median of each record's optimizer steps after the first (the
+first holds CUDA and cuBLAS initialization, the paged optimizer's first allocation), from the per-step times the
+record keeps; the records' own `step_time_s` took the upper median, with two steady steps the slower one.
 The fit minimizes the relative error (a 0.2 s step off by 0.05 s matters as much as a 2 s step off by 0.5 s),
 with every coefficient non-negative and the rates at most the datasheet's. Accuracy: in-sample, and
 leave-one-architecture-out (LOAO: refit without every run of the model, predict its runs).
@@ -42,9 +43,17 @@ WITHIN_PCT = 15.0
 """The goal for plans the fit did not see: predicted step time within this share of the measured one."""
 
 
+def steady_step_seconds(record: dict) -> float:
+    """The median of the optimizer steps after the first (the mean of the middle two when even); a record
+    without per-step times gives its step_time_s."""
+    steps = (record.get("torch") or {}).get("steps") or []
+    times = [s["time_s"] for s in steps[1:] if s.get("time_s")]
+    return float(statistics.median(times)) if times else float(record["step_time_s"])
+
+
 def _row(record: dict, plan: TrainPlan, source: str) -> dict:
     return {"run_key": record.get("run_key"), "gpu_name": record["gpu"]["name"], "model": record["model"],
-            "plan": plan, "measured_s": float(record["step_time_s"]), "source": source,
+            "plan": plan, "measured_s": steady_step_seconds(record), "source": source,
             "why": record.get("why", "")}
 
 
@@ -130,7 +139,8 @@ def by_gpu(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def multi_gpu_rows(calib_dir: Path | None = None, calibrations: Calibrations | None = None) -> list[dict]:
-    """Completed, uncapped multi-GPU runs (the plain Trainer): the slowest rank's step time, the layout, and what
+    """Completed, uncapped multi-GPU runs (the plain Trainer): the slowest rank's steady step time (each rank's
+    median after the first), the layout, and what
     the one-GPU terms and the link's bytes account for of it (base_s, with the solved one-GPU params later)."""
     folder = Path(calib_dir) if calib_dir else data_dir("calibration")
     cal = calibrations or Calibrations.package()
@@ -145,7 +155,7 @@ def multi_gpu_rows(calib_dir: Path | None = None, calibrations: Calibrations | N
             b = estimate(model, gpu, plan, cal.params(gpu))
             rows.append({"gpu_name": ranks[0]["gpu"]["name"], "profile": gpu, "model": model, "plan": plan,
                          "breakdown": b, "layout": resolve(plan, model, gpu), "why": r.get("why", ""),
-                         "measured_s": max(k["step_time_s"] for k in ranks)})
+                         "measured_s": max(steady_step_seconds(k) for k in ranks)})
     return rows
 
 
@@ -198,6 +208,16 @@ def multi_gpu_loao(rows: list[dict], params: SpeedParams) -> list[dict]:
     return out
 
 
+def measured_layouts(rows: list[dict]) -> list[dict]:
+    """Each (GPUs, parallel, offload) the multi-GPU runs measured, with its run count: what the planner may say
+    was measured, and what not."""
+    counts: dict[tuple, int] = {}
+    for r in rows:
+        key = (r["plan"].gpus, r["layout"].parallel, bool(r["plan"].offload))
+        counts[key] = counts.get(key, 0) + 1
+    return [{"gpus": g, "parallel": p, "offload": o, "runs": n} for (g, p, o), n in sorted(counts.items())]
+
+
 def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> dict:
     """The JSON the planner reads for one GPU: its coefficients, their efficiencies against the datasheet,
     the runs and the accuracy; with multi-GPU runs, the FSDP and DDP costs and their accuracy."""
@@ -209,9 +229,10 @@ def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> 
         params = replace(params, **solve_multi_gpu(multi_rows, params))
         errs, loao = multi_gpu_errors(multi_rows, params), multi_gpu_loao(multi_rows, params)
         multi = {"multi_gpu": {"runs": len(multi_rows), "gpus": sorted({r["plan"].gpus for r in multi_rows}),
+                               "layouts": measured_layouts(multi_rows),
                                **{k: v for k, v in summarize(errs).items() if k != "n"},
                                **{f"loao_{k}": v for k, v in summarize(loao).items() if k != "n"},
-                               "note": "slowest rank's step_time_s, the plain Trainer; one-GPU terms as fitted"}}
+                               "note": "slowest rank's median step after the first, the plain Trainer; one-GPU terms as fitted"}}
     return {**multi, "gpu_name": gpu_rows[0]["gpu_name"], "profile": gpu.name, "architecture": gpu.architecture,
             "compute_capability": gpu.compute_capability,
             "datasheet": {"tensor_tflops_16bit": gpu.tensor_tflops_16bit, "bandwidth_gbs": gpu.bandwidth_gbs},
@@ -225,7 +246,8 @@ def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> 
             "sources": {s: sum(r["source"] == s for r in gpu_rows) for s in ("runs", "stacks")},
             "error": {**{k: v for k, v in fitted.items() if k != "n"},
                       **{f"loao_{k}": v for k, v in held_out.items() if k != "n"}},
-            "target": "step_time_s: median optimizer step after the first; one GPU, evaluation runs left out",
+            "target": "median optimizer step after the first (torch.steps[1:].time_s); one GPU, evaluation runs "
+                      "left out",
             "derived_by": "python -m vramplan.calibrate.speed_solve (vramplan/calibrate/speed_solve.py)"}
 
 

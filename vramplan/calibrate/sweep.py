@@ -11,9 +11,9 @@ from pathlib import Path
 from ..gpu_info import detect_gpu, software_versions
 from ..layout import layout_dict
 from ..resources import data_dir
-from ..units import GiB
 from ..workers import worker_command
 from .design import SweepRun
+from .progress import SweepProgress
 from .records import append_run, load_runs, run_key, runs_path
 
 STEPS = 3  # step 1 creates the optimizer state; 2 and 3 are steady state
@@ -60,22 +60,42 @@ def run_one(run: SweepRun, checkpoint: Path, key: str, timeout_s: int, trace_pat
         return record
 
 
-def run_sweep(runs: list[SweepRun], out_dir: Path, cache: Path, timeout_s: int = 600, log=print) -> Path:
+def predicted_peak(run: SweepRun, gpu_name: str) -> int | None:
+    """The planner's nvidia-smi peak for a run on this GPU (under its cap, if any), with the calibration the
+    planning commands read; None for a GPU the catalog has no profile of."""
+    from ..errors import NotFoundError
+    from ..memory import estimate
+    from ..profiles import find_gpu, find_model
+    from ..store.calibrations import Calibrations
+    try:
+        gpu = find_gpu(gpu_name)
+    except NotFoundError:
+        return None
+    return estimate(find_model(run.model), gpu, run.plan, Calibrations.shipped().params(gpu),
+                    vram_bytes=run.cap_bytes).peak_bytes
+
+
+def run_sweep(runs: list[SweepRun], out_dir: Path, cache: Path, timeout_s: int = 600,
+              progress: SweepProgress | None = None) -> Path:
+    """Each run not yet recorded, in a fresh process, its record appended as it lands; progress (stderr by
+    default) shows run i of n, the time left and each measured peak against its prediction."""
     gpu = detect_gpu()
     path = runs_path(out_dir, gpu["name"])
     done = {r.get("run_key") for r in load_runs(path)}
     todo = [(r, run_key(gpu["name"], r.model, r.plan.to_dict(), STEPS, r.cap_bytes)) for r in runs]
     todo = [(r, k) for r, k in todo if k not in done]
-    log(f"{gpu['name']} ({gpu['memory_total_mib']} MiB, driver {gpu['driver']}), {software_versions()}")
-    log(f"{len(runs) - len(todo)} of {len(runs)} runs already recorded in {path}; {len(todo)} to go")
-    for i, (run, key) in enumerate(todo, 1):
-        log(f"[{i}/{len(todo)}] {run.describe()} ...")
-        checkpoint = ensure_checkpoint(run.model, cache, log)
-        record = run_one(run, checkpoint, key, timeout_s)
-        append_run(path, record)
-        peak = record.get("nvml", {}).get("peak")
-        log(f"    {record['status']}: nvml peak {peak / GiB:.2f} GiB in {record['wall_s']} s" if peak
-            else f"    {record['status']}: {record.get('error', '')[:300]}")
+    progress = progress or SweepProgress([r for r, _ in todo])
+    progress.say(f"{gpu['name']} ({gpu['memory_total_mib']} MiB, driver {gpu['driver']}), {software_versions()}")
+    progress.say(f"{len(runs) - len(todo)} of {len(runs)} runs already recorded in {path}; {len(todo)} to go")
+    try:
+        for i, (run, key) in enumerate(todo, 1):
+            progress.start(i)
+            checkpoint = ensure_checkpoint(run.model, cache, progress.say)
+            record = run_one(run, checkpoint, key, timeout_s)
+            append_run(path, record)
+            progress.done(i, record, predicted_peak(run, gpu["name"]))
+    finally:
+        progress.close()
     return path
 
 

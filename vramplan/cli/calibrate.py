@@ -1,7 +1,6 @@
 """`vramplan calibrate`: measure real QLoRA runs on this GPU, record them, refit the run-time parameters."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..calibrate.design import boundary, estimated_seconds, sweep
@@ -82,9 +81,8 @@ def run(args) -> int:
         return 0
     _require_gpu()
     from ..calibrate.sweep import default_cache, run_sweep
-    # with --json the sweep's progress goes to stderr, so stdout stays one JSON object
-    path = run_sweep(runs, out, default_cache(), timeout_s=args.timeout,
-                     log=(lambda text: print(text, file=sys.stderr)) if args.json else print)
+    # the sweep's progress goes to stderr (redrawn in place on a terminal), so stdout stays the result's
+    path = run_sweep(runs, out, default_cache(), timeout_s=args.timeout)
     if not args.json:
         print(f"records: {path}")
     _print_written(refit(out), args, out)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from ..errors import VramplanError
 from ..memory import Breakdown
@@ -12,48 +11,21 @@ from ..present.display import estimate_lines
 from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
 from .common import check_context, add_plan_args, add_vram_arg, plan_from_args, print_json, vram_from_args
-from ..present.time_cost import Job, figures, lines as time_cost_lines
-from ..speed import predicted_tokens_per_second, speed_params, speed_source
-
-SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+from ..present.time_cost import Job, lines as time_cost_lines, parse_epochs, parse_price, parse_tokens, plan_figures
 
 
-def token_count(text: str) -> int:
-    """--tokens: a whole number of tokens, 1 or more; 20M, 1.5B and 300k read as they say."""
-    t = text.strip().lower().replace(",", "").replace("_", "")
-    scale = SUFFIXES.get(t[-1:], 1)
-    try:
-        value = float(t[:-1] if scale > 1 else t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of tokens (e.g. 20000000 or 20M)")
-    if not math.isfinite(value) or value * scale < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 token, got {text}")
-    return int(round(value * scale))
+def _argument_type(parse):
+    """A vramplan.present.time_cost parser as an argparse type: its reason becomes argparse's message."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def _finite(text: str) -> float:
-    """argparse names the flag; float() alone takes nan and inf, which no epoch count or price is."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def epochs_value(text: str) -> float:
-    value = _finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def price_value(text: str) -> float:
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"USD per GPU hour cannot be negative, got {text}")
-    return value
+token_count, epochs_value, price_value = (_argument_type(f) for f in (parse_tokens, parse_epochs, parse_price))
 
 
 def add_time_args(p) -> None:
@@ -69,12 +41,6 @@ def job_from_args(args) -> Job:
     if args.epochs is not None and args.tokens is None:
         raise VramplanError("--epochs: needs --tokens (the data set's tokens)", hint="e.g. --tokens 20M --epochs 3")
     return Job(tokens=args.tokens, epochs=args.epochs or 1.0, price=args.price)
-
-
-def plan_time_cost(model, gpu, plan, b: Breakdown, job: Job) -> dict:
-    """The fitted model's speed for a plan and the time and cost of the job (vramplan.present.time_cost)."""
-    return figures(plan, predicted_tokens_per_second(model, gpu, plan, b), speed_params(gpu),
-                   speed_source(gpu, plan), job)
 
 
 def register(sub) -> None:
@@ -98,7 +64,7 @@ def run(args) -> int:
     b = planner.estimate(model, plan)
     saving = planner.biggest_saving(model, plan, b)
     saving = {"change": say(saving), "saves_bytes": saving["saves_bytes"]} if saving else None
-    tc = plan_time_cost(model, gpu, plan, b, job)
+    tc = plan_figures(model, gpu, plan, b, job)
     if args.json:
         d = b.to_dict()
         d["gpu"] = gpu.summary()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from .. import flags
+from ..errors import VramplanError
+from ..search import OBJECTIVES
 from ..flags import positive_int
 from ..planner import Planner
 from ..present import model_json, model_lines
@@ -10,7 +12,8 @@ from ..present.time_cost import lines as time_cost_lines
 from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
 from .common import check_context, add_multi_gpu_args, gpus_from_args, print_json, vram_from_args
-from .estimate import add_time_args, job_from_args, plan_time_cost, time_cost_json
+from ..present.time_cost import plan_figures
+from .estimate import add_time_args, job_from_args, time_cost_json
 
 
 STACK_FIELDS = ("trainer", "trl_version", "eval_batch")
@@ -31,6 +34,9 @@ def register(sub) -> None:
     add_multi_gpu_args(p, search=True)
     flags.add_arguments(p.add_argument_group("training stack and evaluation"), names=STACK_FIELDS, only_given=True)
     add_time_args(p)
+    p.add_argument("--objective", choices=OBJECTIVES, default="time",
+                   help="rank plans by time (tokens/s, the default) or by cost per token (needs --price; with "
+                        "--gpus N one GPU competes too)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -39,17 +45,20 @@ def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
     check_context(model, args.seq)
     job = job_from_args(args)
+    if args.objective == "cost" and job.price is None:
+        raise VramplanError("--objective cost: needs --price (USD per GPU hour); none is assumed",
+                            hint="e.g. --objective cost --price 2.5, or --objective time")
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
     gpus = gpus_from_args(args) or 1
     stack = flags.given_fields(args, STACK_FIELDS)
     # the stack and evaluation as typed, checked on this many GPUs (the search sets the rest)
     base = flags.plan_from_fields(flags.gpu_defaults(gpu, {**stack, "gpus": gpus})) if stack else None
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,
-                         gpus=gpus, parallel=args.parallel, base=base)
+                         gpus=gpus, parallel=args.parallel, base=base, objective=args.objective)
     rec = result.recommended
-    tc = plan_time_cost(model, gpu, rec.plan, rec.breakdown, job) if rec else None
+    tc = plan_figures(model, gpu, rec.plan, rec.breakdown, job) if rec else None
     if args.json:
-        print_json({**fit_json(result), **model_json(model), **(time_cost_json(tc) if tc else {})})
+        print_json({**fit_json(result, job.price), **model_json(model), **(time_cost_json(tc) if tc else {})})
     else:
         print("\n".join(model_lines(model, args.model) + fit_lines(result, time_cost_lines(tc) if tc else [])))
     return 0 if result.recommended else 1

@@ -1,67 +1,110 @@
-"""`vramplan table --gpu GPU` / `--model MODEL`: compatibility tables that replace the blogs' static ones."""
+"""`vramplan table --gpu GPU` / `--model MODEL`: compatibility tables that replace the blogs' static ones; with
+--tokens and --price, the time and the cost of the job on each GPU, the fastest and the cheapest named."""
 from __future__ import annotations
+
 
 from .. import flags
 from ..errors import VramplanError
 from ..planner import Planner
+from ..plan import TrainPlan
+from ..present.table import table_lines, fastest_and_cheapest
+from ..present.time_cost import Job, figures, parse_price
 from ..profiles import find_gpu, find_model, gpu_catalog, model_catalog
+from ..speed import not_measured, speed_params, speed_source
 from ..store.calibrations import Calibrations
-from ..units import GiB
 from ..flags import positive_int
 from .common import check_context, context_window, print_json
+from .estimate import epochs_value, token_count
 
 
 def register(sub) -> None:
     p = sub.add_parser("table", help="compatibility table over the catalog",
                        description="Every catalog model on one GPU (--gpu), or one model on every catalog GPU "
-                                   "(--model): fits?, best plan, longest sequence that fits.")
+                                   "(--model): fits?, best plan, its speed, longest sequence that fits; with "
+                                   "--tokens the time to train, with --price the cost on each priced GPU.")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--gpu", help="one GPU, every model")
     who.add_argument("--model", help="one model, every GPU")
     p.add_argument("--seq", type=positive_int("--seq"), default=2048, help="sequence length (default 2048)")
     p.add_argument("--effective-batch", type=positive_int("--effective-batch"), default=16)
+    p.add_argument("--tokens", type=token_count, default=None,
+                   help="tokens in the data set, one epoch (e.g. 20M): gives the time to train")
+    p.add_argument("--epochs", type=epochs_value, default=None, help="passes over the data (default 1; needs --tokens)")
+    p.add_argument("--price", default=None, metavar="NAME=USD,...",
+                   help="USD per GPU hour of the GPUs you can rent (e.g. A100-80GB=1.8,H100-80GB=2.9; with --gpu "
+                        "one number): gives their cost; none is assumed for the others")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
+def prices_from_text(text: str | None, only_gpu=None) -> dict[str, float]:
+    """{GPU profile name: USD per GPU hour} from NAME=PRICE,...; a bare number prices only_gpu (table --gpu)."""
+    if not text:
+        return {}
+    out = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, eq, value = part.rpartition("=")
+        if not eq:
+            if only_gpu is None:
+                raise VramplanError(f"--price {part}: which GPU? one model over every GPU takes NAME=PRICE pairs",
+                                    hint="e.g. --price A100-80GB=1.8,H100-80GB=2.9")
+            name, value = only_gpu.name, part
+        gpu = find_gpu(name)
+        if only_gpu is not None and gpu.name != only_gpu.name:
+            raise VramplanError(f"--price {part}: {gpu.name} is not in this table (--gpu {only_gpu.name})")
+        try:
+            out[gpu.name] = parse_price(value)
+        except ValueError as exc:
+            raise VramplanError(f"--price {part}: {exc}") from None
+    return out
+
+
 def run(args) -> int:
+    if args.epochs is not None and args.tokens is None:
+        raise VramplanError("--epochs: needs --tokens (the data set's tokens)", hint="e.g. --tokens 20M --epochs 3")
     calibrations = Calibrations.shipped()
     if args.gpu:
         gpu = find_gpu(args.gpu)
+        prices = prices_from_text(args.price, only_gpu=gpu)
         planner = Planner(gpu, calibrations)
-        rows = [row(planner, m, args.seq, args.effective_batch) for m in model_catalog()]
+        rows = [row(planner, m, args, prices) for m in model_catalog()]
         title = f"every catalog model on {gpu.name} ({gpu.memory_mib / 1024:.1f} GiB), seq {args.seq}"
     else:
         model = find_model(args.model)
         check_context(model, args.seq)  # one model: a sequence it cannot take is refused, as estimate does
-        rows = [row(Planner(g, calibrations), model, args.seq, args.effective_batch) for g in gpu_catalog()]
+        prices = prices_from_text(args.price)
+        rows = [row(Planner(g, calibrations), model, args, prices) for g in gpu_catalog()]
         title = f"{model.name} on every catalog GPU, seq {args.seq}"
     if not rows:
         raise VramplanError("the catalog is empty")
+    # one model over the GPUs: which GPU is the fastest and the cheapest for the job (over models there is no
+    # one job to compare)
+    best = {} if args.gpu else fastest_and_cheapest(rows, key="gpu")
     if args.json:
-        print_json({"title": title, "seq": args.seq, "effective_batch": args.effective_batch, "rows": rows})
+        print_json({"title": title, "seq": args.seq, "effective_batch": args.effective_batch, "tokens": args.tokens,
+                    "epochs": args.epochs if args.tokens else None, "prices_usd_per_gpu_hour": prices,
+                    **best, "rows": rows})
         return 0
-    key = "model" if args.gpu else "gpu"
-    print(title)
-    print(f"{key:30s} {'fits':>4s}  {'GiB':>6s}  {'best plan':44s} {'longest seq':>11s}")
-    for r in rows:
-        p = r["plan"]
-        plan = (f"r{p['rank']} {p['batch']}x{p['grad_accum']} {'ckpt' if p['gradient_checkpointing'] else 'no-ckpt'} "
-                f"{p['optim']} {p['dtype']}") if p else "-"
-        if r.get("beyond_context"):
-            plan = f"seq beyond its context ({r['context']:,})"
-        gib = f"{r['required_bytes'] / GiB:6.2f}" if r["required_bytes"] else "     -"
-        print(f"{r[key]:30s} {'yes' if r['fits'] else 'no':>4s}  {gib}  {plan:44s} {r['longest_seq'] or '-':>11}")
+    print("\n".join(table_lines(title, rows, "model" if args.gpu else "gpu", best)))
     return 0
 
 
-def row(planner: Planner, model, seq: int, effective_batch: int) -> dict:
+def row(planner: Planner, model, args, prices: dict[str, float] | None = None) -> dict:
     """A table row; a model whose context is shorter than the sequence gets no plan (its positions past the
-    context are untrained), only the longest sequence that fits within its context."""
+    context are untrained), only the longest sequence that fits within its context. A plan that fits gets its
+    speed, and with the job its time and (priced GPUs) its cost: time_cost, as estimate's --json has it."""
     context, _ = context_window(model)
-    if context is not None and seq > context:
+    if context is not None and args.seq > context:
         longest = planner.longest_seq(model, flags.plan_from_fields(flags.gpu_defaults(planner.gpu, {})))
         return {"model": model.name, "gpu": planner.gpu.name, "params": model.total_params, "fits": False,
-                "plan": None, "required_bytes": None, "tokens_per_s_estimate": None, "longest_seq": longest,
-                "beyond_context": True, "context": context}
-    return {**planner.table_row(model, seq, effective_batch), "beyond_context": False, "context": context}
+                "plan": None, "required_bytes": None, "tokens_per_s": None, "step_s": None, "longest_seq": longest,
+                "beyond_context": True, "context": context, "time_cost": None}
+    r = {**planner.table_row(model, args.seq, args.effective_batch), "beyond_context": False, "context": context}
+    gpu = planner.gpu
+    r["time_cost"] = None
+    if r["plan"]:
+        plan = TrainPlan.from_dict(r["plan"])
+        job = Job(tokens=args.tokens, epochs=args.epochs or 1.0, price=(prices or {}).get(gpu.name))
+        r["time_cost"] = figures(plan, r["tokens_per_s"], speed_params(gpu), speed_source(gpu, plan), job,
+                                 not_measured(gpu, plan))
+    return r

@@ -2,36 +2,39 @@
 from __future__ import annotations
 
 from ..search import SAFETY_MARGIN
-from ..speed import predicted_tokens_per_second
+from ..speed import not_measured, speed_source
 from ..units import GiB
 from .display import bar, plan_line
 from .reasons import fit_reasons, reasons_json
 
 
-def _fitted(result, c) -> dict:
-    """The fitted model's tokens/s and seconds per step of a candidate (tokens_per_s_estimate: the ranking's)."""
-    tps = predicted_tokens_per_second(result.model, result.gpu, c.plan, c.breakdown)
-    return {"tokens_per_s": round(tps, 1),
-            "step_s": round(c.plan.tokens * c.plan.grad_accum * c.plan.gpus / tps, 4)}
+def _speed(result, c, price: float | None) -> dict:
+    """Where a candidate's speed comes from, what of it no run measured, and its cost per million tokens."""
+    out = {"speed_source": speed_source(result.gpu, c.plan),
+           "speed_not_measured": not_measured(result.gpu, c.plan)}
+    if price is not None:
+        out["cost_per_million_tokens_usd"] = round(price * c.gpu_seconds_per_token / 3600 * 1e6, 4)
+    return out
 
 
-def fit_json(result) -> dict:
-    """`fit --json`: one object."""
+def fit_json(result, price: float | None = None) -> dict:
+    """`fit --json`: one object (price: USD per GPU hour, for each plan's cost per million tokens)."""
     rec = result.recommended
     fastest = rec.tokens_per_s if rec else 0
     return {
         "model": result.model.summary(), "gpu": result.gpu.summary(), "gpus": result.gpus,
-        **({"one_gpu": result.one_gpu.to_dict(result.one_gpu.tokens_per_s) if result.one_gpu else None,
-            "one_gpu_needs_bytes": result.one_gpu_needs} if result.gpus > 1 else {}),
+        **({"one_gpu": {**result.one_gpu.to_dict(result.one_gpu.tokens_per_s), **_speed(result, result.one_gpu, price)}
+            if result.one_gpu else None, "one_gpu_needs_bytes": result.one_gpu_needs} if result.gpus > 1 else {}),
         "capacity_bytes": result.capacity_bytes, "limit_bytes": result.limit_bytes,
-        "safety_margin": SAFETY_MARGIN,
-        "recommended": ({**rec.to_dict(fastest), **_fitted(result, rec), "required_bytes": rec.breakdown.required_bytes,
+        "safety_margin": SAFETY_MARGIN, "objective": result.objective,
+        "recommended": ({**rec.to_dict(fastest), **_speed(result, rec, price),
+                         "required_bytes": rec.breakdown.required_bytes,
                          "components": rec.breakdown.components} if rec else None),
-        "alternatives": [{**c.to_dict(fastest), **_fitted(result, c)} for c in result.alternatives],
+        "alternatives": [{**c.to_dict(fastest), **_speed(result, c, price)} for c in result.alternatives],
         "reasons": reasons_json(([result.versus_one_gpu] if result.versus_one_gpu else []) + result.reasons),
         "suggestions": result.suggestions,
-        "speed_note": "tokens_per_s and step_s: the speed model fitted to measured step times (speed_source); "
-                      "tokens_per_s_estimate and relative_speed: the roofline the search ranks plans by",
+        "speed_note": "tokens_per_s, step_s and relative_speed: the speed model fitted to measured step times "
+                      "(speed_source), which the search ranks plans by (objective: time, or cost per token)",
         "calibration": rec.breakdown.calibration["source"] if rec else None,
     }
 
@@ -57,16 +60,25 @@ def fit_lines(result, time_cost: list[str] = ()) -> list[str]:
     lines += ["", "why:"]
     lines += [f"  - {r}" for r in fit_reasons(result)]
     if result.alternatives:
-        multi = result.gpus > 1
-        lines += ["", "alternatives:", f"  {'micro-batch x accum':>20s}  {'ckpt':>4s}  {'optimizer':18s} {'rank':>4s}  "
-                                      + (f"{'layout':>12s}  " if multi else "") + f"{'GiB':>6s}  {'speed':>5s}"]
-        for c in result.alternatives:
-            p = c.plan
-            layout = f"{p.parallel}{'+offload' if p.offload else ''}"
-            lines.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {'on' if p.gradient_checkpointing else 'off':>4s}"
-                         f"  {p.optim:18s} {p.rank:>4d}  " + (f"{layout:>12s}  " if multi else "")
-                         + f"{c.breakdown.required_bytes / GiB:6.2f}  {c.tokens_per_s / rec.tokens_per_s:5.2f}x")
-        lines.append("  (speed: relative, by the roofline the search ranks plans with; the speed line above is the "
-                     "model fitted to measured step times)")
+        lines += ["", "alternatives:"] + _alternative_lines(result)
     lines.append(f"\ncalibration: {b.calibration['source']}")
     return lines
+
+
+def _alternative_lines(result) -> list[str]:
+    """The alternatives' table: each plan's shape, memory, and its speed (by cost: its cost too) relative to the
+    recommended plan's."""
+    rec, multi, by_cost = result.recommended, result.gpus > 1, result.objective == "cost"
+    out = [f"  {'micro-batch x accum':>20s}  {'ckpt':>4s}  {'optimizer':18s} {'rank':>4s}  "
+           + (f"{'layout':>12s}  " if multi else "") + f"{'GiB':>6s}  {'speed':>5s}" + ("   cost" if by_cost else "")]
+    for c in result.alternatives:
+        p = c.plan
+        layout = f"{p.gpus} x {p.parallel}{'+offload' if p.offload else ''}" if p.gpus > 1 else "1 GPU"
+        cost = f"  {c.gpu_seconds_per_token / rec.gpu_seconds_per_token:5.2f}x" if by_cost else ""
+        out.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {'on' if p.gradient_checkpointing else 'off':>4s}"
+                   f"  {p.optim:18s} {p.rank:>4d}  " + (f"{layout:>12s}  " if multi else "")
+                   + f"{c.breakdown.required_bytes / GiB:6.2f}  {c.tokens_per_s / rec.tokens_per_s:5.2f}x" + cost)
+    ranked = "cost per token" if by_cost else "tokens/s"
+    out.append(f"  (relative to the recommended plan, by the speed model fitted to measured step times; ranked by "
+               f"{ranked})")
+    return out

@@ -92,9 +92,12 @@ TEXT = {
                        "every micro-batch",
     D.GPUS_FSDP_FASTER: "{gpus} GPUs beat one, ~{speedup:.1f}x its tokens/s: FSDP's sharding frees enough memory per "
                         "GPU for a faster plan than data parallel can hold ({per_gpu_gib} per GPU)",
-    D.GPUS_NO_GAIN: "{gpus} GPUs do not beat one here (~{speedup:.1f}x): FSDP's all-gathers of every layer cost more "
-                    "than the shards save; one {gpu} runs micro-batch {one_gpu_batch} at "
-                    "~{one_gpu_tokens_per_s:,.0f} tokens/s",
+    D.GPUS_NO_GAIN: lambda n: "{gpus} GPUs do not beat one here (~{speedup:.2f}x): " + (
+        "DDP's per-step synchronization costs about what splitting the micro-batches saves"
+        if n.get("parallel") == "ddp" else "FSDP's all-gathers of every layer cost more than the shards save")
+        + "; one {gpu} runs micro-batch {one_gpu_batch} at ~{one_gpu_tokens_per_s:,.0f} tokens/s",
+    D.ONE_GPU_CHEAPER: "one {gpu} costs least per token: {gpus} GPUs run ~{speedup:.1f}x its tokens/s at {gpus}x its "
+                       "GPU hours, {cost_ratio:.2f}x its cost (ranked by cost; --objective time takes the {gpus} GPUs)",
     D.LEANEST_TOO_BIG: "even the leanest plan (micro-batch 1, checkpointing, rank {rank}) needs {required_gib}{each}; "
                        "the limit is {limit_gib} ({gpu} minus the {margin:.0%} margin)",
     D.LARGEST_PART: "largest part: {label} ({gib}) in the {phase} phase",

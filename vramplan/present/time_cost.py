@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..speed import SpeedParams
+from ..speed import SpeedParams, not_measured, predicted_tokens_per_second, speed_params, speed_source
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,59 @@ class Job:
     """USD per GPU hour; None: no cost."""
 
 
-def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job) -> dict:
-    """Every figure behind the lines, for --json. None where the user gave nothing to compute it from."""
+SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def parse_tokens(text: str) -> int:
+    """Tokens of a data set as people write them: a whole number, 1 or more; 20M, 1.5B and 300k read as they
+    say. ValueError with the reason otherwise."""
+    t = text.strip().lower().replace(",", "").replace("_", "")
+    scale = SUFFIXES.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale > 1 else t)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of tokens (e.g. 20000000 or 20M)") from None
+    if not math.isfinite(value) or value * scale < 1:
+        raise ValueError(f"must be at least 1 token, got {text}")
+    return int(round(value * scale))
+
+
+def _finite(text: str) -> float:
+    """float() alone takes nan and inf, which no epoch count or price is."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {text}")
+    return value
+
+
+def parse_epochs(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise ValueError(f"must be above 0, got {text}")
+    return value
+
+
+def parse_price(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise ValueError(f"USD per GPU hour cannot be negative, got {text}")
+    return value
+
+
+def plan_figures(model, gpu, plan, b, job: Job) -> dict:
+    """figures() of a plan from the speed model fitted to measured step times (what estimate, fit, table and
+    the TUI show)."""
+    return figures(plan, predicted_tokens_per_second(model, gpu, plan, b), speed_params(gpu),
+                   speed_source(gpu, plan), job, not_measured(gpu, plan))
+
+
+def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job,
+            unmeasured: list[dict] = ()) -> dict:
+    """Every figure behind the lines, for --json. None where the user gave nothing to compute it from.
+    unmeasured: vramplan.speed.not_measured of the plan."""
     per_step = plan.tokens * plan.grad_accum * plan.gpus
     step_s = per_step / tokens_per_s
     steps = math.ceil(job.tokens * job.epochs / per_step) if job.tokens else None
@@ -31,7 +82,7 @@ def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Jo
     return {"tokens_per_s": round(tokens_per_s, 1), "step_s": round(step_s, 4), "tokens_per_step": per_step,
             "seq": plan.seq,
             "speed_source": source, "speed_measured_gpu": params.measured,
-            "speed_error": params.error or None, "tokens": job.tokens, "epochs": job.epochs if job.tokens else None,
+            "speed_error": params.error or None, "speed_not_measured": list(unmeasured), "tokens": job.tokens, "epochs": job.epochs if job.tokens else None,
             "optimizer_steps": steps, "train_s": round(train_s, 1) if train_s is not None else None,
             "gpus": plan.gpus, "gpu_hours": round(gpu_hours, 3) if gpu_hours is not None else None,
             "price_usd_per_gpu_hour": job.price,
@@ -59,6 +110,27 @@ def assumptions(plan, params: SpeedParams, job: Job) -> list[str]:
     return out
 
 
+NOT_MEASURED = {
+    "multi_gpu_built_in": "{gpus} GPUs: no multi-GPU runs fitted FSDP's and DDP's costs; they are built in",
+    "multi_gpu_gpu": "not measured on several {gpu}: FSDP's and DDP's costs are {fitted_on}'s",
+    "gpu_count": "not measured on {gpus} GPUs (the multi-GPU runs used {counts}): the per-unit and per-step costs "
+                 "are taken as they were there",
+    "layout": "{layout} not measured on several GPUs: its figure is the model's, unchecked",
+}
+"""What no run measured of a plan's speed, in words (vramplan.speed.not_measured's codes). "gpu", a GPU without
+runs, is said by the speed source line itself."""
+
+
+def not_measured_words(items: list[dict]) -> list[str]:
+    out = []
+    for item in items:
+        if item["code"] in NOT_MEASURED:
+            layout = f"{item.get('parallel')}{' + CPU offload' if item.get('offload') else ''}"
+            counts = " and ".join(map(str, item.get("measured_counts", ())))
+            out.append("note: " + NOT_MEASURED[item["code"]].format(**item, layout=layout, counts=counts))
+    return out
+
+
 def duration(seconds: float) -> str:
     """45 s, 12 min, 2 h 35 min, 3 d 4 h."""
     if seconds < 90:
@@ -77,6 +149,7 @@ def lines(d: dict) -> list[str]:
     """The speed line, then the time and the cost when the user gave what they need."""
     out = [f"speed: ~{d['tokens_per_s']:,.0f} tokens/s, {d['step_s']:.2f} s per optimizer step "
            f"({d['tokens_per_step']:,} tokens); {d['speed_source']}"]
+    out += not_measured_words(d.get("speed_not_measured", ()))
     if d["train_s"] is not None:
         epochs = d["epochs"]
         out.append(f"time: {epochs:g} epoch{'s' if epochs != 1 else ''} of {d['tokens']:,} tokens = "
@@ -93,4 +166,21 @@ def lines(d: dict) -> list[str]:
         else:
             out.append(f"cost: {per_m} at {d['price_usd_per_gpu_hour']:g} USD per GPU hour (--tokens N for the "
                        "whole run)")
+    return out
+
+
+def brief_lines(d: dict) -> list[str]:
+    """The TUI's few lines: speed, then time and cost where the job and the price give them."""
+    where = "fitted on this GPU" if d["speed_measured_gpu"] else "datasheet x Hopper fit"
+    out = [f"~{d['tokens_per_s']:,.0f} tokens/s, {d['step_s']:.2f} s/step ({where})"]
+    if d["train_s"] is not None:
+        out.append(f"time: {d['optimizer_steps']:,} steps, {duration(d['train_s'])} of training")
+    else:
+        out.append("time: type the data set's tokens (e.g. 20M)")
+    if d["cost_usd"] is not None:
+        out.append(f"cost: {d['cost_usd']:,.2f} USD ({d['gpu_hours']:,.1f} GPU h)")
+    elif d["price_usd_per_gpu_hour"] is not None:
+        out.append(f"cost: {d['cost_per_million_tokens_usd']:.4f} USD per million tokens")
+    else:
+        out.append("cost: type your USD per GPU hour")
     return out

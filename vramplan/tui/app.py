@@ -19,9 +19,10 @@ from textual.widgets import Footer, Header
 from .. import flags
 from ..errors import VramplanError
 from ..plan import TrainPlan
+from ..present.time_cost import Job
 from ..profiles import GpuSpec, ModelArch
 from ..search import FitResult
-from .form import NUMBER_FIELDS, PlanForm
+from .form import JOB_FIELDS, NUMBER_FIELDS, PlanForm
 from .result import Picture, ResultPanel
 from .screens import FitScreen, HelpScreen
 from .state import PlanState
@@ -59,8 +60,8 @@ class VramplanApp(App):
         *plan_bindings(),
         Binding("escape", "leave_field", "leave field", show=False),
     ]
-    shown: reactive[tuple[ModelArch, GpuSpec, TrainPlan] | None] = reactive(None, init=False)
-    """The model, GPU and plan on screen; the state's after every edit. A change redraws (watch_shown)."""
+    shown: reactive[tuple[ModelArch, GpuSpec, TrainPlan, Job] | None] = reactive(None, init=False)
+    """The model, GPU, plan and job on screen; the state's after every edit. A change redraws (watch_shown)."""
 
     def __init__(self, state: PlanState, output_dir: Path | None = None):
         super().__init__()
@@ -80,12 +81,13 @@ class VramplanApp(App):
 
     # -- the state, mirrored in a reactive: a change redraws ----------------------------------------------------
     def _sync(self) -> None:
-        self.shown = (self.state.model, self.state.gpu, self.state.plan)
+        self.shown = (self.state.model, self.state.gpu, self.state.plan, self.state.job)
 
     def watch_shown(self) -> None:
         s = self.state
         self.query_one(PlanForm).state = s
-        self.query_one(ResultPanel).picture = Picture(s.model, s.gpu, s.breakdown())
+        b = s.breakdown()
+        self.query_one(ResultPanel).picture = Picture(s.model, s.gpu, b, s.time_cost(b))
 
     def _edit(self, change, *args, quiet: bool = False) -> None:
         """Apply one edit to the state; a value or combination it refuses is said, and the last valid plan
@@ -109,6 +111,8 @@ class VramplanApp(App):
             self._edit(s.set_model, message.value)
         elif message.field == "gpu":
             self._edit(s.set_gpu, message.value)
+        elif message.field in {name for name, _, _ in JOB_FIELDS}:
+            self._edit(s.set_job, message.field, message.value, quiet=message.quiet)
         else:
             self._edit(lambda v: s.set_number(message.field, int(v or 0)), message.value, quiet=message.quiet)
         if not message.quiet:

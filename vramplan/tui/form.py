@@ -15,6 +15,9 @@ from .state import PlanState
 
 NUMBER_FIELDS = ("seq", "batch", "rank")
 """Typed into their own fields; their keys double (lower case) and halve (upper case) them."""
+JOB_FIELDS = (("tokens", "tokens", "e.g. 20M"), ("epochs", "epochs", "1"), ("price", "USD/h", "none"))
+"""The job beside the plan (name, label, placeholder): the data set's tokens, the epochs and the price per GPU
+hour, for the time to train and its cost; empty: not asked for."""
 
 
 class PlanForm(Vertical):
@@ -23,7 +26,8 @@ class PlanForm(Vertical):
     state: reactive[PlanState | None] = reactive(None, always_update=True, init=False)
 
     class FieldEdited(Message):
-        """The user typed into a field: field is model, gpu or a number field; quiet: as they type (no errors)."""
+        """The user typed into a field: field is model, gpu, a number or a job field; quiet: as they type (no
+        errors)."""
 
         def __init__(self, field: str, value: str, quiet: bool):
             super().__init__()
@@ -46,6 +50,11 @@ class PlanForm(Vertical):
                 with Vertical(classes="number"):
                     yield Label(name)
                     yield Input(str(getattr(s.plan, name)), id=name, type="integer")
+        with Horizontal(id="job"):
+            for name, label, placeholder in JOB_FIELDS:
+                with Vertical(classes="number"):
+                    yield Label(label)
+                    yield Input(id=name, placeholder=placeholder)
         yield Static(id="toggles")
 
     def watch_state(self, state: PlanState) -> None:
@@ -62,7 +71,8 @@ class PlanForm(Vertical):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        if event.input.id in NUMBER_FIELDS and event.value.isdigit() and int(event.value) > 0:
+        if event.input.id in NUMBER_FIELDS and event.value.isdigit() and int(event.value) > 0 or \
+                event.input.id in {name for name, _, _ in JOB_FIELDS}:
             self.post_message(self.FieldEdited(event.input.id, event.value, quiet=True))
 
 

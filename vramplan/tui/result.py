@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 from ..memory import LABELS, Breakdown
 from ..profiles import GpuSpec, ModelArch
 from ..present.reasons import room_words, standing_words
+from ..present.time_cost import brief_lines
 from ..search import SAFETY_MARGIN
 from ..verdict import DOES_NOT_FIT, FITS, INSIDE_MARGIN, standing
 from ..units import GiB
@@ -24,6 +25,8 @@ class Picture:
     model: ModelArch
     gpu: GpuSpec
     breakdown: Breakdown
+    time_cost: dict | None = None
+    """vramplan.present.time_cost.figures of the plan and the job: speed, time, cost."""
 
 
 class ResultPanel(Vertical):
@@ -33,6 +36,7 @@ class ResultPanel(Vertical):
         yield Static(id="title")
         yield MemoryBar(SAFETY_MARGIN, id="bar")
         yield Static(id="verdict")
+        yield Static(id="speed", markup=False)
         yield DataTable(id="table", show_cursor=False, zebra_stripes=True)
         yield Static(id="calibration")
 
@@ -48,6 +52,7 @@ class ResultPanel(Vertical):
             f"[b]{m.name}[/b] ({m.total_params / 1e9:.2f}B) on [b]{g.name}[/b] ({b.capacity_bytes / GiB:.1f} GiB usable)")
         self.query_one("#bar", MemoryBar).show(b)
         self.query_one("#verdict", Static).update(verdict_text(b))
+        self.query_one("#speed", Static).update("\n".join(brief_lines(picture.time_cost)) if picture.time_cost else "")
         table = self.query_one("#table", DataTable)
         table.clear()
         for row in table_rows(b):

@@ -25,6 +25,7 @@ HELP = """[b]vramplan[/b]: explore QLoRA memory plans. Every change re-plans at 
   n  GPUs of one host (1, 2, 4, 8; figures per GPU)   p  FSDP / data parallel
   T  training stack (TRL's SFTTrainer / the plain Trainer)
   v / V  evaluation batch x2 / /2 (from 0: no evaluation)
+[b]tokens, epochs, USD/h[/b]  the job and its price: the time to train, the cost
 [b]actions[/b]
   f  fit: recommended plan and alternatives (Enter applies one)
   e  write the plan as vramplan-plan.json and vramplan-train.sh (never overwrites)
@@ -60,15 +61,14 @@ class FitScreen(ModalScreen):
             if not self.choices:
                 yield Static("[b red]nothing fits[/b red]\n" + "\n".join(f"- {x}" for x in fit_reasons(r)), id="fit-why")
                 return
-            fastest = self.choices[0].tokens_per_s
             options = []
             for i, c in enumerate(self.choices):
                 p = c.plan
                 tag = "recommended" if i == 0 else "alternative"
                 options.append(Option(
                     f"{tag:11s} {p.batch}x{p.grad_accum} ckpt {'on ' if p.gradient_checkpointing else 'off'} "
-                    f"{p.optim:17s} r{p.rank:<3d} {c.breakdown.required_bytes / GiB:5.1f} GiB "
-                    f"{c.tokens_per_s / fastest:4.2f}x", id=str(i)))
+                    f"{p.optim:16s} r{p.rank:<3d} {c.breakdown.required_bytes / GiB:4.1f} GiB "
+                    f"{c.tokens_per_s:6,.0f} tok/s", id=str(i)))
             yield OptionList(*options, id="fit-options")
             yield Static("\n".join(f"- {x}" for x in brief_reasons(r)), id="fit-why")
 

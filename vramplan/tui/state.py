@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import flags
 from ..memory import Breakdown
 from ..plan import ALL_LINEAR, PARALLELS, TrainPlan
+from ..present.time_cost import Job, parse_epochs, parse_price, parse_tokens, plan_figures
 from ..planner import Planner
 from ..profiles import GpuSpec, ModelArch, find_gpu, find_model
 from ..search import FitResult
@@ -25,6 +26,8 @@ class PlanState:
     gpu: GpuSpec
     plan: TrainPlan = field(default_factory=TrainPlan)
     calibrations: Calibrations = field(default_factory=Calibrations.shipped)
+    job: Job = field(default_factory=Job)
+    """The data set's tokens, the epochs and the price per GPU hour the user typed: the time and the cost."""
 
     def __post_init__(self):
         self.planner = Planner(self.gpu, self.calibrations)
@@ -38,6 +41,24 @@ class PlanState:
 
     def breakdown(self) -> Breakdown:
         return self.planner.estimate(self.model, self.plan)
+
+    def time_cost(self, b: Breakdown | None = None) -> dict:
+        """The plan's tokens/s and seconds per step, and with the job the time and the cost (vramplan.present
+        .time_cost.figures, as estimate prints them)."""
+        return plan_figures(self.model, self.gpu, self.plan, b or self.breakdown(), self.job)
+
+    def set_job(self, name: str, text: str) -> None:
+        """tokens (20M, 1.5B), epochs or price as typed; empty clears it. A value that is not one raises
+        ValueError with the reason."""
+        parse = {"tokens": parse_tokens, "epochs": parse_epochs, "price": parse_price}[name]
+        text = text.strip()
+        try:
+            value = parse(text) if text else None
+        except ValueError as exc:  # its message is the reason
+            raise ValueError(f"{name}: {exc}") from None
+        if name == "epochs":
+            value = value or 1.0
+        self.job = replace(self.job, **{name: value})
 
     # -- edits: each returns nothing and leaves a valid plan -------------------------------------------
     def set_model(self, name: str) -> None:
