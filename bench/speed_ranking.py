@@ -1,5 +1,5 @@
 """The plans fit compares for one job, timed on one GPU: predicted against measured tokens/s and the rank
-correlation of the two orderings (the fitted speed model and the roofline).
+correlation of the orderings: the predictions committed before measuring, and the speed model as it is now.
 
     python bench/speed_ranking.py --predict     # before measuring: calibration/ranking/predictions.json
     python bench/stack_runs.py --set ranking --out calibration/ranking      # on the GPU
@@ -21,7 +21,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from stack_runs import SETS, stack_plan  # noqa: E402
 from vramplan.planner import Planner  # noqa: E402
 from vramplan.profiles import find_gpu, find_model  # noqa: E402
-from vramplan.speed import predicted_step_seconds, roofline_step_seconds  # noqa: E402
+from vramplan.speed import predicted_step_seconds  # noqa: E402
 from vramplan.store.calibrations import Calibrations  # noqa: E402
 
 FOLDER = ROOT / "calibration" / "ranking"
@@ -38,10 +38,14 @@ def predictions(profile: str, nvml_name: str) -> dict:
         tokens = plan.tokens * plan.grad_accum
         out[run.key(nvml_name)] = {
             "model": run.model, "why": run.why, "tokens_per_step": tokens,
-            "fitted_tokens_per_s": tokens / predicted_step_seconds(model, gpu, plan, b),
-            "roofline_tokens_per_s": tokens / roofline_step_seconds(model, gpu, plan, b),
-            "peak_bytes": b.peak_bytes}
+            "fitted_tokens_per_s": tokens / predicted_step_seconds(model, gpu, plan, b), "peak_bytes": b.peak_bytes}
     return out
+
+
+def median_step_after_first(record: dict) -> float:
+    """The speed model's target: the median optimizer step after the first (which builds the optimizer state)."""
+    from statistics import median
+    return median(s["time_s"] for s in record["torch"]["steps"][1:])
 
 
 def report() -> int:
@@ -54,18 +58,22 @@ def report() -> int:
                 records[r["run_key"]] = r
     rows = [(p, records[k]) for k, p in predicted.items() if k in records]
     print(f"{len(rows)} of {len(predicted)} predicted plans measured ({', '.join(sorted({r['gpu']['name'] for _, r in rows}))})\n")
-    print("| plan | measured tokens/s | fitted | error | roofline | error |")
+    now = predictions("H200", rows[0][1]["gpu"]["name"]) if rows else {}
+    print("| plan | measured tokens/s | predicted before | error | speed model now | error |")
     print("|---|---|---|---|---|---|")
-    measured, fitted, roof = [], [], []
+    measured, before, current = [], [], []
     for p, r in rows:
-        m = p["tokens_per_step"] / r["step_time_s"]
-        measured.append(m), fitted.append(p["fitted_tokens_per_s"]), roof.append(p["roofline_tokens_per_s"])
-        print(f"| {p['why'].replace('ranking: ', '')} | {m:,.0f} | {fitted[-1]:,.0f} | {100 * (fitted[-1] - m) / m:+.1f}% "
-              f"| {roof[-1]:,.0f} | {100 * (roof[-1] - m) / m:+.1f}% |")
+        m = p["tokens_per_step"] / median_step_after_first(r)
+        measured.append(m), before.append(p["fitted_tokens_per_s"])
+        current.append(now[r["run_key"]]["fitted_tokens_per_s"])
+        print(f"| {p['why'].replace('ranking: ', '')} | {m:,.0f} | {before[-1]:,.0f} | {100 * (before[-1] - m) / m:+.1f}% "
+              f"| {current[-1]:,.0f} | {100 * (current[-1] - m) / m:+.1f}% |")
     if len(rows) >= 3:
-        errs = [abs(f - m) / m for f, m in zip(fitted, measured)]
-        print(f"\nfitted: MAE {100 * sum(errs) / len(errs):.1f}%, worst {100 * max(errs):.1f}%, "
-              f"Spearman {spearmanr(fitted, measured)[0]:.2f}; roofline: Spearman {spearmanr(roof, measured)[0]:.2f}")
+        for name, pred in (("predicted before measuring", before), ("speed model now", current)):
+            errs = [abs(f - m) / m for f, m in zip(pred, measured)]
+            print(f"\n{name}: MAE {100 * sum(errs) / len(errs):.1f}%, worst {100 * max(errs):.1f}%, "
+                  f"Spearman {spearmanr(pred, measured)[0]:.2f}", end="")
+        print()
     return 0
 
 
