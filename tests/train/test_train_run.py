@@ -73,10 +73,12 @@ def vramplan(*args):
 def test_dry_run_with_auto_sequence_imports_no_torch(model_dir):
     code = ("import sys; from vramplan.cli import main; "
             f"rc = main(['train', {str(model_dir)!r}, '--data', {str(model_dir.parent / 'train.jsonl')!r}, "
-            "'--gpu', 'T4', '--dry-run']); assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
+            "'--gpu', 'T4', '--dry-run']); assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'trl' not in sys.modules, 'trl imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "99th percentile of 12 examples" in proc.stdout and '"per_device_train_batch_size"' in proc.stdout
+    assert "99th percentile of 12 examples" in proc.stdout
+    assert "SFTConfig(\n" in proc.stdout and "    per_device_train_batch_size=" in proc.stdout
 
 
 def test_existing_output_is_never_overwritten(model_dir, tmp_path):

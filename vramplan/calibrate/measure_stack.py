@@ -13,15 +13,12 @@ import os
 import sys
 import time
 
-from ..gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
+from ..gpu_info import detect_gpu, nvml_memory, nvml_used
 from .measure import (SCHEMA, NvmlPeak, load_measured, phase_recorder, record_failure, record_steps, start_cuda,
                       torch_mem, worker_main)
 from ..train.arguments import training_kwargs
 from ..train.sft import (cast_adapters_to_fp32, evaluation_kwargs, sft_config_kwargs, sft_trainer,
-                         trainable_dtypes)
-
-STACK_PACKAGES = ("trl", "datasets")
-
+                         stack_versions, trainable_dtypes)
 
 class PhasedNvmlPeak(NvmlPeak):
     """NvmlPeak that keeps the peak of each phase the training loop is in."""
@@ -177,13 +174,7 @@ def run(spec: dict) -> dict:
     """Measure one plan through its stack. spec: run_key, model, checkpoint, plan, steps, cap_bytes, stack
     ({"trainer": "trl"|"hf", "sft": extra SFTConfig keys, "fp32_adapters": bool}), eval ({"batch", "samples",
     "at_step", "prediction_loss_only", "eval_accumulation_steps"} or None), args (extra TrainingArguments)."""
-    versions = software_versions()
-    import importlib.metadata as md
-    for pkg in STACK_PACKAGES:
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
+    versions = stack_versions()
     record = {"schema": SCHEMA, "run_key": spec["run_key"], "model": spec["model"], "plan": spec["plan"],
               "stack": spec["stack"], "eval": spec.get("eval"), "args": spec.get("args", {}),
               "steps_requested": spec.get("steps", 4), "cap_bytes": spec.get("cap_bytes"), "status": "running",

@@ -23,6 +23,21 @@ def installed_trl() -> str | None:
         return None
 
 
+STACK_PACKAGES = ("trl", "datasets")
+
+
+def stack_versions() -> dict:
+    """The versions of the libraries, TRL's and the datasets library's included (read from their metadata)."""
+    from ..gpu_info import software_versions
+    out = software_versions()
+    for pkg in STACK_PACKAGES:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
 def run_release(given: str | None, installed: str | None) -> str:
     """The release `vramplan train` plans with: the installed one. A release vramplan does not model, or a
     --trl-version that differs from the installed one, is refused."""
