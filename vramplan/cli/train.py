@@ -18,7 +18,7 @@ from ..stacks import default_trl_release, trl_profile
 from ..train.data import load_examples
 from ..train.seqlen import choose_seq
 from ..layout import check_card, resolve
-from ..units import GiB
+from ..units import GiB, parse_size
 from ..verdict import resolve_gpu
 from ..flags import positive_int
 from .common import (add_plan_args, check_context, given_plan_fields, positive_float, print_json, progress_to_stderr,
@@ -48,6 +48,10 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="allow writing into an existing output folder")
     p.add_argument("--dry-run", action="store_true", help="print the plan and training arguments; no GPU, no torch")
     p.add_argument("--vram", default=None, help="plan for this much memory instead of what the GPU has free")
+    p.add_argument("--memory-cap", default=None, metavar="SIZE",
+                   help="cap PyTorch's allocator at SIZE in verification and training (torch.cuda."
+                        "set_per_process_memory_fraction), and plan for no more: rehearse a smaller card's run, "
+                        "e.g. --gpu T4 --memory-cap 15GiB")
     p.add_argument("--json", action="store_true",
                    help="one JSON object on stdout (the dry run's plan, or the run's outcome); progress on stderr")
     add_plan_args(p, only_given=True, skip=("seq",))
@@ -102,6 +106,9 @@ def _run(args) -> tuple[int, dict]:
     stack_note = pin_stack(given, args.dry_run)
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args), count=gpus)
     planner = Planner(gpu, Calibrations.shipped(), capacity)
+    cap = parse_size(args.memory_cap, "--memory-cap") if args.memory_cap else None
+    if cap and cap < planner.capacity_bytes:
+        planner, capacity = Planner(gpu, Calibrations.shipped(), cap), cap
     seq, seq_note = resolve_seq(args, source, examples, arch)
     context_note = check_context(arch, seq) if args.seq != "auto" else None  # auto is capped at the context
     if args.effective_batch % gpus:
@@ -115,11 +122,14 @@ def _run(args) -> tuple[int, dict]:
                "gpu": gpu.summary(), "gpus": gpus, "capacity_bytes": capacity, "seq": seq, "seq_note": seq_note,
                "context_note": context_note, "plan": plan.to_dict(), "stack": stack_summary(plan, stack_note),
                "fallbacks": [c.to_dict() for c in candidates[1:]], "safety_margin": SAFETY_MARGIN,
-               "allocator_saving_bytes": saving, "output": str(out), "output_note": output_note}
+               "allocator_saving_bytes": saving, "memory_cap_bytes": cap, "output": str(out),
+               "output_note": output_note}
     say_plan(summary, result, len(candidates) - 1)
     if args.dry_run:
         return 0, dry_run(args, plan, summary)
     if gpus > 1:
+        if cap:
+            raise VramplanError("--memory-cap: the multi-GPU launch has no allocator cap", hint="use one GPU")
         record = _train_multi(args, arch, source, planner, candidates, out)
     else:
         record = _train(args, arch, source, examples, planner, candidates, out)
@@ -290,12 +300,14 @@ def _train(args, arch, source, examples, planner: Planner, candidates, out: Path
     import torch
     if not torch.cuda.is_available():
         raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")
+    cap = parse_size(args.memory_cap, "--memory-cap") if args.memory_cap else None
     checked, predicted, tried = _verify_into(args, arch, planner, candidates, out,
-                                             lambda plan: verification_trial(source, plan))
+                                             lambda plan: verification_trial(source, plan, cap_bytes=cap))
     plan = checked.plan
     speed = predicted_tokens_per_second(arch, planner.gpu, plan, predicted)
     record = train_full(source, examples, plan, out, max_steps=args.max_steps or -1, epochs=args.epochs,
-                        save_steps=args.save_steps, merge=args.merge, predicted_tokens_per_s=speed)
+                        save_steps=args.save_steps, merge=args.merge, predicted_tokens_per_s=speed,
+                        memory_cap_bytes=cap)
     record.update({"model": arch.name, "source": source, "gpu": planner.gpu.name, "versions": stack_versions(),
                    "verification": checked.log, "verifications": tried,
                    "predicted_peak_bytes": predicted.peak_bytes, "predicted_required_bytes": predicted.required_bytes,

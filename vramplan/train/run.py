@@ -76,11 +76,12 @@ class PadCollator:
         return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
 
 
-def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout_s: int = 900) -> Trial:
+def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout_s: int = 900,
+                       cap_bytes: int | None = None) -> Trial:
     """A few real optimizer steps at the plan's micro-batch and full sequence length, in a fresh process, through
     the plan's stack (with an evaluation loop between the last two steps when the plan evaluates)."""
     spec = {"run_key": "verify", "model": Path(model_path).name, "checkpoint": model_path, "plan": layout_dict(plan),
-            "steps": steps}
+            "steps": steps, "cap_bytes": cap_bytes}
     worker = "measure"
     if plan.trainer == "trl":
         worker = "measure_stack"
@@ -104,13 +105,18 @@ def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout
 
 def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output_dir: Path, *, max_steps: int = -1,
                epochs: float = 1.0, save_steps: int | None = None, merge: bool = False, use_cpu: bool = False,
-               predicted_tokens_per_s: float | None = None, progress_stream=None) -> dict:
+               predicted_tokens_per_s: float | None = None, progress_stream=None,
+               memory_cap_bytes: int | None = None) -> dict:
     """Train through the plan's stack (TRL's SFTTrainer or the plain Trainer); save adapter, tokenizer and the
     run's measurements (the caller writes them into run_record.json)."""
     import torch
 
     from ..calibrate.measure import NvmlPeak, load_for_training
 
+    on_gpu = torch.cuda.is_available() and not use_cpu
+    if on_gpu and memory_cap_bytes:  # before the model is loaded: the cap holds for the whole run
+        torch.cuda.set_per_process_memory_fraction(
+            min(1.0, memory_cap_bytes / torch.cuda.get_device_properties(0).total_memory))
     tok = load_tokenizer(model_path)
     model = None
     for _, model in load_for_training(model_path, layout_dict(plan), device_map={"": "cpu"} if use_cpu else {"": 0}):
@@ -119,7 +125,6 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
     progress = progress_callback(tokens_per_step(data, plan), predicted_tokens_per_s, progress_stream)
     trainer = build_trainer(model, tok, data, plan, output_dir, max_steps=max_steps, epochs=epochs,
                             save_steps=save_steps, use_cpu=use_cpu, callbacks=[progress])
-    on_gpu = torch.cuda.is_available() and not use_cpu
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     poller = NvmlPeak() if on_gpu else None
@@ -134,7 +139,7 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
               "measured_max_allocated": torch.cuda.max_memory_allocated() if on_gpu else None,
               "measured_max_reserved": torch.cuda.max_memory_reserved() if on_gpu else None,
               "measured_nvml_peak_bytes": poller.peak if poller else None,
-              "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF")}
+              "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), "memory_cap_bytes": memory_cap_bytes}
     if merge:
         record["merged"] = str(merge_adapter(model_path, output_dir / "adapter", output_dir / "merged"))
     if not math.isfinite(result.training_loss):

@@ -1,0 +1,81 @@
+"""bench/train_vs_recipe.py's runs as specified, and bench/train_report.py's table from its records."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+pytest.importorskip("trl")
+
+import train_report  # noqa: E402
+import train_vs_recipe as bench  # noqa: E402
+from vramplan.calibrate.records import append_run  # noqa: E402
+from vramplan.units import GiB  # noqa: E402
+
+
+def test_the_recipe_is_the_seed_as_written_through_sfttrainer():
+    plan = bench.recipe_plan()
+    assert (plan.rank, plan.alpha, plan.batch, plan.grad_accum, plan.seq) == (64, 64, 2, 8, 2048)
+    assert plan.optim == "paged_adamw_32bit" and plan.gradient_checkpointing and plan.attn == "eager"
+    assert plan.trainer == "trl" and plan.eval_batch == 8 and plan.effective_batch == 16
+
+
+def test_the_capped_plan_fits_16_gib_through_trl_and_not_through_the_plain_trainer():
+    plan, found = bench.capped_plan("H200")
+    assert plan.seq == found["longest_seq_trl"] > found["longest_seq_hf"]
+    assert bench.predicted_peak(plan, bench.CAP16, "H200") <= bench.CAP16
+    assert bench.predicted_peak(plan.with_(trainer="hf"), bench.CAP16, "H200") > bench.CAP16
+
+
+def test_a_stack_run_hands_the_worker_the_plan_its_cap_and_evaluation(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen.update(json.loads(Path(cmd[3]).read_text()))
+        Path(cmd[4]).write_text(json.dumps({"status": "ok", "tokens_per_s": 1.0, "nvml": {"peak": GiB}}))
+        return type("P", (), {"returncode": 0, "stderr": ""})()
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    rec = bench.stack_run(tmp_path, bench.recipe_plan(), "k", 100, cap=bench.CAP16, args=bench.RECIPE_ARGS)
+    assert rec["status"] == "ok" and seen["cap_bytes"] == bench.CAP16 and seen["args"]["max_grad_norm"] == 0.3
+    assert seen["eval"] == {"batch": 8, "samples": 16, "at_step": bench.STEPS - 1}
+    assert seen["stack"] == {"trainer": "trl", "fp32_adapters": False} and seen["plan"]["attn"] == "eager"
+
+
+def stack_record(item, tokens_per_s, peak_gib, status="ok", call="2026-01-01T00:00:00", **bench_more):
+    plan = bench.recipe_plan().to_dict()
+    rec = {"status": status, "tokens_per_s": tokens_per_s, "nvml": {"before_init": 0, "peak": int(peak_gib * GiB)},
+           "spec_plan": plan, "gpu": {"name": "NVIDIA H200", "driver": "580.1"},
+           "versions": {"torch": "2.11", "trl": "1.16.0"}, "cap_bytes": bench_more.pop("cap", None)}
+    bench.tag(rec, 1, item, **bench_more)
+    rec["bench"]["call"] = call
+    return rec
+
+
+def test_the_report_prints_the_speed_ratio_the_capped_runs_and_the_verification_errors(tmp_path):
+    old = stack_record("vramplan", 10.0, 1.0, call="2025-01-01T00:00:00")
+    for rec in [old] + [stack_record("vramplan", s, 20.0) for s in (3000, 3100, 2900)] + \
+            [stack_record("seed recipe", s, 30.0) for s in (1500, 1400, 1600)]:
+        append_run(tmp_path / "trl_comparison.jsonl", rec)
+    planner = {"gpu_profile": "H200", "longest_seq_trl": 6912, "longest_seq_hf": 2560}
+    append_run(tmp_path / "trl_capped.jsonl", stack_record("16 GiB cap, TRL", 2.0, 14.9, cap=bench.CAP16,
+                                                            planner=planner, predicted_peak_bytes=int(15.1 * GiB)))
+    append_run(tmp_path / "trl_capped.jsonl", stack_record("16 GiB cap, plain Trainer", 0, 15.9, status="oom",
+                                                            cap=bench.CAP16))
+    verification = {"plan": bench.recipe_plan().to_dict(), "status": "ok", "predicted_peak_bytes": int(10.2 * GiB),
+                    "measured_peak_bytes": 10 * GiB, "error_pct": 2.0}
+    train = {"status": "ok", "plan": bench.recipe_plan().to_dict(), "verifications": [verification]}
+    append_run(tmp_path / "trl_train_runs.jsonl", bench.tag(train, 1, "vramplan train"))
+    text = train_report.report(tmp_path)
+    assert "Speed ratio, vramplan / recipe: **2.00x**" in text  # the older call's run is superseded
+    assert "| 3 of 3 | 3,000 (2,900-3,100) | 20.00 GiB |" in text
+    assert "| 16 GiB cap, TRL |" in text and "| 14.90 GiB | 15.10 GiB |" in text
+    assert "| 16 GiB cap, plain Trainer |" in text and "| oom | - |" in text
+    assert "6912 tokens through TRL and 2560 through the plain Trainer" in text
+    assert "| 10.20 GiB | 10.00 GiB | +2.0% |" in text and "NVIDIA H200 (driver 580.1)" in text
+
+
+def test_the_report_says_when_there_are_no_records(tmp_path):
+    assert "no records" in train_report.report(tmp_path)
