@@ -104,9 +104,10 @@ def recipe_plan() -> TrainPlan:
 def stack_run(ckpt: Path, plan: TrainPlan, key: str, timeout_s: float, cap: int | None = None,
               args: dict | None = None, steps: int = STEPS) -> dict:
     """One measured run in a fresh process through the plan's stack (the stack worker), with an evaluation
-    between the last two steps when the plan evaluates."""
+    between the last two steps when the plan evaluates; cap: the process's nvidia-smi footprint at most
+    (vramplan.train.memory_cap), as on a card of that size."""
     spec = {"run_key": key, "model": MODEL, "checkpoint": str(ckpt), "plan": layout_dict(plan), "steps": steps,
-            "cap_bytes": cap, "stack": {"trainer": plan.trainer, "fp32_adapters": plan.fp32_adapters},
+            "memory_cap_bytes": cap, "stack": {"trainer": plan.trainer, "fp32_adapters": plan.fp32_adapters},
             "eval": ({"batch": plan.eval_batch, "samples": 2 * plan.eval_batch, "at_step": steps - 1}
                      if plan.eval_batch else None), "args": args or {}, "why": key}
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,17 +230,18 @@ def part1(budget: Budget) -> None:
     log(f"16 GiB: longest 8B sequence through TRL {found['longest_seq_trl']}, through the plain Trainer "
         f"{found['longest_seq_hf']} (planner)")
     rec = stack_run(ckpt, plan, f"{SUITE}-cap16-trl", budget.left(), cap=CAP16, steps=3)
-    append_run(OUT / "trl_capped.jsonl", tag(rec, 1, "16 GiB cap, TRL", planner=found,
-                                             predicted_peak_bytes=predicted_peak(plan, CAP16)))
+    append_run(OUT / "trl_capped.jsonl", tag(rec, 1, "16 GiB cap, TRL", planner=found, **predicted(plan, CAP16)))
 
 
-def predicted_peak(plan: TrainPlan, vram: int | None = None, gpu_name: str | None = None) -> int:
+def predicted(plan: TrainPlan, vram: int | None = None, gpu_name: str | None = None) -> dict:
+    """The planner's peak (on a card with room) and required bytes for the plan on this GPU."""
     from vramplan.gpu_info import detect_gpu
     from vramplan.planner import Planner
     from vramplan.profiles import find_gpu, find_model
     from vramplan.store.calibrations import Calibrations
     gpu = find_gpu(gpu_name or detect_gpu()["name"])
-    return Planner(gpu, Calibrations.shipped(), vram).estimate(find_model(MODEL), plan).peak_bytes
+    b = Planner(gpu, Calibrations.shipped(), vram).estimate(find_model(MODEL), plan)
+    return {"predicted_peak_bytes": b.peak_bytes, "predicted_required_bytes": b.required_bytes}
 
 
 def part2(budget: Budget) -> None:
@@ -257,7 +259,7 @@ def part2(budget: Budget) -> None:
         return
     rec = stack_run(ckpt, hf, f"{SUITE}-cap16-hf", budget.left(), cap=CAP16, steps=3)
     append_run(OUT / "trl_capped.jsonl", tag(rec, 2, "16 GiB cap, plain Trainer", planner=found,
-                                             predicted_peak_bytes=predicted_peak(hf, CAP16)))
+                                             **predicted(hf, CAP16)))
 
 
 def main() -> None:

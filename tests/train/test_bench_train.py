@@ -25,8 +25,8 @@ def test_the_recipe_is_the_seed_as_written_through_sfttrainer():
 def test_the_capped_plan_fits_16_gib_through_trl_and_not_through_the_plain_trainer():
     plan, found = bench.capped_plan("H200")
     assert plan.seq == found["longest_seq_trl"] > found["longest_seq_hf"]
-    assert bench.predicted_peak(plan, bench.CAP16, "H200") <= bench.CAP16
-    assert bench.predicted_peak(plan.with_(trainer="hf"), bench.CAP16, "H200") > bench.CAP16
+    assert bench.predicted(plan, bench.CAP16, "H200")["predicted_required_bytes"] <= bench.CAP16
+    assert bench.predicted(plan.with_(trainer="hf"), bench.CAP16, "H200")["predicted_required_bytes"] > bench.CAP16
 
 
 def test_a_stack_run_hands_the_worker_the_plan_its_cap_and_evaluation(monkeypatch, tmp_path):
@@ -39,7 +39,7 @@ def test_a_stack_run_hands_the_worker_the_plan_its_cap_and_evaluation(monkeypatc
 
     monkeypatch.setattr(bench.subprocess, "run", fake_run)
     rec = bench.stack_run(tmp_path, bench.recipe_plan(), "k", 100, cap=bench.CAP16, args=bench.RECIPE_ARGS)
-    assert rec["status"] == "ok" and seen["cap_bytes"] == bench.CAP16 and seen["args"]["max_grad_norm"] == 0.3
+    assert rec["status"] == "ok" and seen["memory_cap_bytes"] == bench.CAP16 and seen["args"]["max_grad_norm"] == 0.3
     assert seen["eval"] == {"batch": 8, "samples": 16, "at_step": bench.STEPS - 1}
     assert seen["stack"] == {"trainer": "trl", "fp32_adapters": False} and seen["plan"]["attn"] == "eager"
 
@@ -48,7 +48,7 @@ def stack_record(item, tokens_per_s, peak_gib, status="ok", call="2026-01-01T00:
     plan = bench.recipe_plan().to_dict()
     rec = {"status": status, "tokens_per_s": tokens_per_s, "nvml": {"before_init": 0, "peak": int(peak_gib * GiB)},
            "spec_plan": plan, "gpu": {"name": "NVIDIA H200", "driver": "580.1"},
-           "versions": {"torch": "2.11", "trl": "1.16.0"}, "cap_bytes": bench_more.pop("cap", None)}
+           "versions": {"torch": "2.11", "trl": "1.16.0"}, "memory_cap": {"memory_cap_bytes": bench_more.pop("cap", None)}}
     bench.tag(rec, 1, item, **bench_more)
     rec["bench"]["call"] = call
     return rec
@@ -61,7 +61,8 @@ def test_the_report_prints_the_speed_ratio_the_capped_runs_and_the_verification_
         append_run(tmp_path / "trl_comparison.jsonl", rec)
     planner = {"gpu_profile": "H200", "longest_seq_trl": 6912, "longest_seq_hf": 2560}
     append_run(tmp_path / "trl_capped.jsonl", stack_record("16 GiB cap, TRL", 2.0, 14.9, cap=bench.CAP16,
-                                                            planner=planner, predicted_peak_bytes=int(15.1 * GiB)))
+                                                            planner=planner, predicted_peak_bytes=int(15.1 * GiB),
+                                                            predicted_required_bytes=int(14.5 * GiB)))
     append_run(tmp_path / "trl_capped.jsonl", stack_record("16 GiB cap, plain Trainer", 0, 15.9, status="oom",
                                                             cap=bench.CAP16))
     verification = {"plan": bench.recipe_plan().to_dict(), "status": "ok", "predicted_peak_bytes": int(10.2 * GiB),
@@ -71,10 +72,10 @@ def test_the_report_prints_the_speed_ratio_the_capped_runs_and_the_verification_
     text = train_report.report(tmp_path)
     assert "Speed ratio, vramplan / recipe: **2.00x**" in text  # the older call's run is superseded
     assert "| 3 of 3 | 3,000 (2,900-3,100) | 20.00 GiB |" in text
-    assert "| 16 GiB cap, TRL |" in text and "| 14.90 GiB | 15.10 GiB |" in text
+    assert "| 16 GiB cap, TRL |" in text and "| 14.90 GiB | 15.10 GiB (14.50 GiB) |" in text
     assert "| 16 GiB cap, plain Trainer |" in text and "| oom | - |" in text
     assert "6912 tokens through TRL and 2560 through the plain Trainer" in text
-    assert "| 10.20 GiB | 10.00 GiB | +2.0% |" in text and "NVIDIA H200 (driver 580.1)" in text
+    assert "| 10.20 GiB (-) | 10.00 GiB | +2.0% |" in text and "NVIDIA H200 (driver 580.1)" in text
 
 
 def test_the_report_says_when_there_are_no_records(tmp_path):

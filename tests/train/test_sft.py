@@ -59,9 +59,8 @@ def test_a_tenth_is_held_out_for_evaluation_only_when_the_plan_evaluates():
     assert len(evals) == 1 and len(train) == 2
 
 
-@pytest.mark.parametrize("trainer,worker", [("trl", "vramplan.calibrate.measure_stack"),
-                                            ("hf", "vramplan.calibrate.measure")])
-def test_verification_runs_the_plans_stack_with_its_evaluation(monkeypatch, trainer, worker):
+@pytest.mark.parametrize("trainer", ["trl", "hf"])
+def test_verification_runs_the_plans_stack_with_its_evaluation(monkeypatch, trainer):
     seen = {}
 
     def fake_run(cmd, **kw):
@@ -73,12 +72,15 @@ def test_verification_runs_the_plans_stack_with_its_evaluation(monkeypatch, trai
     monkeypatch.setattr("vramplan.train.run.subprocess.run", fake_run)
     plan = TrainPlan(trainer=trainer, eval_batch=2 if trainer == "trl" else 0, dtype="fp16",
                      fp32_adapters=trainer == "trl")
-    trial = verification_trial("/models/x", plan)
-    assert seen["worker"] == worker and trial.status == "ok" and trial.peak_bytes == 5000
+    trial = verification_trial("/models/x", plan, memory_cap_bytes=15 << 30)
+    assert seen["worker"] == "vramplan.calibrate.measure_stack" and trial.status == "ok" and trial.peak_bytes == 5000
+    assert seen["spec"]["stack"] == {"trainer": trainer, "fp32_adapters": trainer == "trl"}
+    assert seen["spec"]["memory_cap_bytes"] == 15 << 30
     if trainer == "trl":
-        assert seen["spec"]["stack"] == {"trainer": "trl", "fp32_adapters": True}
         assert seen["spec"]["eval"] == {"batch": 2, "samples": 2, "at_step": 2}
         assert seen["spec"]["plan"]["loss_path"] == "trl_fused"
+    else:
+        assert seen["spec"]["eval"] is None and seen["spec"]["plan"]["loss_path"] == "hf_full"
 
 
 class Clock:

@@ -17,6 +17,7 @@ from ..gpu_info import detect_gpu, nvml_memory, nvml_used
 from .measure import (SCHEMA, NvmlPeak, load_measured, phase_recorder, record_failure, record_steps, start_cuda,
                       torch_mem, worker_main)
 from ..train.arguments import training_kwargs
+from ..train.memory_cap import cap_process
 from ..train.sft import (cast_adapters_to_fp32, evaluation_kwargs, sft_config_kwargs, sft_trainer,
                          stack_versions, trainable_dtypes)
 
@@ -172,7 +173,8 @@ ARG_KEYS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradie
 
 def run(spec: dict) -> dict:
     """Measure one plan through its stack. spec: run_key, model, checkpoint, plan, steps, cap_bytes, stack
-    ({"trainer": "trl"|"hf", "sft": extra SFTConfig keys, "fp32_adapters": bool}), eval ({"batch", "samples",
+    ({"trainer": "trl"|"hf", "sft": extra SFTConfig keys, "fp32_adapters": bool}), memory_cap_bytes (nvidia-smi's
+    footprint of the process at most; cap_bytes caps the allocator alone), eval ({"batch", "samples",
     "at_step", "prediction_loss_only", "eval_accumulation_steps"} or None), args (extra TrainingArguments)."""
     versions = stack_versions()
     record = {"schema": SCHEMA, "run_key": spec["run_key"], "model": spec["model"], "plan": spec["plan"],
@@ -185,6 +187,8 @@ def run(spec: dict) -> dict:
     poller = PhasedNvmlPeak()
     try:
         start_cuda(spec, record)
+        if spec.get("memory_cap_bytes"):  # the process's nvidia-smi footprint, context included
+            record["memory_cap"] = cap_process(spec["memory_cap_bytes"], record["nvml"]["before_init"])
         with poller:
             _train(spec, record, poller)
         record["status"] = "ok"

@@ -49,9 +49,9 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and training arguments; no GPU, no torch")
     p.add_argument("--vram", default=None, help="plan for this much memory instead of what the GPU has free")
     p.add_argument("--memory-cap", default=None, metavar="SIZE",
-                   help="cap PyTorch's allocator at SIZE in verification and training (torch.cuda."
-                        "set_per_process_memory_fraction), and plan for no more: rehearse a smaller card's run, "
-                        "e.g. --gpu T4 --memory-cap 15GiB")
+                   help="keep verification and training within SIZE as nvidia-smi shows it (PyTorch's allocator "
+                        "capped at SIZE less the CUDA context) and plan for no more: rehearse a smaller card's "
+                        "run on a larger GPU, e.g. --gpu T4 --memory-cap 15GiB")
     p.add_argument("--json", action="store_true",
                    help="one JSON object on stdout (the dry run's plan, or the run's outcome); progress on stderr")
     add_plan_args(p, only_given=True, skip=("seq",))
@@ -271,7 +271,7 @@ def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
     prediction for the verified plan and each verification's predicted against measured peak."""
     from ..train.verify import verify
     checked = verify(candidates, trial, planner.capacity_bytes)
-    tried = [verification_row(planner.estimate(arch, plan).peak_bytes, plan, t) for plan, t in checked.tried]
+    tried = [verification_row(planner.estimate(arch, plan), plan, t) for plan, t in checked.tried]
     if checked.plan is None:
         raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
     if out.exists() and args.overwrite:
@@ -280,12 +280,14 @@ def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
     return checked, planner.estimate(arch, checked.plan), tried
 
 
-def verification_row(predicted: int, plan: TrainPlan, trial) -> dict:
-    """One verification: its plan, outcome, predicted and measured peak, and the prediction's error."""
-    row = {"plan": plan.to_dict(), "status": trial.status, "predicted_peak_bytes": predicted,
-           "measured_peak_bytes": trial.peak_bytes or None, "tokens_per_s": trial.tokens_per_s or None}
+def verification_row(predicted, plan: TrainPlan, trial) -> dict:
+    """One verification: its plan, outcome, predicted peak (on a card with room) and required bytes (what a card
+    without room needs), the measured peak, and the peak's error."""
+    row = {"plan": plan.to_dict(), "status": trial.status, "predicted_peak_bytes": predicted.peak_bytes,
+           "predicted_required_bytes": predicted.required_bytes, "measured_peak_bytes": trial.peak_bytes or None,
+           "tokens_per_s": trial.tokens_per_s or None}
     if trial.status == "ok" and trial.peak_bytes:
-        row["error_pct"] = round(100 * (predicted - trial.peak_bytes) / trial.peak_bytes, 2)
+        row["error_pct"] = round(100 * (predicted.peak_bytes - trial.peak_bytes) / trial.peak_bytes, 2)
     if trial.error:
         row["error"] = trial.error
     return row
@@ -300,9 +302,10 @@ def _train(args, arch, source, examples, planner: Planner, candidates, out: Path
     import torch
     if not torch.cuda.is_available():
         raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")
-    cap = parse_size(args.memory_cap, "--memory-cap") if args.memory_cap else None
+    # within the memory planned for: a cap above it would let the allocator's cache pass the verification limit
+    cap = min(parse_size(args.memory_cap, "--memory-cap"), planner.capacity_bytes) if args.memory_cap else None
     checked, predicted, tried = _verify_into(args, arch, planner, candidates, out,
-                                             lambda plan: verification_trial(source, plan, cap_bytes=cap))
+                                             lambda plan: verification_trial(source, plan, memory_cap_bytes=cap))
     plan = checked.plan
     speed = predicted_tokens_per_second(arch, planner.gpu, plan, predicted)
     record = train_full(source, examples, plan, out, max_steps=args.max_steps or -1, epochs=args.epochs,

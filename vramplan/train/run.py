@@ -77,22 +77,20 @@ class PadCollator:
 
 
 def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout_s: int = 900,
-                       cap_bytes: int | None = None) -> Trial:
+                       memory_cap_bytes: int | None = None) -> Trial:
     """A few real optimizer steps at the plan's micro-batch and full sequence length, in a fresh process, through
-    the plan's stack (with an evaluation loop between the last two steps when the plan evaluates)."""
+    the plan's stack (the stack worker), with an evaluation loop between the last two steps when the plan
+    evaluates; with memory_cap_bytes, within that footprint (vramplan.train.memory_cap)."""
     spec = {"run_key": "verify", "model": Path(model_path).name, "checkpoint": model_path, "plan": layout_dict(plan),
-            "steps": steps, "cap_bytes": cap_bytes}
-    worker = "measure"
-    if plan.trainer == "trl":
-        worker = "measure_stack"
-        spec["stack"] = {"trainer": "trl", "fp32_adapters": plan.fp32_adapters}
-        spec["eval"] = ({"batch": plan.eval_batch, "samples": plan.eval_batch, "at_step": steps - 1}
-                        if plan.eval_batch else None)
+            "steps": steps, "memory_cap_bytes": memory_cap_bytes,
+            "stack": {"trainer": plan.trainer, "fp32_adapters": plan.fp32_adapters},
+            "eval": ({"batch": plan.eval_batch, "samples": plan.eval_batch, "at_step": steps - 1}
+                     if plan.eval_batch else None)}
     with tempfile.TemporaryDirectory() as tmp:
         spec["output_dir"] = str(Path(tmp) / "trainer")
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
         try:
-            subprocess.run(worker_command(worker, f"{tmp}/spec.json", f"{tmp}/out.json"),
+            subprocess.run(worker_command("measure_stack", f"{tmp}/spec.json", f"{tmp}/out.json"),
                            timeout=timeout_s, capture_output=True, text=True)
         except subprocess.TimeoutExpired:
             return Trial("error", error=f"no result within {timeout_s} s")
@@ -114,9 +112,11 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
     from ..calibrate.measure import NvmlPeak, load_for_training
 
     on_gpu = torch.cuda.is_available() and not use_cpu
+    cap = None
     if on_gpu and memory_cap_bytes:  # before the model is loaded: the cap holds for the whole run
-        torch.cuda.set_per_process_memory_fraction(
-            min(1.0, memory_cap_bytes / torch.cuda.get_device_properties(0).total_memory))
+        from ..gpu_info import nvml_used
+        from .memory_cap import cap_process
+        cap = cap_process(memory_cap_bytes, nvml_used())
     tok = load_tokenizer(model_path)
     model = None
     for _, model in load_for_training(model_path, layout_dict(plan), device_map={"": "cpu"} if use_cpu else {"": 0}):
@@ -139,7 +139,7 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
               "measured_max_allocated": torch.cuda.max_memory_allocated() if on_gpu else None,
               "measured_max_reserved": torch.cuda.max_memory_reserved() if on_gpu else None,
               "measured_nvml_peak_bytes": poller.peak if poller else None,
-              "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), "memory_cap_bytes": memory_cap_bytes}
+              "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), "memory_cap": cap}
     if merge:
         record["merged"] = str(merge_adapter(model_path, output_dir / "adapter", output_dir / "merged"))
     if not math.isfinite(result.training_loss):
