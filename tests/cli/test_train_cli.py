@@ -82,3 +82,43 @@ def test_the_dry_run_prints_the_sftconfig_as_keyword_arguments(installed):
     call = out[out.index("SFTConfig(\n"):]
     assert "    max_length=1024,\n" in call and "    per_device_eval_batch_size=4,\n" in call
     assert "    eval_strategy='steps',\n" in call and call.rstrip().endswith(")")
+
+
+def test_a_run_verifies_trains_through_sfttrainer_and_records_the_stack(tmp_path, monkeypatch, installed):
+    """The real run on the CPU: verification replaced by a measured-looking trial (it needs CUDA), training real."""
+    pytest.importorskip("trl")
+    pytest.importorskip("bitsandbytes")
+    torch = pytest.importorskip("torch")
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tests.synthetic import save_tokenizer, write_dataset
+    from vramplan.train import run as train_run
+    from vramplan.train.verify import Trial
+    installed("1.16.0")
+    model = tmp_path / "tiny"
+    save_tokenizer(model, vocab_words=200)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(
+        "llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=256), dtype=torch.bfloat16).save_pretrained(model)
+    data = write_dataset(tmp_path / "d.jsonl", n=24, min_words=5, max_words=20, vocab_words=200)
+    real_train = train_run.train_full
+    answers = iter([True])  # train's own check says yes; the CPU run after it sees the truth
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: next(answers, False))
+    monkeypatch.setattr(train_run, "verification_trial", lambda src, plan, **kw: Trial("ok", 2 << 30, 1000.0))
+    monkeypatch.setattr(train_run, "train_full", lambda *a, **kw: real_train(*a, **kw, use_cpu=True))
+    out = tmp_path / "run"
+    code, stdout, err, escaped = run_cli(["train", str(model), "--data", str(data), "--gpu", "H200", "--seq", "64",
+                                          "--max-steps", "2", "--eval-batch", "2", "--save-steps", "1",
+                                          "--output", str(out), "--json"])
+    assert escaped is None and code == 0, err
+    record = json.loads((out / "run_record.json").read_text())
+    assert record["stack"] == {"trainer": "trl", "loss_path": "trl_fused", "release": "1.16", "trl": "1.16.0",
+                               "fp32_adapters": False}
+    assert record["versions"]["trl"] and record["steps"] == 2 and record["predicted_tokens_per_s"] > 0
+    (v,) = record["verifications"]
+    assert v["status"] == "ok" and v["measured_peak_bytes"] == 2 << 30
+    assert v["error_pct"] == round(100 * (v["predicted_peak_bytes"] - (2 << 30)) / (2 << 30), 2)
+    assert (out / "adapter" / "adapter_config.json").exists() and (out / "adapter" / "tokenizer.json").exists()
+    assert json.loads(stdout)["record"]["stack"]["release"] == "1.16"  # stdout holds the one object
+    assert "step 2/2" in err and "evaluation after step 1: loss" in err  # the progress bar went to stderr
+    assert "{'loss'" not in err + stdout  # the Trainer's own log printer is replaced by the bar

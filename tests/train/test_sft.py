@@ -130,5 +130,14 @@ def test_progress_redraws_in_place_on_a_terminal():
     assert "[########################] step 2/2" in out.text
 
 
+def test_an_evaluation_gets_a_line_of_its_own_over_the_bar():
+    out = Tty(True)
+    p = Progress(total_steps=4, tokens_per_step=10, stream=out, clock=Clock())
+    p.step_end(1)
+    p.note("evaluation after step 1: loss 2.0000")
+    bar_len = len(p.line(1, 0.0))
+    assert out.text.endswith("\r" + "evaluation after step 1: loss 2.0000".ljust(bar_len) + "\n")
+
+
 def test_durations_read_as_hours_minutes_seconds():
     assert format_duration(5) == "5s" and format_duration(75) == "1m15s" and format_duration(7260) == "2h01m"

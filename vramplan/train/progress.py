@@ -27,6 +27,7 @@ class Progress:
         self.warm_at: float | None = None
         self.warm_step = 0
         self.loss: float | None = None
+        self.drawn = 0  # characters of the bar on the terminal line
 
     def measured_tokens_per_s(self, step: int, now: float) -> float | None:
         if self.warm_at is None or step <= self.warm_step or now <= self.warm_at:
@@ -54,9 +55,18 @@ class Progress:
         if self.warm_at is None:  # the first step's end starts the clock
             self.warm_at, self.warm_step = now, step
         if self.tty:
-            self.stream.write("\r" + self.line(step, now) + ("\n" if step >= self.total else ""))
+            text = self.line(step, now)
+            self.stream.write("\r" + text.ljust(self.drawn) + ("\n" if step >= self.total else ""))
+            self.drawn = 0 if step >= self.total else len(text)
         elif step % self.every == 0 or step >= self.total:
             self.stream.write(self.line(step, now) + "\n")
+        self.stream.flush()
+
+
+    def note(self, text: str) -> None:
+        """A line of its own (an evaluation's loss): over the bar on a terminal, which the next step redraws."""
+        self.stream.write(("\r" + text.ljust(self.drawn) if self.tty else text) + "\n")
+        self.drawn = 0
         self.stream.flush()
 
 
@@ -68,7 +78,8 @@ def format_duration(seconds: float) -> str:
 
 
 def progress_callback(tokens_per_step: float, predicted_tokens_per_s: float | None = None, stream=None):
-    """The Progress as a TrainerCallback (the total comes from the trainer's state at train begin)."""
+    """The Progress as a TrainerCallback (the total comes from the trainer's state at train begin); it replaces
+    the Trainer's PrinterCallback, whose log dicts would break the bar (vramplan.train.run.build_trainer)."""
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
@@ -85,5 +96,9 @@ def progress_callback(tokens_per_step: float, predicted_tokens_per_s: float | No
         def on_step_end(self, args, state, control, **kw):
             if self.progress is not None:
                 self.progress.step_end(state.global_step)
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            if self.progress is not None and metrics and "eval_loss" in metrics:
+                self.progress.note(f"evaluation after step {state.global_step}: loss {metrics['eval_loss']:.4f}")
 
     return ProgressCallback()

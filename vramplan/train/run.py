@@ -174,11 +174,16 @@ def build_trainer(model, tok, data: list[dict], plan: TrainPlan, output_dir: Pat
                         max_steps=max_steps, epochs=epochs, use_cpu=use_cpu, save_steps=save_steps, logging_steps=1)
     if plan.trainer == "trl":
         from datasets import Dataset
-        return sft_trainer(model, tok, kwargs, Dataset.from_list(train), Dataset.from_list(evals) if evals else None,
-                           callbacks, fp32_adapters=plan.fp32_adapters)
-    from transformers import Trainer, TrainingArguments
-    return Trainer(model=model, args=TrainingArguments(**kwargs), train_dataset=train, eval_dataset=evals or None,
-                   data_collator=PadCollator(tok.pad_token_id), callbacks=list(callbacks))
+        trainer = sft_trainer(model, tok, kwargs, Dataset.from_list(train),
+                              Dataset.from_list(evals) if evals else None, callbacks, fp32_adapters=plan.fp32_adapters)
+    else:
+        from transformers import Trainer, TrainingArguments
+        trainer = Trainer(model=model, args=TrainingArguments(**kwargs), train_dataset=train,
+                          eval_dataset=evals or None, data_collator=PadCollator(tok.pad_token_id),
+                          callbacks=list(callbacks))
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)  # the progress bar says what it printed
+    return trainer
 
 
 def tokens_per_step(data: list[dict], plan: TrainPlan) -> float:
