@@ -266,11 +266,11 @@ def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
     return choice.seq, choice.describe()
 
 
-def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
+def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial, capped: bool = False):
     """Real steps of each candidate until one fits; then the (emptied, with --overwrite) output folder, the
     prediction for the verified plan and each verification's predicted against measured peak."""
     from ..train.verify import verify
-    checked = verify(candidates, trial, planner.capacity_bytes)
+    checked = verify(candidates, trial, planner.capacity_bytes, capped=capped)
     tried = [verification_row(planner.estimate(arch, plan), plan, t) for plan, t in checked.tried]
     if checked.plan is None:
         raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
@@ -305,7 +305,8 @@ def _train(args, arch, source, examples, planner: Planner, candidates, out: Path
     # within the memory planned for: a cap above it would let the allocator's cache pass the verification limit
     cap = min(parse_size(args.memory_cap, "--memory-cap"), planner.capacity_bytes) if args.memory_cap else None
     checked, predicted, tried = _verify_into(args, arch, planner, candidates, out,
-                                             lambda plan: verification_trial(source, plan, memory_cap_bytes=cap))
+                                             lambda plan: verification_trial(source, plan, memory_cap_bytes=cap),
+                                             capped=cap is not None)
     plan = checked.plan
     speed = predicted_tokens_per_second(arch, planner.gpu, plan, predicted)
     record = train_full(source, examples, plan, out, max_steps=args.max_steps or -1, epochs=args.epochs,
