@@ -53,8 +53,9 @@ WORK = Path(tempfile.gettempdir()) / "vramplan-trl-bench"
 OUT = ROOT / "calibration" / "train"
 RECIPE_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 RECIPE_ARGS = {"max_grad_norm": 0.3, "lr_scheduler_type": "cosine", "learning_rate": 2e-4}
-ESTIMATE_S = {"build": 120, "train": 200, "stack": 95, "recipe": 110, "capped": 110}
-"""Wall seconds a run may take on an H200, for the schedule only (loading and quantizing 8B is 30-60 s of it)."""
+ESTIMATE_S = {"train": 190, "stack": 90, "recipe": 100, "capped": 80}
+"""Wall seconds a run may take on an H200, for the schedule only (loading and quantizing 8B is 30-60 s of it);
+a kind's measured wall time replaces its estimate once one has run."""
 
 
 CALL = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -64,12 +65,17 @@ CALL = time.strftime("%Y-%m-%dT%H:%M:%S")
 class Budget:
     def __init__(self, seconds: float):
         self.t0, self.seconds = time.time(), seconds
+        self.took: dict[str, float] = {}
 
     def left(self) -> float:
         return self.seconds - (time.time() - self.t0)
 
     def allows(self, kind: str) -> bool:
-        return self.left() >= ESTIMATE_S[kind]
+        return self.left() >= self.took.get(kind, ESTIMATE_S[kind])
+
+    def ran(self, kind: str, record: dict) -> dict:
+        self.took[kind] = max(self.took.get(kind, 0.0), record.get("wall_s", 0.0))
+        return record
 
 
 def log(msg: str) -> None:
@@ -210,7 +216,7 @@ def repeats(part: int, item: str, kind: str, ckpt: Path, plan: TrainPlan, budget
         if not budget.allows(kind):
             append_run(OUT / "trl_comparison.jsonl", skipped(part, item, "the call's time budget", i))
             continue
-        rec = stack_run(ckpt, plan, f"{SUITE}-{item}-{i}", budget.left(), **run)
+        rec = budget.ran(kind, stack_run(ckpt, plan, f"{SUITE}-{item}-{i}", budget.left(), **run))
         append_run(OUT / "trl_comparison.jsonl", tag(rec, part, item, i))
 
 
@@ -218,15 +224,15 @@ def part1(budget: Budget) -> None:
     ckpt, data = prepare(budget)
     record = {}
     if budget.allows("train"):
-        record = train_cli(ckpt, data, WORK / "run-h200", budget.left())
+        record = budget.ran("train", train_cli(ckpt, data, WORK / "run-h200", budget.left()))
         append_run(OUT / "trl_train_runs.jsonl", tag(record, 1, "vramplan train"))
     else:
         append_run(OUT / "trl_train_runs.jsonl", skipped(1, "vramplan train", "the call's time budget"))
     repeats(1, "vramplan", "stack", ckpt, verified_plan(record), budget)
-    plan, found = capped_plan()
     if not budget.allows("capped"):
         append_run(OUT / "trl_capped.jsonl", skipped(1, "16 GiB cap, TRL", "the call's time budget"))
         return
+    plan, found = capped_plan()
     log(f"16 GiB: longest 8B sequence through TRL {found['longest_seq_trl']}, through the plain Trainer "
         f"{found['longest_seq_hf']} (planner)")
     rec = stack_run(ckpt, plan, f"{SUITE}-cap16-trl", budget.left(), cap=CAP16, steps=3)
@@ -252,11 +258,11 @@ def part2(budget: Budget) -> None:
         append_run(OUT / "trl_train_runs.jsonl", tag(record, 2, "vramplan train fp16 T4 cap", cap_bytes=CAP_T4))
     else:
         append_run(OUT / "trl_train_runs.jsonl", skipped(2, "vramplan train fp16 T4 cap", "the call's time budget"))
-    plan, found = capped_plan()
-    hf = plan.with_(trainer="hf", fp32_adapters=False)
     if not budget.allows("capped"):
         append_run(OUT / "trl_capped.jsonl", skipped(2, "16 GiB cap, plain Trainer", "the call's time budget"))
         return
+    plan, found = capped_plan()
+    hf = plan.with_(trainer="hf", fp32_adapters=False)
     rec = stack_run(ckpt, hf, f"{SUITE}-cap16-hf", budget.left(), cap=CAP16, steps=3)
     append_run(OUT / "trl_capped.jsonl", tag(rec, 2, "16 GiB cap, plain Trainer", planner=found,
                                              **predicted(hf, CAP16)))

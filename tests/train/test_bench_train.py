@@ -80,3 +80,50 @@ def test_the_report_prints_the_speed_ratio_the_capped_runs_and_the_verification_
 
 def test_the_report_says_when_there_are_no_records(tmp_path):
     assert "no records" in train_report.report(tmp_path)
+
+
+def test_both_parts_run_every_item_and_append_its_records(monkeypatch, tmp_path):
+    """The GPU parts' wiring on the CPU: the workers and `vramplan train` answered by fakes, the checkpoint a folder."""
+    import torch
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        if "train" in cmd[:4]:  # `python -m vramplan train ...`
+            out = Path(cmd[cmd.index("--output") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            plan = bench.recipe_plan().with_(rank=16, batch=4, grad_accum=4).to_dict()
+            (out / "run_record.json").write_text(json.dumps({"plan": plan, "verifications": [], "steps": 4}))
+            return type("P", (), {"returncode": 0, "stdout": "{}"})()
+        spec = json.loads(Path(cmd[3]).read_text())
+        status = "oom" if spec["stack"]["trainer"] == "hf" else "ok"
+        Path(cmd[4]).write_text(json.dumps({"status": status, "tokens_per_s": 100.0, "nvml": {"peak": GiB},
+                                            "timestamp": "t"}))
+        return type("P", (), {"returncode": 0, "stderr": ""})()
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    monkeypatch.setattr(bench, "build_checkpoint", lambda model, work, device: work / model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("vramplan.gpu_info.detect_gpu", lambda index=0: {"name": "NVIDIA H200", "driver": "x"})
+    monkeypatch.setattr(bench, "WORK", tmp_path / "work")
+    monkeypatch.setattr(bench, "OUT", tmp_path / "records")
+    bench.part1(bench.Budget(10_000))
+    bench.part2(bench.Budget(10_000))
+    items = [json.loads(line)["bench"]["item"] for f in sorted((tmp_path / "records").glob("*.jsonl"))
+             for line in f.read_text().splitlines()]
+    assert items.count("vramplan") == 3 and items.count("seed recipe") == 3
+    assert {"vramplan train", "vramplan train fp16 T4 cap", "16 GiB cap, TRL", "16 GiB cap, plain Trainer"} <= set(items)
+    t4 = next(c for c in calls if "T4" in c)
+    assert t4[t4.index("--memory-cap") + 1] == "15GiB"
+    assert "Speed ratio" in train_report.report(tmp_path / "records")
+
+
+def test_a_part_out_of_time_records_what_it_skipped(monkeypatch, tmp_path):
+    import torch
+    monkeypatch.setattr(bench, "build_checkpoint", lambda model, work, device: work / model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(bench, "WORK", tmp_path / "work")
+    monkeypatch.setattr(bench, "OUT", tmp_path / "records")
+    bench.part2(bench.Budget(0))
+    rows = [json.loads(line) for f in (tmp_path / "records").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert len(rows) == 5 and all(r["status"] == "skipped" for r in rows)
