@@ -74,7 +74,7 @@ def capped_rows(capped: list[dict], trains: list[dict]) -> list[str]:
     for r in latest(trains, "vramplan train fp16 T4 cap"):
         plan = plan_line(r["plan"]) if r.get("plan") else "-"
         out.append(f"| `vramplan train --gpu T4 --memory-cap 15GiB` | {plan} | {gib((r.get('memory_cap') or {}).get('memory_cap_bytes'))} | "
-                   f"{r['status']} | {gib(r.get('measured_nvml_peak_bytes'))} | {gib(r.get('predicted_peak_bytes'))} "
+                   f"{r['status']} | {gib(train_peak(r))} | {gib(r.get('predicted_peak_bytes'))} "
                    f"({gib(r.get('predicted_required_bytes'))}) |")
     found = next((r["bench"]["planner"] for r in capped if r["bench"].get("planner")), None)
     if found:
@@ -82,6 +82,12 @@ def capped_rows(capped: list[dict], trains: list[dict]) -> list[str]:
                     f"{found['longest_seq_trl']} tokens through TRL and {found['longest_seq_hf']} through the "
                     f"plain Trainer."]
     return out
+
+
+def train_peak(record: dict) -> int | None:
+    """A `vramplan train` run's NVML peak during training, less what the GPU held before it started."""
+    peak = record.get("measured_nvml_peak_bytes")
+    return peak - (record.get("nvml_before_bytes") or 0) if peak else None
 
 
 def verification_rows(trains: list[dict]) -> list[str]:

@@ -255,7 +255,8 @@ def part2(budget: Budget) -> None:
     repeats(2, "seed recipe", "recipe", ckpt, recipe_plan(), budget, args=RECIPE_ARGS)
     if budget.allows("train"):
         record = train_cli(ckpt, data, WORK / "run-t4", budget.left(), "--gpu", "T4", "--memory-cap", "15GiB")
-        append_run(OUT / "trl_train_runs.jsonl", tag(record, 2, "vramplan train fp16 T4 cap", cap_bytes=CAP_T4))
+        append_run(OUT / "trl_train_runs.jsonl",
+                   tag(record, 2, "vramplan train fp16 T4 cap", asked_cap_bytes=CAP_T4))
     else:
         append_run(OUT / "trl_train_runs.jsonl", skipped(2, "vramplan train fp16 T4 cap", "the call's time budget"))
     if not budget.allows("capped"):

@@ -141,3 +141,18 @@ def test_an_evaluation_gets_a_line_of_its_own_over_the_bar():
 
 def test_durations_read_as_hours_minutes_seconds():
     assert format_duration(5) == "5s" and format_duration(75) == "1m15s" and format_duration(7260) == "2h01m"
+
+
+def test_the_memory_cap_leaves_the_allocator_the_cap_less_the_cuda_context(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from vramplan.train import memory_cap
+    GiB = 1 << 30
+    fractions = []
+    monkeypatch.setattr(torch, "zeros", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: type("P", (), {"total_memory": 140 * GiB}))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, i: fractions.append(f))
+    monkeypatch.setattr("vramplan.gpu_info.nvml_used", lambda index=0: 2 * GiB + GiB // 2)  # 0.5 GiB context
+    out = memory_cap.cap_process(15 * GiB, 2 * GiB)
+    assert out == {"memory_cap_bytes": 15 * GiB, "context_bytes": GiB // 2, "allocator_cap_bytes": 14.5 * GiB}
+    assert fractions == [14.5 / 140]

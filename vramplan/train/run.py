@@ -112,11 +112,13 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
     from ..calibrate.measure import NvmlPeak, load_for_training
 
     on_gpu = torch.cuda.is_available() and not use_cpu
-    cap = None
-    if on_gpu and memory_cap_bytes:  # before the model is loaded: the cap holds for the whole run
+    cap = before = None
+    if on_gpu:
         from ..gpu_info import nvml_used
+        before = nvml_used()  # what the GPU held before this process started CUDA
+    if on_gpu and memory_cap_bytes:  # before the model is loaded: the cap holds for the whole run
         from .memory_cap import cap_process
-        cap = cap_process(memory_cap_bytes, nvml_used())
+        cap = cap_process(memory_cap_bytes, before)
     tok = load_tokenizer(model_path)
     model = None
     for _, model in load_for_training(model_path, layout_dict(plan), device_map={"": "cpu"} if use_cpu else {"": 0}):
@@ -138,7 +140,7 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
               **result_fields(result, data, plan, elapsed),
               "measured_max_allocated": torch.cuda.max_memory_allocated() if on_gpu else None,
               "measured_max_reserved": torch.cuda.max_memory_reserved() if on_gpu else None,
-              "measured_nvml_peak_bytes": poller.peak if poller else None,
+              "measured_nvml_peak_bytes": poller.peak if poller else None, "nvml_before_bytes": before,
               "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), "memory_cap": cap}
     if merge:
         record["merged"] = str(merge_adapter(model_path, output_dir / "adapter", output_dir / "merged"))
