@@ -68,12 +68,12 @@ def capped_rows(capped: list[dict], trains: list[dict]) -> list[str]:
     for item in ("16 GiB cap, TRL", "16 GiB cap, plain Trainer"):
         for r in latest(capped, item):
             peak = measured_peak(r) if r.get("nvml") else 0
-            out.append(f"| {item} | {plan_line(r['spec_plan'])} | {gib((r.get('memory_cap') or {}).get('memory_cap_bytes'))} | {r['status']} | "
+            out.append(f"| {item} | {plan_line(r['spec_plan'])} | {gib(cap_of(r))} | {r['status']} | "
                        f"{gib(peak) if r['status'] == 'ok' else '-'} | {gib(r['bench'].get('predicted_peak_bytes'))} "
                        f"({gib(r['bench'].get('predicted_required_bytes'))}) |")
     for r in latest(trains, "vramplan train fp16 T4 cap"):
         plan = plan_line(r["plan"]) if r.get("plan") else "-"
-        out.append(f"| `vramplan train --gpu T4 --memory-cap 15GiB` | {plan} | {gib((r.get('memory_cap') or {}).get('memory_cap_bytes'))} | "
+        out.append(f"| `vramplan train --gpu T4 --memory-cap 15GiB` | {plan} | {gib(cap_of(r))} | "
                    f"{r['status']} | {gib(train_peak(r))} | {gib(r.get('predicted_peak_bytes'))} "
                    f"({gib(r.get('predicted_required_bytes'))}) |")
     found = next((r["bench"]["planner"] for r in capped if r["bench"].get("planner")), None)
@@ -82,6 +82,11 @@ def capped_rows(capped: list[dict], trains: list[dict]) -> list[str]:
                     f"{found['longest_seq_trl']} tokens through TRL and {found['longest_seq_hf']} through the "
                     f"plain Trainer."]
     return out
+
+
+def cap_of(record: dict) -> int | None:
+    """The footprint a run was held to (vramplan.train.memory_cap; train holds it to the memory planned for)."""
+    return (record.get("memory_cap") or {}).get("memory_cap_bytes")
 
 
 def train_peak(record: dict) -> int | None:

@@ -8,17 +8,19 @@ Llama-3.1-8B (random weights: memory and speed do not depend on their values), 2
 Each part fits one device call of at most 560 s on an H200 (--budget-s, default 530: a run whose estimate no
 longer fits is skipped and recorded as skipped); both build the checkpoint first when /tmp does not hold it.
 
-Part 1 (about 8 min):
+Part 1 (about 8.5 min on an H200: build 1, `vramplan train` 2.5, three runs 3.5-4.5, the capped run 1):
   1. builds the checkpoint on the GPU in bf16 (save_pretrained to /tmp; a CPU init of 8B takes minutes);
   2. `vramplan train` end to end: verification at the longest sequence, 4 optimizer steps with an evaluation,
      adapter + tokenizer + run_record.json (predicted against measured peak of every verification);
   3. the plan it verified, 3 times in fresh processes through the stack worker (vramplan.calibrate.measure_stack:
      tokens/s of the steps after the first, whole-run NVML peak with the evaluation);
-  4. under a 16 GiB allocator cap: the longest 8B sequence that fits 16 GiB through TRL and not through the plain
-     Trainer (the planner finds it on the CPU).
-Part 2 (about 8 min):
+  4. held to 16 GiB (vramplan.train.memory_cap: the allocator capped at 16 GiB less the CUDA context): the longest
+     8B sequence that fits 16 GiB through TRL and not through the plain Trainer (the planner finds it on the CPU).
+Part 2 (about 8 min: three recipe runs 4-5, the fp16 `vramplan train` 2.5, the plain Trainer capped 1; plus 1 when
+        a fresh machine rebuilds the checkpoint):
   1. the seed 000 recipe as written, through SFTTrainer: r=64, micro-batch 2 x 8, paged_adamw_32bit,
-     checkpointing, eager attention, evaluation on (its eval batch: TrainingArguments' 8), 3 fresh processes;
+     checkpointing, eager attention, evaluation on (its eval batch: TrainingArguments' 8), 3 fresh processes
+     (its max_seq_length= and tokenizer= are TRL 0.x's spelling: TRL 1.x takes max_length= and processing_class=);
   2. `vramplan train --gpu T4 --memory-cap 15GiB`: fp16 through the fp32-adapter way out under a T4-sized cap;
   3. the plain Trainer on part 1's capped plan under the same cap (the planner says it does not fit).
 

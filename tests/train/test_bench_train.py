@@ -48,7 +48,8 @@ def stack_record(item, tokens_per_s, peak_gib, status="ok", call="2026-01-01T00:
     plan = bench.recipe_plan().to_dict()
     rec = {"status": status, "tokens_per_s": tokens_per_s, "nvml": {"before_init": 0, "peak": int(peak_gib * GiB)},
            "spec_plan": plan, "gpu": {"name": "NVIDIA H200", "driver": "580.1"},
-           "versions": {"torch": "2.11", "trl": "1.16.0"}, "memory_cap": {"memory_cap_bytes": bench_more.pop("cap", None)}}
+           "versions": {"torch": "2.11", "trl": "1.16.0"},
+           "memory_cap": {"memory_cap_bytes": bench_more.pop("cap", None)}}
     bench.tag(rec, 1, item, **bench_more)
     rec["bench"]["call"] = call
     return rec
@@ -112,7 +113,8 @@ def test_both_parts_run_every_item_and_append_its_records(monkeypatch, tmp_path)
     items = [json.loads(line)["bench"]["item"] for f in sorted((tmp_path / "records").glob("*.jsonl"))
              for line in f.read_text().splitlines()]
     assert items.count("vramplan") == 3 and items.count("seed recipe") == 3
-    assert {"vramplan train", "vramplan train fp16 T4 cap", "16 GiB cap, TRL", "16 GiB cap, plain Trainer"} <= set(items)
+    assert {"vramplan train", "vramplan train fp16 T4 cap", "16 GiB cap, TRL",
+            "16 GiB cap, plain Trainer"} <= set(items)
     t4 = next(c for c in calls if "T4" in c)
     assert t4[t4.index("--memory-cap") + 1] == "15GiB"
     assert "Speed ratio" in train_report.report(tmp_path / "records")

@@ -339,7 +339,8 @@ def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) ->
     ranks = collect_ranks(out)
     record = {"model": arch.name, "source": source, "gpu": planner.gpu.name, "gpus": gpus, "plan": plan.to_dict(),
               "accelerate_config": str(out / "accelerate_config.yaml"), "launch": cmd, "exit_code": code,
-              "verification": checked.log, "verifications": tried, "verified_rank_peaks_bytes": list(checked.trial.rank_peaks),
+              "verification": checked.log, "verifications": tried,
+              "verified_rank_peaks_bytes": list(checked.trial.rank_peaks),
               "predicted_peak_bytes_per_gpu": predicted.peak_bytes,
               "predicted_required_bytes_per_gpu": predicted.required_bytes, "ranks": ranks}
     if ranks:
