@@ -129,3 +129,10 @@ def test_a_part_out_of_time_records_what_it_skipped(monkeypatch, tmp_path):
     bench.part2(bench.Budget(0))
     rows = [json.loads(line) for f in (tmp_path / "records").glob("*.jsonl") for line in f.read_text().splitlines()]
     assert len(rows) == 5 and all(r["status"] == "skipped" for r in rows)
+
+
+def test_without_a_run_record_the_planners_own_plan_is_measured(monkeypatch):
+    monkeypatch.setattr("vramplan.gpu_info.detect_gpu", lambda index=0: {"name": "NVIDIA H200"})
+    monkeypatch.setattr("vramplan.gpu_info.nvml_memory", lambda index=0: {"free": 139 * GiB})
+    plan = bench.verified_plan({"status": "failed"})
+    assert plan.trainer == "trl" and plan.eval_batch == 8 and plan.seq == 2048 and plan.effective_batch == 16
