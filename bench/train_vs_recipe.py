@@ -24,8 +24,8 @@ Part 2 (about 8 min: three recipe runs 4-5, the fp16 `vramplan train` 2.5, the p
   2. `vramplan train --gpu T4 --memory-cap 15GiB`: fp16 through the fp32-adapter way out under a T4-sized cap;
   3. the plain Trainer on part 1's capped plan under the same cap (the planner says it does not fit).
 
-Records are appended (never edited) to calibration/train/trl_train_runs.jsonl (`vramplan train` runs),
-trl_comparison.jsonl (the 3 + 3 runs) and trl_capped.jsonl; every record holds the GPU and driver, the library
+Records are appended (never edited) to calibration/train/ (or --records DIR): trl_train_runs.jsonl (`vramplan
+train` runs), trl_comparison.jsonl (the 3 + 3 runs) and trl_capped.jsonl; every record holds the GPU and driver, the library
 versions, its plan and stack, and its peaks.
 """
 import argparse
@@ -272,10 +272,14 @@ def part2(budget: Budget) -> None:
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", type=int, choices=(1, 2), required=True)
     ap.add_argument("--budget-s", type=float, default=530, help="wall seconds this call may take (default 530)")
+    ap.add_argument("--records", type=Path, default=OUT,
+                    help="folder the records are appended to (default calibration/train; on a device, $OUT)")
     args = ap.parse_args()
+    OUT = args.records
     budget = Budget(args.budget_s)
     log(f"part {args.part}, budget {args.budget_s:.0f} s, records in {OUT}")
     (part1 if args.part == 1 else part2)(budget)
