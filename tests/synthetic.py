@@ -57,10 +57,26 @@ def write_dataset(path: Path, n: int, min_words: int = 20, max_words: int = 400,
     return Path(path)
 
 
-def synthetic_run(model: str, work: Path, n: int, seq: int) -> tuple[Path, Path]:
+def build_checkpoint(model: str, folder: Path, device: str = "cuda") -> Path:
+    """folder/MODEL: a random-weight checkpoint of a catalog profile in its 16-bit dtype, initialised on `device`
+    (an 8B model takes minutes to initialise on a CPU and seconds on a GPU), saved with save_pretrained and this
+    module's tokenizer. Built in its own process (vramplan.calibrate.build_model), so the GPU is clean after it;
+    built once."""
+    import subprocess
+
+    from vramplan.resources import data_dir
+    from vramplan.workers import worker_command
+    out = Path(folder) / model
+    if not (out / "config.json").exists():
+        profile = data_dir("profiles") / "models" / f"{model}.json"
+        subprocess.run(worker_command("build_model", str(profile), str(out), device), check=True)
+    if not (out / "tokenizer.json").exists():
+        save_tokenizer(out)
+    return out
+
+
+def synthetic_run(model: str, work: Path, n: int, seq: int, device: str = "cuda") -> tuple[Path, Path]:
     """For GPU benches: a random-weight checkpoint of a catalog profile with this module's tokenizer, and n
     records whose lengths reach up to about seq tokens. Returns (checkpoint folder, dataset file)."""
-    from vramplan.calibrate.sweep import ensure_checkpoint
-    ckpt = ensure_checkpoint(model, work)
-    save_tokenizer(ckpt)
+    ckpt = build_checkpoint(model, work, device)
     return ckpt, write_dataset(work / "train.jsonl", n=n, min_words=seq // 2, max_words=seq - 16)

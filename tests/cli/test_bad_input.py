@@ -179,7 +179,8 @@ FLAGS = [
     ("train-gpu-count-clash", f"{DRY} {OK} --gpus 2".replace("--gpu T4", "--gpu 3xT4"),
      "names 3 GPUs but --gpus says 2"),
     ("train-batch-split", f"{DRY} {OK} --gpus 3", "does not split evenly over 3 GPUs"),
-    ("train-trl", f"{DRY} {OK} --trainer trl", "runs the plain transformers Trainer"),
+    ("train-fp16-trl", f"{DRY} {OK} --dtype fp16 --trainer trl", "fp16 QLoRA does not run through TRL"),
+    ("train-trl-float-release", f"{DRY} {OK} --trl-version 1.160", "not modelled"),
     ("train-bf16-on-t4", f"{DRY} {OK} --dtype bf16", "T4 has no bf16"),
     ("train-flash-on-t4", f"{DRY} {OK} --attn flash_attention_2", "older than flash attention 2"),
     ("train-unknown-gpu", f"{DRY} {OK}".replace("--gpu T4", "--gpu T5"), "unknown GPU"),
@@ -369,7 +370,8 @@ def test_train_dry_run_json_is_one_object_with_progress_on_stderr(tmp_path, monk
     assert escaped is None and code == 0, err
     d = json.loads(out)
     assert d["dry_run"] is True and d["data"]["examples"] == 2 and d["seq"] == 512
-    assert d["plan"]["trainer"] == "hf" and d["training_arguments"]["per_device_train_batch_size"] == d["plan"]["batch"]
+    assert d["plan"]["trainer"] == "trl" and d["sft_config"]["per_device_train_batch_size"] == d["plan"]["batch"]
+    assert d["sft_config"]["max_length"] == 512 and d["stack"]["release"] == d["plan"]["trl_version"]
     assert "exists and is not empty" in d["output_note"]  # a dry run says what the run would refuse
     assert "plan:" in err and "plan:" not in out
 

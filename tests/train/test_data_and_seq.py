@@ -78,3 +78,12 @@ def test_verification_stops_on_errors_that_are_not_memory():
     result = verify([HfPlan(), HfPlan(batch=2)], lambda p: Trial("error", error="bad checkpoint"), 2**34,
                     say=lambda s: None)
     assert result.plan is None and len(result.tried) == 1 and "failed: bad checkpoint" in result.log[0]
+
+
+def test_under_a_memory_cap_finishing_is_passing_and_running_out_steps_down():
+    plans = [HfPlan(batch=4, grad_accum=4), HfPlan(batch=2, grad_accum=8)]
+    outcomes = iter([Trial("oom"), Trial("ok", peak_bytes=15 * GiB)])
+    said = []
+    result = verify(plans, lambda p: next(outcomes), int(14.9 * GiB), say=said.append, capped=True)
+    assert result.plan == plans[1] and "ran out of memory" in said[0]
+    assert "peak 15.00 GiB under the memory cap of 14.90 GiB" in said[1]

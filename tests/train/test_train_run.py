@@ -1,4 +1,5 @@
 """Tokenization with response-only labels and a tiny end-to-end training run on the CPU."""
+import io
 import json
 import subprocess
 import sys
@@ -46,13 +47,23 @@ def test_only_the_response_is_learned(model_dir):
     assert len(encode(text, tok, seq=4)["input_ids"]) == 4
 
 
-def test_tiny_end_to_end_training_on_cpu_saves_adapter_tokenizer_and_record(model_dir, tmp_path):
+@pytest.mark.parametrize("trainer", ["trl", "hf"])
+def test_tiny_end_to_end_training_on_cpu_saves_adapter_tokenizer_and_record(model_dir, tmp_path, trainer):
+    pytest.importorskip("bitsandbytes")  # the 4-bit load runs on the CPU with bitsandbytes >= 0.48
+    if trainer == "trl":
+        pytest.importorskip("trl")
     examples = load_examples(model_dir.parent / "train.jsonl")
-    plan = TrainPlan(rank=4, alpha=8, batch=2, grad_accum=2, seq=32, optim="adamw_torch", quant="nf4")
-    record = train_full(str(model_dir), examples, plan, tmp_path, max_steps=3, use_cpu=True, say=lambda s: None)
+    plan = TrainPlan(rank=4, alpha=8, batch=2, grad_accum=2, seq=32, optim="adamw_torch", quant="nf4",
+                     trainer=trainer)
+    bar = io.StringIO()
+    record = train_full(str(model_dir), examples, plan, tmp_path, max_steps=3, use_cpu=True, progress_stream=bar)
     assert record["steps"] == 3 and record["tokens_per_s"] > 0
+    assert record["stack"]["trainer"] == trainer
+    # SFTTrainer casts a quantized model's adapters to bf16; the plain Trainer keeps peft's fp32
+    assert list(record["trainable_dtypes"]) == (["bfloat16"] if trainer == "trl" else ["float32"])
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
     assert (tmp_path / "adapter" / "tokenizer.json").exists()
+    assert "step 3/3" in bar.getvalue() and "tokens/s" in bar.getvalue()
 
 
 def vramplan(*args):
@@ -62,10 +73,12 @@ def vramplan(*args):
 def test_dry_run_with_auto_sequence_imports_no_torch(model_dir):
     code = ("import sys; from vramplan.cli import main; "
             f"rc = main(['train', {str(model_dir)!r}, '--data', {str(model_dir.parent / 'train.jsonl')!r}, "
-            "'--gpu', 'T4', '--dry-run']); assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
+            "'--gpu', 'T4', '--dry-run']); assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'trl' not in sys.modules, 'trl imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "99th percentile of 12 examples" in proc.stdout and '"per_device_train_batch_size"' in proc.stdout
+    assert "99th percentile of 12 examples" in proc.stdout
+    assert "SFTConfig(\n" in proc.stdout and "    per_device_train_batch_size=" in proc.stdout
 
 
 def test_existing_output_is_never_overwritten(model_dir, tmp_path):

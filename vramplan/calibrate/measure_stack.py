@@ -13,13 +13,13 @@ import os
 import sys
 import time
 
-from ..gpu_info import detect_gpu, nvml_memory, nvml_used, software_versions
+from ..gpu_info import detect_gpu, nvml_memory, nvml_used
 from .measure import (SCHEMA, NvmlPeak, load_measured, phase_recorder, record_failure, record_steps, start_cuda,
                       torch_mem, worker_main)
 from ..train.arguments import training_kwargs
-
-STACK_PACKAGES = ("trl", "datasets")
-
+from ..train.memory_cap import cap_process
+from ..train.sft import (cast_adapters_to_fp32, evaluation_kwargs, sft_config_kwargs, sft_trainer,
+                         stack_versions, trainable_dtypes)
 
 class PhasedNvmlPeak(NvmlPeak):
     """NvmlPeak that keeps the peak of each phase the training loop is in."""
@@ -86,28 +86,30 @@ def random_token_dataset(n: int, seq: int, vocab: int, seed: int):
     return Dataset.from_dict({"input_ids": torch.randint(0, vocab, (n, seq), generator=g).tolist()})
 
 
-def stack_arguments(spec: dict, plan: dict, output_dir: str):
-    """TrainingArguments or SFTConfig for the plan, with the evaluation schedule of the spec."""
+def stack_kwargs(spec: dict, plan: dict, output_dir: str) -> dict:
+    """TrainingArguments or SFTConfig keyword arguments for the plan, with the evaluation schedule of the spec."""
     steps = spec.get("steps", 4)
-    kw = training_kwargs(plan, output_dir, max_steps=steps)
+    trl = spec["stack"]["trainer"] != "hf"
+    kw = (sft_config_kwargs if trl else training_kwargs)(plan, output_dir, max_steps=steps)
     ev = spec.get("eval")
     if ev:
-        kw.update({"eval_strategy": "steps", "eval_steps": ev.get("at_step", steps - 1),
-                   "per_device_eval_batch_size": ev["batch"]})
+        kw.update(evaluation_kwargs(ev["batch"], ev.get("at_step", steps - 1)))
         for key in ("prediction_loss_only", "eval_accumulation_steps"):
             if ev.get(key) is not None:
                 kw[key] = ev[key]
     kw.update(spec.get("args", {}))
+    if trl:
+        kw.update(spec["stack"].get("sft", {}))
+    return kw
+
+
+def stack_arguments(spec: dict, plan: dict, output_dir: str):
+    """The TrainingArguments or SFTConfig of stack_kwargs."""
+    kw = stack_kwargs(spec, plan, output_dir)
     if spec["stack"]["trainer"] == "hf":
         from transformers import TrainingArguments
         return TrainingArguments(**kw)
-    import dataclasses
     from trl import SFTConfig
-    names = {f.name for f in dataclasses.fields(SFTConfig)}
-    kw["max_length" if "max_length" in names else "max_seq_length"] = plan["seq"]
-    if "packing" in names:
-        kw["packing"] = False
-    kw.update(spec["stack"].get("sft", {}))
     return SFTConfig(**kw)
 
 
@@ -118,26 +120,17 @@ def make_stack_trainer(spec: dict, model, tokenizer, callbacks):
         else model.config.vocab_size
     n_train = plan["batch"] * plan.get("grad_accum", 1) * steps
     ev = spec.get("eval")
-    args = stack_arguments(spec, plan, spec.get("output_dir", "/tmp/vramplan-measure"))
+    output_dir = spec.get("output_dir", "/tmp/vramplan-measure")
     if spec["stack"]["trainer"] == "hf":
         from transformers import Trainer
         from .measure import RandomTokens
         train = RandomTokens(n_train, plan["seq"], vocab)
         evals = RandomTokens(ev["samples"], plan["seq"], vocab, seed=1) if ev else None
-        return Trainer(model=model, args=args, train_dataset=train, eval_dataset=evals, callbacks=list(callbacks))
-    from trl import SFTTrainer
+        return Trainer(model=model, args=stack_arguments(spec, plan, output_dir), train_dataset=train,
+                       eval_dataset=evals, callbacks=list(callbacks))
     train = random_token_dataset(n_train, plan["seq"], vocab, seed=0)
     evals = random_token_dataset(ev["samples"], plan["seq"], vocab, seed=1) if ev else None
-    return SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
-                      callbacks=list(callbacks))
-
-
-def trainable_dtypes(model) -> dict:
-    out: dict[str, int] = {}
-    for p in model.parameters():
-        if p.requires_grad:
-            out[str(p.dtype).replace("torch.", "")] = out.get(str(p.dtype).replace("torch.", ""), 0) + p.numel()
-    return out
+    return sft_trainer(model, tokenizer, stack_kwargs(spec, plan, output_dir), train, evals, callbacks)
 
 
 def _train(spec: dict, record: dict, poller: PhasedNvmlPeak) -> None:
@@ -154,9 +147,7 @@ def _train(spec: dict, record: dict, poller: PhasedNvmlPeak) -> None:
     trainer = make_stack_trainer(spec, model, tokenizer, [recorder, evals])
     record["trainable_dtypes_after_build"] = trainable_dtypes(trainer.model)
     if spec["stack"].get("fp32_adapters"):  # the way out of TRL's bf16 cast for fp16 training
-        for p in trainer.model.parameters():
-            if p.requires_grad:
-                p.data = p.data.float()
+        cast_adapters_to_fp32(trainer.model)
         record["trainable_dtypes_cast_back"] = trainable_dtypes(trainer.model)
     record["trainable_params"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     record["train_args"] = {k: v for k, v in trainer.args.to_dict().items() if k in ARG_KEYS}
@@ -182,15 +173,10 @@ ARG_KEYS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradie
 
 def run(spec: dict) -> dict:
     """Measure one plan through its stack. spec: run_key, model, checkpoint, plan, steps, cap_bytes, stack
-    ({"trainer": "trl"|"hf", "sft": extra SFTConfig keys, "fp32_adapters": bool}), eval ({"batch", "samples",
+    ({"trainer": "trl"|"hf", "sft": extra SFTConfig keys, "fp32_adapters": bool}), memory_cap_bytes (nvidia-smi's
+    footprint of the process at most; cap_bytes caps the allocator alone), eval ({"batch", "samples",
     "at_step", "prediction_loss_only", "eval_accumulation_steps"} or None), args (extra TrainingArguments)."""
-    versions = software_versions()
-    import importlib.metadata as md
-    for pkg in STACK_PACKAGES:
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
+    versions = stack_versions()
     record = {"schema": SCHEMA, "run_key": spec["run_key"], "model": spec["model"], "plan": spec["plan"],
               "stack": spec["stack"], "eval": spec.get("eval"), "args": spec.get("args", {}),
               "steps_requested": spec.get("steps", 4), "cap_bytes": spec.get("cap_bytes"), "status": "running",
@@ -201,6 +187,8 @@ def run(spec: dict) -> dict:
     poller = PhasedNvmlPeak()
     try:
         start_cuda(spec, record)
+        if spec.get("memory_cap_bytes"):  # the process's nvidia-smi footprint, context included
+            record["memory_cap"] = cap_process(spec["memory_cap_bytes"], record["nvml"]["before_init"])
         with poller:
             _train(spec, record, poller)
         record["status"] = "ok"

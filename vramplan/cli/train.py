@@ -13,11 +13,12 @@ from ..planner import Planner
 from ..profiles import find_model
 from ..search import SAFETY_MARGIN
 from ..store.calibrations import Calibrations
-from ..train.arguments import training_kwargs
+from ..train.sft import installed_trl, run_kwargs, run_release
+from ..stacks import default_trl_release, trl_profile
 from ..train.data import load_examples
 from ..train.seqlen import choose_seq
-from ..layout import check_card
-from ..units import GiB
+from ..layout import check_card, resolve
+from ..units import GiB, parse_size
 from ..verdict import resolve_gpu
 from ..flags import positive_int
 from .common import (add_plan_args, check_context, given_plan_fields, positive_float, print_json, progress_to_stderr,
@@ -47,6 +48,10 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="allow writing into an existing output folder")
     p.add_argument("--dry-run", action="store_true", help="print the plan and training arguments; no GPU, no torch")
     p.add_argument("--vram", default=None, help="plan for this much memory instead of what the GPU has free")
+    p.add_argument("--memory-cap", default=None, metavar="SIZE",
+                   help="keep verification and training within SIZE as nvidia-smi shows it (PyTorch's allocator "
+                        "capped at SIZE less the CUDA context) and plan for no more: rehearse a smaller card's "
+                        "run on a larger GPU, e.g. --gpu T4 --memory-cap 15GiB")
     p.add_argument("--json", action="store_true",
                    help="one JSON object on stdout (the dry run's plan, or the run's outcome); progress on stderr")
     add_plan_args(p, only_given=True, skip=("seq",))
@@ -97,13 +102,13 @@ def _run(args) -> tuple[int, dict]:
     arch, source = model_source(args.model)
     examples = load_examples(args.data)  # every record checked before any GPU work
     given = given_plan_fields(args, skip=("seq",))  # train's own --seq is a number or auto
-    if given.get("trainer", "hf") != "hf" or given.get("fp32_adapters"):
-        raise VramplanError("train: `vramplan train` runs the plain transformers Trainer; its SFTTrainer launch is "
-                            "not built yet", hint="drop --trainer/--fp32-adapters (train plans with --trainer hf)")
-    given["trainer"] = "hf"  # train plans with the stack it runs
     gpus = given.get("gpus", 1)
+    stack_note = pin_stack(given, args.dry_run)
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args), count=gpus)
     planner = Planner(gpu, Calibrations.shipped(), capacity)
+    cap = parse_size(args.memory_cap, "--memory-cap") if args.memory_cap else None
+    if cap and cap < planner.capacity_bytes:
+        planner, capacity = Planner(gpu, Calibrations.shipped(), cap), cap
     seq, seq_note = resolve_seq(args, source, examples, arch)
     context_note = check_context(arch, seq) if args.seq != "auto" else None  # auto is capped at the context
     if args.effective_batch % gpus:
@@ -111,33 +116,85 @@ def _run(args) -> tuple[int, dict]:
                             hint=f"use a multiple of {gpus}")
     candidates, result = plan_candidates(args, planner, arch, seq, given)
     plan = candidates[0]
-    kwargs = training_kwargs(plan.to_dict(), str(out / "checkpoints"), max_steps=args.max_steps or -1,
-                             epochs=args.epochs, save_steps=args.save_steps, logging_steps=1)
     saving = allocator_saving(planner, arch, plan) if plan.allocator == "expandable" else None
     summary = {"model": arch.summary(), **model_json(arch), "source": source,
                "data": {"file": str(args.data), "examples": len(examples)},
                "gpu": gpu.summary(), "gpus": gpus, "capacity_bytes": capacity, "seq": seq, "seq_note": seq_note,
-               "context_note": context_note, "plan": plan.to_dict(), "fallbacks": [c.to_dict() for c in candidates[1:]],
-               "safety_margin": SAFETY_MARGIN, "allocator_saving_bytes": saving, "output": str(out),
+               "context_note": context_note, "plan": plan.to_dict(), "stack": stack_summary(plan, stack_note),
+               "fallbacks": [c.to_dict() for c in candidates[1:]], "safety_margin": SAFETY_MARGIN,
+               "allocator_saving_bytes": saving, "memory_cap_bytes": cap, "output": str(out),
                "output_note": output_note}
     say_plan(summary, result, len(candidates) - 1)
     if args.dry_run:
-        summary.update(dry_run=True, training_arguments=kwargs)
-        if output_note:
-            print(output_note)
-        print(f"training arguments{' (per GPU)' if gpus > 1 else ''}:\n" + json.dumps(kwargs, indent=2))
-        if gpus > 1:
-            from ..train.distributed import plan_accelerate_config
-            summary["accelerate_config"] = plan_accelerate_config(plan.to_dict())
-            print(f"accelerate configuration (written to {out / 'accelerate_config.yaml'}):\n"
-                  + json.dumps(summary["accelerate_config"], indent=2))
-        return 0, summary
+        return 0, dry_run(args, plan, summary)
     if gpus > 1:
+        if cap:
+            raise VramplanError("--memory-cap: the multi-GPU launch has no allocator cap", hint="use one GPU")
         record = _train_multi(args, arch, source, planner, candidates, out)
     else:
         record = _train(args, arch, source, examples, planner, candidates, out)
     return 0, {**summary, "dry_run": False, "run_record": str(out / "run_record.json"),
                "adapter": str(out / "adapter"), "record": record}
+
+
+def pin_stack(given: dict, dry_run: bool) -> str | None:
+    """Train plans with the stack it runs: TRL's SFTTrainer at the installed release on one GPU (--trainer hf:
+    the plain Trainer; several GPUs run the plain Trainer). A dry run where TRL is not installed plans the
+    release asked for (or the newest modelled) and says so."""
+    if given.get("trainer") is None and given.get("gpus", 1) > 1:
+        given["trainer"] = "hf"
+    if given.setdefault("trainer", "trl") != "trl":
+        return None
+    installed = installed_trl()
+    if installed is None and dry_run:
+        given.setdefault("trl_version", default_trl_release())
+        return f"TRL is not installed here: planned for TRL {given['trl_version']}; a real run plans with the " \
+               "installed release"
+    given["trl_version"] = run_release(given.get("trl_version"), installed)
+    return None
+
+
+def stack_summary(plan: TrainPlan, note: str | None) -> dict:
+    out = {"trainer": plan.trainer, "loss_path": resolve(plan).loss_path}
+    if plan.trainer == "trl":
+        out.update(release=plan.trl_version, installed=installed_trl(), fp32_adapters=plan.fp32_adapters)
+    return {**out, "note": note}
+
+
+def stack_line(stack: dict) -> str:
+    """The stack in words: which trainer, which release it is planned as, its loss path."""
+    if stack["trainer"] == "hf":
+        return "transformers Trainer (full tokens x vocab logits, fp32 loss)"
+    ran = f"TRL {stack['installed']}" if stack["installed"] else "TRL"
+    words = (f"{ran} SFTTrainer, planned as release {stack['release']}: {stack['loss_path']} "
+             f"({trl_profile()['paths'][stack['loss_path']].split(':')[0]})")
+    if stack["fp32_adapters"]:
+        words += "; adapters cast back to fp32 after the trainer is built (fp16's way out of TRL's bf16 cast)"
+    return words + (f"; {stack['note']}" if stack["note"] else "")
+
+
+def dry_run(args, plan: TrainPlan, summary: dict) -> dict:
+    """The plan's trainer arguments, as train would build them: SFTConfig's keyword arguments for TRL (printed
+    as the call), TrainingArguments' for the plain Trainer; several GPUs add the accelerate configuration."""
+    out, gpus = args.output, plan.gpus
+    kwargs = run_kwargs(plan, str(out / "checkpoints"), evaluate=True, eval_steps=args.save_steps,
+                        max_steps=args.max_steps or -1, epochs=args.epochs, save_steps=args.save_steps,
+                        logging_steps=1)
+    summary["dry_run"] = True
+    if summary["output_note"]:
+        print(summary["output_note"])
+    if plan.trainer == "trl":
+        summary["sft_config"] = kwargs
+        print("SFTConfig(\n" + "".join(f"    {k}={v!r},\n" for k, v in kwargs.items()) + ")")
+    else:
+        summary["training_arguments"] = kwargs
+        print(f"training arguments{' (per GPU)' if gpus > 1 else ''}:\n" + json.dumps(kwargs, indent=2))
+    if gpus > 1:
+        from ..train.distributed import plan_accelerate_config
+        summary["accelerate_config"] = plan_accelerate_config(plan.to_dict())
+        print(f"accelerate configuration (written to {out / 'accelerate_config.yaml'}):\n"
+              + json.dumps(summary["accelerate_config"], indent=2))
+    return summary
 
 
 def plan_candidates(args, planner: Planner, arch, seq: int, given: dict) -> tuple[list[TrainPlan], object]:
@@ -169,9 +226,12 @@ def say_plan(summary: dict, result, fallbacks: int) -> None:
     if summary["context_note"]:
         print(summary["context_note"])
     print(f"plan: {plan_line(summary['plan'])}")
-    if summary["allocator_saving_bytes"] is not None:
-        print(f"allocator: PYTORCH_CUDA_ALLOC_CONF={ALLOC_CONF['expandable']} (predicted peak "
-              f"{summary['allocator_saving_bytes'] / GiB:.2f} GiB lower than PyTorch's default allocator)")
+    print(f"stack: {stack_line(summary['stack'])}")
+    saving = summary["allocator_saving_bytes"]
+    if saving is not None:
+        print(f"allocator: PYTORCH_CUDA_ALLOC_CONF={ALLOC_CONF['expandable']}"
+              + (f" (predicted peak {saving / GiB:.2f} GiB lower than PyTorch's default allocator)" if saving > 0
+                 else ""))
     if result is not None:
         print(f"  ({SAFETY_MARGIN:.0%} safety margin; {fallbacks} fallback plan(s) if verification fails)")
         if result.versus_one_gpu:
@@ -206,35 +266,60 @@ def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
     return choice.seq, choice.describe()
 
 
-def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial):
-    """Real steps of each candidate until one fits; then the (emptied, with --overwrite) output folder and the
-    prediction for the verified plan."""
+def _verify_into(args, arch, planner: Planner, candidates, out: Path, trial, capped: bool = False):
+    """Real steps of each candidate until one fits; then the (emptied, with --overwrite) output folder, the
+    prediction for the verified plan and each verification's predicted against measured peak."""
     from ..train.verify import verify
-    checked = verify(candidates, trial, planner.capacity_bytes)
+    checked = verify(candidates, trial, planner.capacity_bytes, capped=capped)
+    tried = [verification_row(planner.estimate(arch, plan), plan, t) for plan, t in checked.tried]
     if checked.plan is None:
         raise VramplanError("no plan survived verification: " + "; ".join(checked.log))
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    return checked, planner.estimate(arch, checked.plan)
+    return checked, planner.estimate(arch, checked.plan), tried
+
+
+def verification_row(predicted, plan: TrainPlan, trial) -> dict:
+    """One verification: its plan, outcome, predicted peak (on a card with room) and required bytes (what a card
+    without room needs), the measured peak, and the peak's error."""
+    row = {"plan": plan.to_dict(), "status": trial.status, "predicted_peak_bytes": predicted.peak_bytes,
+           "predicted_required_bytes": predicted.required_bytes, "measured_peak_bytes": trial.peak_bytes or None,
+           "tokens_per_s": trial.tokens_per_s or None}
+    if trial.status == "ok" and trial.peak_bytes:
+        row["error_pct"] = round(100 * (predicted.peak_bytes - trial.peak_bytes) / trial.peak_bytes, 2)
+    if trial.error:
+        row["error"] = trial.error
+    return row
 
 
 def _train(args, arch, source, examples, planner: Planner, candidates, out: Path) -> dict:
     from ..train.run import train_full, verification_trial
     from ..calibrate.measure import apply_allocator
+    from ..train.sft import stack_versions
+    from ..speed import predicted_tokens_per_second, speed_source
     apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
     import torch
     if not torch.cuda.is_available():
         raise VramplanError("train needs a CUDA GPU for verification and training", hint="use --dry-run here")
-    checked, predicted = _verify_into(args, arch, planner, candidates, out,
-                                      lambda plan: verification_trial(source, plan))
+    # within the memory planned for: a cap above it would let the allocator's cache pass the verification limit
+    cap = min(parse_size(args.memory_cap, "--memory-cap"), planner.capacity_bytes) if args.memory_cap else None
+    checked, predicted, tried = _verify_into(args, arch, planner, candidates, out,
+                                             lambda plan: verification_trial(source, plan, memory_cap_bytes=cap),
+                                             capped=cap is not None)
     plan = checked.plan
+    speed = predicted_tokens_per_second(arch, planner.gpu, plan, predicted)
     record = train_full(source, examples, plan, out, max_steps=args.max_steps or -1, epochs=args.epochs,
-                        save_steps=args.save_steps, merge=args.merge)
-    record.update({"model": arch.name, "source": source, "gpu": planner.gpu.name, "verification": checked.log,
+                        save_steps=args.save_steps, merge=args.merge, predicted_tokens_per_s=speed,
+                        memory_cap_bytes=cap)
+    record.update({"model": arch.name, "source": source, "gpu": planner.gpu.name, "versions": stack_versions(),
+                   "verification": checked.log, "verifications": tried,
                    "predicted_peak_bytes": predicted.peak_bytes, "predicted_required_bytes": predicted.required_bytes,
-                   "verified_peak_bytes": checked.trial.peak_bytes})
+                   "verified_peak_bytes": checked.trial.peak_bytes, "predicted_tokens_per_s": round(speed, 1),
+                   "speed_source": speed_source(planner.gpu, plan)})
     (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
+    if record.get("warning"):
+        print(f"warning: {record['warning']}")
     print(f"done: adapter in {out / 'adapter'}, run record in {out / 'run_record.json'}")
     return record
 
@@ -243,8 +328,8 @@ def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) ->
     """Verify on every rank, write the accelerate configuration and launch spec into the output folder, launch."""
     from ..train.multi_gpu import collect_ranks, rank_verification_trial, run_launch, write_launch
     gpus = candidates[0].gpus
-    checked, predicted = _verify_into(args, arch, planner, candidates, out,
-                                      lambda plan: rank_verification_trial(source, plan))
+    checked, predicted, tried = _verify_into(args, arch, planner, candidates, out,
+                                             lambda plan: rank_verification_trial(source, plan))
     plan = checked.plan
     spec_path, cmd = write_launch(out, source, args.data, plan, max_steps=args.max_steps or -1, epochs=args.epochs,
                                   save_steps=args.save_steps)
@@ -254,7 +339,8 @@ def _train_multi(args, arch, source, planner: Planner, candidates, out: Path) ->
     ranks = collect_ranks(out)
     record = {"model": arch.name, "source": source, "gpu": planner.gpu.name, "gpus": gpus, "plan": plan.to_dict(),
               "accelerate_config": str(out / "accelerate_config.yaml"), "launch": cmd, "exit_code": code,
-              "verification": checked.log, "verified_rank_peaks_bytes": list(checked.trial.rank_peaks),
+              "verification": checked.log, "verifications": tried,
+              "verified_rank_peaks_bytes": list(checked.trial.rank_peaks),
               "predicted_peak_bytes_per_gpu": predicted.peak_bytes,
               "predicted_required_bytes_per_gpu": predicted.required_bytes, "ranks": ranks}
     if ranks:

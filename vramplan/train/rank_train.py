@@ -27,7 +27,8 @@ def main(argv=None) -> int:
     from ..gpu_info import detect_gpu
     from ..plan import TrainPlan
     from .data import load_examples
-    from .run import build_trainer, load_tokenizer, result_fields
+    from .progress import progress_callback
+    from .run import build_trainer, encode, load_tokenizer, result_fields, tokens_per_step
 
     plan = TrainPlan.from_dict(spec["plan"])
     apply_allocator(plan.to_dict())
@@ -35,12 +36,13 @@ def main(argv=None) -> int:
     rank, local, world = rank_identity()
     import torch
     torch.cuda.set_device(local)
-    say = print if rank == 0 else (lambda *a, **k: None)
     tok = load_tokenizer(spec["source"])
     examples = load_examples(spec["data"])
     model = load_rank_model(spec["source"], layout_dict(plan), local)
-    trainer, data = build_trainer(model, tok, examples, plan, out, max_steps=spec["max_steps"],
-                                  epochs=spec["epochs"], save_steps=spec["save_steps"], say=say)
+    data = [encode(e, tok, plan.seq) for e in examples]
+    callbacks = [progress_callback(tokens_per_step(data, plan))] if rank == 0 else []  # one bar, rank 0's
+    trainer = build_trainer(model, tok, data, plan, out, max_steps=spec["max_steps"], epochs=spec["epochs"],
+                            save_steps=spec["save_steps"], callbacks=callbacks)
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
     with NvmlPeak(index=local) as poller:

@@ -13,8 +13,9 @@ from pathlib import Path
 from ..layout import layout_dict
 from ..plan import TrainPlan
 from ..workers import worker_command
-from .arguments import training_kwargs
 from .data import Example
+from .progress import progress_callback
+from .sft import installed_trl, run_kwargs, sft_trainer, trainable_dtypes
 from .verify import Trial
 
 IGNORE = -100
@@ -75,15 +76,21 @@ class PadCollator:
         return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
 
 
-def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout_s: int = 900) -> Trial:
-    """A few real optimizer steps at the plan's micro-batch and full sequence length, in a fresh process."""
+def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout_s: int = 900,
+                       memory_cap_bytes: int | None = None) -> Trial:
+    """A few real optimizer steps at the plan's micro-batch and full sequence length, in a fresh process, through
+    the plan's stack (the stack worker), with an evaluation loop between the last two steps when the plan
+    evaluates; with memory_cap_bytes, within that footprint (vramplan.train.memory_cap)."""
     spec = {"run_key": "verify", "model": Path(model_path).name, "checkpoint": model_path, "plan": layout_dict(plan),
-            "steps": steps}
+            "steps": steps, "memory_cap_bytes": memory_cap_bytes,
+            "stack": {"trainer": plan.trainer, "fp32_adapters": plan.fp32_adapters},
+            "eval": ({"batch": plan.eval_batch, "samples": plan.eval_batch, "at_step": steps - 1}
+                     if plan.eval_batch else None)}
     with tempfile.TemporaryDirectory() as tmp:
         spec["output_dir"] = str(Path(tmp) / "trainer")
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
         try:
-            subprocess.run(worker_command("measure", f"{tmp}/spec.json", f"{tmp}/out.json"),
+            subprocess.run(worker_command("measure_stack", f"{tmp}/spec.json", f"{tmp}/out.json"),
                            timeout=timeout_s, capture_output=True, text=True)
         except subprocess.TimeoutExpired:
             return Trial("error", error=f"no result within {timeout_s} s")
@@ -94,38 +101,32 @@ def verification_trial(model_path: str, plan: TrainPlan, steps: int = 3, timeout
     return Trial.from_record(record)
 
 
-def progress_callback(say=print, every: int = 10):
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            self.t0 = time.time()
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            if state.global_step and state.global_step % every == 0 and logs and "loss" in logs:
-                done = state.global_step / max(1, state.max_steps)
-                eta = (time.time() - self.t0) * (1 - done) / max(done, 1e-9)
-                say(f"step {state.global_step}/{state.max_steps}  loss {logs.get('loss', float('nan')):.4f}  "
-                    f"ETA {eta / 60:.1f} min")
-
-    return Progress()
-
-
 def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output_dir: Path, *, max_steps: int = -1,
                epochs: float = 1.0, save_steps: int | None = None, merge: bool = False, use_cpu: bool = False,
-               say=print) -> dict:
-    """Train with the transformers Trainer; save adapter, tokenizer and a run record in output_dir."""
+               predicted_tokens_per_s: float | None = None, progress_stream=None,
+               memory_cap_bytes: int | None = None) -> dict:
+    """Train through the plan's stack (TRL's SFTTrainer or the plain Trainer); save adapter, tokenizer and the
+    run's measurements (the caller writes them into run_record.json)."""
     import torch
 
     from ..calibrate.measure import NvmlPeak, load_for_training
 
+    on_gpu = torch.cuda.is_available() and not use_cpu
+    cap = before = None
+    if on_gpu:
+        from ..gpu_info import nvml_used
+        before = nvml_used()  # what the GPU held before this process started CUDA
+    if on_gpu and memory_cap_bytes:  # before the model is loaded: the cap holds for the whole run
+        from .memory_cap import cap_process
+        cap = cap_process(memory_cap_bytes, before)
     tok = load_tokenizer(model_path)
     model = None
     for _, model in load_for_training(model_path, layout_dict(plan), device_map={"": "cpu"} if use_cpu else {"": 0}):
         pass
-    trainer, data = build_trainer(model, tok, examples, plan, output_dir, max_steps=max_steps, epochs=epochs,
-                                  save_steps=save_steps, use_cpu=use_cpu, say=say)
-    on_gpu = torch.cuda.is_available() and not use_cpu
+    data = [encode(e, tok, plan.seq) for e in examples]
+    progress = progress_callback(tokens_per_step(data, plan), predicted_tokens_per_s, progress_stream)
+    trainer = build_trainer(model, tok, data, plan, output_dir, max_steps=max_steps, epochs=epochs,
+                            save_steps=save_steps, use_cpu=use_cpu, callbacks=[progress])
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     poller = NvmlPeak() if on_gpu else None
@@ -133,35 +134,68 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
     with poller or contextlib.nullcontext():
         result = trainer.train()
     elapsed = time.time() - t0
-    model.save_pretrained(output_dir / "adapter")
+    trainer.model.save_pretrained(output_dir / "adapter")
     tok.save_pretrained(output_dir / "adapter")
-    record = {"plan": plan.to_dict(), **result_fields(result, data, plan, elapsed),
+    record = {"plan": plan.to_dict(), "stack": stack_record(plan), "trainable_dtypes": trainable_dtypes(trainer.model),
+              **result_fields(result, data, plan, elapsed),
               "measured_max_allocated": torch.cuda.max_memory_allocated() if on_gpu else None,
               "measured_max_reserved": torch.cuda.max_memory_reserved() if on_gpu else None,
-              "measured_nvml_peak_bytes": poller.peak if poller else None,
-              "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF")}
+              "measured_nvml_peak_bytes": poller.peak if poller else None, "nvml_before_bytes": before,
+              "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), "memory_cap": cap}
     if merge:
         record["merged"] = str(merge_adapter(model_path, output_dir / "adapter", output_dir / "merged"))
     if not math.isfinite(result.training_loss):
-        say("warning: the training loss is not finite")
+        record["warning"] = "the training loss is not finite"
     return record
 
 
-def build_trainer(model, tok, examples: list[Example], plan: TrainPlan, output_dir: Path, *, max_steps: int = -1,
-                  epochs: float = 1.0, save_steps: int | None = None, use_cpu: bool = False, say=print):
-    """The Trainer `vramplan train` runs, on one GPU or on each rank of several; and the tokenized data."""
-    from transformers import Trainer, TrainingArguments
-    data = [encode(e, tok, plan.seq) for e in examples]
-    kwargs = training_kwargs(plan.to_dict(), str(output_dir / "checkpoints"), max_steps=max_steps, epochs=epochs,
-                             use_cpu=use_cpu, save_steps=save_steps, logging_steps=1)
-    trainer = Trainer(model=model, args=TrainingArguments(**kwargs), train_dataset=data,
-                      data_collator=PadCollator(tok.pad_token_id), callbacks=[progress_callback(say)])
-    return trainer, data
+def stack_record(plan: TrainPlan) -> dict:
+    """Which stack ran, its installed release and the loss path planned for it."""
+    from ..layout import resolve
+    out = {"trainer": plan.trainer, "loss_path": resolve(plan).loss_path}
+    if plan.trainer == "trl":
+        out.update(release=plan.trl_version, trl=installed_trl(), fp32_adapters=plan.fp32_adapters)
+    return out
+
+
+def eval_split(data: list[dict], eval_batch: int) -> tuple[list[dict], list[dict]]:
+    """(train, evaluation): every tenth example is held out when the plan evaluates (the seed recipe's 10%
+    split), at least one; none otherwise."""
+    if not eval_batch or len(data) < 2:
+        return data, []
+    held = set(range(9, len(data), 10)) or {len(data) - 1}
+    return [d for i, d in enumerate(data) if i not in held], [d for i, d in enumerate(data) if i in held]
+
+
+def build_trainer(model, tok, data: list[dict], plan: TrainPlan, output_dir: Path, *, max_steps: int = -1,
+                  epochs: float = 1.0, save_steps: int | None = None, use_cpu: bool = False, callbacks=()):
+    """The trainer `vramplan train` runs over tokenized data: TRL's SFTTrainer (one GPU) or the plain Trainer
+    (one GPU, or each rank of several). With an evaluation batch, it evaluates every save_steps steps."""
+    train, evals = eval_split(data, plan.eval_batch)
+    kwargs = run_kwargs(plan, str(output_dir / "checkpoints"), evaluate=bool(evals), eval_steps=save_steps or 200,
+                        max_steps=max_steps, epochs=epochs, use_cpu=use_cpu, save_steps=save_steps, logging_steps=1)
+    if plan.trainer == "trl":
+        from datasets import Dataset
+        trainer = sft_trainer(model, tok, kwargs, Dataset.from_list(train),
+                              Dataset.from_list(evals) if evals else None, callbacks, fp32_adapters=plan.fp32_adapters)
+    else:
+        from transformers import Trainer, TrainingArguments
+        trainer = Trainer(model=model, args=TrainingArguments(**kwargs), train_dataset=train,
+                          eval_dataset=evals or None, data_collator=PadCollator(tok.pad_token_id),
+                          callbacks=list(callbacks))
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)  # the progress bar says what it printed
+    return trainer
+
+
+def tokens_per_step(data: list[dict], plan: TrainPlan) -> float:
+    """Tokens an optimizer step trains on average (all GPUs): the data's mean length x the effective batch."""
+    return sum(len(d["input_ids"]) for d in data) / max(1, len(data)) * plan.effective_batch
 
 
 def result_fields(result, data, plan: TrainPlan, elapsed: float) -> dict:
     """Steps, loss, time and tokens/s (all GPUs) of a finished trainer.train()."""
-    tokens = sum(len(d["input_ids"]) for d in data) * (result.global_step * plan.effective_batch / max(1, len(data)))
+    tokens = tokens_per_step(data, plan) * result.global_step
     return {"steps": result.global_step, "train_loss": result.training_loss, "seconds": round(elapsed, 2),
             "tokens_per_s": round(tokens / elapsed, 1) if elapsed else None}
 

@@ -35,17 +35,21 @@ class Verification:
 
 
 def verify(candidates: list[TrainPlan], run: Callable[[TrainPlan], Trial], limit_bytes: int,
-           say: Callable[[str], None] = print) -> Verification:
-    """The first candidate whose real steps finish under limit_bytes. `run` does the real steps."""
+           say: Callable[[str], None] = print, capped: bool = False) -> Verification:
+    """The first candidate whose real steps finish under limit_bytes. `run` does the real steps. capped: the
+    steps ran under an allocator cap of limit_bytes (train --memory-cap), which is then what enforces the limit:
+    finishing is passing, as on a card of that size (the NVML peak may pass the cap by the kernel images CUDA
+    loads lazily, outside the allocator)."""
     result = Verification(None, None)
     for i, plan in enumerate(candidates):
         trial = run(plan)
         result.tried.append((plan, trial))
         label = f"micro-batch {plan.batch} x {plan.grad_accum}, checkpointing {'on' if plan.gradient_checkpointing else 'off'}, r={plan.rank}"
-        if trial.status == "ok" and trial.peak_bytes <= limit_bytes:
+        if trial.status == "ok" and (capped or trial.peak_bytes <= limit_bytes):
             where = (" (ranks: " + ", ".join(f"{p / GiB:.2f}" for p in trial.rank_peaks) + " GiB)"
                      if len(trial.rank_peaks) > 1 else "")
-            msg = (f"verified: {label}: peak {trial.peak_bytes / GiB:.2f} GiB within {limit_bytes / GiB:.2f} GiB"
+            within = "under the memory cap of" if capped else "within"
+            msg = (f"verified: {label}: peak {trial.peak_bytes / GiB:.2f} GiB {within} {limit_bytes / GiB:.2f} GiB"
                    + where)
             result.log.append(msg)
             say(msg)
