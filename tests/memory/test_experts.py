@@ -4,6 +4,8 @@ from dataclasses import replace
 import pytest
 
 from tests.profiles.moe_gate import moe_gate_open  # noqa: F401  (the fixture)
+from vramplan import decisions as D
+from vramplan.decisions import Refusal
 from vramplan.errors import VramplanError
 from vramplan.memory import estimate
 from vramplan.memory.calibration import DEFAULT_CALIBRATION
@@ -75,6 +77,9 @@ def test_dropout_on_wrapped_experts_is_refused_as_peft_refuses_it(moe_gate_open)
     with pytest.raises(VramplanError) as err:
         estimate(tiny("qwen3_moe"), GPU, TrainPlan(dropout=0.05, batch=1, seq=16), DEFAULT_CALIBRATION)
     assert "lora.ParamWrapper" in err.value.message and "--dropout 0" in err.value.hint
+    assert err.value.reason.code == D.PARAMWRAPPER_DROPOUT
+    assert err.value.reason["wrapped"] == ["router", "gate_up_proj", "down_proj"]
+    assert "(router, gate_up_proj, down_proj)" in err.value.message
     # attention-only targets, and qwen2_moe (peft does not convert it), keep their dropout
     _peft_model("qwen2_moe", "all-linear", dropout=0.05)
     for family, targets in (("qwen3_moe", ATTENTION), ("qwen2_moe", "all-linear")):
@@ -83,8 +88,9 @@ def test_dropout_on_wrapped_experts_is_refused_as_peft_refuses_it(moe_gate_open)
 
 
 def test_targeting_gate_without_up_is_refused(moe_gate_open):
-    with pytest.raises(VramplanError, match="gate_proj without up_proj"):
+    with pytest.raises(Refusal, match="gate_proj without up_proj") as err:
         expert_targets(tiny("qwen3_moe"), TrainPlan(dropout=0.0, targets=ATTENTION + ("gate_proj",)))
+    assert err.value.reason.code == D.EXPERTS_HALF_TARGETED and err.value.reason["missing"] == "up_proj"
 
 
 def test_all_linear_wraps_gate_up_at_twice_the_rank_and_names_leave_the_router_out(moe_gate_open):
@@ -140,7 +146,7 @@ def test_router_logits_are_kept_when_the_config_asks_for_them(moe_gate_open):
 
 
 def test_moe_over_several_gpus_or_int8_is_refused(moe_gate_open):
-    with pytest.raises(VramplanError, match="one GPU only"):
+    with pytest.raises(Refusal, match="one GPU only"):
         estimate(tiny("olmoe"), GPU, TrainPlan(dropout=0.0, gpus=2, trainer="hf"), DEFAULT_CALIBRATION)
     with pytest.raises(VramplanError, match="8-bit was not measured"):
         estimate(tiny("olmoe"), GPU, TrainPlan(dropout=0.0, quant="int8"), DEFAULT_CALIBRATION)

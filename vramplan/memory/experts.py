@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config_readers import ALL_LINEAR
-from ..errors import VramplanError
+from .. import decisions as D
 from ..plan import TrainPlan
 from ..profiles.experts import ROUTER_NAME
 from ..profiles.models import ModelArch
@@ -62,19 +62,19 @@ def expert_targets(model: ModelArch, plan: TrainPlan) -> ExpertTargets:
         names = set(plan.targets)
         if (gate in names) != (up in names):
             have, missing = (gate, up) if gate in names else (up, gate)
-            raise VramplanError(f"--targets: {have} without {missing}: peft fuses them into {model.model_type}'s "
-                                f"gate_up_proj and refuses to target one alone (\"Cannot convert PEFT target(s) "
-                                f"... without also targeting ...\")", hint=f"target both {gate} and {up}, or neither")
+            raise _refusal(D.EXPERTS_HALF_TARGETED, model_type=model.model_type, have=have, missing=missing)
         t = ExpertTargets(gate_up=2 * r if gate in names else 0, down=r if down in names else 0,
                           router=r if ROUTER_NAME in names else 0)
     if t.any and plan.dropout:
-        raise VramplanError(
-            f"--dropout {plan.dropout:g}: with these targets peft puts LoRA on {model.model_type}'s fused experts "
-            "through lora.ParamWrapper, which raises \"lora.ParamWrapper does not work with lora_dropout != 0\" "
-            "(peft 0.21 tuners/lora/layer.py)",
-            hint="use --dropout 0, or keep dropout and put LoRA on attention only: --targets q_proj,k_proj,v_proj,"
-                 "o_proj (the experts then stay frozen)")
+        wrapped = [name for name, rank in (("router", t.router), ("gate_up_proj", t.gate_up), ("down_proj", t.down))
+                   if rank]
+        raise _refusal(D.PARAMWRAPPER_DROPOUT, model_type=model.model_type, dropout=plan.dropout, wrapped=wrapped)
     return t
+
+
+def _refusal(code: str, **numbers):
+    from ..present.refusals import refusal  # present imports memory: worded at the raise, not at import
+    return refusal(code, **numbers)
 
 
 def check_moe_plan(model: ModelArch, plan: TrainPlan) -> None:
@@ -82,11 +82,9 @@ def check_moe_plan(model: ModelArch, plan: TrainPlan) -> None:
     if model.experts is None:
         return
     if plan.gpus > 1:
-        raise VramplanError(f"--gpus {plan.gpus}: Mixture-of-Experts models are modelled on one GPU only (their "
-                            "experts under DDP or FSDP were not measured)", hint="plan it with --gpus 1")
+        raise _refusal(D.MOE_SEVERAL_GPUS, gpus=plan.gpus)
     if plan.quant == "int8":
-        raise VramplanError("--quant int8: Mixture-of-Experts models are modelled with 4-bit or 16-bit base "
-                            "weights only (8-bit was not measured)", hint="use --quant nf4")
+        raise _refusal(D.MOE_INT8)
     expert_targets(model, plan)
 
 
