@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stack_runs import StackRun, gpu_name, run_one, slug, stack_plan  # noqa: E402
+from stack_runs import StackRun, gpu_name, preload_stack, run_one, slug, stack_plan  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.units import GiB  # noqa: E402
 from vramplan.workers import worker_command  # noqa: E402
@@ -77,7 +77,8 @@ def _r(shape, why, plan, validation=False, **kw) -> MoeRun:
 
 
 def runs() -> list[MoeRun]:
-    """Most telling first: the slope pairs, the 24 GiB cap, each family; then tokens, rank, top-k, stacks."""
+    """Most telling first: the slope pairs, the 24 GiB cap, each family, the validation set; then tokens, rank and
+    stacks again (the first 18 already hold all of it, if the budget stops the call there)."""
     q3, q6, m1, m2, ol, qw = ("qwen3-30b-a3b@3L", "qwen3-30b-a3b@6L", "mixtral-8x7b@1L", "mixtral-8x7b@2L",
                               "olmoe-1b-7b@4L", "qwen1.5-moe-a2.7b@3L")
     nock = dict(gradient_checkpointing=False)
@@ -95,15 +96,16 @@ def runs() -> list[MoeRun]:
         _r(q6, "attention-only dropout 0.05 b2x1024", _p(targets=ATTENTION, dropout=0.05)),
         _r(q6, "validation: gate/up/down names r32 b2x1024", _p(targets=GATE_UP_DOWN, rank=32), True),
         _r("qwen3-30b-a3b@6L-top4", "validation: top-4 all-linear b2x1024", _p(), True),
+        _r("mixtral-8x7b@2L-top1", "validation: top-1 all-linear b2x1024", _p(), True),
+        _r("olmoe-1b-7b@4L-aux", "validation: hf output_router_logits (aux loss) all-linear b2x1024", _p(), True,
+           trainer="hf"),
+        _r(qw, "validation: hf all-linear b4x2048 no checkpointing", _p(4, 2048, dropout=0.05, **nock), True,
+           trainer="hf"),
         _r(ol, "all-linear r16 b2x1024 no checkpointing", _p(**nock)),
         _r(ol, "attention-only r64 b4x1024", _p(4, targets=ATTENTION, rank=64, dropout=0.05)),
         _r(m2, "attention-only b4x1024", _p(4, targets=ATTENTION, dropout=0.05)),
-        _r("mixtral-8x7b@2L-top1", "validation: top-1 all-linear b2x1024", _p(), True),
         _r(m2, "hf all-linear b2x1024", _p(), trainer="hf"),
         _r(ol, "hf all-linear b2x1024 no checkpointing", _p(**nock), trainer="hf"),
-        _r("olmoe-1b-7b@4L-aux", "validation: router logits + aux loss, all-linear b2x1024", _p(), True),
-        _r(qw, "validation: hf all-linear b4x2048 no checkpointing", _p(4, 2048, dropout=0.05, **nock), True,
-           trainer="hf"),
         _r(q6, "all-linear r16 b1x4096", _p(1, 4096)),
     ]
 
@@ -219,6 +221,10 @@ def measure(items: list[MoeRun], out: Path, cache: Path, budget_s: float, timeou
     print(f"{gpu}: {len(items) - len(todo)} of {len(items)} recorded in {path}; {len(todo)} to go", flush=True)
     needed = {m.run.model for m in todo}
     build_checkpoints(sorted(needed | {SHAPES[s].weights_of for s in needed if SHAPES[s].weights_of}), cache)
+    t1 = time.time()
+    fork = preload_stack()
+    print(f"stack imported in {time.time() - t1:.0f} s; runs in " + ("forks of this process (fresh CUDA context "
+          "each)" if fork else "fresh interpreters (CUDA was initialized here)"), flush=True)
     clock = Clock()
     for i, m in enumerate(todo, 1):
         r, gb = m.run, checkpoint_gb(m.run.model, cache)
@@ -229,7 +235,7 @@ def measure(items: list[MoeRun], out: Path, cache: Path, budget_s: float, timeou
             break
         print(f"[{i}/{len(todo)}] {r.model} {r.trainer} {r.why}: about {est:.0f} s ({gb:.1f} GB checkpoint)",
               flush=True)
-        record = run_one(r, _checkpoint_dir(r.model, cache), r.key(gpu), min(timeout_s, int(left)))
+        record = run_one(r, _checkpoint_dir(r.model, cache), r.key(gpu), min(timeout_s, int(left)), fork=fork)
         record["shape"] = {"name": r.model, **SHAPES[r.model].__dict__}
         record["validation"] = m.validation
         with path.open("a") as f:

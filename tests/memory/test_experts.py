@@ -9,7 +9,8 @@ from vramplan.decisions import Refusal
 from vramplan.errors import VramplanError
 from vramplan.memory import estimate
 from vramplan.memory.calibration import DEFAULT_CALIBRATION
-from vramplan.memory.experts import expert_lora_shapes, expert_targets, load_transient_bytes, moe_layer
+from vramplan.memory.experts import (expert_lora_shapes, expert_targets, load_transient_bytes, moe_layer,
+                                     router_logits_kept)
 from vramplan.plan import TrainPlan
 from vramplan.profiles import arch_from_config, find_gpu, find_model
 from vramplan.units import GiB
@@ -138,11 +139,18 @@ def test_the_cast_transient_is_the_largest_parameter_not_followed_by_enough(moe_
     assert load_transient_bytes(m, TrainPlan()) == 2 * gate_up - 2 * (down + head)
 
 
-def test_router_logits_are_kept_when_the_config_asks_for_them(moe_gate_open):
-    cfg = {**TINY["mixtral"], "output_router_logits": True}
-    m = arch_from_config(cfg, name="t", origin="test")
-    b = estimate(m, GPU, TrainPlan(dropout=0.0, batch=2, seq=64), DEFAULT_CALIBRATION)
-    assert b.phases["forward"]["moe_router_logits"] == 2 * 2 * 2 * 128 * 4
+def test_router_logits_are_kept_when_the_config_or_the_trl_release_asks_for_them(moe_gate_open):
+    asked = arch_from_config({**TINY["mixtral"], "output_router_logits": True}, name="t", origin="test")
+    plain, off = tiny("mixtral"), arch_from_config({**TINY["mixtral"], "router_aux_loss_coef": 0}, name="o",
+                                                   origin="test")
+    hf = TrainPlan(dropout=0.0, batch=2, seq=64, trainer="hf")
+    b = estimate(asked, GPU, hf, DEFAULT_CALIBRATION)
+    assert b.phases["forward"]["moe_router_logits"] == 2 * 2 * 2 * 128 * 4  # layers x (logits + softmax) x T x E
+    assert "moe_router_logits" not in estimate(plain, GPU, hf, DEFAULT_CALIBRATION).phases["forward"]
+    kept = {rel: router_logits_kept(plain, hf.with_(trainer="trl", trl_version=rel)) for rel in ("1.6", "1.7", "1.16")}
+    assert kept == {"1.6": False, "1.7": True, "1.16": True}  # SFTTrainer turns output_router_logits on itself
+    assert router_logits_kept(off, hf.with_(trainer="trl", trl_version="1.13"))
+    assert not router_logits_kept(off, hf.with_(trainer="trl", trl_version="1.16"))
 
 
 def test_moe_over_several_gpus_or_int8_is_refused(moe_gate_open):

@@ -86,3 +86,25 @@ def test_the_accuracy_row_from_records(moe_gate_open):
     assert len(rows) == 4
     line = moe_accuracy.accuracy_row(rows)
     assert "4 runs" in line and "MAE 10.0%" in line and "4 under by more than 5%" in line
+
+
+def _write(path):
+    Path(path).write_text("done")
+    print("to the log")
+    return 0
+
+
+def _sleep():
+    import time
+    time.sleep(30)
+
+
+def test_fork_call_runs_in_a_child_logs_it_and_kills_it_past_the_timeout(tmp_path):
+    import subprocess
+    from stack_runs import fork_call
+    assert fork_call(_write, (str(tmp_path / "out"),), tmp_path / "log", 10) == 0
+    assert (tmp_path / "out").read_text() == "done" and "to the log" in (tmp_path / "log").read_text()
+    assert fork_call(lambda: 1 / 0, (), tmp_path / "log2", 10) == 1
+    assert "ZeroDivisionError" in (tmp_path / "log2").read_text()
+    with pytest.raises(subprocess.TimeoutExpired):
+        fork_call(_sleep, (), tmp_path / "log3", 0.5)

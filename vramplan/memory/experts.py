@@ -159,13 +159,28 @@ def moe_layer(model: ModelArch, plan: TrainPlan) -> MoeLayer:
     return MoeLayer(saved, work, work, merged, largest)
 
 
-def router_logits_bytes(model: ModelArch, plan: TrainPlan) -> int:
-    """output_router_logits: every layer's [T, E] 16-bit router logits are kept to the loss, and the auxiliary
-    load-balancing loss keeps their softmax for backward (load_balancing_loss_func, modeling_<family>.py)."""
+def router_logits_kept(model: ModelArch, plan: TrainPlan) -> bool:
+    """Whether the run returns router logits for the auxiliary loss. The plain Trainer: the config's
+    output_router_logits. TRL's SFTTrainer (trainer/sft_trainer.py of each release) sets it itself: up to 1.6 it
+    reads the config; 1.7-1.13 turn it on for every MoE config (SFTConfig.router_aux_loss_coef defaults to
+    0.001); from 1.14 the coefficient defaults to the config's router_aux_loss_coef, on unless that is 0."""
     ex = model.experts
-    if ex is None or not ex.router_logits:
+    if ex is None:
+        return False
+    if plan.trainer != "trl":
+        return ex.router_logits
+    release = tuple(int(p) for p in plan.trl_version.split(".")[:2])
+    if release < (1, 7):
+        return ex.router_logits
+    return release < (1, 14) or ex.aux_loss_coef != 0
+
+
+def router_logits_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    """Every layer's [T, E] 16-bit router logits are kept to the loss, and the auxiliary load-balancing loss keeps
+    their softmax for backward (load_balancing_loss_func, modeling_<family>.py)."""
+    if not router_logits_kept(model, plan):
         return 0
-    return model.layers * 2 * 2 * plan.tokens * ex.count
+    return model.layers * 2 * 2 * plan.tokens * model.experts.count
 
 
 def load_transient_bytes(model: ModelArch, plan: TrainPlan) -> int:

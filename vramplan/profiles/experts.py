@@ -44,6 +44,9 @@ class Experts:
     """peft's leaf names of gate, up and down that become target_parameters; None: not converted."""
     router_logits: bool = False
     """output_router_logits: each layer's router logits are kept for the auxiliary load-balancing loss."""
+    aux_loss_coef: float = 0.001
+    """router_aux_loss_coef (the config classes default it to 0.001, OLMoE to 0.01): TRL >= 1.14 turns the
+    auxiliary loss on unless it is 0."""
 
     def expert_params(self, hidden: int) -> int:
         return 3 * self.count * self.width * hidden
@@ -94,5 +97,9 @@ def read_experts(config: dict, mt: str, origin: str) -> Experts:
         raise _refuse(origin, "router_jitter_noise", jitter,
                       "in training the router multiplies the hidden states by a noise tensor of their size")
     shared = cf.positive_int(config, "shared_expert_intermediate_size", origin) if mt == "qwen2_moe" else 0
+    coef = config.get("router_aux_loss_coef", 0.001)
+    if coef is None or isinstance(coef, bool) or not isinstance(coef, (int, float)) or not coef >= 0:
+        raise VramplanError(f"{origin}: router_aux_loss_coef must be a number >= 0, got {coef!r}",
+                            hint='fix it in the config.json, e.g. "router_aux_loss_coef": 0.001')
     return Experts(count=count, top_k=top_k, width=width, shared_width=shared, peft_names=names,
-                   router_logits=cf.boolean(config, "output_router_logits", origin, False))
+                   router_logits=cf.boolean(config, "output_router_logits", origin, False), aux_loss_coef=coef)
