@@ -41,6 +41,8 @@ def rows(records: list[dict]) -> list[dict]:
                     "trainer": r["stack"]["trainer"], "cap": r.get("cap_bytes"), "validation": r.get("validation"),
                     "measured": r["nvml"]["peak"], "predicted": b.peak_bytes, "phase": b.peak_phase,
                     "train_measured": peaks.get("train", 0), "train_predicted": b.train_peak_bytes,
+                    "load_measured": peaks.get("load", 0),
+                    "load_predicted": b.phase_peaks()["load"] + b.components.get("cuda_context", 0),
                     "fits": b.fits, "required": b.required_bytes, "versions": r.get("versions", {})})
     return out
 
@@ -58,13 +60,15 @@ def accuracy_row(rs: list[dict]) -> str:
 
 
 def per_run(rs: list[dict]) -> None:
-    print("| shape | run | stack | status | predicted GiB | measured GiB | error | steps: pred / meas GiB | phase |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| shape | run | stack | status | predicted GiB | measured GiB | error | steps: pred / meas GiB | "
+          "load: pred (allocated + context) / meas GiB | phase |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rs:
         err = f"{error_pct(r['predicted'], r['measured']):+.1f}%" if r["status"] == "ok" else "-"
         print(f"| {r['model']} | {r['why']} | {r['trainer']} | {r['status']} | {r['predicted'] / GiB:.2f} | "
               f"{r['measured'] / GiB:.2f} | {err} | {r['train_predicted'] / GiB:.2f} / "
-              f"{r['train_measured'] / GiB:.2f} | {r['phase']} |")
+              f"{r['train_measured'] / GiB:.2f} | {r['load_predicted'] / GiB:.2f} / {r['load_measured'] / GiB:.2f} "
+              f"| {r['phase']} |")
 
 
 def slopes(rs: list[dict]) -> None:

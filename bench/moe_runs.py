@@ -224,7 +224,7 @@ def measure(items: list[MoeRun], out: Path, cache: Path, budget_s: float, timeou
     t1 = time.time()
     fork = preload_stack()
     print(f"stack imported in {time.time() - t1:.0f} s; runs in " + ("forks of this process (fresh CUDA context "
-          "each)" if fork else "fresh interpreters (CUDA was initialized here)"), flush=True)
+          "each)" if fork else "fresh interpreters (CUDA initialized or threads running here)"), flush=True)
     clock = Clock()
     for i, m in enumerate(todo, 1):
         r, gb = m.run, checkpoint_gb(m.run.model, cache)
@@ -260,7 +260,7 @@ def main() -> int:
     ap.add_argument("--nvml-name", default="NVIDIA H200", help="with --predict: that GPU's name as NVML gives it")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "vramplan-moe-checkpoints"))
     ap.add_argument("--budget-s", type=float, default=520.0, help="stop before a run that would end past this")
-    ap.add_argument("--timeout", type=int, default=240, help="per run")
+    ap.add_argument("--timeout", type=int, default=150, help="per run, seconds")
     a = ap.parse_args()
     items = runs()
     if a.only:

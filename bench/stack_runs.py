@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -176,7 +177,7 @@ def release_path(release: str) -> str | None:
 def preload_stack() -> bool:
     """Import the stack here, without touching CUDA, so that forked workers (run_one(fork=True)) start without
     re-importing it; each child is still a fresh process with its own CUDA context. False: CUDA was already
-    initialized in this process, where a fork is unsafe."""
+    initialized in this process, or it runs threads, where a fork is unsafe."""
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # torch.cuda.is_available() without CUDA init
     import torch
     import datasets  # noqa: F401
@@ -184,7 +185,7 @@ def preload_stack() -> bool:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer  # noqa: F401
     from trl import SFTConfig, SFTTrainer  # noqa: F401
     import vramplan.calibrate.measure_stack  # noqa: F401
-    return not torch.cuda.is_initialized()
+    return not torch.cuda.is_initialized() and threading.active_count() == 1  # a thread's held lock would hang a fork
 
 
 def fork_call(fn, args: tuple, log_path: Path, timeout_s: float) -> int:

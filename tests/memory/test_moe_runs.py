@@ -108,3 +108,25 @@ def test_fork_call_runs_in_a_child_logs_it_and_kills_it_past_the_timeout(tmp_pat
     assert "ZeroDivisionError" in (tmp_path / "log2").read_text()
     with pytest.raises(subprocess.TimeoutExpired):
         fork_call(_sleep, (), tmp_path / "log3", 0.5)
+
+
+def test_measure_records_each_run_as_it_lands_and_resumes(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("trl")
+    from vramplan.calibrate.build_model import build
+    from vramplan.plan import TrainPlan
+    from tests.memory.test_experts import TINY
+    profile = tmp_path / "tiny.profile.json"
+    profile.write_text(json.dumps({"name": "tiny", "config": TINY["olmoe"]}))
+    build(str(profile), str(tmp_path / "cache" / "tiny@2L"), "cpu")  # on the GPU the run builds it itself
+    monkeypatch.setitem(moe_runs.SHAPES, "tiny@2L", moe_runs.Shape("olmoe-1b-7b", {"num_hidden_layers": 2}))
+    monkeypatch.setattr(moe_runs, "gpu_name", lambda: "NVIDIA H200")
+    items = [moe_runs._r("tiny@2L", "plumbing", TrainPlan(batch=1, seq=16, dropout=0.0))]
+    moe_runs.measure(items, tmp_path / "out", tmp_path / "cache", budget_s=300, timeout_s=120, t0=__import__("time").time())
+    lines = (tmp_path / "out" / "nvidia-h200.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    assert len(lines) == 1 and record["status"] in ("crash", "error")  # no GPU here: the failure is the record
+    assert record["shape"]["name"] == "tiny@2L" and record["validation"] is False
+    assert record["worker"] in ("fork", "process")  # process where the test runner runs threads
+    moe_runs.measure(items, tmp_path / "out", tmp_path / "cache", budget_s=300, timeout_s=120, t0=0)
+    assert len((tmp_path / "out" / "nvidia-h200.jsonl").read_text().splitlines()) == 1  # recorded: skipped
+    assert "1 of 1 recorded" in capsys.readouterr().out
