@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -41,7 +42,13 @@ def build(profile_path: str, out_dir: str, device: str = "cuda") -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--pairs":  # PROFILE DIR [PROFILE DIR ...] in one process: one import for several builds
+        failed = 0
         for i in range(2, len(sys.argv) - 1, 2):
-            build(sys.argv[i], sys.argv[i + 1])
+            try:
+                build(sys.argv[i], sys.argv[i + 1])
+            except Exception:  # the other checkpoints are still wanted
+                traceback.print_exc()
+                failed += 1
+        sys.exit(1 if failed else 0)
     else:
         build(sys.argv[1], sys.argv[2], *(sys.argv[3:4]))
