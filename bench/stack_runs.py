@@ -12,10 +12,13 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,7 +231,71 @@ def release_path(release: str) -> str | None:
     return str(target)
 
 
-def run_one(run: StackRun, ckpt: Path, key: str, timeout_s: int) -> dict:
+def preload_stack() -> bool:
+    """Import the stack here, without touching CUDA, so that forked workers (run_one(fork=True)) start without
+    re-importing it; each child is still a fresh process with its own CUDA context. False: CUDA was already
+    initialized in this process, or it runs threads, where a fork is unsafe."""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # torch.cuda.is_available() without CUDA init
+    import torch
+    import datasets  # noqa: F401
+    import peft  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer  # noqa: F401
+    from trl import SFTConfig, SFTTrainer  # noqa: F401
+    import vramplan.calibrate.measure_stack  # noqa: F401
+    return not torch.cuda.is_initialized() and threading.active_count() == 1  # a thread's held lock would hang a fork
+
+
+def fork_call(fn, args: tuple, log_path: Path, timeout_s: float) -> int:
+    """fn(*args) in a forked child with stdout and stderr to log_path; its exit code (1 if it raised).
+    subprocess.TimeoutExpired past timeout_s, the child killed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the parent's code
+        code = 1
+        try:
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # also when sys.stdout was not fd 1
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            code = int(fn(*args) or 0)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    deadline = time.time() + timeout_s
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.time() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise subprocess.TimeoutExpired(f"fork {pid}", timeout_s)
+        time.sleep(0.1)
+
+
+def _measure_stack_main(spec_path: str, out_path: str) -> int:
+    from vramplan.calibrate.measure_stack import main as worker
+    return worker([spec_path, out_path])
+
+
+def _worker(spec_path: Path, out_path: Path, timeout_s: int, env: dict, fork: bool) -> tuple[int, str]:
+    """The measure_stack worker on one spec: a fresh interpreter, or a fork of this one (its stack preloaded)."""
+    if fork:
+        log = out_path.with_suffix(".log")
+        code = fork_call(_measure_stack_main, (str(spec_path), str(out_path)), log, timeout_s)
+        return code, log.read_text()[-1500:] if log.exists() else ""
+    proc = subprocess.run(worker_command("measure_stack", str(spec_path), str(out_path)),
+                          timeout=timeout_s, capture_output=True, text=True, env=env)
+    return proc.returncode, proc.stderr[-1500:]
+
+
+def run_one(run: StackRun, ckpt: Path, key: str, timeout_s: int, fork: bool = False) -> dict:
+    """One measured run. fork: in a fork of this process (preload_stack() first; the installed TRL only)."""
     spec = {**run.spec(), "run_key": key, "checkpoint": str(ckpt)}
     env = dict(os.environ)
     extra = release_path(run.release) if run.trainer == "trl" else None
@@ -240,12 +307,12 @@ def run_one(run: StackRun, ckpt: Path, key: str, timeout_s: int) -> dict:
         spec_path.write_text(json.dumps(spec))
         t0 = time.time()
         try:
-            proc = subprocess.run(worker_command("measure_stack", str(spec_path), str(out_path)),
-                                  timeout=timeout_s, capture_output=True, text=True, env=env)
+            code, err = _worker(spec_path, out_path, timeout_s, env, fork and not extra)
             record = json.loads(out_path.read_text()) if out_path.exists() else {
-                "status": "crash", "error": f"exit {proc.returncode}: {proc.stderr[-1500:]}"}
+                "status": "crash", "error": f"exit {code}: {err}"}
         except subprocess.TimeoutExpired:
             record = {"status": "timeout", "error": f"no result within {timeout_s} s"}
+    record["worker"] = "fork" if fork and not extra else "process"
     for k, v in spec.items():
         if k not in ("checkpoint", "output_dir"):
             record.setdefault(k, v)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import VramplanError
+
 
 @dataclass(frozen=True)
 class Reason:
@@ -60,3 +62,16 @@ FITS_INSTEAD = "fits_instead"                  # rank, batch, grad_accum, gradie
 BIGGEST_SAVING = "biggest_saving"              # changes (plan field -> value), saves_bytes
 WHY_NOTHING_FITS_HEAD = (LEANEST_TOO_BIG, LARGEST_PART)
 """What a verdict's own NEEDS already says when it passes on why nothing fits."""
+# plans the training stack refuses (raised as Refusal, exit 2; English in vramplan/present/refusals.py)
+PARAMWRAPPER_DROPOUT = "paramwrapper_dropout"  # model_type, dropout, wrapped (the expert parameters peft wraps)
+EXPERTS_HALF_TARGETED = "experts_half_targeted"  # model_type, have, missing
+MOE_SEVERAL_GPUS = "moe_several_gpus"          # gpus
+MOE_INT8 = "moe_int8"
+
+
+class Refusal(VramplanError):
+    """A plan the stack would refuse or that was not measured: the decision (`reason`) and its English."""
+
+    def __init__(self, why: Reason, message: str, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.reason = why

@@ -133,6 +133,15 @@ def make_stack_trainer(spec: dict, model, tokenizer, callbacks):
     return sft_trainer(model, tokenizer, stack_kwargs(spec, plan, output_dir), train, evals, callbacks)
 
 
+def param_bytes_by_dtype(model) -> dict:
+    """Bytes of every parameter by dtype (uint8: bitsandbytes' 4-bit storage; what stays 16-bit or fp32 shows)."""
+    out: dict[str, int] = {}
+    for p in model.parameters():
+        key = str(p.dtype).replace("torch.", "")
+        out[key] = out.get(key, 0) + p.numel() * p.element_size()
+    return out
+
+
 def _train(spec: dict, record: dict, poller: PhasedNvmlPeak) -> None:
     import torch
     from transformers import AutoTokenizer
@@ -150,6 +159,7 @@ def _train(spec: dict, record: dict, poller: PhasedNvmlPeak) -> None:
         cast_adapters_to_fp32(trainer.model)
         record["trainable_dtypes_cast_back"] = trainable_dtypes(trainer.model)
     record["trainable_params"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    record["param_bytes_by_dtype"] = param_bytes_by_dtype(trainer.model)
     record["train_args"] = {k: v for k, v in trainer.args.to_dict().items() if k in ARG_KEYS}
     torch.cuda.synchronize()
     nvml["after_build"], trace["after_build"] = nvml_used(), torch_mem()

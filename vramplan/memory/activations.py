@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ..plan import TrainPlan
 from ..profiles.models import PER_HEAD_QK_NORM, SANDWICH_NORMS, ModelArch
+from .experts import moe_layer
 from .weights import unquantized_bytes_per_param
 
 C = 2  # compute dtype bytes (bf16 or fp16)
@@ -71,7 +72,10 @@ def _lora_input_bytes(model: ModelArch, plan: TrainPlan) -> int:
 
 
 def layer_activations(model: ModelArch, plan: TrainPlan) -> LayerActivations:
-    h, inter, d = model.hidden, model.intermediate, model.head_dim
+    """A decoder layer; an MoE layer's gated MLP is its shared expert (none: width 0) plus memory/experts.py's
+    per-token terms (the W' stacks, independent of tokens, are estimate's own components)."""
+    h, d = model.hidden, model.head_dim
+    inter = model.experts.shared_width if model.experts else model.intermediate
     q, kv, heads = model.heads * d, model.kv_heads * d, model.heads
     res = residual_bytes(model, plan)
     saved = 2 * res * h  # layer input + the residual after attention (both read by RMSNorm backward)
@@ -93,7 +97,9 @@ def layer_activations(model: ModelArch, plan: TrainPlan) -> LayerActivations:
     # incoming + outgoing residual grads (fp32), about 1.5 MLP-sized grads at once, attention grads
     backward = 8 * h + 3 * mlp * inter // 2 + 4 * q + C * (q + 2 * kv)
     forward = 4 * mlp * inter
-    return LayerActivations(saved, per_seq, res * h, backward, forward)
+    moe = moe_layer(model, plan)
+    return LayerActivations(saved + moe.saved_per_token, per_seq, res * h, backward + moe.backward_per_token,
+                            forward + moe.forward_per_token)
 
 
 def mlp_bytes(model: ModelArch, plan: TrainPlan) -> int:

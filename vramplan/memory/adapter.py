@@ -4,16 +4,17 @@ from __future__ import annotations
 from ..plan import TrainPlan
 from ..profiles.models import ModelArch
 from ._round import r512
+from .experts import expert_lora_shapes
 
 
 def lora_tensor_shapes(model: ModelArch, plan: TrainPlan) -> list[tuple[int, int]]:
-    """Shapes of every lora_A (r x in) and lora_B (out x r) tensor."""
+    """Shapes of every lora_A (r x in) and lora_B (out x r) tensor, the experts' ParamWrapper ones included."""
     targets = set(plan.target_names(model.linear_names))
     per_layer = []
     for lin in model.linears:
         if lin.name in targets:
             per_layer += [(plan.rank, lin.in_features), (lin.out_features, plan.rank)]
-    return per_layer * model.layers
+    return (per_layer + expert_lora_shapes(model, plan)) * model.layers
 
 
 def lora_tensor_numels(model: ModelArch, plan: TrainPlan) -> list[int]:

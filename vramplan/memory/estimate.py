@@ -10,6 +10,8 @@ from ..profiles.models import ModelArch
 from .activations import checkpointed_inputs_bytes, int8_kept_bytes, layer_activations
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
+from .experts import (check_moe_plan, expert_base_components, load_transient_bytes, moe_assumptions, moe_layer,
+                      router_logits_bytes)
 from .calibration import Calibration
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from .logits import fp32_block
@@ -62,10 +64,11 @@ class _Parts:
 
 
 def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
+    check_moe_plan(model, lay)
     lora = adapter_bytes(model, lay, lay.trainable_itemsize)
     opt = optimizer_memory(lora_tensor_shapes(model, lay), lay.optim, calibration.managed_min_bytes,
                            lay.trainable_itemsize)
-    base = base_components(model, lay)
+    base = {**base_components(model, lay), **expert_base_components(model, lay)}
     resident = {**base, "lora_adapter": lora}
     if opt.device:
         resident["optimizer_states"] = opt.device
@@ -79,9 +82,16 @@ def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
         kept, recompute = {"activations": int(act * model.layers * la.saved(lay))}, {}
     if int8_kept_bytes(model, lay):
         kept["int8_kept_inputs"] = int8_kept_bytes(model, lay)
+    moe = moe_layer(model, lay)
+    if moe.merged_weights:  # the experts' W + BA: every layer's without checkpointing, the recomputed one's with
+        (recompute if lay.gradient_checkpointing else kept)["moe_lora_merged_weights"] = moe.merged_weights * (
+            1 if lay.gradient_checkpointing else model.layers)
+    if router_logits_bytes(model, lay):
+        kept["moe_router_logits"] = router_logits_bytes(model, lay)
     loss = loss_buffers(lay.loss_path, model, t, lay)
     cast = lm_head_cast_bytes(model, lay) if loss.lm_head_cast else 0
-    work = {"forward": int(act * la.forward_per_token * t), "backward": int(act * la.backward_per_token * t),
+    work = {"forward": int(act * la.forward_per_token * t) + (moe.merged_weights if lay.gradient_checkpointing else 0),
+            "backward": int(act * la.backward_per_token * t) + moe.merged_grad,
             "dequant_buffer": dequant_buffer_bytes(model, lay)}
     return _Parts(base, resident, {"lora_gradients": lora} if lay.grad_accum > 1 else {}, kept, recompute,
                   {"lm_head_cast": cast} if cast else {}, work, la.saved_per_token * t, lora, opt, loss,
@@ -91,7 +101,9 @@ def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
 def _phases(model: ModelArch, lay: Layout, calibration: Calibration, p: _Parts) -> dict[str, dict[str, int]]:
     """Allocator-level components of each phase of a step: a new component joins the phases where it is alive."""
     load = dict(p.base)
-    if unquantized_bytes_per_param(model, lay) == 4:  # the last 16-bit embedding/lm_head and its fp32 copy
+    if model.experts:
+        load["load_transient"] = load_transient_bytes(model, lay)
+    elif unquantized_bytes_per_param(model, lay) == 4:  # the last 16-bit embedding/lm_head and its fp32 copy
         load["load_transient"] = 2 * model.vocab * model.hidden
     logit, dequant = calibration.logits_scale, p.work["dequant_buffer"]
     phases = {
@@ -259,4 +271,4 @@ def assumptions(model: ModelArch, gpu: GpuSpec, plan: Layout, calibration: Calib
         out.append("this model's attention logit soft-capping is ignored by SDPA/flash kernels")
     if model.note:
         out.append(model.note)
-    return out
+    return out + moe_assumptions(model, plan)

@@ -5,6 +5,7 @@ from .. import decisions as D
 from ..decisions import Reason
 from ..memory import LABELS
 from ..units import GiB
+from .refusals import TEXT as REFUSAL_TEXT
 
 RANK_WHY = ("r=16 on all linear layers: the QLoRA paper (Dettmers et al. 2023) found that adapting every linear "
             "layer matters and the rank much less; higher ranks cost memory and speed for little gain")
@@ -115,6 +116,9 @@ TEXT = {
 }
 """Each code's words: a format string over the decision's numbers and their printed forms (_words), or a
 function of the numbers that returns one."""
+
+
+TEXT.update({code: message for code, (message, _) in REFUSAL_TEXT.items()})  # a Refusal's reason, said alone
 
 
 def say(r: Reason) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +11,7 @@ from ..errors import NotFoundError, VramplanError
 from ..resources import data_dir
 from .gpus import GpuSpec, load_gpu_file
 from .models import ModelArch, load_local_config, load_model_file
+from .unmodelled import UnmodelledError
 
 
 def _key(name: str) -> str:
@@ -25,9 +27,26 @@ def gpu_catalog() -> tuple[GpuSpec, ...]:
 
 
 @lru_cache(maxsize=None)
+def _model_files() -> tuple[tuple[ModelArch, ...], dict[str, UnmodelledError]]:
+    """The catalog's models, and by name key the refusal of each MoE profile whose family is not measured yet
+    (profiles/moe_families.json): named, it is refused with that reason; it is left out of every listing."""
+    models, gated = [], {}
+    for path in sorted((data_dir("profiles") / "models").glob("*.json")):
+        try:
+            models.append(load_model_file(path))
+        except UnmodelledError as exc:
+            if exc.part != "mixture-of-experts":
+                raise
+            d = json.loads(path.read_text())
+            named = f"catalog model {d['name']}" + (f" ({d['hub_id']})" if d.get("hub_id") else "")
+            exc = UnmodelledError(exc.part, exc.message.replace(str(path), named, 1), hint=exc.hint)
+            for n in (d["name"], *d.get("aliases", ()), *([d["hub_id"]] if d.get("hub_id") else [])):
+                gated.setdefault(_key(n), exc)
+    return tuple(sorted(models, key=lambda m: (m.total_params, m.name))), gated
+
+
 def model_catalog() -> tuple[ModelArch, ...]:
-    return tuple(sorted((load_model_file(p) for p in (data_dir("profiles") / "models").glob("*.json")),
-                        key=lambda m: (m.total_params, m.name)))
+    return _model_files()[0]
 
 
 def _index(items) -> dict[str, object]:
@@ -90,6 +109,8 @@ def find_model(name: str) -> ModelArch:
     model = _index(model_catalog()).get(_key(name))
     if model is not None:
         return model
+    if _key(name) in _model_files()[1]:
+        raise _model_files()[1][_key(name)]
     looks_like_path = name.endswith(".json") or name.count("/") > 1 or name.startswith((".", "/", "~"))
     if looks_like_path:  # hub ids have exactly one slash
         raise VramplanError(f"{name}: no such file", hint="give a catalog name, a config.json, or a model folder")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import VramplanError
 from . import config_fields as cf
+from .experts import FAMILIES as MOE_FAMILIES, Experts, read_experts
 from .unmodelled import refuse_foreign_layout, refuse_unmodelled
 
 # Decoder families and how their layers are built. A family not listed here, whose config has the Llama-like
@@ -15,12 +16,13 @@ from .unmodelled import refuse_foreign_layout, refuse_unmodelled
 # says so, for the output to show.
 FUSED_PROJECTIONS = {"phi3"}  # qkv_proj and gate_up_proj
 QKV_BIAS_ALWAYS = {"qwen2"}  # Qwen2Attention hard-codes bias=True on q/k/v
-PER_HEAD_QK_NORM = {"qwen3", "gemma3_text", "gemma3"}
+PER_HEAD_QK_NORM = {"qwen3", "gemma3_text", "gemma3", "qwen3_moe"}
 SANDWICH_NORMS = {"gemma2", "gemma3_text", "gemma3"}  # four norms per layer
 SCALED_EMBEDDINGS = {"gemma", "gemma2", "gemma3_text", "gemma3"}
-FULL_WIDTH_QK_NORM = {"olmo2"}  # q_norm over heads*head_dim, k_norm over kv_heads*head_dim
+FULL_WIDTH_QK_NORM = {"olmo2", "olmoe"}  # q_norm over heads*head_dim, k_norm over kv_heads*head_dim
 TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3_text", "gemma3"}  # their config classes default to tied embeddings
-KNOWN_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2", "granite"}
+KNOWN_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2", "granite",
+                  *MOE_FAMILIES}
 
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
@@ -75,6 +77,9 @@ class ModelArch:
     published_params_counts_tied_head: bool = False
     reference_params: int | None = None
     linears: tuple[Linear, ...] = field(default=(), compare=False)
+    experts: Experts | None = None
+    """The routed experts of a Mixture-of-Experts model (every layer an MoE layer; `intermediate` is then one
+    expert's width); None for a dense model."""
 
     # -- derived counts --------------------------------------------------------------------------
     @property
@@ -83,7 +88,9 @@ class ModelArch:
 
     @property
     def linear_names(self) -> tuple[str, ...]:
-        return tuple(lin.name for lin in self.linears)
+        """The names peft's target_modules accepts: the decoder's nn.Linear layers, and for an MoE family that
+        peft converts, the router and expert names it turns into target_parameters (profiles/experts.py)."""
+        return tuple(lin.name for lin in self.linears) + (self.experts.target_names if self.experts else ())
 
     @property
     def quantizable_params_per_layer(self) -> int:
@@ -114,6 +121,8 @@ class ModelArch:
     @property
     def total_params(self) -> int:
         per_layer = self.quantizable_params_per_layer + self.bias_params_per_layer + self.norm_params_per_layer
+        if self.experts:
+            per_layer += self.experts.expert_params(self.hidden) + self.experts.router_params(self.hidden)
         return self.layers * per_layer + self.embedding_params + self.lm_head_params + self.hidden
 
     @property
@@ -151,13 +160,25 @@ class ModelArch:
             "tied_embeddings": self.tied_embeddings, "dtype": self.dtype, "linear_modules": list(self.linear_names),
             "read_as": self.read_as, "text_only": self.text_only, "source_kind": self.source_kind,
             "source": self.source,
+            **({"experts": {"count": self.experts.count, "per_token": self.experts.top_k,
+                            "width": self.experts.width, "shared_width": self.experts.shared_width}}
+               if self.experts else {}),
         }
 
 
 def _layer_linears(model_type: str, h: int, inter: int, heads: int, kv: int, d: int,
-                   attn_bias: bool, mlp_bias: bool) -> tuple[Linear, ...]:
+                   attn_bias: bool, mlp_bias: bool, experts: Experts | None = None,
+                   qkv_bias: bool = False) -> tuple[Linear, ...]:
     q_out, kv_out = heads * d, kv * d
-    qkv_bias = attn_bias or model_type in QKV_BIAS_ALWAYS
+    qkv_bias = qkv_bias or attn_bias or model_type in QKV_BIAS_ALWAYS
+    if experts:  # the routed experts are no nn.Linear: only attention (and a shared expert) is quantized
+        attention = (Linear("q_proj", h, q_out, qkv_bias), Linear("k_proj", h, kv_out, qkv_bias),
+                     Linear("v_proj", h, kv_out, qkv_bias), Linear("o_proj", q_out, h, attn_bias))
+        if not experts.shared_width:
+            return attention
+        s = experts.shared_width
+        return attention + (Linear("gate_proj", h, s), Linear("up_proj", h, s), Linear("down_proj", s, h),
+                            Linear("shared_expert_gate", h, 1))
     if model_type in FUSED_PROJECTIONS:
         return (Linear("qkv_proj", h, q_out + 2 * kv_out, attn_bias), Linear("o_proj", q_out, h, attn_bias),
                 Linear("gate_up_proj", h, 2 * inter, mlp_bias), Linear("down_proj", inter, h, mlp_bias))
@@ -223,6 +244,10 @@ def arch_from_config(config: dict, *, name: str, origin: str, checkpoint: bool =
                               s["head_dim"])
     attn_bias = cf.boolean(config, "attention_bias", origin, False)
     mlp_bias = cf.boolean(config, "mlp_bias", origin, False)
+    experts = read_experts(config, mt, origin) if mt in MOE_FAMILIES else None
+    inter = experts.width if experts else inter
+    # Qwen2MoeAttention: bias=config.qkv_bias on q/k/v (its config class defaults it to true)
+    qkv_bias = mt == "qwen2_moe" and cf.boolean(config, "qkv_bias", origin, True)
     return ModelArch(
         name=name, model_type=mt, hidden=h, intermediate=inter, layers=s["num_hidden_layers"], heads=heads,
         kv_heads=kv, head_dim=d, vocab=s["vocab_size"],
@@ -232,7 +257,8 @@ def arch_from_config(config: dict, *, name: str, origin: str, checkpoint: bool =
         attn_logit_softcapping=cf.positive_number(config, "attn_logit_softcapping", origin),
         max_position_embeddings=cf.positive_int(config, "max_position_embeddings", origin, optional=True),
         read_as=None if mt in KNOWN_FAMILIES else "llama",
-        linears=_layer_linears(mt, h, inter, heads, kv, d, attn_bias, mlp_bias), **meta)
+        linears=_layer_linears(mt, h, inter, heads, kv, d, attn_bias, mlp_bias, experts, qkv_bias),
+        experts=experts, **meta)
 
 
 def load_model_file(path: Path) -> ModelArch:

@@ -8,6 +8,8 @@ several times, silently. Each check here names the part that is not modelled and
 from __future__ import annotations
 
 from ..errors import VramplanError
+from . import experts as _experts
+from .experts import FAMILIES as MOE_MODELLED
 
 MODELLED = "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, olmo2, granite"
 _DENSE_HINT = f"plan a dense decoder instead (families modelled: {MODELLED}; `vramplan models` lists the catalog)"
@@ -67,17 +69,24 @@ def _expert_gib(config: dict) -> str:
 
 def _refuse_moe(config: dict, mt: str, origin: str) -> None:
     fields = _expert_fields(config)
-    if not fields and mt not in MOE_FAMILIES:
+    if not fields and mt not in MOE_FAMILIES and mt not in MOE_MODELLED:
         return
+    if mt in MOE_MODELLED and fields and mt in _experts.measured_families():
+        return  # memory/experts.py models it, checked against GPU runs
     e = next((_count(config.get(k)) for k in EXPERT_COUNT_KEYS if _count(config.get(k))), None)
     k = _count(config.get("num_experts_per_tok"))
     what = f" ({e} experts" + (f", {k} per token" if k else "") + ")" if e else f" ({', '.join(fields) or mt})"
+    if mt in MOE_MODELLED:
+        why = (f"vramplan's Mixture-of-Experts model of {mt} has not been checked against GPU runs yet "
+               "(profiles/moe_families.json lists the measured families), so it gives no number")
+    else:
+        why = ("vramplan does not model Mixture-of-Experts of this family, so it gives no number (a dense "
+               "estimate would be several times too low)")
     raise UnmodelledError(
         "mixture-of-experts",
         f"{origin}: {mt} is a Mixture-of-Experts model{what}: under transformers 5 its experts are fused 3-D "
         "parameters that bitsandbytes 4-bit does not quantize (they load in the compute dtype) and "
-        f"prepare_model_for_kbit_training casts them to fp32{_expert_gib(config)}; vramplan does not model "
-        "Mixture-of-Experts yet, so it gives no number (a dense estimate would be several times too low)",
+        f"prepare_model_for_kbit_training casts them to fp32{_expert_gib(config)}; {why}",
         hint=_DENSE_HINT + "; peft also refuses lora_dropout != 0 once the experts are LoRA targets")
 
 

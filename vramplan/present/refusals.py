@@ -1,0 +1,33 @@
+"""The English of the plans refused before any number (decisions.Refusal): what the stack would do, and the way out."""
+from __future__ import annotations
+
+from .. import decisions as D
+from ..decisions import Refusal, reason
+
+ATTENTION_ONLY = "--targets q_proj,k_proj,v_proj,o_proj"
+TEXT = {
+    D.PARAMWRAPPER_DROPOUT: (
+        "--dropout {dropout:g}: with these targets peft puts LoRA on {model_type}'s fused experts ({wrapped_list}) "
+        "through lora.ParamWrapper, which raises \"lora.ParamWrapper does not work with lora_dropout != 0\" "
+        "(peft 0.21 tuners/lora/layer.py)",
+        "use --dropout 0, or keep dropout and put LoRA on attention only: " + ATTENTION_ONLY
+        + " (the experts then stay frozen)"),
+    D.EXPERTS_HALF_TARGETED: (
+        "--targets: {have} without {missing}: peft fuses them into {model_type}'s gate_up_proj and refuses to target "
+        "one alone (\"Cannot convert PEFT target(s) ... without also targeting ...\")",
+        "target both {have} and {missing}, or neither"),
+    D.MOE_SEVERAL_GPUS: (
+        "--gpus {gpus}: Mixture-of-Experts models are modelled on one GPU only (their experts under DDP or FSDP "
+        "were not measured)", "plan it with --gpus 1"),
+    D.MOE_INT8: (
+        "--quant int8: Mixture-of-Experts models are modelled with 4-bit or 16-bit base weights only (8-bit was "
+        "not measured)", "use --quant nf4"),
+}
+
+
+def refusal(code: str, **numbers) -> Refusal:
+    """The Refusal of a decision code with its numbers, worded."""
+    from .reasons import say  # reasons imports this module's TEXT
+    why = reason(code, **numbers)
+    hint = TEXT[code][1].format(**numbers)
+    return Refusal(why, say(why), hint=hint)
