@@ -72,7 +72,16 @@ FLASH_MIN_CAPABILITY = 8.0
 
 
 def check_card(plan: TrainPlan, gpu: GpuSpec) -> None:
-    """What the card cannot run is refused before any number: bf16 without it, flash attention below Ampere."""
+    """What the card cannot run, or the model does not account for, is refused before any number: bf16 without it,
+    flash attention below Ampere, eager attention where its seq x seq buffers were measured above the estimate."""
+    if plan.attn == "eager" and (plan.trainer == "trl" or plan.eval_batch):
+        # seed 000's recipe (eager, evaluation on) through TRL 1.16 on an H200, llama-3.1-8b: its NVML peak was 13%
+        # above the training estimate and 28% above the evaluation's (calibration/train/trl_comparison.jsonl)
+        raise VramplanError(
+            "--attn eager: eager attention's seq x seq buffers through TRL's SFTTrainer or in evaluation are not "
+            "modelled (measured up to 28% above the estimate)",
+            hint="use --attn sdpa (the default: it never materializes the scores); or --trainer hf without "
+                 "--eval-batch")
     if plan.dtype == "bf16" and not gpu.bf16:
         raise VramplanError(f"--dtype bf16: {gpu.name} has no bf16 (compute capability {gpu.compute_capability:g})",
                             hint="use --dtype fp16 (the same memory), or leave --dtype out")

@@ -44,6 +44,17 @@ class LayerActivations:
         return self.saved_per_token * plan.tokens + self.saved_per_sequence * plan.batch
 
 
+def eval_attention_bytes(model: ModelArch, plan: TrainPlan, batch: int) -> int:
+    """Eager attention without gradients, at its softmax: the 16-bit scores, their fp32 softmax and its 16-bit
+    cast (transformers' eager_attention_forward: softmax(..., dtype=float32).to(query.dtype)), b*H*s^2 each,
+    plus q, k, v, the repeated k and v, and the output. SDPA never materializes the scores (0)."""
+    if plan.attn != "eager":
+        return 0
+    q, kv = model.heads * model.head_dim, model.kv_heads * model.head_dim
+    per_seq = (C + 4 + C) * model.heads * plan.seq * plan.seq
+    return batch * (per_seq + C * (4 * q + 2 * kv) * plan.seq)
+
+
 def residual_bytes(model: ModelArch, plan: TrainPlan) -> int:
     return 4 if unquantized_bytes_per_param(model, plan) == 4 else 2
 

@@ -7,7 +7,7 @@ from ..layout import Layout, resolve
 from ..plan import TrainPlan
 from ..profiles.gpus import GpuSpec
 from ..profiles.models import ModelArch
-from .activations import checkpointed_inputs_bytes, int8_kept_bytes, layer_activations
+from .activations import checkpointed_inputs_bytes, eval_attention_bytes, int8_kept_bytes, layer_activations
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
 from .experts import (check_moe_plan, expert_base_components, load_transient_bytes, moe_assumptions, moe_layer,
@@ -95,7 +95,8 @@ def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
             "dequant_buffer": dequant_buffer_bytes(model, lay)}
     return _Parts(base, resident, {"lora_gradients": lora} if lay.grad_accum > 1 else {}, kept, recompute,
                   {"lm_head_cast": cast} if cast else {}, work, la.saved_per_token * t, lora, opt, loss,
-                  int(act * la.forward_per_token * lay.eval_batch * lay.seq))
+                  int(act * max(la.forward_per_token * lay.eval_batch * lay.seq,
+                                eval_attention_bytes(model, lay, lay.eval_batch))))
 
 
 def _phases(model: ModelArch, lay: Layout, calibration: Calibration, p: _Parts) -> dict[str, dict[str, int]]:
@@ -172,7 +173,10 @@ def _with_evaluation(b: Breakdown, model: ModelArch, lay: Layout, calibration: C
           "cuda_workspaces": calibration.workspace_bytes,
           "eval_logits_loss": eval_loss_bytes(lay.loss_path, model, tokens, calibration.eval_logits_bytes_per_element)}
     alloc = sum(ev.values())
-    reserved = b.peak_reserved_bytes + int(calibration.eval_reserve_growth * max(0, alloc - sum(p.resident.values())))
+    if lay.allocator == "expandable":  # freed pages serve any later size: the reserve grows only past its peak
+        reserved = max(b.peak_reserved_bytes, alloc)  # (measured: llama-3.1-8b, TRL 1.16, H200, calibration/train)
+    else:
+        reserved = b.peak_reserved_bytes + int(calibration.eval_reserve_growth * max(0, alloc - sum(p.resident.values())))
     outside = b.components.get("cuda_context", 0) + b.components.get("nccl_communication", 0) + b.managed_bytes
     phases = {**b.phases, "evaluation": ev}
     required = max(b.required_bytes, outside + int(alloc * (1 + calibration.pressure_fragmentation)))
