@@ -41,3 +41,9 @@ def test_the_stack_slack_constants_are_the_measured_medians():
     medians = slack_medians()
     for path, value in DEFAULT_CALIBRATION.stack_slack_bytes.items():
         assert abs(value - medians[path]) < 2**20, path
+
+
+def test_the_expandable_stack_slack_is_the_measured_median():
+    from vramplan.calibrate.stack_accuracy import expandable_slack_median
+    from vramplan.memory.calibration import DEFAULT_CALIBRATION
+    assert abs(DEFAULT_CALIBRATION.stack_expandable_slack_bytes - expandable_slack_median()) < 2**20

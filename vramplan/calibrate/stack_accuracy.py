@@ -73,5 +73,22 @@ def slack_medians(records: list[dict] | None = None) -> dict[str, int]:
     return {path: int(median(v)) for path, v in sorted(by_path.items())}
 
 
+def expandable_slack_median(folder: Path | None = None) -> int:
+    """Reserved minus allocated of the uncapped TRL runs under expandable segments (calibration/train): what
+    Calibration.stack_expandable_slack_bytes holds."""
+    from statistics import median
+    folder = folder or data_dir("calibration") / "train"
+    values = []
+    for name in ("trl_comparison.jsonl", "trl_capped.jsonl"):
+        for r in map(json.loads, (folder / name).read_text().splitlines()):
+            if r.get("status") == "ok" and r.get("alloc_conf") == "expandable_segments:True":
+                steps = r["torch"]["steps"]
+                values.append(max(s["max_reserved"] for s in steps) - max(s["max_allocated"] for s in steps))
+    for r in map(json.loads, (folder / "trl_train_runs.jsonl").read_text().splitlines()):
+        if r.get("status") == "ok" and r.get("alloc_conf") == "expandable_segments:True" and not r.get("memory_cap"):
+            values.append(r["measured_max_reserved"] - r["measured_max_allocated"])
+    return int(median(values))
+
+
 def error_pct(predicted: int, measured: int) -> float:
     return 100.0 * (predicted - measured) / measured

@@ -55,6 +55,9 @@ class Calibration:
         "trl_fused": 226 * MiB, "trl_chunked": 606 * MiB, "trl_chunked_lowp": 1056 * MiB})
     """Allocator slack of the TRL loss paths that never hold full logits, by path: the median of reserved minus
     allocated over their H200 runs (calibration/stacks; python bench/stack_accuracy.py prints them)."""
+    stack_expandable_slack_bytes: int = 1162 * MiB
+    """The same under expandable segments (what `vramplan train` runs): the median over the uncapped TRL 1.16 runs
+    of calibration/train (llama-3.1-8b on an H200); the paths without full logits take at least this."""
     eval_logits_bytes_per_element: float = 9.35
     """Evaluation without gradients on a full-logits path: allocated bytes per eval tokens x vocab element (16-bit
     logits, the loss's fp32 copies; H200, calibration/stacks: llama-3.2-1b, gemma-3-1b, qwen2.5-0.5b)."""

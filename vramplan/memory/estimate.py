@@ -134,6 +134,8 @@ def _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes, lo
     else:
         slack = calibration.stack_slack_bytes.get(lay.loss_path) or calibration.slack(
             lay.tokens, model.intermediate, lay.allocator, loss.largest_block)
+        if lay.allocator == "expandable" and lay.loss_path in calibration.stack_slack_bytes:
+            slack = max(slack, calibration.stack_expandable_slack_bytes)
     comm = calibration.nccl_bytes if lay.gpus > 1 else 0
     # FSDP with PyTorch's default allocator: step 2 can take one more fp32 loss segment (trace
     # llama-3.1-8b-2048x2-default: a 64 MiB forward block lands at the start of a root-sized hole and the last
