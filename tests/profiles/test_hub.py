@@ -209,3 +209,16 @@ def test_a_catalog_name_or_hub_alias_imports_no_hub_library():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cached_file_finds_any_file_of_the_snapshot_refs_main_names(hf_cache):
+    from vramplan.profiles.hub import cached_file
+    put(hf_cache, ZEPHYR, MISTRAL, revision="aaaa")
+    snap = hf_cache / ("models--" + ZEPHYR.replace("/", "--")) / "snapshots"
+    assert cached_file(ZEPHYR, "tokenizer.json") is None
+    (snap / "bbbb").mkdir()
+    (snap / "bbbb" / "tokenizer.json").write_text("{}")  # only in a snapshot refs/main does not name: the newest
+    assert cached_file(ZEPHYR, "tokenizer.json") == (snap / "bbbb" / "tokenizer.json", "bbbb")
+    (snap / "aaaa" / "tokenizer.json").write_text("{}")
+    assert cached_file(ZEPHYR, "tokenizer.json") == (snap / "aaaa" / "tokenizer.json", "aaaa")
+    assert cached_config(ZEPHYR) == (snap / "aaaa" / "config.json", "aaaa")

@@ -48,7 +48,13 @@ def _repo_folder(cache: Path, repo_id: str) -> Path | None:
 
 
 def cached_config(repo_id: str, cache: Path | None = None) -> tuple[Path, str] | None:
-    """(config.json path, revision) from the cache, or None. refs/main decides; else the newest snapshot."""
+    """(config.json path, revision) from the cache, or None."""
+    return cached_file(repo_id, "config.json", cache)
+
+
+def cached_file(repo_id: str, filename: str, cache: Path | None = None) -> tuple[Path, str] | None:
+    """(path of one file of the repository, revision) from the cache, or None (config.json, tokenizer.json).
+    refs/main decides; else the newest snapshot that holds the file."""
     folder = _repo_folder(cache or cache_dir(), repo_id)
     if folder is None:
         return None
@@ -57,9 +63,9 @@ def cached_config(repo_id: str, cache: Path | None = None) -> tuple[Path, str] |
         revision = ref.read_text().strip() if ref.is_file() else ""
     except OSError:
         revision = ""
-    if revision and (folder / "snapshots" / revision / "config.json").is_file():
-        return folder / "snapshots" / revision / "config.json", revision
-    snaps = [p for p in (folder / "snapshots").glob("*/config.json") if p.is_file()]
+    if revision and (folder / "snapshots" / revision / filename).is_file():
+        return folder / "snapshots" / revision / filename, revision
+    snaps = [p for p in (folder / "snapshots").glob(f"*/{filename}") if p.is_file()]
     if not snaps:
         return None
     newest = max(snaps, key=lambda p: p.stat().st_mtime)
