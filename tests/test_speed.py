@@ -159,7 +159,7 @@ def test_fit_prints_the_fitted_speed_and_no_invented_price():
     code, out, _ = vramplan("fit", "llama-3.1-8b", "--gpu", "T4")
     assert code == 0
     assert "T4 not measured: its datasheet" in out and "s per optimizer step" in out
-    assert "give --tokens N" in out and "USD" not in out
+    assert "give --data FILE or --tokens N" in out and "USD" not in out
     code, out, _ = vramplan("fit", "llama-3.1-8b", "--gpu", "T4", "--tokens", "1000000", "--json")
     d = json.loads(out)
     assert d["train_s"] > 0 and d["cost_usd"] is None and d["time_cost"]["price_usd_per_gpu_hour"] is None

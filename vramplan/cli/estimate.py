@@ -28,19 +28,38 @@ def _argument_type(parse):
 token_count, epochs_value, price_value = (_argument_type(f) for f in (parse_tokens, parse_epochs, parse_price))
 
 
-def add_time_args(p) -> None:
-    """--tokens, --epochs, --price: the job and its price, for the time to train and its cost."""
+def add_job_args(p) -> None:
+    """--tokens or --data, and --epochs: the job, for the time to train."""
     p.add_argument("--tokens", type=token_count, default=None,
                    help="tokens in the data set, one epoch (e.g. 20M): gives the time to train")
-    p.add_argument("--epochs", type=epochs_value, default=None, help="passes over the data (default 1; needs --tokens)")
+    p.add_argument("--data", metavar="FILE", default=None,
+                   help="the training file (JSON Lines or JSON: alpaca, chat messages or text, as `train` takes): "
+                        "its tokens, counted with the model's tokenizer and cut at --seq, give the time to train")
+    p.add_argument("--epochs", type=epochs_value, default=None,
+                   help="passes over the data (default 1; needs --tokens or --data)")
+
+
+def add_time_args(p) -> None:
+    """--tokens or --data, --epochs, --price: the job and its price, for the time to train and its cost."""
+    add_job_args(p)
     p.add_argument("--price", type=price_value, default=None,
                    help="USD per GPU hour (yours: none is assumed): gives the cost")
 
 
-def job_from_args(args) -> Job:
-    if args.epochs is not None and args.tokens is None:
-        raise VramplanError("--epochs: needs --tokens (the data set's tokens)", hint="e.g. --tokens 20M --epochs 3")
-    return Job(tokens=args.tokens, epochs=args.epochs or 1.0, price=args.price)
+def job_from_args(args, model, seq: int, price: float | None) -> Job:
+    """The job the flags give, at this price; --data counts its tokens at seq with the model's tokenizer
+    (vramplan.data_tokens, imported only then: it needs the [data] extra)."""
+    if args.data is not None and args.tokens is not None:
+        raise VramplanError("--data and --tokens: give one of them (--data counts the tokens itself)",
+                            hint="--data FILE, or --tokens N")
+    if args.epochs is not None and args.tokens is None and args.data is None:
+        raise VramplanError("--epochs: needs --tokens (the data set's tokens) or --data FILE",
+                            hint="e.g. --tokens 20M --epochs 3")
+    if args.data is None:
+        return Job(tokens=args.tokens, epochs=args.epochs or 1.0, price=price)
+    from ..data_tokens import count_data
+    data = count_data(args.data, args.model, model, seq)
+    return Job(tokens=data.tokens, epochs=args.epochs or 1.0, price=price, data=data)
 
 
 def register(sub) -> None:
@@ -59,7 +78,7 @@ def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
     plan = plan_from_args(args, gpu)
     check_context(model, plan.seq)
-    job = job_from_args(args)
+    job = job_from_args(args, model, plan.seq, args.price)
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
     b = planner.estimate(model, plan)
     saving = planner.biggest_saving(model, plan, b)
@@ -78,6 +97,9 @@ def run(args) -> int:
 
 
 def time_cost_json(tc: dict) -> dict:
-    """The headline figures at the top level of --json, every figure under time_cost."""
-    return {**{k: tc[k] for k in ("tokens_per_s", "step_s", "train_s", "cost_usd", "speed_source")},
+    """The headline figures at the top level of --json (the job's tokens, and --data's count), every figure under
+    time_cost."""
+    keys = ("tokens_per_s", "step_s", "train_s", "cost_usd", "speed_source", "tokens", "data_file", "examples",
+            "truncated")
+    return {**{k: tc[k] for k in keys},
             "time_cost": tc}

@@ -44,7 +44,7 @@ def register(sub) -> None:
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
     check_context(model, args.seq)
-    job = job_from_args(args)
+    job = job_from_args(args, model, args.seq, args.price)
     if args.objective == "cost" and job.price is None:
         raise VramplanError("--objective cost: needs --price (USD per GPU hour); none is assumed",
                             hint="e.g. --objective cost --price 2.5, or --objective time")

@@ -1,35 +1,35 @@
 """`vramplan table --gpu GPU` / `--model MODEL`: compatibility tables that replace the blogs' static ones; with
---tokens and --price, the time and the cost of the job on each GPU, the fastest and the cheapest named."""
+--tokens (or --data) and --price, the time and the cost of the job on each GPU, the fastest and the cheapest named."""
 from __future__ import annotations
 
+from dataclasses import replace
 
 from .. import flags
 from ..errors import VramplanError
 from ..planner import Planner
 from ..plan import TrainPlan
 from ..present.table import table_lines, fastest_and_cheapest
-from ..present.time_cost import Job, figures, parse_price
+from ..present.time_cost import Job, data_fields, data_line, figures, parse_price
 from ..profiles import find_gpu, find_model, gpu_catalog, model_catalog
 from ..speed import not_measured, speed_params, speed_source
 from ..store.calibrations import Calibrations
 from ..flags import positive_int
 from .common import check_context, context_window, print_json
-from .estimate import epochs_value, token_count
+from .estimate import add_job_args, job_from_args
 
 
 def register(sub) -> None:
     p = sub.add_parser("table", help="compatibility table over the catalog",
                        description="Every catalog model on one GPU (--gpu), or one model on every catalog GPU "
                                    "(--model): fits?, best plan, its speed, longest sequence that fits; with "
-                                   "--tokens the time to train, with --price the cost on each priced GPU.")
+                                   "--tokens (or --model with --data) the time to train, with --price the cost on "
+                                   "each priced GPU.")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--gpu", help="one GPU, every model")
     who.add_argument("--model", help="one model, every GPU")
     p.add_argument("--seq", type=positive_int("--seq"), default=2048, help="sequence length (default 2048)")
     p.add_argument("--effective-batch", type=positive_int("--effective-batch"), default=16)
-    p.add_argument("--tokens", type=token_count, default=None,
-                   help="tokens in the data set, one epoch (e.g. 20M): gives the time to train")
-    p.add_argument("--epochs", type=epochs_value, default=None, help="passes over the data (default 1; needs --tokens)")
+    add_job_args(p)
     p.add_argument("--price", default=None, metavar="NAME=USD,...",
                    help="USD per GPU hour of the GPUs you can rent (e.g. A100-80GB=1.8,H100-80GB=2.9; with --gpu "
                         "one number): gives their cost; none is assumed for the others")
@@ -60,20 +60,23 @@ def prices_from_text(text: str | None, only_gpu=None) -> dict[str, float]:
 
 
 def run(args) -> int:
-    if args.epochs is not None and args.tokens is None:
-        raise VramplanError("--epochs: needs --tokens (the data set's tokens)", hint="e.g. --tokens 20M --epochs 3")
     calibrations = Calibrations.shipped()
     if args.gpu:
+        if args.data is not None:  # every model has its own tokenizer: no one count of the file
+            raise VramplanError("--data: counts the tokens with one model's tokenizer; table --gpu spans every "
+                                "catalog model", hint="use table --model MODEL --data FILE, or --tokens N")
+        job = job_from_args(args, None, args.seq, None)
         gpu = find_gpu(args.gpu)
         prices = prices_from_text(args.price, only_gpu=gpu)
         planner = Planner(gpu, calibrations)
-        rows = [row(planner, m, args, prices) for m in model_catalog()]
+        rows = [row(planner, m, job, args, prices) for m in model_catalog()]
         title = f"every catalog model on {gpu.name} ({gpu.memory_mib / 1024:.1f} GiB), seq {args.seq}"
     else:
         model = find_model(args.model)
         check_context(model, args.seq)  # one model: a sequence it cannot take is refused, as estimate does
         prices = prices_from_text(args.price)
-        rows = [row(Planner(g, calibrations), model, args, prices) for g in gpu_catalog()]
+        job = job_from_args(args, model, args.seq, None)
+        rows = [row(Planner(g, calibrations), model, job, args, prices) for g in gpu_catalog()]
         title = f"{model.name} on every catalog GPU, seq {args.seq}"
     if not rows:
         raise VramplanError("the catalog is empty")
@@ -81,15 +84,19 @@ def run(args) -> int:
     # one job to compare)
     best = {} if args.gpu else fastest_and_cheapest(rows, key="gpu")
     if args.json:
-        print_json({"title": title, "seq": args.seq, "effective_batch": args.effective_batch, "tokens": args.tokens,
-                    "epochs": args.epochs if args.tokens else None, "prices_usd_per_gpu_hour": prices,
+        data = {k: v for k, v in data_fields(job.data).items() if k not in ("tokens_packed",)}
+        print_json({"title": title, "seq": args.seq, "effective_batch": args.effective_batch, "tokens": job.tokens,
+                    "epochs": job.epochs if job.tokens else None, **data, "prices_usd_per_gpu_hour": prices,
                     **best, "rows": rows})
         return 0
-    print("\n".join(table_lines(title, rows, "model" if args.gpu else "gpu", best)))
+    counted = next((r["time_cost"] for r in rows if r["time_cost"]), None) if job.data else None
+    print("\n".join(table_lines(title, rows, "model" if args.gpu else "gpu", best)
+                    + ([data_line(counted) + "; the time takes them packed into full --seq sequences"]
+                       if counted else [])))
     return 0
 
 
-def row(planner: Planner, model, args, prices: dict[str, float] | None = None) -> dict:
+def row(planner: Planner, model, job: Job, args, prices: dict[str, float] | None = None) -> dict:
     """A table row; a model whose context is shorter than the sequence gets no plan (its positions past the
     context are untrained), only the longest sequence that fits within its context. A plan that fits gets its
     speed, and with the job its time and (priced GPUs) its cost: time_cost, as estimate's --json has it."""
@@ -104,7 +111,7 @@ def row(planner: Planner, model, args, prices: dict[str, float] | None = None) -
     r["time_cost"] = None
     if r["plan"]:
         plan = TrainPlan.from_dict(r["plan"])
-        job = Job(tokens=args.tokens, epochs=args.epochs or 1.0, price=(prices or {}).get(gpu.name))
-        r["time_cost"] = figures(plan, r["tokens_per_s"], speed_params(gpu), speed_source(gpu, plan), job,
+        priced = replace(job, price=(prices or {}).get(gpu.name))
+        r["time_cost"] = figures(plan, r["tokens_per_s"], speed_params(gpu), speed_source(gpu, plan), priced,
                                  not_measured(gpu, plan))
     return r

@@ -1,7 +1,8 @@
 """Tokens/s, seconds per optimizer step, the time to train and what it costs, as figures and as lines.
 
 The speed is the fitted model's (vramplan.speed.predicted_tokens_per_second); the job is what the user said
-(--tokens, --epochs); the price is only ever the user's (--price): none is assumed.
+(--tokens, or --data counted by vramplan.data_tokens, and --epochs); the price is only ever the user's (--price):
+none is assumed.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class Job:
     epochs: float = 1.0
     price: float | None = None
     """USD per GPU hour; None: no cost."""
+    data: object = None
+    """vramplan.data_tokens.DataTokens when the tokens were counted from --data (tokens is then its count)."""
 
 
 SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
@@ -89,7 +92,14 @@ def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Jo
             "cost_usd": round(gpu_hours * job.price, 2) if priced and gpu_hours is not None else None,
             "cost_per_million_tokens_usd": round(job.price * plan.gpus / (tokens_per_s * 3600) * 1e6, 4)
             if priced else None,
-            "assumptions": assumptions(plan, params, job)}
+            **data_fields(job.data), "assumptions": assumptions(plan, params, job)}
+
+
+def data_fields(data) -> dict:
+    """--data's count for --json: None throughout when the tokens were typed (or not given)."""
+    keys = ("data_file", "examples", "truncated", "longest", "tokenizer", "chat_template")
+    out = {k: getattr(data, k) if data else None for k in keys}
+    return {**out, "longest_example_tokens": out.pop("longest"), "tokens_packed": bool(data)}
 
 
 def assumptions(plan, params: SpeedParams, job: Job) -> list[str]:
@@ -99,6 +109,8 @@ def assumptions(plan, params: SpeedParams, job: Job) -> list[str]:
            "measured), evaluation, logging and checkpoint saves are not counted",
            "step times measured over a few steps of random-weight models (the Trainer's own loop; the data "
            "pipeline not included)"]
+    if job.data is not None:
+        out.append(data_assumption(job.data, plan.tokens * plan.grad_accum * plan.gpus))
     if params.error.get("loao_mae_pct") is not None:
         e = params.error
         out.append(f"the fit predicts step times of architectures it did not see with a mean error of "
@@ -108,6 +120,14 @@ def assumptions(plan, params: SpeedParams, job: Job) -> list[str]:
     if job.price is not None:
         out.append(f"cost at the given {job.price:g} USD per GPU hour x {plan.gpus} GPU{'s' if plan.gpus > 1 else ''}")
     return out
+
+
+def data_assumption(data, per_step: int) -> str:
+    return (f"--data {data.data_file}: {data.examples:,} examples, {data.tokens:,} tokens counted with "
+            f"{data.tokenizer}/tokenizer.json{' and its chat template' if data.chat_template else ''}, each example "
+            f"cut at --seq {data.seq} ({data.truncated:,} truncated); the time takes those tokens packed into full "
+            f"steps of {per_step:,} token positions, as the speed model does: batches padded to their longest "
+            "example train more positions than the tokens counted")
 
 
 NOT_MEASURED = {
@@ -150,23 +170,39 @@ def lines(d: dict) -> list[str]:
     out = [f"speed: ~{d['tokens_per_s']:,.0f} tokens/s, {d['step_s']:.2f} s per optimizer step "
            f"({d['tokens_per_step']:,} tokens); {d['speed_source']}"]
     out += not_measured_words(d.get("speed_not_measured", ()))
-    if d["train_s"] is not None:
+    if d["train_s"] is not None and d.get("data_file"):
+        epochs = d["epochs"]
+        out.append(data_line(d))
+        out.append(f"time: {epochs:g} epoch{'s' if epochs != 1 else ''} of {d['tokens']:,} tokens = "
+                   f"{d['optimizer_steps']:,} optimizer steps: {duration(d['train_s'])} of training steps "
+                   f"(the tokens packed into full {d['seq']:,}-token sequences, as the speed model assumes: padded "
+                   "batches train more positions; loading, warm-up, evaluation and saving not counted)")
+    elif d["train_s"] is not None:
         epochs = d["epochs"]
         out.append(f"time: {epochs:g} epoch{'s' if epochs != 1 else ''} of {d['tokens']:,} tokens = "
                    f"{d['optimizer_steps']:,} optimizer steps: {duration(d['train_s'])} of training steps "
                    f"(sequences padded or packed to {d['seq']:,} tokens; loading, warm-up, evaluation and saving "
                    "not counted)")
     else:
-        out.append("time: give --tokens N (the data set's tokens) and --epochs E for the time to train")
+        out.append("time: give --data FILE or --tokens N (the data set's tokens), and --epochs E, for the time to "
+                   "train")
     if d["price_usd_per_gpu_hour"] is not None:
         per_m = f"{d['cost_per_million_tokens_usd']:.4f} USD per million tokens"
         if d["cost_usd"] is not None:
             out.append(f"cost: {d['cost_usd']:,.2f} USD at {d['price_usd_per_gpu_hour']:g} USD per GPU hour x "
                        f"{d['gpus']} GPU{'s' if d['gpus'] > 1 else ''} ({d['gpu_hours']:,.2f} GPU hours; {per_m})")
         else:
-            out.append(f"cost: {per_m} at {d['price_usd_per_gpu_hour']:g} USD per GPU hour (--tokens N for the "
-                       "whole run)")
+            out.append(f"cost: {per_m} at {d['price_usd_per_gpu_hour']:g} USD per GPU hour (--data FILE or "
+                       "--tokens N for the whole run)")
     return out
+
+
+def data_line(d: dict) -> str:
+    """--data's count, from figures(): the file, its examples and tokens, the tokenizer, the truncated."""
+    return (f"data: {d['data_file']}: {d['examples']:,} examples, {d['tokens']:,} tokens by "
+            f"{d['tokenizer']}/tokenizer.json{' and its chat template' if d['chat_template'] else ''}; "
+            f"{d['truncated']:,} longer than --seq {d['seq']:,} (cut there; the longest has "
+            f"{d['longest_example_tokens']:,})")
 
 
 def brief_lines(d: dict) -> list[str]:
