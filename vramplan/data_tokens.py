@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,10 @@ def tokenizer_settings(folder: Path) -> tuple[str | None, dict[str, str]]:
 def compile_template(template: str):
     """The template in transformers' environment (its {% generation %} tag renders its body unchanged)."""
     jinja2 = _import("jinja2")
+    release = tuple(int(p) for p in re.findall(r"\d+", jinja2.__version__)[:3])
+    if release < (3, 1, 6):  # older sandboxes have known escapes, and hub templates are untrusted code
+        raise VramplanError(f"--data: jinja2 {jinja2.__version__} is older than 3.1.6, which chat templates need",
+                            hint=f"pip install -U 'vramplan[{EXTRA}]'; or give --tokens N instead of --data")
     from jinja2.ext import Extension, loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
