@@ -77,7 +77,7 @@ def _best_lines(rows: list[dict], key: str, best: dict, timed: bool) -> list[str
     elif best["fastest"]:
         out.append("cost: give --price NAME=USD,... (USD per GPU hour) for the GPUs you can rent; none is assumed")
     if not timed and best["fastest"]:
-        out.append("time: give --tokens N (the data set's tokens) and --epochs E for the time to train")
+        out.append("time: give --data FILE or --tokens N (the data set's tokens), and --epochs E, for the time to train")
     measured = sorted({r["gpu"] for r in rows if r["time_cost"] and r["time_cost"]["speed_measured_gpu"]})
     if best["fastest"]:
         out.append(f"speed: fitted to step times measured on {', '.join(measured) or 'no GPU here'}; every other "
