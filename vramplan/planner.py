@@ -18,6 +18,7 @@ from .layout import check_card
 from .plan import TrainPlan
 from .profiles import GpuSpec, ModelArch
 from .search import FitResult, fit, longest_seq
+from .search_moe import experts_lora, for_model
 from .store.calibrations import Calibrations
 from .verdict import Verdict, judge
 
@@ -51,12 +52,15 @@ class Planner:
         """One row of a compatibility table: fits?, the best plan, the longest sequence that fits."""
         result = self.fit(model, seq=seq, effective_batch=effective_batch, explain=False)
         rec = result.recommended
-        return {"model": model.name, "gpu": self.gpu.name, "params": model.total_params, "fits": rec is not None,
-                "plan": rec.plan.to_dict() if rec else None,
-                "required_bytes": rec.breakdown.required_bytes if rec else None,
-                "tokens_per_s": round(rec.tokens_per_s, 1) if rec else None,
-                "step_s": round(rec.step_s, 4) if rec else None,
-                "longest_seq": self.longest_seq(model, flags.plan_from_fields(flags.gpu_defaults(self.gpu, {})))}
+        base = flags.plan_from_fields(for_model(model, flags.gpu_defaults(self.gpu, {})))
+        row = {"model": model.name, "gpu": self.gpu.name, "params": model.total_params, "fits": rec is not None,
+               "plan": rec.plan.to_dict() if rec else None,
+               "required_bytes": rec.breakdown.required_bytes if rec else None,
+               "tokens_per_s": round(rec.tokens_per_s, 1) if rec else None,
+               "step_s": round(rec.step_s, 4) if rec else None,
+               "longest_seq": self.longest_seq(model, base)}
+        moe = experts_lora(model, rec.plan if rec else base)
+        return {**row, "experts_lora": moe.to_dict()} if moe else row  # an MoE model's: what its experts get
 
     def biggest_saving(self, model: ModelArch, plan: TrainPlan, b: Breakdown) -> Reason | None:
         """The one plan change that lowers the peak the most (BIGGEST_SAVING: the changed fields, the bytes)."""

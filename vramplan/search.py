@@ -13,6 +13,7 @@ from .memory import Breakdown, estimate
 from .memory.estimate import SHARDED
 from .plan import ALL_LINEAR, CPU_OPTIMIZERS, TrainPlan
 from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
+from .search_moe import experts_lora, kbit_prepare_off, plan_for_model
 from .speed import predicted_tokens_per_second
 from .store.calibrations import Calibrations
 
@@ -135,7 +136,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
         raise VramplanError(f"--effective-batch: {effective_batch} is out of range", hint="use 1..4096")
     if objective not in OBJECTIVES:
         raise VramplanError(f"--objective: {objective!r} is not one of {', '.join(OBJECTIVES)}")
-    base = flags.on_gpu((base or TrainPlan()).with_(seq=seq), gpu)
+    base = flags.on_gpu((base or plan_for_model(model, TrainPlan())).with_(seq=seq), gpu)
     if gpus:
         base = base.with_(**flags.several_gpus(gpus))
     if effective_batch % base.gpus:
@@ -160,7 +161,8 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
         result.one_gpu_needs = min(c.breakdown.required_bytes for c in one)
     if result.recommended:
         result.alternatives = _alternatives(preferred)
-        result.reasons = _reasons(result.recommended, gpu, rank, cands + one)
+        moe = experts_lora(model, result.recommended.plan)  # an MoE model's experts first: the choice it forces
+        result.reasons = ([moe] if moe else []) + _reasons(result.recommended, gpu, rank, cands + one)
         if base.gpus > 1:
             result.versus_one_gpu = versus_one_gpu(result, several[0] if several else None)
     elif explain:
@@ -280,6 +282,7 @@ def _why_not(cal, model, gpu, base, effective_batch, capacity, cands) -> tuple[l
                reason(D.LARGEST_PART, component=dom_key, bytes=dom_bytes, phase=b.peak_phase)]
     if n > 1 and b.peak_phase != "load" and dom_key not in SHARDED:
         reasons.append(reason(D.PART_PER_GPU))
+    reasons += _experts_why_not(cal, model, gpu, smallest.plan, capacity, b)
     base = base.with_(batch=1, grad_accum=max(1, effective_batch // base.gpus))
     if base.gpus > 1 and n > 1:
         base = base.with_(parallel=smallest.plan.parallel, offload=smallest.plan.offload, optim=smallest.plan.optim)
@@ -302,9 +305,26 @@ def _why_not(cal, model, gpu, base, effective_batch, capacity, cands) -> tuple[l
     return reasons, suggestions
 
 
+def _experts_why_not(cal, model, gpu, plan, capacity, b) -> list[Reason]:
+    """An MoE model's: what LoRA its experts got, and whether skipping prepare_model_for_kbit_training (its fp32
+    cast of the unquantized experts) would make the leanest plan fit, here or on which larger catalog GPU."""
+    if model.experts is None:
+        return []
+    lean = plan.with_(kbit_prepare=False)
+    gpus = [g.name for g in gpu_catalog() if g.memory_mib > gpu.memory_mib and
+            _fits_at_all(cal, model, g, flags.on_gpu(lean, g), None)]
+    kbit = kbit_prepare_off(model, gpu, plan, cal.params(gpu), capacity, margin_limit(capacity),
+                            b.components.get("moe_experts", 0), gpus[:3])
+    return [r for r in (kbit, experts_lora(model, plan)) if r]
+
+
 def _fits_at_all(cal, model, gpu, base, capacity) -> bool:
     if base.targets != ALL_LINEAR and not set(base.targets) <= set(model.linear_names):
         base = base.with_(targets=ALL_LINEAR)  # another architecture: its module names differ, train them all
     calibration = cal.params(gpu)
     cap = capacity or calibration.usable_bytes(gpu.memory_bytes)
-    return estimate(model, gpu, _leanest(base), calibration, vram_bytes=cap).required_bytes <= margin_limit(cap)
+    try:  # another model gets its own recipe (an MoE model's dropout); one it is refused for does not fit
+        b = estimate(model, gpu, _leanest(plan_for_model(model, base)), calibration, vram_bytes=cap)
+    except VramplanError:
+        return False
+    return b.required_bytes <= margin_limit(cap)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from vramplan.cli import main
+from vramplan.profiles import experts
 
 CORPUS = Path(__file__).parent / "corpus"
 DRY = "train llama-3.2-1b --gpu T4 --seq 512 --dry-run --data"
@@ -300,6 +301,8 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(case, tmp_path, mon
     name, line, needle = case
     _setup(tmp_path)
     monkeypatch.chdir(tmp_path)
+    if name == "model-experts":  # the refusal of an unmeasured family, whatever profiles/moe_families.json lists
+        monkeypatch.setattr(experts, "measured_families", lambda: frozenset())
     argv = [a.replace("{c}", str(CORPUS)).replace("{t}", str(tmp_path)) for a in shlex.split(line)]
     before = _snapshot(tmp_path, CORPUS)
     code, out, err, escaped = run_cli(argv)

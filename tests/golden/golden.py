@@ -42,12 +42,21 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
+MOE_UNMEASURED = ({"quant": "int8"},)
+"""Variants memory/experts.py refuses for Mixture-of-Experts models (as it refuses several GPUs): not in the grid."""
+
+
 def _plan_fields(model, gpu, count: int, variant: dict) -> dict:
     fields = {**plan_defaults(), "dtype": gpu.default_dtype, "gpus": count, **variant}
     if fields["dtype"] == "other":
         fields["dtype"] = "fp16" if gpu.default_dtype == "bf16" else "bf16"
     if fields["targets"] == "two":
         fields["targets"] = list(model.linear_names[:2])
+    if model.experts is not None and "dropout" not in variant:  # the dropout vramplan plans an MoE model with
+        from vramplan.search_moe import for_model
+        targets = tuple(fields["targets"]) if isinstance(fields["targets"], list) else fields["targets"]
+        chosen = for_model(model, {**fields, "targets": targets, "dropout": None})["dropout"]
+        fields["dropout"] = fields["dropout"] if chosen is None else chosen
     return fields
 
 
@@ -69,9 +78,12 @@ def cases():
     from vramplan.profiles import find_gpu, model_catalog
     for model in model_catalog():
         for gpu_name, count in GPUS:
+            if model.experts is not None and count > 1:
+                continue
             gpu = find_gpu(gpu_name)
             for variant in (ONE_GPU_VARIANTS if count == 1 else TWO_GPU_VARIANTS):
-                yield model, gpu, count, _plan_fields(model, gpu, count, variant)
+                if model.experts is None or variant not in MOE_UNMEASURED:
+                    yield model, gpu, count, _plan_fields(model, gpu, count, variant)
 
 
 def load() -> tuple[dict, list[dict]]:

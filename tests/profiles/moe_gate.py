@@ -12,3 +12,14 @@ def moe_gate_open(monkeypatch):
     yield
     monkeypatch.undo()
     catalog._model_files.cache_clear()
+
+
+@pytest.fixture
+def moe_gate_closed(monkeypatch):
+    """No family counts as measured, whatever profiles/moe_families.json lists: the refusals of an unmeasured
+    family stay tested once families are listed."""
+    monkeypatch.setattr(experts, "measured_families", lambda: frozenset())
+    catalog._model_files.cache_clear()
+    yield
+    monkeypatch.undo()
+    catalog._model_files.cache_clear()

@@ -10,6 +10,7 @@ from vramplan.errors import VramplanError
 from vramplan.profiles import UnmodelledError, find_model, model_catalog
 from vramplan.profiles.catalog import _key
 from vramplan.profiles.hub import cache_dir, cached_config
+from tests.profiles.moe_gate import moe_gate_closed  # noqa: F401  (the fixture)
 
 MISTRAL = {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 4096,
            "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
@@ -110,7 +111,7 @@ def test_hf_home_and_the_default_cache_are_looked_at(tmp_path, monkeypatch):
     assert find_model(ZEPHYR).source_kind == "hub-cache"
 
 
-def test_a_cached_moe_config_gets_the_refusal_not_a_number(hf_cache):
+def test_a_cached_moe_config_gets_the_refusal_not_a_number(hf_cache, moe_gate_closed):
     put(hf_cache, "mistralai/Mixtral-8x7B-v0.1", MIXTRAL)
     with pytest.raises(UnmodelledError) as err:
         find_model("mistralai/Mixtral-8x7B-v0.1")

@@ -1,5 +1,6 @@
 """PlanState: the TUI's plan edits, without Textual."""
 from vramplan.tui.state import PlanState
+from tests.profiles.moe_gate import moe_gate_open  # noqa: F401  (the fixture)
 
 
 def test_gpus_key_cycles_gpu_counts_keeping_the_effective_batch():
@@ -43,3 +44,19 @@ def test_the_help_screen_names_every_declared_key():
     from vramplan.tui.screens import HELP
     named = set(re.findall(r"(?:^|\s)([a-zA-Z])(?: / [A-Z])?\s{2}", HELP))
     assert {key for key, _, _ in tui_keys()} <= named  # a new key in plan.py needs its line in screens.HELP
+
+
+def test_an_moe_model_gets_dropout_0_while_its_experts_are_lora_targets(moe_gate_open):
+    s = PlanState.create("olmoe-1b-7b", "A100-80GB")
+    assert s.plan.dropout == 0.0
+    s.breakdown()  # no Refusal: the plan is one peft runs
+    while s.plan.targets == "all-linear":
+        s.cycle("targets")
+    assert s.plan.dropout == 0.05  # attention only: the experts stay frozen, the recipe's dropout is back
+    while s.plan.targets != "all-linear":
+        s.cycle("targets")
+    assert s.plan.dropout == 0.0
+    s.set_model("llama-3.1-8b")
+    assert s.plan.dropout == 0.05
+    s.set_model("qwen3-30b-a3b")
+    assert s.plan.dropout == 0.0

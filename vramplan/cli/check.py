@@ -12,6 +12,7 @@ from ..planner import Planner
 from ..present import model_json, model_lines, plan_line, say
 from ..present.reasons import reasons_json, room_words, standing_words
 from ..profiles import find_model
+from ..search_moe import experts_lora, for_model
 from ..store.calibrations import Calibrations
 from ..units import GiB
 from ..verdict import resolve_gpu
@@ -42,11 +43,14 @@ def run(args) -> int:
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args))
     fields = dict(cfg.plan)
     fields.update(given_plan_fields(args))
-    plan = flags.plan_from_fields(flags.gpu_defaults(gpu, fields))
+    plan = flags.plan_from_fields(for_model(model, flags.gpu_defaults(gpu, fields)))
     check_context(model, plan.seq)
     if cfg.loss_type is not None and plan.trainer == "trl":
         check_loss_type(cfg.loss_type, plan.trl_version)
     verdict = Planner(gpu, Calibrations.shipped(), capacity).judge(model, plan)
+    moe = experts_lora(model, plan)  # an MoE model's: what its experts get, first after the verdict's NEEDS
+    if moe and moe not in verdict.advice:
+        verdict.advice.insert(1, moe)
     if args.json:
         out = verdict.to_dict()
         out["advice"] = reasons_json(verdict.advice)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .. import flags
 from ..errors import VramplanError
 from ..search import OBJECTIVES
+from ..search_moe import for_model
 from ..flags import positive_int
 from ..planner import Planner
 from ..present import model_json, model_lines
@@ -18,6 +19,9 @@ from .estimate import add_time_args, job_from_args, time_cost_json
 
 STACK_FIELDS = ("trainer", "trl_version", "eval_batch")
 """The plan fields fit takes as given rather than searching: which stack runs and how it evaluates."""
+LORA_FIELDS = ("dropout", "targets", "kbit_prepare")
+"""Also taken as given: the LoRA dropout and targets (left open, an MoE model whose experts are targets gets dropout
+0, peft's rule) and whether prepare_model_for_kbit_training runs."""
 
 
 def register(sub) -> None:
@@ -33,6 +37,7 @@ def register(sub) -> None:
     p.add_argument("--vram", default=None, help="judge against this much memory instead (e.g. 22GiB)")
     add_multi_gpu_args(p, search=True)
     flags.add_arguments(p.add_argument_group("training stack and evaluation"), names=STACK_FIELDS, only_given=True)
+    flags.add_arguments(p.add_argument_group("LoRA and preparation"), names=LORA_FIELDS, only_given=True)
     add_time_args(p)
     p.add_argument("--objective", choices=OBJECTIVES, default="time",
                    help="rank plans by time (tokens/s, the default) or by cost per token (needs --price; with "
@@ -50,7 +55,7 @@ def run(args) -> int:
                             hint="e.g. --objective cost --price 2.5, or --objective time")
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
     gpus = gpus_from_args(args) or 1
-    stack = flags.given_fields(args, STACK_FIELDS)
+    stack = for_model(model, flags.given_fields(args, STACK_FIELDS + LORA_FIELDS))
     # the stack and evaluation as typed, checked on this many GPUs (the search sets the rest)
     base = flags.plan_from_fields(flags.gpu_defaults(gpu, {**stack, "gpus": gpus})) if stack else None
     result = planner.fit(model, seq=args.seq, effective_batch=args.effective_batch, rank=args.rank,

@@ -7,6 +7,7 @@ from dataclasses import replace
 from .. import flags
 from ..errors import VramplanError
 from ..planner import Planner
+from ..search_moe import for_model
 from ..plan import TrainPlan
 from ..present.table import table_lines, fastest_and_cheapest
 from ..present.time_cost import Job, data_fields, data_line, figures, parse_price
@@ -102,7 +103,8 @@ def row(planner: Planner, model, job: Job, args, prices: dict[str, float] | None
     speed, and with the job its time and (priced GPUs) its cost: time_cost, as estimate's --json has it."""
     context, _ = context_window(model)
     if context is not None and args.seq > context:
-        longest = planner.longest_seq(model, flags.plan_from_fields(flags.gpu_defaults(planner.gpu, {})))
+        longest = planner.longest_seq(model, flags.plan_from_fields(for_model(model, flags.gpu_defaults(planner.gpu,
+                                                                                                      {}))))
         return {"model": model.name, "gpu": planner.gpu.name, "params": model.total_params, "fits": False,
                 "plan": None, "required_bytes": None, "tokens_per_s": None, "step_s": None, "longest_seq": longest,
                 "beyond_context": True, "context": context, "time_cost": None}

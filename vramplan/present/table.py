@@ -59,7 +59,21 @@ def table_lines(title: str, rows: list[dict], key: str, best: dict) -> list[str]
         out.append(f"{r[key]:30s} {'yes' if r['fits'] else 'no':>4s}  {gib}  {_plan_text(r):44s} "
                    f"{r['longest_seq'] or '-':>11}  {_time_cost_cells(r['time_cost'], timed)}")
     out += _best_lines(rows, key, best, timed)
-    return out
+    return out + _experts_lines(rows)
+
+
+def _experts_lines(rows: list[dict]) -> list[str]:
+    """What the LoRA of each Mixture-of-Experts model in the table does with its experts, once per model."""
+    from ..decisions import Reason
+    from .reasons import say  # reasons imports the memory model; the table's other words do not need it
+    said: dict[str, str] = {}
+    for r in rows:
+        if r.get("experts_lora") and r["model"] not in said:
+            numbers = {k: v for k, v in r["experts_lora"].items() if k != "code"}
+            said[r["model"]] = say(Reason(r["experts_lora"]["code"], numbers))
+    if len(set(said.values())) == 1 and len({r["model"] for r in rows}) == 1:  # one model: say it once
+        return list(set(said.values()))
+    return [f"{model}: {text}" for model, text in said.items()]
 
 
 def _best_lines(rows: list[dict], key: str, best: dict, timed: bool) -> list[str]:

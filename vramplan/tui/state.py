@@ -13,6 +13,7 @@ from ..present.time_cost import Job, parse_epochs, parse_price, parse_tokens, pl
 from ..planner import Planner
 from ..profiles import GpuSpec, ModelArch, find_gpu, find_model
 from ..search import FitResult
+from ..search_moe import RECIPE_DROPOUT, for_model, plan_for_model
 from ..store.calibrations import Calibrations
 
 _ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")
@@ -36,8 +37,8 @@ class PlanState:
     def create(cls, model: str | None = None, gpu: str | None = None) -> "PlanState":
         g = find_gpu(gpu or "RTX-4090")
         # effective batch 16, as `vramplan fit` assumes: micro-batch 1 x accumulation 16
-        return cls(find_model(model or "llama-3.1-8b"), g,
-                   flags.plan_from_fields(flags.gpu_defaults(g, {"grad_accum": 16})))
+        arch = find_model(model or "llama-3.1-8b")
+        return cls(arch, g, flags.plan_from_fields(for_model(arch, flags.gpu_defaults(g, {"grad_accum": 16}))))
 
     def breakdown(self) -> Breakdown:
         return self.planner.estimate(self.model, self.plan)
@@ -66,6 +67,11 @@ class PlanState:
         self.model = model
         if self.plan.targets != ALL_LINEAR and not set(self.plan.targets) <= set(model.linear_names):
             self.plan = self.plan.with_(targets=ALL_LINEAR)
+        self._model_dropout()
+
+    def _model_dropout(self) -> None:
+        """The TUI has no dropout key: the recipe's, or 0 where the model's experts are ParamWrapper targets."""
+        self.plan = plan_for_model(self.model, self.plan.with_(dropout=RECIPE_DROPOUT))
 
     def set_gpu(self, name: str) -> None:
         self.gpu = find_gpu(name)
@@ -101,6 +107,7 @@ class PlanState:
         if name == "targets":
             choice = _next(self.target_choices(), flags.targets_text(p.targets))
             self.plan = p.with_(targets=flags.parse_value("targets", choice))
+            self._model_dropout()
         elif name == "gpus":  # the effective batch stays; each GPU takes its share of it
             n = _next(GPU_COUNTS, p.gpus)
             self.plan = p.with_(grad_accum=max(1, p.effective_batch // (p.batch * n)), offload=False,
