@@ -103,7 +103,7 @@ def candidates(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPla
     out = []
     for rank in ranks:
         for optim in optims:
-            for ckpt, every, ckpt_offload in search_modes(model.layers, base.gpus):
+            for ckpt, every, ckpt_offload in search_modes(model.layers, base):
                 for mb in _micro_batches(per_gpu):
                     plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
                                       grad_accum=per_gpu // mb, checkpoint_every=every,
