@@ -56,6 +56,10 @@ class StackRun:
             stack["fp32_adapters"] = True
         # the stack and the evaluation are the spec's own keys; the plan holds the rest, as the records do
         plan = {k: v for k, v in self.plan.to_dict().items() if k not in STACK_FIELDS}
+        # full checkpointing as the runs recorded before these fields existed spell it (their keys stay)
+        for name, default in (("checkpoint_every", 1), ("checkpoint_offload", False)):
+            if plan.get(name) == default:
+                del plan[name]
         return {"model": self.model, "plan": plan, "steps": self.steps, "stack": stack,
                 "eval": self.eval, "cap_bytes": self.cap_bytes, "why": self.why}
 

@@ -209,7 +209,10 @@ def training_arguments(plan: TrainPlan) -> dict:
         if flag.training_args is None:
             continue
         value = getattr(plan, name)
-        out.update(flag.training_args(value) if callable(flag.training_args) else {flag.training_args: value})
+        for key, arg in (flag.training_args(value) if callable(flag.training_args)
+                         else {flag.training_args: value}).items():
+            # several fields fill one dict argument (gradient_checkpointing_kwargs): merged, not replaced
+            out[key] = {**out[key], **arg} if isinstance(arg, dict) and isinstance(out.get(key), dict) else arg
     return out
 
 

@@ -141,6 +141,19 @@ class TrainPlan:
               "axolotl": ("gradient_checkpointing",)},
         show=lambda p: f", checkpointing {'on' if p['gradient_checkpointing'] else 'off'}",
         training_args="gradient_checkpointing", tui="g", tui_label="ckpt"))
+    checkpoint_every: int = plan_field(1, Flag(
+        "with checkpointing: checkpoint every Nth decoder layer, the others keep their activations (transformers' "
+        "every_n_layers; default 1: every layer)", range=(1, 1024),
+        show=lambda p: f" every {p['checkpoint_every']} layers" if p.get("checkpoint_every", 1) > 1 else "",
+        exported=lambda p: p.get("checkpoint_every", 1) > 1,
+        training_args=lambda v: {"gradient_checkpointing_kwargs": {"every_n_layers": v}} if v > 1 else {}))
+    """transformers checkpoints decoder layer i when i % every_n_layers == 0 (modeling_utils
+    _set_gradient_checkpointing): ceil(layers / N) of them."""
+    checkpoint_offload: bool = plan_field(False, Flag(
+        "with checkpointing: keep the checkpointed layers' inputs in pinned CPU memory (transformers' offload)",
+        parse=bool, show=lambda p: ", checkpoints offloaded to CPU" if p.get("checkpoint_offload") else "",
+        training_args=lambda v: {"gradient_checkpointing_kwargs": {"offload": True}} if v else {}))
+    """transformers wraps each checkpoint in torch.autograd.graph.save_on_cpu(pin_memory=True)."""
     attn: str = plan_field("sdpa", Flag(
         "attention implementation (default sdpa)", choices=ATTENTIONS, read=_read_attn,
         keys={"transformers": ("attn_implementation",), "axolotl": ("flash_attention", "sdp_attention")},
@@ -208,6 +221,7 @@ class TrainPlan:
         if not (self.alpha > 0 and math.isfinite(self.alpha)):
             raise VramplanError(f"--alpha: {self.alpha!r} must be positive")
         self._check_layout()
+        self._check_checkpointing()
         self._check_targets()
         self._check_stack()
 
@@ -224,6 +238,12 @@ class TrainPlan:
                                     hint="use --optim " + " or ".join(CPU_OPTIMIZERS))
         elif self.offload:
             raise VramplanError("--offload: CPU offload needs FSDP", hint="use --parallel fsdp")
+
+    def _check_checkpointing(self) -> None:
+        if (self.checkpoint_every > 1 or self.checkpoint_offload) and not self.gradient_checkpointing:
+            which = "--checkpoint-every" if self.checkpoint_every > 1 else "--checkpoint-offload"
+            raise VramplanError(f"{which}: it shapes gradient checkpointing, which this plan turns off",
+                                hint=f"drop {which}, or turn checkpointing on")
 
     def _check_stack(self) -> None:
         """A plan the stack cannot run is refused before any number: SFTTrainer casts a quantized model's adapters

@@ -13,6 +13,7 @@ from .memory import Breakdown, estimate
 from .memory.estimate import SHARDED
 from .plan import ALL_LINEAR, CPU_OPTIMIZERS, TrainPlan
 from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
+from .profiles.checkpointing import search_modes
 from .search_moe import experts_lora, kbit_prepare_off, plan_for_model
 from .speed import predicted_tokens_per_second
 from .store.calibrations import Calibrations
@@ -103,10 +104,11 @@ def candidates(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPla
     out = []
     for rank in ranks:
         for optim in optims:
-            for ckpt in (False, True):
+            for ckpt, every, ckpt_offload in search_modes(model.layers, base):
                 for mb in _micro_batches(per_gpu):
                     plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
-                                      grad_accum=per_gpu // mb)
+                                      grad_accum=per_gpu // mb, checkpoint_every=every,
+                                      checkpoint_offload=ckpt_offload)
                     b = estimate(model, gpu, plan, calibration, vram_bytes=capacity)
                     out.append(Candidate(plan, b, predicted_tokens_per_second(model, gpu, plan, b), limit))
     return out

@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .layout import Layout, resolve
+from .memory.activations import checkpointed_layers, offloaded_input_bytes
 from .memory.breakdown import Breakdown
 from .plan import TrainPlan
 from .profiles.gpus import GpuSpec
@@ -137,20 +138,21 @@ def features(model: ModelArch, plan: TrainPlan, b: Breakdown, lay: Layout | None
     """One optimizer step of one GPU's compute, in FEATURES units (FSDP and DDP traffic is added separately)."""
     lay = lay or resolve(plan, model)
     t = plan.tokens
-    passes = 3 if plan.gradient_checkpointing else 2  # forward, backward (+ recompute)
+    recomputed = checkpointed_layers(model, plan)
+    layer_passes = 2 * model.layers + recomputed  # forward, backward, the recompute of the checkpointed layers
     linear_numel = model.quantizable_params_per_layer
     targets = lay.target_names(model.linear_names)
-    flops = model.layers * passes * 2 * linear_numel * t
+    flops = layer_passes * 2 * linear_numel * t
     # causal attention: forward QK^T and PV over half the s x s scores per head, backward twice that
-    flops += model.layers * (passes + 1) * 2 * 2 * plan.batch * plan.seq * plan.seq * model.heads * model.head_dim / 2
+    flops += (layer_passes + model.layers) * 2 * 2 * plan.batch * plan.seq * plan.seq * model.heads * model.head_dim / 2
     head = 2 * model.vocab * model.hidden * t
     flops += head * (3 if lay.loss_path in RECOMPUTED_HEAD else 2)  # forward, input gradient (+ recompute)
-    flops += (6 + (2 if plan.gradient_checkpointing else 0)) * b.trainable_params * t  # LoRA's own matmuls
+    flops += (6 + 2 * recomputed / model.layers) * b.trainable_params * t  # LoRA's own matmuls
     weight_bytes = WEIGHT_PASS_BYTES.get(plan.quant, 2.0) * linear_numel
-    streamed = model.layers * passes * (weight_bytes + 2 * b.layer_saved_bytes)
+    streamed = layer_passes * (weight_bytes + 2 * b.layer_saved_bytes)
     streamed += LOSS_BYTES_PER_LOGIT.get(lay.loss_path, 24) * model.vocab * t
     if plan.attn == "eager":  # eager materializes the scores: bf16 written and read, fp32 softmax, in each pass
-        streamed += model.layers * (passes + 1) * 12 * plan.batch * model.heads * plan.seq * plan.seq
+        streamed += (layer_passes + model.layers) * 12 * plan.batch * model.heads * plan.seq * plan.seq
     ga = plan.grad_accum
     return (ga * flops / 1e12, ga * streamed / 1e9, ga * kernel_launches(model, plan, len(targets)), float(ga), 1.0)
 
@@ -170,7 +172,7 @@ def kernel_launches(model: ModelArch, plan: TrainPlan, adapted: int) -> int:
     base = k.get(plan.quant, k["none"])
     forward, backward = (len(model.linear_names) * base[d] + adapted * k["adapter"][d]
                          + layer_norms(model) * k["norm"][d] + k["layer_rest"][d] for d in (0, 1))
-    return model.layers * ((2 if plan.gradient_checkpointing else 1) * forward + backward)
+    return model.layers * (forward + backward) + checkpointed_layers(model, plan) * forward
 
 
 def compute_seconds_per_step(model: ModelArch, plan: TrainPlan, b: Breakdown, params: SpeedParams,
@@ -184,6 +186,7 @@ def predicted_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: B
     params = params or speed_params(gpu)
     lay = resolve(plan, model, gpu)
     total = compute_seconds_per_step(model, plan, b, params, lay)
+    total += plan.grad_accum * checkpoint_offload_seconds(model, gpu, plan)
     if lay.fsdp:
         total += plan.grad_accum * fsdp_seconds(model, gpu, lay, b, params)
     elif lay.ddp:
@@ -191,11 +194,19 @@ def predicted_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: B
     return total
 
 
+def checkpoint_offload_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
+    """Per micro-batch, offloaded checkpoints: save_on_cpu's pack copies each checkpointed layer's input to pinned
+    host memory with a blocking copy_, and its unpack copies it back before the recompute (torch
+    autograd/graph.py), both on the compute stream, over the card's PCIe link at LINK_EFFICIENCY as FSDP's CPU
+    offload is."""
+    copied = 2 * checkpointed_layers(model, plan) * offloaded_input_bytes(model, plan)
+    return copied / (gpu.pcie_gbs * 1e9 * LINK_EFFICIENCY)
+
+
 def fsdp_units(model: ModelArch, lay: Layout) -> int:
     """Unit unshards per micro-batch: every wrapped unit (a decoder layer and, as peft wraps it, each adapter's
     A and B) in forward, backward and the recompute."""
-    passes = 3 if lay.gradient_checkpointing else 2
-    return passes * model.layers * (1 + 2 * len(lay.target_names(model.linear_names)))
+    return (2 * model.layers + checkpointed_layers(model, lay)) * (1 + 2 * len(lay.target_names(model.linear_names)))
 
 
 def fsdp_link_seconds(model: ModelArch, gpu: GpuSpec, lay: Layout, b: Breakdown) -> float:

@@ -169,9 +169,20 @@ def _train(spec: dict, record: dict, poller: PhasedNvmlPeak) -> None:
         if recorder.steps:
             record_steps(record, recorder.steps)
         record["evals"] = evals.evals
+        record["checkpointed_layers"] = checkpointed_layer_count(trainer.model)
     torch.cuda.synchronize()
     nvml["after_train"] = nvml_used()
     record["tokens_per_s"] = plan["batch"] * plan.get("grad_accum", 1) * plan["seq"] / record["step_time_s"]
+
+
+def checkpointed_layer_count(model) -> int | None:
+    """Decoder layers the Trainer left checkpointed (it sets them in train(), from every_n_layers); None where this
+    transformers has no GradientCheckpointingLayer."""
+    try:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:
+        return None
+    return sum(1 for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing)
 
 
 ARG_KEYS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "optim",

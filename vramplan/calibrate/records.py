@@ -28,6 +28,10 @@ def run_key(gpu_name: str, model: str, plan: dict, steps: int, cap_bytes: int | 
         plan.pop("eval_batch", None)
     if plan.get("allocator", "default") == "default":  # keys of the runs recorded before the field existed
         plan = {k: v for k, v in plan.items() if k != "allocator"}
+    if plan.get("checkpoint_every", 1) == 1:  # keys of the runs recorded before partial checkpointing was a field
+        plan.pop("checkpoint_every", None)
+    if not plan.get("checkpoint_offload", False):
+        plan.pop("checkpoint_offload", None)
     # keys of the runs recorded while plans were stored resolved: FSDP without kbit preparation, one GPU as fsdp
     several = plan.get("gpus", 1) > 1
     if several and plan.get("parallel", "fsdp") == "fsdp":

@@ -126,7 +126,46 @@ def int8_kept_bytes(model: ModelArch, plan: TrainPlan) -> int:
     return model.layers * plan.tokens * sum(3 * lin.in_features for lin in model.linears)
 
 
+def checkpointed_layers(model: ModelArch, plan: TrainPlan) -> int:
+    """Decoder layers run under checkpoint: layer i when i % every_n_layers == 0 (transformers modeling_utils
+    _set_gradient_checkpointing), ceil(layers / N) of them; none without checkpointing."""
+    if not plan.gradient_checkpointing:
+        return 0
+    return -(-model.layers // plan.checkpoint_every)
+
+
+def rope_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    """RoPE's fp32 cos and sin, handed to every layer."""
+    return 2 * 4 * model.head_dim * plan.tokens
+
+
 def checkpointed_inputs_bytes(model: ModelArch, plan: TrainPlan) -> int:
-    """use_reentrant=False checkpointing keeps each layer's input, plus RoPE's cos/sin once."""
+    """use_reentrant=False checkpointing keeps each checkpointed layer's input, plus RoPE's cos/sin once (the
+    layers left whole keep theirs among their activations). Offloaded, the inputs and each layer's cos/sin live
+    in pinned host memory (checkpoint's _NoopSaveInputs saves them under save_on_cpu's hooks): the GPU keeps the
+    cos/sin only while a layer left whole saves them."""
     la = layer_activations(model, plan)
-    return model.layers * la.input_per_token * plan.tokens + 2 * 4 * model.head_dim * plan.tokens
+    n = checkpointed_layers(model, plan)
+    if plan.checkpoint_offload:
+        return rope_bytes(model, plan) if n < model.layers else 0
+    return n * la.input_per_token * plan.tokens + rope_bytes(model, plan)
+
+
+def offloaded_input_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    """One checkpointed layer's input and cos/sin: what save_on_cpu keeps on the host per layer, and what its
+    unpack copies back to the GPU for the layer's recompute (0 without offload)."""
+    if not plan.checkpoint_offload:
+        return 0
+    return layer_activations(model, plan).input_per_token * plan.tokens + rope_bytes(model, plan)
+
+
+def checkpointing_assumptions(model: ModelArch, plan: TrainPlan) -> list[str]:
+    n = checkpointed_layers(model, plan)
+    out = []
+    if 0 < n < model.layers:
+        out.append(f"checkpointing every {plan.checkpoint_every} layers: {n} of {model.layers} decoder layers "
+                   "checkpointed (i % every_n_layers == 0), the others keep their saved activations")
+    if plan.checkpoint_offload:
+        out.append(f"checkpoints offloaded: {n * offloaded_input_bytes(model, plan) / 2**30:.2f} GiB of pinned host "
+                   "memory per micro-batch, copied over PCIe on the compute stream")
+    return out

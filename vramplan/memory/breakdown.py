@@ -28,6 +28,7 @@ LABELS = {
     "activations": "saved activations",
     "int8_kept_inputs": "int8 matmul inputs (kept by bnb)",
     "layer_recompute": "recomputed layer (backward)",
+    "offloaded_input_copy": "offloaded checkpoint copied back",
     "layer_workspace": "layer working set",
     "dequant_buffer": "dequantized weight (transient)",
     "lm_head_cast": "lm_head 16-bit copy",

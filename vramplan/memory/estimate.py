@@ -7,7 +7,9 @@ from ..layout import Layout, resolve
 from ..plan import TrainPlan
 from ..profiles.gpus import GpuSpec
 from ..profiles.models import ModelArch
-from .activations import checkpointed_inputs_bytes, eval_attention_bytes, int8_kept_bytes, layer_activations
+from ..profiles.checkpointing import check_checkpointing
+from .activations import (checkpointed_inputs_bytes, checkpointed_layers, checkpointing_assumptions,
+                          eval_attention_bytes, int8_kept_bytes, layer_activations, offloaded_input_bytes)
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
 from .experts import (check_moe_plan, expert_base_components, load_transient_bytes, moe_assumptions, moe_layer,
@@ -65,6 +67,7 @@ class _Parts:
 
 def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
     check_moe_plan(model, lay)
+    check_checkpointing(lay)
     lora = adapter_bytes(model, lay, lay.trainable_itemsize)
     opt = optimizer_memory(lora_tensor_shapes(model, lay), lay.optim, calibration.managed_min_bytes,
                            lay.trainable_itemsize)
@@ -75,17 +78,15 @@ def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
     if lay.ddp:  # the reducer's flat buckets: a second copy of every gradient
         resident["ddp_gradient_buckets"] = lora
     la, t, act = layer_activations(model, lay), lay.tokens, calibration.activation_scale
-    if lay.gradient_checkpointing:
-        kept = {"checkpointed_inputs": checkpointed_inputs_bytes(model, lay)}
-        recompute = {"layer_recompute": int(act * (la.saved(lay) - la.input_per_token * t))}
-    else:
-        kept, recompute = {"activations": int(act * model.layers * la.saved(lay))}, {}
+    kept, recompute, whole = _saved_for_backward(model, lay, calibration)
     if int8_kept_bytes(model, lay):
         kept["int8_kept_inputs"] = int8_kept_bytes(model, lay)
     moe = moe_layer(model, lay)
     if moe.merged_weights:  # the experts' W + BA: every layer's without checkpointing, the recomputed one's with
-        (recompute if lay.gradient_checkpointing else kept)["moe_lora_merged_weights"] = moe.merged_weights * (
-            1 if lay.gradient_checkpointing else model.layers)
+        if lay.gradient_checkpointing:
+            recompute["moe_lora_merged_weights"] = moe.merged_weights
+        if whole:
+            kept["moe_lora_merged_weights"] = moe.merged_weights * whole
     if router_logits_bytes(model, lay):
         kept["moe_router_logits"] = router_logits_bytes(model, lay)
     loss = loss_buffers(lay.loss_path, model, t, lay)
@@ -97,6 +98,22 @@ def _parts(model: ModelArch, lay: Layout, calibration: Calibration) -> _Parts:
                   {"lm_head_cast": cast} if cast else {}, work, la.saved_per_token * t, lora, opt, loss,
                   int(act * max(la.forward_per_token * lay.eval_batch * lay.seq,
                                 eval_attention_bytes(model, lay, lay.eval_batch))))
+
+
+def _saved_for_backward(model: ModelArch, lay: Layout, calibration: Calibration) -> tuple[dict, dict, int]:
+    """(kept, recompute, layers left whole): checkpointed layers keep their input (offloaded: in host memory, one
+    layer's copied back for its recompute), the others every saved activation."""
+    la, t, act = layer_activations(model, lay), lay.tokens, calibration.activation_scale
+    n = checkpointed_layers(model, lay)
+    kept, recompute = {}, {}
+    if n:
+        kept["checkpointed_inputs"] = checkpointed_inputs_bytes(model, lay)
+        recompute["layer_recompute"] = int(act * (la.saved(lay) - la.input_per_token * t))
+        if lay.checkpoint_offload:
+            recompute["offloaded_input_copy"] = offloaded_input_bytes(model, lay)
+    if n < model.layers:
+        kept["activations"] = int(act * (model.layers - n) * la.saved(lay))
+    return kept, recompute, model.layers - n
 
 
 def _phases(model: ModelArch, lay: Layout, calibration: Calibration, p: _Parts) -> dict[str, dict[str, int]]:
@@ -277,4 +294,4 @@ def assumptions(model: ModelArch, gpu: GpuSpec, plan: Layout, calibration: Calib
         out.append("this model's attention logit soft-capping is ignored by SDPA/flash kernels")
     if model.note:
         out.append(model.note)
-    return out + moe_assumptions(model, plan)
+    return out + checkpointing_assumptions(model, plan) + moe_assumptions(model, plan)

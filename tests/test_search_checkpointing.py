@@ -1,0 +1,53 @@
+"""fit's search and partial / offloaded checkpointing: left out while the gate is closed; with it open, the
+fastest mode that fits between checkpointing every layer and none."""
+import pytest
+
+from tests.profiles.checkpointing_gate import checkpointing_gate_open  # noqa: F401  (the fixture)
+from vramplan.errors import VramplanError
+from vramplan.plan import TrainPlan
+from vramplan.profiles import find_gpu, find_model
+from vramplan.profiles.checkpointing import search_modes
+from vramplan.search import candidates, fit, margin_limit
+from vramplan.store.calibrations import Calibrations
+
+CAL = Calibrations.shipped()
+# a consumer card where no checkpointing does not fit and full checkpointing leaves memory idle
+MODEL, GPU, JOB = find_model("llama-3.1-8b"), find_gpu("RTX-4090"), dict(seq=2048, effective_batch=1)
+
+
+def test_the_closed_gate_leaves_the_modes_out_of_the_search():
+    assert search_modes(32, TrainPlan()) == [(False, 1, False), (True, 1, False)]
+    result = fit(MODEL, GPU, cal=CAL, **JOB)
+    assert result.recommended.plan.checkpoint_every == 1 and not result.recommended.plan.checkpoint_offload
+    cands = candidates(CAL, MODEL, GPU, TrainPlan(seq=2048), 1, result.capacity_bytes, (16,), ("paged_adamw_8bit",))
+    assert {(c.plan.checkpoint_every, c.plan.checkpoint_offload) for c in cands} == {(1, False)}
+
+
+def test_a_mode_the_base_asks_for_is_checked_against_the_gate():
+    with pytest.raises(VramplanError, match="--checkpoint-every"):
+        fit(MODEL, GPU, cal=CAL, base=TrainPlan(checkpoint_every=2), **JOB)
+
+
+def test_the_open_gate_tries_every_n_between_on_and_off(checkpointing_gate_open):
+    modes = search_modes(32, TrainPlan())
+    assert (True, 2, False) in modes and (True, 4, True) in modes and (True, 1, True) in modes
+    assert search_modes(3, TrainPlan()) == [(False, 1, False), (True, 1, False), (True, 2, False), (True, 1, True),
+                                            (True, 2, True)]  # every_n below the layer count only
+    assert search_modes(32, TrainPlan(gpus=2, trainer="hf")) == [(False, 1, False), (True, 1, False)]
+    assert search_modes(32, TrainPlan(checkpoint_every=3)) == [(True, 3, False)]
+
+
+def test_the_open_gate_picks_the_fastest_mode_that_fits(checkpointing_gate_open):
+    result = fit(MODEL, GPU, cal=CAL, **JOB)
+    rec = result.recommended
+    assert rec.plan.gradient_checkpointing and rec.plan.checkpoint_every > 1
+    cands = candidates(CAL, MODEL, GPU, TrainPlan(seq=2048), 1, result.capacity_bytes, (16,),
+                       (rec.plan.optim,))
+    same_batch = [c for c in cands if c.plan.batch == rec.plan.batch and c.plan.rank == rec.plan.rank]
+    none = next(c for c in same_batch if not c.plan.gradient_checkpointing)
+    full = next(c for c in same_batch if c.plan.gradient_checkpointing and c.plan.checkpoint_every == 1
+                and not c.plan.checkpoint_offload)
+    assert not none.fits and full.fits
+    assert full.breakdown.required_bytes < 0.85 * margin_limit(result.capacity_bytes)  # memory left idle
+    assert rec.tokens_per_s > full.tokens_per_s
+    assert rec.tokens_per_s == max(c.tokens_per_s for c in cands if c.fits and c.plan.rank == rec.plan.rank)
