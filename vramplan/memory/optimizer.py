@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ._round import ceil_div, r512
 
@@ -25,6 +26,12 @@ def optimizer_memory(shapes: list[tuple[int, int]], optim: str, managed_min_byte
                      param_itemsize: int = 4) -> OptimizerMemory:
     """param_itemsize: torch's AdamW keeps its states in the parameters' dtype; bitsandbytes' 32-bit states are
     fp32 whatever the parameter (bitsandbytes/optim/optimizer.py, Optimizer2State.init_state)."""
+    return _optimizer_memory(tuple(shapes), optim, managed_min_bytes, param_itemsize)
+
+
+@lru_cache(maxsize=256)  # fit's search asks for the same adapter shapes under many plans
+def _optimizer_memory(shapes: tuple[tuple[int, int], ...], optim: str, managed_min_bytes: int,
+                      param_itemsize: int) -> OptimizerMemory:
     numels = [r * c for r, c in shapes]
     device = managed = tensors = 0
     total = sum(numels)
