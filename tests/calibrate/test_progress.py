@@ -3,7 +3,7 @@ import io
 import json
 
 from vramplan.calibrate import sweep as S
-from vramplan.calibrate.design import sweep
+from vramplan.calibrate.design import SweepRun, sweep
 from vramplan.calibrate.progress import ERASE_LINE, SweepProgress, clock_text, peak_words
 from vramplan.units import GiB
 
@@ -83,3 +83,8 @@ def test_the_sweep_reports_each_run_on_stderr_and_nothing_on_stdout(tmp_path, mo
 def test_no_prediction_for_a_gpu_without_a_profile():
     assert S.predicted_peak(RUNS[0], "Some Future GPU 9000") is None
     assert S.predicted_peak(RUNS[0], "NVIDIA H100 80GB HBM3") > GiB
+
+
+def test_no_prediction_for_a_plan_the_planner_refuses():
+    refused = SweepRun(RUNS[0].model, "partial checkpointing, not yet measured", RUNS[0].plan.with_(checkpoint_every=2))
+    assert S.predicted_peak(refused, "NVIDIA H200") is None

@@ -122,3 +122,9 @@ def test_a_run_verifies_trains_through_sfttrainer_and_records_the_stack(tmp_path
     assert json.loads(stdout)["record"]["stack"]["release"] == "1.16"  # stdout holds the one object
     assert "step 2/2" in err and "evaluation after step 1: loss" in err  # the progress bar went to stderr
     assert "{'loss'" not in err + stdout  # the Trainer's own log printer is replaced by the bar
+
+
+def test_a_memory_cap_over_several_gpus_is_refused_before_the_dry_run_plans(installed):
+    installed("1.16.0")
+    code, d, err = dry("--gpus", "2", "--trainer", "hf", "--memory-cap", "10GiB", gpu="H200")
+    assert code == 2 and "--memory-cap" in d["error"]

@@ -62,17 +62,18 @@ def run_one(run: SweepRun, checkpoint: Path, key: str, timeout_s: int, trace_pat
 
 def predicted_peak(run: SweepRun, gpu_name: str) -> int | None:
     """The planner's nvidia-smi peak for a run on this GPU (under its cap, if any), with the calibration the
-    planning commands read; None for a GPU the catalog has no profile of."""
-    from ..errors import NotFoundError
+    planning commands read; None for a GPU the catalog has no profile of, or a plan the planner refuses (a
+    measured run is worth recording either way: the sweep goes on)."""
+    from ..errors import VramplanError
     from ..memory import estimate
     from ..profiles import find_gpu, find_model
     from ..store.calibrations import Calibrations
     try:
         gpu = find_gpu(gpu_name)
-    except NotFoundError:
+        return estimate(find_model(run.model), gpu, run.plan, Calibrations.shipped().params(gpu),
+                        vram_bytes=run.cap_bytes).peak_bytes
+    except VramplanError:
         return None
-    return estimate(find_model(run.model), gpu, run.plan, Calibrations.shipped().params(gpu),
-                    vram_bytes=run.cap_bytes).peak_bytes
 
 
 def run_sweep(runs: list[SweepRun], out_dir: Path, cache: Path, timeout_s: int = 600,

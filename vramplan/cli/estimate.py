@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 from ..errors import VramplanError
-from ..memory import Breakdown
 from ..planner import Planner
 from ..present import model_json, model_lines, say
 from ..present.display import estimate_lines

@@ -107,6 +107,8 @@ def _run(args) -> tuple[int, dict]:
     gpu, capacity = resolve_gpu(args.gpu, vram_from_args(args), count=gpus)
     planner = Planner(gpu, Calibrations.shipped(), capacity)
     cap = parse_size(args.memory_cap, "--memory-cap") if args.memory_cap else None
+    if cap and gpus > 1:
+        raise VramplanError("--memory-cap: the multi-GPU launch has no allocator cap", hint="use one GPU")
     if cap and cap < planner.capacity_bytes:
         planner, capacity = Planner(gpu, Calibrations.shipped(), cap), cap
     seq, seq_note = resolve_seq(args, source, examples, arch)
@@ -128,8 +130,6 @@ def _run(args) -> tuple[int, dict]:
     if args.dry_run:
         return 0, dry_run(args, plan, summary)
     if gpus > 1:
-        if cap:
-            raise VramplanError("--memory-cap: the multi-GPU launch has no allocator cap", hint="use one GPU")
         record = _train_multi(args, arch, source, planner, candidates, out)
     else:
         record = _train(args, arch, source, examples, planner, candidates, out)

@@ -5,8 +5,6 @@ building the trainer imports trl.
 """
 from __future__ import annotations
 
-import importlib.metadata
-
 from ..errors import VramplanError
 from ..stacks import normalize_release, trl_releases
 from .arguments import training_kwargs
@@ -17,8 +15,13 @@ TRL_REQUIREMENT = "trl>=1.0,<1.17"
 
 def installed_trl() -> str | None:
     """The installed TRL's version, read from its metadata (importing trl would import torch)."""
+    return installed_version("trl")
+
+
+def installed_version(package: str) -> str | None:
+    import importlib.metadata  # here, not at import: every command imports this module through the CLI
     try:
-        return importlib.metadata.version("trl")
+        return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
 
@@ -30,12 +33,7 @@ def stack_versions() -> dict:
     """The versions of the libraries, TRL's and the datasets library's included (read from their metadata)."""
     from ..gpu_info import software_versions
     out = software_versions()
-    for pkg in STACK_PACKAGES:
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return {**out, **{pkg: installed_version(pkg) for pkg in STACK_PACKAGES}}
 
 
 def run_release(given: str | None, installed: str | None) -> str:
