@@ -115,3 +115,21 @@ def test_dry_run_says_train_uses_expandable_segments(model_dir):
     proc = vramplan("train", str(model_dir), "--data", str(model_dir.parent / "train.jsonl"), "--gpu", "T4",
                     "--seq", "64", "--dry-run")
     assert proc.returncode == 0 and "expandable_segments:True" in proc.stdout
+
+
+def test_a_dry_run_chooses_seq_auto_from_the_exact_token_counts(model_dir):
+    proc = vramplan("train", str(model_dir), "--data", str(model_dir.parent / "train.jsonl"), "--gpu", "T4",
+                    "--seq", "auto", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "the 99th percentile of 12 examples" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_a_dry_run_with_seq_auto_and_a_broken_tokenizer_says_so(model_dir, tmp_path):
+    import shutil
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    (broken / "tokenizer.json").write_text("{not json")
+    proc = vramplan("train", str(broken), "--data", str(model_dir.parent / "train.jsonl"), "--gpu", "T4",
+                    "--seq", "auto", "--dry-run")
+    assert proc.returncode == 2 and "--seq auto" in proc.stderr and "pass --seq N" in proc.stderr
+    assert "Traceback" not in proc.stderr

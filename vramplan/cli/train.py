@@ -252,12 +252,16 @@ def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:
         if seq <= 0:
             raise VramplanError("--seq must be positive")
         return seq, f"--seq {seq} (given)"
-    if args.dry_run:
-        from ..train.lengths import fast_lengths
-        lengths = fast_lengths(Path(source), examples) if Path(source).is_dir() else None
-        if lengths is None:
+    if args.dry_run:  # the torch-free count --data uses: the tokenizer.json and its chat template
+        folder = Path(source)
+        if not (folder / "tokenizer.json").is_file():
             raise VramplanError("--seq auto in a dry run needs a local model folder with tokenizer.json",
                                 hint="pass --seq N")
+        from ..data_tokens import token_lengths
+        try:
+            lengths, _ = token_lengths(examples, folder, str(args.data))
+        except VramplanError as exc:
+            raise VramplanError(f"--seq auto: {exc.message}", hint="pass --seq N") from None
     else:
         from ..train.run import encode, load_tokenizer
         tok = load_tokenizer(source)
