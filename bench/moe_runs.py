@@ -10,7 +10,6 @@ bench/stack_runs.py's run_one (vramplan.calibrate.measure_stack: TRL 1.16 SFTTra
 Records are appended to OUT/<gpu>.jsonl as they land; runs already there are skipped (resumable), and a run
 that would not finish inside --budget-s is left for the next call.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -24,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stack_runs import StackRun, gpu_name, preload_stack, run_one, slug, stack_plan  # noqa: E402
+from stack_runs import (  # noqa: E402
+    StackRun, select_list_or_predict, validated_set_args, gpu_name, preload_stack, run_one, slug, stack_plan)
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.units import GiB  # noqa: E402
 from vramplan.workers import worker_command  # noqa: E402
@@ -256,30 +256,11 @@ def measure(items: list[MoeRun], out: Path, cache: Path, budget_s: float, timeou
 
 def main() -> int:
     t0 = time.time()
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "calibration" / "moe"))
-    ap.add_argument("--only", default=None, help="comma list of run indices")
-    ap.add_argument("--list", action="store_true", help="print the runs and exit")
-    ap.add_argument("--predict", default=None, help="write the validation runs' predictions to this file and exit")
-    ap.add_argument("--all", action="store_true", help="with --predict: every run, not only the validation ones")
-    ap.add_argument("--gpu", default="H200", help="with --predict: the GPU profile the runs will be made on")
-    ap.add_argument("--nvml-name", default="NVIDIA H200", help="with --predict: that GPU's name as NVML gives it")
-    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "vramplan-moe-checkpoints"))
-    ap.add_argument("--budget-s", type=float, default=520.0, help="stop before a run that would end past this")
-    ap.add_argument("--timeout", type=int, default=150, help="per run, seconds")
-    a = ap.parse_args()
-    items = runs()
-    if a.only:
-        items = [items[int(i)] for i in a.only.split(",")]
-    if a.list:
-        for i, m in enumerate(items):
-            r = m.run
-            print(i, r.model, r.trainer, "validation" if m.validation else "", r.why)
-        return 0
-    if a.predict:
-        chosen = items if a.all else [m for m in items if m.validation]
-        Path(a.predict).write_text(json.dumps(predict(chosen, a.gpu, a.nvml_name), indent=1) + "\n")
-        return 0
+    cache = Path(tempfile.gettempdir()) / "vramplan-moe-checkpoints"
+    a = validated_set_args(__doc__, ROOT / "calibration" / "moe", cache, 520.0).parse_args()
+    items, code = select_list_or_predict(a, runs(), predict)
+    if code is not None:
+        return code
     return measure(items, Path(a.out), Path(a.cache), a.budget_s, a.timeout, t0)
 
 

@@ -12,7 +12,6 @@ the number of layers the Trainer left checkpointed in the record. Records are ap
 land; runs already there are skipped (resumable), and a run that would not finish inside --budget-s is left for
 the next call. These runs decide what goes into profiles/checkpointing_modes.json.
 """
-import argparse
 import json
 import sys
 import tempfile
@@ -24,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stack_runs import StackRun, checkpoint, gpu_name, preload_stack, run_one, slug, stack_plan  # noqa: E402
+from stack_runs import (  # noqa: E402
+    StackRun, checkpoint, gpu_name, preload_stack, run_one, select_list_or_predict, slug, stack_plan,
+    validated_set_args)
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.profiles import checkpointing  # noqa: E402
 
@@ -169,29 +170,11 @@ def measure(items: list[CkptRun], out: Path, cache: Path, budget_s: float, timeo
 
 def main() -> int:
     t0 = time.time()
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "calibration" / "partial_ckpt"))
-    ap.add_argument("--only", default=None, help="comma list of run indices")
-    ap.add_argument("--list", action="store_true", help="print the runs and exit")
-    ap.add_argument("--predict", default=None, help="write the validation runs' predictions to this file and exit")
-    ap.add_argument("--all", action="store_true", help="with --predict: every run, not only the validation ones")
-    ap.add_argument("--gpu", default="H200", help="the GPU profile the runs are (or will be) made on")
-    ap.add_argument("--nvml-name", default="NVIDIA H200", help="with --predict: that GPU's name as NVML gives it")
-    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "vramplan-checkpoints"))
-    ap.add_argument("--budget-s", type=float, default=390.0, help="stop before a run that would end past this")
-    ap.add_argument("--timeout", type=int, default=150, help="per run, seconds")
-    a = ap.parse_args()
-    items = runs()
-    if a.only:
-        items = [items[int(i)] for i in a.only.split(",")]
-    if a.list:
-        for i, m in enumerate(items):
-            print(i, m.run.model, m.run.trainer, "validation" if m.validation else "", m.run.why)
-        return 0
-    if a.predict:
-        chosen = items if a.all else [m for m in items if m.validation]
-        Path(a.predict).write_text(json.dumps(predict(chosen, a.gpu, a.nvml_name), indent=1) + "\n")
-        return 0
+    cache = Path(tempfile.gettempdir()) / "vramplan-checkpoints"
+    a = validated_set_args(__doc__, ROOT / "calibration" / "partial_ckpt", cache, 390.0).parse_args()
+    items, code = select_list_or_predict(a, runs(), predict)
+    if code is not None:
+        return code
     return measure(items, Path(a.out), Path(a.cache), a.budget_s, a.timeout, t0, profile=a.gpu)
 
 

@@ -324,6 +324,37 @@ def run_one(run: StackRun, ckpt: Path, key: str, timeout_s: int, fork: bool = Fa
     return record
 
 
+def validated_set_args(doc: str, out: Path, cache: Path, budget_s: float) -> argparse.ArgumentParser:
+    """The options of a run set with a validation subset (bench/moe_runs.py, bench/partial_ckpt_runs.py)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--out", default=str(out))
+    ap.add_argument("--only", default=None, help="comma list of run indices")
+    ap.add_argument("--list", action="store_true", help="print the runs and exit")
+    ap.add_argument("--predict", default=None, help="write the validation runs' predictions to this file and exit")
+    ap.add_argument("--all", action="store_true", help="with --predict: every run, not only the validation ones")
+    ap.add_argument("--gpu", default="H200", help="the GPU profile the runs are (or will be) made on")
+    ap.add_argument("--nvml-name", default="NVIDIA H200", help="with --predict: that GPU's name as NVML gives it")
+    ap.add_argument("--cache", default=str(cache))
+    ap.add_argument("--budget-s", type=float, default=budget_s, help="stop before a run that would end past this")
+    ap.add_argument("--timeout", type=int, default=150, help="per run, seconds")
+    return ap
+
+
+def select_list_or_predict(a: argparse.Namespace, items: list, predict) -> tuple[list, int | None]:
+    """--only's runs; with --list or --predict, what they print or write and the exit code (None: measure)."""
+    if a.only:
+        items = [items[int(i)] for i in a.only.split(",")]
+    if a.list:
+        for i, m in enumerate(items):
+            print(i, m.run.model, m.run.trainer, "validation" if m.validation else "", m.run.why)
+        return items, 0
+    if a.predict:
+        chosen = items if a.all else [m for m in items if m.validation]
+        Path(a.predict).write_text(json.dumps(predict(chosen, a.gpu, a.nvml_name), indent=1) + "\n")
+        return items, 0
+    return items, None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", required=True, choices=sorted(SETS))
