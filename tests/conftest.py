@@ -21,3 +21,14 @@ def no_user_calibration(tmp_path_factory, monkeypatch):
     """Tests never read or write the real user data folder: a user's own calibration would move the figures."""
     monkeypatch.setenv("VRAMPLAN_DATA_DIR", str(tmp_path_factory.mktemp("vramplan-data")))
     monkeypatch.delenv("VRAMPLAN_CALIBRATION", raising=False)
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache that HF_HUB_CACHE points at; nothing of the user's own is read."""
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "VRAMPLAN_DOWNLOAD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache

@@ -20,16 +20,6 @@ ALPACA = {"instruction": "w1", "output": "w2"}
 CHAT = {"messages": [{"role": "user", "content": "w1 w2"}, {"role": "assistant", "content": "w3"}]}
 
 
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    for var in ("HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
-
-
 def lengths(tmp_path, rows, template="default"):
     folder = write_tokenizer(tmp_path / "tok", **({} if template == "default" else {"template": template}))
     path = write_records(tmp_path / "d.jsonl", rows)

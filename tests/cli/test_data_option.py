@@ -16,16 +16,6 @@ ROWS = [{"text": "w1 w2 w3"}, {"instruction": "w1", "output": "w2"},  # 5 and 11
 
 
 @pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    for var in ("HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
-
-
-@pytest.fixture
 def data(tmp_path):
     return str(write_records(tmp_path / "train.jsonl", ROWS))
 

@@ -20,17 +20,6 @@ MIXTRAL = {**MISTRAL, "model_type": "mixtral", "num_local_experts": 8, "num_expe
 ZEPHYR = "HuggingFaceH4/zephyr-7b-beta"
 
 
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    """An empty cache that HF_HUB_CACHE points at; nothing of the user's own is read."""
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "VRAMPLAN_DOWNLOAD"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
-
-
 def put(cache, repo_id, config, revision="0123456789abcdef0123", ref=True):
     """The layout huggingface_hub writes: models--ORG--NAME/{refs/main, snapshots/REV/config.json}."""
     folder = cache / ("models--" + repo_id.replace("/", "--"))
