@@ -2,6 +2,7 @@
 
     python bench/train_vs_recipe.py --part 1
     python bench/train_vs_recipe.py --part 2
+    python bench/train_vs_recipe.py --part 3  # `vramplan train` alone on Llama-3.2-1B (about 1.5 min)
     python bench/train_report.py            # the README table, from the records
 
 Llama-3.1-8B (random weights: memory and speed do not depend on their values), 2048 tokens, effective batch 16.
@@ -271,10 +272,20 @@ def part2(budget: Budget) -> None:
                                              **predicted(hf, CAP16)))
 
 
+def part3(budget: Budget) -> None:
+    """`vramplan train` alone on a small model it was not tuned on (Llama-3.2-1B, 1024 tokens, effective batch
+    8): a verification whose prediction is fixed by the commit before it runs."""
+    global MODEL, SEQ, EFFECTIVE_BATCH
+    MODEL, SEQ, EFFECTIVE_BATCH = "llama-3.2-1b", 1024, 8
+    ckpt, data = prepare(budget)
+    record = train_cli(ckpt, data, WORK / "run-small", budget.left())
+    append_run(OUT / "trl_train_runs.jsonl", tag(record, 3, "vramplan train llama-3.2-1b"))
+
+
 def main() -> None:
     global OUT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", type=int, choices=(1, 2), required=True)
+    ap.add_argument("--part", type=int, choices=(1, 2, 3), required=True)
     ap.add_argument("--budget-s", type=float, default=530, help="wall seconds this call may take (default 530)")
     ap.add_argument("--records", type=Path, default=OUT,
                     help="folder the records are appended to (default calibration/train; on a device, $OUT)")
@@ -282,7 +293,7 @@ def main() -> None:
     OUT = args.records
     budget = Budget(args.budget_s)
     log(f"part {args.part}, budget {args.budget_s:.0f} s, records in {OUT}")
-    (part1 if args.part == 1 else part2)(budget)
+    {1: part1, 2: part2, 3: part3}[args.part](budget)
     log(f"part {args.part} done in {time.time() - budget.t0:.0f} s")
 
 
