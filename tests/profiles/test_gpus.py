@@ -21,6 +21,21 @@ def test_every_gpu_profile_is_complete_and_sourced(gpu):
     assert gpu.bf16 == (gpu.compute_capability >= 8.0)
 
 
+@pytest.mark.parametrize("gpu", gpu_catalog(), ids=lambda g: g.name)
+def test_every_gpu_profile_has_a_sourced_cuda_core_fp32_rate_below_its_tensor_rate(gpu):
+    assert gpu.fp32_tflops is not None and 0 < gpu.fp32_tflops < gpu.tensor_tflops_16bit
+    assert gpu.fp32_source.startswith(("https://", "http://"))
+    assert gpu.summary()["fp32_tflops"] == gpu.fp32_tflops
+
+
+def test_a_gpu_file_without_an_fp32_rate_loads_with_none(tmp_path):
+    from vramplan.profiles.gpus import load_gpu_file
+    path = tmp_path / "card.json"
+    path.write_text('{"name": "Card", "memory_mib": 16384, "compute_capability": 8.0, "bf16": true, '
+                    '"bandwidth_gbs": 900, "tensor_tflops_16bit": 100}')
+    assert load_gpu_file(path).fp32_tflops is None
+
+
 @pytest.mark.parametrize("name, expected", [
     ("t4", "T4"), ("Tesla-T4", "T4"), ("h100", "H100-80GB"), ("H100-80GB", "H100-80GB"),
     ("NVIDIA H100 80GB HBM3", "H100-80GB"), ("NVIDIA H200", "H200"), ("rtx4090", "RTX-4090"),

@@ -22,6 +22,9 @@ class GpuSpec:
     bandwidth_gbs: float
     tensor_tflops_16bit: float
     """Dense fp16/bf16 tensor-core rate with fp32 accumulation (what autocast training runs at)."""
+    fp32_tflops: float | None = None
+    """Dense CUDA-core fp32 rate: what fp32 matmuls without TF32 run at (PyTorch's default for fp32 matmul)."""
+    fp32_source: str = ""
     architecture: str = ""
     aliases: tuple[str, ...] = ()
     source: str = ""
@@ -52,14 +55,18 @@ class GpuSpec:
         return {"name": self.name, "memory_mib": self.memory_mib, "memory_bytes": self.memory_bytes,
                 "compute_capability": self.compute_capability, "bf16": self.bf16,
                 "bandwidth_gbs": self.bandwidth_gbs, "tensor_tflops_16bit": self.tensor_tflops_16bit,
-                "architecture": self.architecture, "interconnect_gbs": self.interconnect_gbs, "source": self.source}
+                "fp32_tflops": self.fp32_tflops, "architecture": self.architecture,
+                "interconnect_gbs": self.interconnect_gbs, "source": self.source}
 
 
 def load_gpu_file(path: Path) -> GpuSpec:
     d = json.loads(path.read_text())
+    fp32 = d.get("fp32_tflops")
     return GpuSpec(name=d["name"], memory_mib=int(d["memory_mib"]), compute_capability=float(d["compute_capability"]),
                    bf16=bool(d["bf16"]), bandwidth_gbs=float(d["bandwidth_gbs"]),
-                   tensor_tflops_16bit=float(d["tensor_tflops_16bit"]), architecture=d.get("architecture", ""),
+                   tensor_tflops_16bit=float(d["tensor_tflops_16bit"]),
+                   fp32_tflops=None if fp32 is None else float(fp32), fp32_source=d.get("fp32_source", ""),
+                   architecture=d.get("architecture", ""),
                    aliases=tuple(d.get("aliases", ())), source=d.get("source", ""),
                    memory_source=d.get("memory_source", ""), link_gbs=float(d.get("link_gbs", 0.0)),
                    link_source=d.get("link_source", ""))
