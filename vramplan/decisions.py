@@ -64,12 +64,13 @@ WHY_NOTHING_FITS_HEAD = (LEANEST_TOO_BIG, LARGEST_PART)
 """What a verdict's own NEEDS already says when it passes on why nothing fits."""
 # Mixture-of-Experts plans
 EXPERTS_LORA = "experts_lora"  # model_type, wrapped (expert parameters peft wraps), converted, dropout, recipe_dropout
-EXPERTS_KBIT_PREPARE = "experts_kbit_prepare"  # model_type, expert_bytes, required_bytes, limit_bytes, fits, gpus
+EXPERTS_KBIT_PREPARE = "experts_kbit_prepare"  # model_type, expert_bytes, sixteen_bit_bytes
 # plans the training stack refuses (raised as Refusal, exit 2; English in vramplan/present/refusals.py)
 PARAMWRAPPER_DROPOUT = "paramwrapper_dropout"  # model_type, dropout, wrapped (the expert parameters peft wraps)
 EXPERTS_HALF_TARGETED = "experts_half_targeted"  # model_type, have, missing
 MOE_SEVERAL_GPUS = "moe_several_gpus"          # gpus
 MOE_INT8 = "moe_int8"
+MOE_NO_KBIT_PREPARE = "moe_no_kbit_prepare"
 
 
 class Refusal(VramplanError):

@@ -284,7 +284,7 @@ def _why_not(cal, model, gpu, base, effective_batch, capacity, cands) -> tuple[l
                reason(D.LARGEST_PART, component=dom_key, bytes=dom_bytes, phase=b.peak_phase)]
     if n > 1 and b.peak_phase != "load" and dom_key not in SHARDED:
         reasons.append(reason(D.PART_PER_GPU))
-    reasons += _experts_why_not(cal, model, gpu, smallest.plan, capacity, b)
+    reasons += _experts_why_not(model, smallest.plan, b)
     base = base.with_(batch=1, grad_accum=max(1, effective_batch // base.gpus))
     if base.gpus > 1 and n > 1:
         base = base.with_(parallel=smallest.plan.parallel, offload=smallest.plan.offload, optim=smallest.plan.optim)
@@ -307,16 +307,12 @@ def _why_not(cal, model, gpu, base, effective_batch, capacity, cands) -> tuple[l
     return reasons, suggestions
 
 
-def _experts_why_not(cal, model, gpu, plan, capacity, b) -> list[Reason]:
-    """An MoE model's: what LoRA its experts got, and whether skipping prepare_model_for_kbit_training (its fp32
-    cast of the unquantized experts) would make the leanest plan fit, here or on which larger catalog GPU."""
+def _experts_why_not(model, plan, b) -> list[Reason]:
+    """An MoE model's: what LoRA its experts got, and what prepare_model_for_kbit_training's fp32 cast of the
+    unquantized experts costs."""
     if model.experts is None:
         return []
-    lean = plan.with_(kbit_prepare=False)
-    gpus = [g.name for g in gpu_catalog() if g.memory_mib > gpu.memory_mib and
-            _fits_at_all(cal, model, g, flags.on_gpu(lean, g), None)]
-    kbit = kbit_prepare_off(model, gpu, plan, cal.params(gpu), capacity, margin_limit(capacity),
-                            b.components.get("moe_experts", 0), gpus[:3])
+    kbit = kbit_prepare_off(model, plan, b.components.get("moe_experts", 0))
     return [r for r in (kbit, experts_lora(model, plan)) if r]
 
 

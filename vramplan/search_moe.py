@@ -10,10 +10,9 @@ from . import decisions as D
 from . import flags
 from .decisions import Reason, reason
 from .errors import VramplanError
-from .memory import estimate
 from .memory.experts import expert_targets
 from .plan import TrainPlan
-from .profiles import GpuSpec, ModelArch
+from .profiles import ModelArch
 
 RECIPE_DROPOUT = TrainPlan.__dataclass_fields__["dropout"].default
 
@@ -56,16 +55,10 @@ def experts_lora(model: ModelArch, plan: TrainPlan) -> Reason | None:
                   recipe_dropout=RECIPE_DROPOUT)
 
 
-def kbit_prepare_off(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, calibration, capacity: int,
-                     limit: int, expert_bytes: int, gpus: list[str]) -> Reason | None:
-    """EXPERTS_KBIT_PREPARE: a leanest plan whose experts are fp32 only because prepare_model_for_kbit_training
-    casts them, and what it needs without that cast (the experts stay in the checkpoint's 16 bits); gpus: the
-    larger catalog GPUs the plan fits without it."""
+def kbit_prepare_off(model: ModelArch, plan: TrainPlan, expert_bytes: int) -> Reason | None:
+    """EXPERTS_KBIT_PREPARE: a plan whose experts are fp32 only because prepare_model_for_kbit_training casts them:
+    what they take, and what they would take left in the checkpoint's 16 bits (a path not measured, so refused)."""
     if model.experts is None or not (plan.quantized and plan.kbit_prepare) or model.dtype == "float32":
         return None
-    without = estimate(model, gpu, plan.with_(kbit_prepare=False), calibration, vram_bytes=capacity)
-    if without.components.get("moe_experts", expert_bytes) >= expert_bytes:  # the layout skipped the cast anyway
-        return None
     return reason(D.EXPERTS_KBIT_PREPARE, model_type=model.model_type, expert_bytes=expert_bytes,
-                  required_bytes=without.required_bytes, limit_bytes=limit, fits=without.required_bytes <= limit,
-                  gpus=gpus)
+                  sixteen_bit_bytes=expert_bytes // 2)

@@ -37,6 +37,7 @@ from .profiles.gpus import GpuSpec
 from .profiles.models import FULL_WIDTH_QK_NORM, PER_HEAD_QK_NORM, SANDWICH_NORMS, ModelArch
 from .resources import data_dir
 from .calibrate.records import gpu_slug
+from .speed_experts import expert_seconds, expert_speed_fit
 
 LINK_EFFICIENCY = 0.7  # share of the link's datasheet rate that NCCL collectives reach
 # FSDP1 as peft wraps it makes every LoRA linear its own unit: ~15 units per decoder layer, each unsharded in
@@ -186,7 +187,7 @@ def predicted_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: B
     params = params or speed_params(gpu)
     lay = resolve(plan, model, gpu)
     total = compute_seconds_per_step(model, plan, b, params, lay)
-    total += plan.grad_accum * checkpoint_offload_seconds(model, gpu, plan)
+    total += plan.grad_accum * (checkpoint_offload_seconds(model, gpu, plan) + expert_seconds(model, gpu, plan))
     if lay.fsdp:
         total += plan.grad_accum * fsdp_seconds(model, gpu, lay, b, params)
     elif lay.ddp:
@@ -318,12 +319,16 @@ def speed_source(gpu: GpuSpec, plan: TrainPlan | None = None) -> str:
     return source
 
 
-def not_measured(gpu: GpuSpec, plan: TrainPlan, params: SpeedParams | None = None) -> list[dict]:
+def not_measured(gpu: GpuSpec, plan: TrainPlan, params: SpeedParams | None = None,
+                 model: ModelArch | None = None) -> list[dict]:
     """What a plan's speed figure rests on that no recorded run measured, as codes with their names
     (vramplan.present.time_cost words them): the GPU itself, and on several GPUs the GPU, the count and the
     layout the FSDP/DDP costs were fitted on."""
     params = params or speed_params(gpu)
     out = [] if params.measured else [{"code": "gpu", "gpu": gpu.name}]
+    if model is not None and model.experts is not None and gpu_slug(expert_speed_fit().gpu) not in {
+            gpu_slug(n) for n in (gpu.name, *gpu.aliases)}:
+        out.append({"code": "moe_speed_gpu", "gpu": gpu.name, "fitted_on": expert_speed_fit().gpu})
     if plan.gpus == 1:
         return out
     if not params.multi_gpu_from:

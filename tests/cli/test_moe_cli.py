@@ -18,17 +18,20 @@ def test_fit_qwen3_30b_on_a_4090_gives_the_memory_verdict(moe_gate_open, capsys)
     code, out, err = run(capsys, "fit", "qwen3-30b-a3b", "--gpu", "RTX-4090")
     assert code == 1 and not err
     assert "NOTHING FITS" in out and "MoE experts (not quantized) (108.0 GiB)" in out
-    assert "--no-kbit-prepare" in out and "H200" in out and "lora dropout 0" in out
+    assert "left in 16 bits they would take 54.0 GiB, but that path was not measured" in out
+    assert "H200" in out and "lora dropout 0" in out
     code, out, _ = run(capsys, "fit", "qwen3-30b-a3b", "--gpu", "RTX-4090", "--json")
     codes = [r["code"] for r in json.loads(out)["reasons"]]
     assert D.EXPERTS_KBIT_PREPARE in codes and D.PARAMWRAPPER_DROPOUT not in codes
 
 
-def test_fit_with_no_kbit_prepare_plans_16_bit_experts(moe_gate_open, capsys):
-    _, out, _ = run(capsys, "fit", "qwen3-30b-a3b", "--gpu", "H100-80GB", "--no-kbit-prepare", "--json")
-    result = json.loads(out)
-    assert result["recommended"]["plan"]["kbit_prepare"] is False
-    assert result["recommended"]["plan"]["dropout"] == 0.0
+def test_no_kbit_prepare_on_an_moe_model_is_refused_by_name(moe_gate_open, capsys):
+    code, out, err = run(capsys, "fit", "qwen3-30b-a3b", "--gpu", "H100-80GB", "--no-kbit-prepare")
+    assert code == 2 and not out
+    assert "--no-kbit-prepare" in err and "were not measured" in err
+    code, out, _ = run(capsys, "estimate", "olmoe-1b-7b", "--gpu", "H200", "--dropout", "0", "--no-kbit-prepare",
+                       "--json")
+    assert code == 2 and json.loads(out)["error"]
 
 
 def test_a_typed_dropout_with_expert_targets_is_refused_with_flags_fit_has(moe_gate_open, capsys):

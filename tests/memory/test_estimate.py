@@ -13,7 +13,8 @@ GPU = find_gpu("H100-80GB")
 
 @pytest.mark.parametrize("model", model_catalog(), ids=lambda m: m.name)
 def test_components_sum_to_the_peak_and_phases_are_all_there(model):
-    b = estimate(model, GPU, HfPlan(), DEFAULT_CALIBRATION)
+    # peft's ParamWrapper refuses LoRA dropout on the experts
+    b = estimate(model, GPU, HfPlan(dropout=0.0 if model.experts else 0.05), DEFAULT_CALIBRATION)
     assert sum(b.components.values()) == b.peak_bytes
     assert set(b.phases) == set(PHASES) and b.peak_phase in PHASES
     assert b.peak_allocated_bytes == max(b.phase_peaks().values())

@@ -107,8 +107,8 @@ def test_experts_are_unquantized_and_fp32_after_prepare(moe_gate_open):
     m = find_model("qwen3-30b-a3b")
     b = estimate(m, GPU, TrainPlan(dropout=0.0), DEFAULT_CALIBRATION)
     assert b.phases["load"]["moe_experts"] == 48 * 3 * 128 * 768 * 2048 * 4  # 108 GiB: more than any 4-bit base
-    no_prepare = estimate(m, GPU, TrainPlan(dropout=0.0, kbit_prepare=False), DEFAULT_CALIBRATION)
-    assert no_prepare.phases["load"]["moe_experts"] == b.phases["load"]["moe_experts"] // 2
+    with pytest.raises(Refusal, match="no-kbit-prepare"):  # 16-bit experts were not measured
+        estimate(m, GPU, TrainPlan(dropout=0.0, kbit_prepare=False), DEFAULT_CALIBRATION)
 
 
 def test_merged_weights_are_kept_per_layer_without_checkpointing_and_once_with(moe_gate_open):

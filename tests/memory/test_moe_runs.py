@@ -130,3 +130,32 @@ def test_measure_records_each_run_as_it_lands_and_resumes(tmp_path, monkeypatch,
     moe_runs.measure(items, tmp_path / "out", tmp_path / "cache", budget_s=300, timeout_s=120, t0=0)
     assert len((tmp_path / "out" / "nvidia-h200.jsonl").read_text().splitlines()) == 1  # recorded: skipped
     assert "1 of 1 recorded" in capsys.readouterr().out
+
+
+def test_every_listed_family_is_within_five_percent_of_each_of_its_measured_runs():
+    records = moe_accuracy.load(BENCH.parent / "calibration" / "moe")
+    rows = [r for r in moe_accuracy.rows(records) if r["status"] == "ok"]
+    listed = [r for r in rows if moe_accuracy.family_of(r) in moe_accuracy.listed_families()]
+    assert {moe_accuracy.family_of(r) for r in listed} == moe_accuracy.listed_families()
+    for r in listed:
+        assert abs(r["predicted"] / r["measured"] - 1) <= 0.05, (r["model"], r["why"])
+
+
+def test_the_cache_fit_reproduces_the_coefficients_the_profile_holds():
+    import moe_cache_fit
+    from vramplan.profiles.experts import allocator_cache
+    records = moe_accuracy.load(BENCH.parent / "calibration" / "moe")
+    fitted = moe_cache_fit.fitted(records)
+    for family in moe_accuracy.listed_families():
+        held = allocator_cache(family)
+        assert [round(getattr(held, n), 3) for n in moe_cache_fit.NAMES] == [fitted[family][n] for n in moe_cache_fit.NAMES]
+
+
+def test_the_expert_speed_fit_is_the_one_the_records_give():
+    import moe_speed_fit
+    from vramplan.speed_experts import FEATURES, expert_speed_fit
+    rows = moe_speed_fit.samples(moe_accuracy.load(BENCH.parent / "calibration" / "moe"))
+    held = expert_speed_fit()
+    assert held.runs == len(rows)
+    assert held.coefficients == pytest.approx(tuple(moe_speed_fit.fit(rows)), rel=1e-4)
+    assert len(FEATURES) == 3 and held.mae_pct == pytest.approx(moe_speed_fit.mae(rows, held.coefficients), abs=0.1)

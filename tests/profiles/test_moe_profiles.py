@@ -18,7 +18,10 @@ MOE_PROFILES = {"qwen3-30b-a3b": "qwen3_moe", "mixtral-8x7b": "mixtral", "olmoe-
 def test_the_gate_lists_only_modelled_families():
     assert measured_families() <= set(FAMILIES)
     data = json.loads((data_dir("profiles") / "moe_families.json").read_text())
-    assert isinstance(data["measured"], list)
+    for family, entry in data["measured"].items():
+        assert entry["runs"].startswith("calibration/moe/")
+        assert set(entry["allocator_cache"]) == {"gate_up_16bit", "down_16bit_per_layer", "lora_gate_up_copy"}
+        assert all(v >= 0 for v in entry["allocator_cache"].values())
 
 
 def test_with_the_gate_closed_moe_profiles_are_refused_by_name_and_left_out_of_listings(monkeypatch):

@@ -36,6 +36,7 @@ LABELS = {
     "load_transient": "load-time cast copy",
     "cuda_workspaces": "cuBLAS workspaces, small buffers",
     "allocator_slack": "allocator slack",
+    "moe_allocator_cache": "allocator cache (experts)",
     "fsdp_root_shard": "FSDP root shard (beside gathered copy)",
     "fsdp_gathered_units": "FSDP gathered layer units",
     "nccl_communication": "NCCL communicators + buffers",

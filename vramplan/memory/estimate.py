@@ -12,7 +12,7 @@ from .activations import (checkpointed_inputs_bytes, checkpointed_layers, checkp
                           eval_attention_bytes, int8_kept_bytes, layer_activations, offloaded_input_bytes)
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
-from .experts import (check_moe_plan, expert_base_components, load_transient_bytes, moe_assumptions, moe_layer,
+from .experts import (allocator_cache_bytes, check_moe_plan, expert_base_components, load_transient_bytes, moe_assumptions, moe_layer,
                       router_logits_bytes)
 from .calibration import Calibration
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
@@ -161,15 +161,17 @@ def _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes, lo
     # them): the plan does not predict it, so it is the fragmentation event, in peak_upper_bytes, not peak_bytes
     resplit = 0 if lay.fsdp else logits_resplit_bytes(model, lay)
     managed_at_peak = managed if peak_phase != "load" else 0
+    cache = allocator_cache_bytes(model, lay)
     components = {"cuda_context": calibration.context_bytes, **phases[peak_phase], "nccl_communication": comm,
-                  "optimizer_states_paged": managed_at_peak, "allocator_slack": slack, "logits_resplit": resplit}
+                  "optimizer_states_paged": managed_at_peak, "allocator_slack": slack, "logits_resplit": resplit,
+                  "moe_allocator_cache": cache}
     under_pressure = int(allocated * (1 + calibration.pressure_fragmentation))  # the allocated peak, fragmented
     required = calibration.context_bytes + comm + managed_at_peak + under_pressure
     required = _capped(required, sum(components.values()), lay)
     return Breakdown(
         model=model.name, gpu=gpu.name, plan=plan.to_dict(), layout=lay.to_dict(), peak_phase=peak_phase,
         components={k: v for k, v in components.items() if v}, phases=phases, peak_allocated_bytes=allocated,
-        peak_reserved_bytes=allocated + slack + resplit, managed_bytes=managed,
+        peak_reserved_bytes=allocated + slack + resplit + cache, managed_bytes=managed,
         capacity_bytes=vram_bytes or calibration.usable_bytes(gpu.memory_bytes), required_bytes=required,
         fragmentation_event_bytes=(0 if resplit or lay.allocator != "default" or lay.loss_path != "hf_full"
                                    else fp32_block(lay.tokens, model.vocab)),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ..config_readers import ALL_LINEAR
 from .. import decisions as D
 from ..plan import TrainPlan
-from ..profiles.experts import ROUTER_NAME
+from ..profiles.experts import ROUTER_NAME, allocator_cache, measured_families
 from ..profiles.models import ModelArch
 from ._round import r512
 from .weights import unquantized_bytes_per_param
@@ -85,6 +85,8 @@ def check_moe_plan(model: ModelArch, plan: TrainPlan) -> None:
         raise _refusal(D.MOE_SEVERAL_GPUS, gpus=plan.gpus)
     if plan.quant == "int8":
         raise _refusal(D.MOE_INT8)
+    if plan.quantized and not plan.kbit_prepare:
+        raise _refusal(D.MOE_NO_KBIT_PREPARE)
     expert_targets(model, plan)
 
 
@@ -99,6 +101,11 @@ def _wrapped(model: ModelArch, t: ExpertTargets) -> list[tuple[int, int, int, in
     if t.down:
         out.append((t.down, ex.count, ex.width, h))
     return out
+
+
+def expert_lora_wrapped(model: ModelArch, plan: TrainPlan) -> list[tuple[int, int, int, int]]:
+    """(rank, experts, in_features, out_features) of each parameter peft wraps in one layer; [] for none."""
+    return _wrapped(model, expert_targets(model, plan)) if model.experts is not None else []
 
 
 def expert_lora_shapes(model: ModelArch, plan: TrainPlan) -> list[tuple[int, int]]:
@@ -122,10 +129,13 @@ def expert_base_components(model: ModelArch, plan: TrainPlan) -> dict[str, int]:
 
 
 def _merged_weight_bytes(model: ModelArch, plan: TrainPlan) -> tuple[int, int]:
-    """(all W' one layer's forward makes, the largest one): each wrapped parameter's W + BA, in its dtype."""
+    """(all W' one layer's forward makes, what W''s gradient adds over them at its worst): each wrapped parameter's
+    W + BA, in its dtype. The backward runs the wrappers in reverse order and frees each W' once its grouped_mm
+    node has run, so W'_i's gradient [E, out, in] lives beside W'_1..W'_i only."""
     c = expert_dtype_bytes(model, plan)
     sizes = [r512(c * e * fan_in * fan_out) for _, e, fan_in, fan_out in _wrapped(model, expert_targets(model, plan))]
-    return sum(sizes), max(sizes, default=0)
+    grad_over = max((s - sum(sizes[i + 1:]) for i, s in enumerate(sizes)), default=0)
+    return sum(sizes), max(grad_over, 0)
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,8 @@ class MoeLayer:
     merged_weights: int
     """W' stacks the ParamWrapper forward makes and grouped_mm saves for backward (independent of tokens)."""
     merged_grad: int
-    """The backward's gradient of the largest W', one at a time, before baddbmm reduces it to A and B."""
+    """What the backward's gradient of a W' (one at a time, before baddbmm reduces it to A and B) adds over the W'
+    stacks still saved."""
 
 
 def moe_layer(model: ModelArch, plan: TrainPlan) -> MoeLayer:
@@ -199,6 +210,20 @@ def load_transient_bytes(model: ModelArch, plan: TrainPlan) -> int:
             after += n
         return peak
     return r512(c * ex.count * 2 * ex.width * h)
+
+
+def allocator_cache_bytes(model: ModelArch, plan: TrainPlan) -> int:
+    """The caching allocator's reserve beyond the allocated peak that the family's GPU runs measured (0 for a
+    dense model or a family not measured, which is refused before it gets here)."""
+    ex = model.experts
+    k = allocator_cache(model.model_type) if ex is not None and model.model_type in measured_families() else None
+    if k is None:
+        return 0
+    h = model.hidden
+    gate_up, down = ex.count * 2 * ex.width * h, ex.count * ex.width * h
+    copy = expert_dtype_bytes(model, plan) * gate_up if expert_targets(model, plan).gate_up else 0
+    return int(k.gate_up_16bit * 2 * gate_up + k.down_16bit_per_layer * 2 * down * model.layers
+               + k.lora_gate_up_copy * copy)
 
 
 def moe_assumptions(model: ModelArch, plan: TrainPlan) -> list[str]:

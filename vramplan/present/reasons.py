@@ -77,16 +77,6 @@ def _experts_lora(n: dict) -> str:
     return "no LoRA on {model_type}'s routed experts: these targets leave them frozen"
 
 
-def _experts_kbit_prepare(n: dict) -> str:
-    text = ("{model_type}'s experts are plain Parameters bitsandbytes does not quantize, and "
-            "prepare_model_for_kbit_training casts them to fp32 ({expert_gib}); without that cast (--no-kbit-prepare) "
-            "they stay 16-bit and the leanest plan needs {required_gib}")
-    if n["fits"]:
-        return text + ", which fits here"
-    return text + (": larger catalog GPUs that fit it then: {gpus_list}" if n["gpus"] else
-                   ", still more than the limit of {limit_gib} and than any larger catalog GPU offers")
-
-
 TEXT = {
     D.DTYPE_BF16: "bf16: the GPU supports bf16 (wider range than fp16, no loss scaling)",
     D.DTYPE_FP16: "fp16: {gpu} has no bf16 (compute capability {compute_capability}); fp16 with loss scaling, same "
@@ -134,7 +124,10 @@ TEXT = {
              "{label} {gib2} in the {phase} phase",
     D.BIGGEST_SAVING: _changes,
     D.EXPERTS_LORA: _experts_lora,
-    D.EXPERTS_KBIT_PREPARE: _experts_kbit_prepare,
+    D.EXPERTS_KBIT_PREPARE: "{model_type}'s experts are plain Parameters bitsandbytes does not quantize, and "
+                            "prepare_model_for_kbit_training casts them to fp32 ({expert_gib}); left in 16 bits "
+                            "they would take {sixteen_bit_gib}, but that path was not measured, so vramplan does "
+                            "not plan it",
     D.FITS_INSTEAD: "fits instead: rank {rank}, micro-batch {batch} x accumulation {grad_accum}, checkpointing "
                     "{gradient_checkpointing_on}, {optim} ({required_gib2})",
 }

@@ -22,6 +22,10 @@ TEXT = {
     D.MOE_INT8: (
         "--quant int8: Mixture-of-Experts models are modelled with 4-bit or 16-bit base weights only (8-bit was "
         "not measured)", "use --quant nf4"),
+    D.MOE_NO_KBIT_PREPARE: (
+        "--no-kbit-prepare: Mixture-of-Experts models are modelled with prepare_model_for_kbit_training, which "
+        "casts the experts to fp32; their 16-bit experts without that cast were not measured (memory or speed)",
+        "leave --no-kbit-prepare off"),
 }
 
 

@@ -69,7 +69,7 @@ def plan_figures(model, gpu, plan, b, job: Job) -> dict:
     """figures() of a plan from the speed model fitted to measured step times (what estimate, fit, table and
     the TUI show)."""
     return figures(plan, predicted_tokens_per_second(model, gpu, plan, b), speed_params(gpu),
-                   speed_source(gpu, plan), job, not_measured(gpu, plan))
+                   speed_source(gpu, plan), job, not_measured(gpu, plan, model=model))
 
 
 def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job,
@@ -136,6 +136,8 @@ NOT_MEASURED = {
     "gpu_count": "not measured on {gpus} GPUs (the multi-GPU runs used {counts}): the per-unit and per-step costs "
                  "are taken as they were there",
     "layout": "{layout} not measured on several GPUs: its figure is the model's, unchecked",
+    "moe_speed_gpu": "the experts' step time was measured on {fitted_on}; on {gpu} it is carried by the datasheet's "
+                     "fp32 rate and bandwidth",
 }
 """What no run measured of a plan's speed, in words (vramplan.speed.not_measured's codes). "gpu", a GPU without
 runs, is said by the speed source line itself."""

@@ -60,11 +60,34 @@ class Experts:
         return (ROUTER_NAME, *self.peft_names) if self.peft_names else ()
 
 
+@dataclass(frozen=True)
+class AllocatorCache:
+    """What PyTorch's caching allocator holds beyond the allocated peak of a family's runs, fitted to its GPU runs
+    (bench/moe_accuracy.py --fit) as multiples of the family's own tensor sizes, so it follows the geometry."""
+
+    gate_up_16bit: float
+    """One layer's gate_up_proj stack in 16 bits: the blocks the load's fusion and cast leave cached."""
+    down_16bit_per_layer: float
+    """Every layer's down_proj stack in 16 bits: the cast's freed blocks that nothing later reuses."""
+    lora_gate_up_copy: float
+    """One W' of gate_up_proj at the experts' dtype, when the experts carry LoRA: a segment its backward strands."""
+
+
+def _families() -> dict:
+    return json.loads((data_dir("profiles") / "moe_families.json").read_text())["measured"]
+
+
 @lru_cache(maxsize=None)
 def measured_families() -> frozenset[str]:
     """The MoE families whose model was checked against GPU runs (profiles/moe_families.json)."""
-    data = json.loads((data_dir("profiles") / "moe_families.json").read_text())
-    return frozenset(data["measured"])
+    return frozenset(_families())
+
+
+@lru_cache(maxsize=None)
+def allocator_cache(family: str) -> AllocatorCache | None:
+    """A measured family's allocator cache coefficients (profiles/moe_families.json); None when not measured."""
+    entry = _families().get(family)
+    return AllocatorCache(**entry["allocator_cache"]) if entry else None
 
 
 def _refuse(origin: str, key: str, value, why: str) -> VramplanError:
