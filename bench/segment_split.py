@@ -7,6 +7,10 @@ process with torch's memory history on, once with the default caching allocator 
 expandable_segments:True. Appends the records to OUT/<gpu>.jsonl and writes each trace (blocks >= 8 MiB and every
 segment, with the frames that asked for them) to OUT/<run_key>.trace.json. Prints, per run, the growth of the
 reserve after step 1 in units of one fp32 tokens x vocab block, and NVML peak expandable / default.
+
+The controls (llama-3.2-1b without checkpointing and with 16-bit LoRA: no growth measured, where qwen2.5-0.5b grew)
+tell where the backward thread's 32 MiB cuBLAS workspace lands when it does not split a freed logits segment:
+python bench/segment_split.py --only 4,5,6
 """
 import argparse
 import sys
@@ -27,6 +31,7 @@ CASES = (
     ("qwen2.5-0.5b", "16-bit LoRA (split)", {"quant": "none"}),
     ("llama-3.2-1b", "no checkpointing (control)", {"gradient_checkpointing": False}),
     ("qwen2.5-0.5b", "base (control)", {}),
+    ("llama-3.2-1b", "16-bit LoRA (control)", {"quant": "none"}),
 )
 
 

@@ -13,9 +13,18 @@ def test_training_footprint_over_every_measured_release():
     releases = {r["release"].rsplit(".", 1)[0] for r in rows if r["release"]}
     assert len(rows) >= 40 and len({r["model"] for r in rows}) >= 6 and len(releases) >= 16
     errs = [error_pct(r["train_predicted"], r["train_measured"]) for r in rows]
-    assert sum(map(abs, errs)) / len(errs) < 4.0
+    assert sum(map(abs, errs)) / len(errs) < 3.0
     fused = [e for e, r in zip(errs, rows) if r["loss_path"] == "trl_fused"]
     assert max(map(abs, fused)) < 3.0
+
+
+def test_full_logits_runs_are_charged_the_segment_only_where_the_allocator_took_it():
+    """Where the metrics' shifted copy strands a segment is decided per shape (memory/loss_paths.py): charged to
+    every full-logits run, llama-3.2-1b at 4,096 tokens was 19% over."""
+    full = [r for r in accuracy_rows() if r["loss_path"] in ("trl_full", "trl_full_copies")]
+    assert len(full) >= 19 and len({r["model"] for r in full}) >= 7
+    for r in full:
+        assert abs(error_pct(r["train_predicted"], r["train_measured"])) < 3.0, r
 
 
 def test_no_whole_run_peak_is_more_than_5_percent_above_its_prediction():

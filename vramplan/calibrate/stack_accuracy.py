@@ -19,10 +19,15 @@ PROFILE_OF = {"NVIDIA H200": "H200", "NVIDIA H100 80GB HBM3": "H100-80GB"}
 """The catalog profile of each GPU the stack runs were measured on, by its NVML name."""
 
 
+STACK_FOLDERS = ("stacks", "resplit")
+"""The folders of calibration/ whose records are stack runs (bench/stack_runs.py; --set resplit wrote the runs
+that tell where the full-logits metrics take one more logits segment into calibration/resplit)."""
+
+
 def stack_records(folder: Path | None = None) -> list[dict]:
-    folder = folder or data_dir("calibration") / "stacks"
+    folders = [folder] if folder else [data_dir("calibration") / name for name in STACK_FOLDERS]
     out = []
-    for path in sorted(folder.glob("*.jsonl")):
+    for path in sorted(p for f in folders for p in f.glob("*.jsonl")):
         out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return out
 

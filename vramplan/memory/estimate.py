@@ -17,7 +17,7 @@ from .experts import (allocator_cache_bytes, check_moe_plan, expert_base_compone
 from .calibration import Calibration
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from .logits import fp32_block
-from .loss_paths import LossBuffers, eval_loss_bytes, loss_buffers
+from .loss_paths import LossBuffers, eval_loss_bytes, loss_buffers, metrics_copy_strands_segment
 from .optimizer import OptimizerMemory, optimizer_memory
 from .weights import base_components, dequant_buffer_bytes, lm_head_cast_bytes, unquantized_bytes_per_param
 
@@ -259,9 +259,9 @@ def logits_resplit_bytes(model: ModelArch, plan: Layout) -> int:
     Where it lands depends on every freed block, so it is charged to the plan shapes where it was seen (no
     checkpointing, 16-bit LoRA); expandable segments remap pages instead of splitting and do not need it."""
     if plan.loss_path in ("trl_full", "trl_full_copies"):
-        # SFTTrainer's metrics over the full logits: measured on gemma-3-1b and gemma-2-2b (TRL 1.0-1.6, H200) and
-        # not on llama-3.2-1b; charged to every such plan, an over-estimate where it does not happen
-        return fp32_block(plan.tokens, model.vocab)
+        # SFTTrainer's metrics over the full logits; under expandable segments not measured, so charged
+        taken = plan.allocator != "default" or metrics_copy_strands_segment(model, plan.batch, plan.seq)
+        return fp32_block(plan.tokens, model.vocab) if taken else 0
     if plan.loss_path != "hf_full" or plan.allocator != "default" or (
             plan.gradient_checkpointing and plan.quantized):
         return 0

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..profiles.models import ModelArch
 from ..stacks import chunk_tile_bytes
+from ._round import segment_bytes
 from .logits import C, loss_backward_bytes, loss_forward_bytes
 from .weights import unquantized_bytes_per_param
 
@@ -34,6 +35,20 @@ class LossBuffers:
 def full_logits_block(model: ModelArch, tokens: int) -> int:
     """One fp32 tokens x vocab buffer."""
     return 4 * tokens * model.vocab
+
+
+def metrics_copy_strands_segment(model: ModelArch, batch: int, seq: int) -> bool:
+    """Whether the full-logits metrics of TRL 1.0-1.6 leave the default allocator one more fp32 logits segment.
+
+    With more than one sequence the metrics copy the shifted fp32 logits (`logits[..., :-1, :]`: batch x (seq - 1)
+    x vocab, contiguous) into a fresh segment; in backward the nll gradient takes the freed logits' segment and the
+    log-softmax gradient (tokens x vocab, fp32) fits the copy's segment only where the 2 MiB rounding of that
+    segment covers the batch positions the shift dropped. Where it does not, it takes a segment of its own.
+    Measured (H200, TRL 1.0-1.6): taken by gemma-3-1b, gemma-2-2b, qwen2.5-0.5b and qwen2.5-3b, and llama-3.2-1b at
+    3 x 1024; not by llama-3.2-1b and llama-3.2-3b at 4,096 tokens, llama-3.2-1b at 2 x 1024, tinyllama-1.1b and
+    smollm2-1.7b, whose copies round up to the full size."""
+    full = full_logits_block(model, batch * seq)
+    return batch > 1 and segment_bytes(full_logits_block(model, batch * (seq - 1))) < full
 
 
 def loss_buffers(path: str, model: ModelArch, tokens: int, plan) -> LossBuffers:
