@@ -7,7 +7,7 @@ from vramplan import flags
 from vramplan.cli import build_parser
 from vramplan.cli.common import plan_from_args
 from vramplan.plan import TrainPlan
-from vramplan.profiles import find_gpu
+from vramplan.profiles import find_gpu, find_model
 
 PLANS = [
     TrainPlan(),
@@ -31,7 +31,7 @@ def test_every_plan_field_is_declared_with_a_flag():
 @pytest.mark.parametrize("plan", PLANS, ids=range(len(PLANS)))
 def test_a_plan_round_trips_through_its_flags(plan):
     args = build_parser().parse_args(["estimate", "llama-3.1-8b", "--gpu", "T4", *flags.command_args(plan)])
-    assert plan_from_args(args, find_gpu("T4")) == plan
+    assert plan_from_args(args, find_gpu("T4"), find_model("llama-3.1-8b")) == plan
 
 
 def test_the_plan_line_names_what_changed():

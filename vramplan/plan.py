@@ -99,7 +99,8 @@ class TrainPlan:
     alpha: float = plan_field(32, Flag(
         "LoRA alpha (default 32)", keys={"peft": ("lora_alpha",), "axolotl": ("lora_alpha",)}))
     dropout: float = plan_field(0.05, Flag(
-        "LoRA dropout (default 0.05)", keys={"peft": ("lora_dropout",), "axolotl": ("lora_dropout",)}))
+        "LoRA dropout (default 0.05; 0 where peft wraps an MoE model's experts)", cli_default=None,
+        keys={"peft": ("lora_dropout",), "axolotl": ("lora_dropout",)}))
     """> 0 keeps a dropped copy and a mask of every adapter input."""
     targets: tuple[str, ...] | str = plan_field(ALL_LINEAR, Flag(
         "all-linear or a comma list such as q_proj,v_proj", parse=_targets, read=_read_targets,

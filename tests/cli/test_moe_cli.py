@@ -74,3 +74,10 @@ def test_check_judges_an_moe_plan_and_refuses_a_typed_dropout(moe_gate_open, cap
     assert code == 0 and verdict["advice"][1]["code"] == D.EXPERTS_LORA
     code, _, err = run(capsys, "check", "olmoe-1b-7b", "--gpu", "A100-80GB", "--dropout", "0.1")
     assert code == 2 and "--dropout 0" in err
+
+
+def test_estimate_plans_an_moe_model_as_fit_does_when_the_dropout_is_left_open(moe_gate_open, capsys):
+    code, out, _ = run(capsys, "estimate", "olmoe-1b-7b", "--gpu", "H200", "--json")
+    assert code in (0, 1) and json.loads(out)["plan"]["dropout"] == 0.0
+    code, out, err = run(capsys, "estimate", "olmoe-1b-7b", "--gpu", "H200", "--dropout", "0.05")
+    assert code == 2 and "lora.ParamWrapper does not work with lora_dropout != 0" in err

@@ -41,11 +41,13 @@ def add_vram_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vram", type=str, default=None, help="judge against this much memory instead (e.g. 22GiB)")
 
 
-def plan_from_args(args, gpu) -> TrainPlan:
-    """The plan the flags give (dtype: the GPU's default unless typed)."""
+def plan_from_args(args, gpu, model) -> TrainPlan:
+    """The plan the flags give (dtype: the GPU's default unless typed; what the model decides where left open,
+    as fit plans it: an MoE model's dropout)."""
+    from ..search_moe import for_model
     fields = flags.given_fields(args)
     fields["gpus"] = gpus_from_args(args) or 1
-    return flags.plan_from_fields(flags.gpu_defaults(gpu, fields))
+    return flags.plan_from_fields(for_model(model, flags.gpu_defaults(gpu, fields)))
 
 
 def vram_from_args(args) -> int | None:

@@ -75,7 +75,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     model, gpu = find_model(args.model), find_gpu(args.gpu)
-    plan = plan_from_args(args, gpu)
+    plan = plan_from_args(args, gpu, model)
     check_context(model, plan.seq)
     job = job_from_args(args, model, plan.seq, args.price)
     planner = Planner(gpu, Calibrations.shipped(), vram_from_args(args))
