@@ -34,8 +34,9 @@ TWO_GPU_VARIANTS = (
 
 
 def plan_defaults() -> dict:
+    """TrainPlan's defaults, on the plain Trainer: the stack the grid was first made on."""
     from vramplan.plan import TrainPlan
-    return {f.name: _jsonable(f.default) for f in dataclasses.fields(TrainPlan)}
+    return {**{f.name: _jsonable(f.default) for f in dataclasses.fields(TrainPlan)}, "trainer": "hf"}
 
 
 def _jsonable(value):
