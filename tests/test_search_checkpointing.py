@@ -1,8 +1,8 @@
-"""fit's search and partial / offloaded checkpointing: left out while the gate is closed; with it open, the
-fastest mode that fits between checkpointing every layer and none."""
+"""fit's search and partial / offloaded checkpointing: left out while the gate is closed; with it open (as it
+ships), the fastest mode that fits between checkpointing every layer and none."""
 import pytest
 
-from tests.profiles.checkpointing_gate import checkpointing_gate_open  # noqa: F401  (the fixture)
+from tests.profiles.checkpointing_gate import checkpointing_gate_closed, checkpointing_gate_open  # noqa: F401
 from vramplan.errors import VramplanError
 from vramplan.plan import TrainPlan
 from vramplan.profiles import find_gpu, find_model
@@ -15,7 +15,7 @@ CAL = Calibrations.shipped()
 MODEL, GPU, JOB = find_model("llama-3.1-8b"), find_gpu("RTX-4090"), dict(seq=2048, effective_batch=1)
 
 
-def test_the_closed_gate_leaves_the_modes_out_of_the_search():
+def test_the_closed_gate_leaves_the_modes_out_of_the_search(checkpointing_gate_closed):
     assert search_modes(32, TrainPlan()) == [(False, 1, False), (True, 1, False)]
     result = fit(MODEL, GPU, cal=CAL, **JOB)
     assert result.recommended.plan.checkpoint_every == 1 and not result.recommended.plan.checkpoint_offload
@@ -23,7 +23,7 @@ def test_the_closed_gate_leaves_the_modes_out_of_the_search():
     assert {(c.plan.checkpoint_every, c.plan.checkpoint_offload) for c in cands} == {(1, False)}
 
 
-def test_a_mode_the_base_asks_for_is_checked_against_the_gate():
+def test_a_mode_the_base_asks_for_is_checked_against_the_gate(checkpointing_gate_closed):
     with pytest.raises(VramplanError, match="--checkpoint-every"):
         fit(MODEL, GPU, cal=CAL, base=TrainPlan(checkpoint_every=2), **JOB)
 
