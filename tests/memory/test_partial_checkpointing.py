@@ -13,7 +13,7 @@ from vramplan.memory.activations import checkpointed_layers, layer_activations, 
 from vramplan.plan import TrainPlan
 from vramplan.profiles import checkpointing, find_gpu, find_model
 from vramplan.resources import data_dir
-from vramplan.speed import checkpoint_offload_seconds, predicted_step_seconds
+from vramplan.speed import FEATURES, features, offloaded_gb, predicted_step_seconds, speed_params
 from vramplan.store.calibrations import Calibrations
 from vramplan.train.arguments import training_kwargs
 
@@ -145,10 +145,12 @@ def test_offload_adds_the_pcie_copies_both_ways(checkpointing_gate_open):
     plan = PLAN.with_(checkpoint_every=2, checkpoint_offload=True)
     la = layer_activations(MODEL, plan)
     copied = 2 * 8 * (la.input_per_token * plan.tokens + rope_bytes(MODEL, plan))
-    from vramplan.speed import LINK_EFFICIENCY
-    assert checkpoint_offload_seconds(MODEL, GPU, plan) == pytest.approx(
-        copied / (GPU.pcie_gbs * 1e9 * LINK_EFFICIENCY))
-    assert checkpoint_offload_seconds(MODEL, GPU, PLAN) == 0
+    assert offloaded_gb(MODEL, plan) == pytest.approx(copied / 1e9)
+    assert offloaded_gb(MODEL, PLAN) == 0
+    b = _estimate(plan)
+    column = features(MODEL, plan.with_(grad_accum=3), b)[FEATURES.index("offload_gb")]
+    assert column == pytest.approx(3 * copied / 1e9)  # per micro-batch
     on_gpu = PLAN.with_(checkpoint_every=2)
-    assert predicted_step_seconds(MODEL, GPU, plan, _estimate(plan)) > predicted_step_seconds(
-        MODEL, GPU, on_gpu, _estimate(on_gpu))
+    params = speed_params(GPU)
+    extra = predicted_step_seconds(MODEL, GPU, plan, b) - predicted_step_seconds(MODEL, GPU, on_gpu, _estimate(on_gpu))
+    assert params.offload_gbs > 0 and extra > copied / (params.offload_gbs * 1e9) * 0.9
