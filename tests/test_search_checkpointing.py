@@ -76,3 +76,31 @@ def test_the_shipped_gate_picks_partial_checkpointing_where_the_runs_measured_it
     every_4, full_s = measured["partial ckpt: trl b4x1024 checkpointing every 4"], \
         measured["partial ckpt: trl b4x1024 full checkpointing"]
     assert every_4 < 0.8 * full_s  # measured: 0.20 s against 0.30 s a step
+
+
+def test_the_reasons_name_the_mode_and_what_it_buys():
+    from vramplan import decisions as D
+    from vramplan.planner import Planner
+    from vramplan.present.reasons import say
+    from vramplan.units import GiB
+    result = Planner(find_gpu("H200"), CAL, 13 * GiB).fit(find_model("llama-3.2-1b"), seq=1024, effective_batch=4)
+    partial = next(r for r in result.reasons if r.code == D.CHECKPOINTING_PARTIAL)
+    assert (partial["every"], partial["checkpointed"], partial["layers"]) == (4, 4, 16)
+    assert partial["full_speedup"] > 1 and "every 4 layers: 4 of 16" in say(partial)
+    assert not any(r.code == D.CHECKPOINTS_OFFLOADED for r in result.reasons)
+    # an 11 GiB card: llama-3.1-8b at 2048 fits only with its checkpoints in host memory
+    result = fit(MODEL, find_gpu("RTX-2080Ti"), cal=CAL, seq=2048, effective_batch=16)
+    assert result.recommended.plan.checkpoint_offload
+    offloaded = next(r for r in result.reasons if r.code == D.CHECKPOINTS_OFFLOADED)
+    assert offloaded["on_gpu_fits"] is False and "does not fit" in say(offloaded)
+
+
+def test_the_longest_sequence_takes_the_leanest_measured_mode(monkeypatch):
+    from vramplan.profiles import checkpointing
+    from vramplan.search import longest_seq
+    gpu = find_gpu("RTX-2080Ti")
+    monkeypatch.setattr(checkpointing, "measured_checkpointing_modes", lambda: frozenset())
+    closed = longest_seq(CAL, MODEL, gpu, TrainPlan(), gpu.memory_bytes)
+    monkeypatch.setattr(checkpointing, "measured_checkpointing_modes", lambda: frozenset(checkpointing.MODES))
+    assert longest_seq(CAL, MODEL, gpu, TrainPlan(), gpu.memory_bytes) > closed
+    assert longest_seq(CAL, MODEL, gpu, TrainPlan(checkpoint_every=2), gpu.memory_bytes) < closed  # as asked
