@@ -1,5 +1,6 @@
 """The plans fit compares for one job, timed on one GPU: predicted against measured tokens/s and the rank
-correlation of the orderings: the predictions committed before measuring, and the speed model as it is now.
+correlation of the orderings: the predictions committed before measuring, the speed model as it is now (fitted
+on these runs too: in sample) and the same model refitted without any run of the job's architecture (held out).
 
     python bench/speed_ranking.py --predict     # before measuring: calibration/ranking/predictions.json
     python bench/stack_runs.py --set ranking --out calibration/ranking      # on the GPU
@@ -28,7 +29,14 @@ FOLDER = ROOT / "calibration" / "ranking"
 PREDICTIONS = FOLDER / "predictions.json"
 
 
-def predictions(profile: str, nvml_name: str) -> dict:
+def held_out_params(model: str, nvml_name: str):
+    """The speed fit of the GPU's runs without any run of the architecture (numpy and scipy)."""
+    from vramplan.calibrate import speed_solve as S
+    rows = [r for r in S.with_features(S.speed_rows()) if r["gpu_name"] == nvml_name and r["model"] != model]
+    return S.solve(rows)
+
+
+def predictions(profile: str, nvml_name: str, params=None) -> dict:
     gpu = find_gpu(profile)
     planner = Planner(gpu, Calibrations.shipped())
     out = {}
@@ -38,7 +46,8 @@ def predictions(profile: str, nvml_name: str) -> dict:
         tokens = plan.tokens * plan.grad_accum
         out[run.key(nvml_name)] = {
             "model": run.model, "why": run.why, "tokens_per_step": tokens,
-            "fitted_tokens_per_s": tokens / predicted_step_seconds(model, gpu, plan, b), "peak_bytes": b.peak_bytes}
+            "fitted_tokens_per_s": tokens / predicted_step_seconds(model, gpu, plan, b, params),
+            "peak_bytes": b.peak_bytes}
     return out
 
 
@@ -58,18 +67,25 @@ def report() -> int:
                 records[r["run_key"]] = r
     rows = [(p, records[k]) for k, p in predicted.items() if k in records]
     print(f"{len(rows)} of {len(predicted)} predicted plans measured ({', '.join(sorted({r['gpu']['name'] for _, r in rows}))})\n")
-    now = predictions("H200", rows[0][1]["gpu"]["name"]) if rows else {}
-    print("| plan | measured tokens/s | predicted before | error | speed model now | error |")
-    print("|---|---|---|---|---|---|")
-    measured, before, current = [], [], []
+    if not rows:
+        return 0
+    gpu_name, arch = rows[0][1]["gpu"]["name"], rows[0][0]["model"]
+    now = predictions("H200", gpu_name)
+    held = predictions("H200", gpu_name, held_out_params(arch, gpu_name))
+    print("| plan | measured tokens/s | predicted before | error | speed model now (in sample) | error "
+          f"| refitted without {arch} | error |")
+    print("|---|---|---|---|---|---|---|---|")
+    measured, before, current, unseen = [], [], [], []
     for p, r in rows:
         m = p["tokens_per_step"] / median_step_after_first(r)
         measured.append(m), before.append(p["fitted_tokens_per_s"])
-        current.append(now[r["run_key"]]["fitted_tokens_per_s"])
+        current.append(now[r["run_key"]]["fitted_tokens_per_s"]), unseen.append(held[r["run_key"]]["fitted_tokens_per_s"])
         print(f"| {p['why'].replace('ranking: ', '')} | {m:,.0f} | {before[-1]:,.0f} | {100 * (before[-1] - m) / m:+.1f}% "
-              f"| {current[-1]:,.0f} | {100 * (current[-1] - m) / m:+.1f}% |")
+              f"| {current[-1]:,.0f} | {100 * (current[-1] - m) / m:+.1f}% "
+              f"| {unseen[-1]:,.0f} | {100 * (unseen[-1] - m) / m:+.1f}% |")
     if len(rows) >= 3:
-        for name, pred in (("predicted before measuring", before), ("speed model now", current)):
+        for name, pred in (("predicted before measuring", before), ("speed model now (in sample)", current),
+                           (f"refitted without {arch} (held out)", unseen)):
             errs = [abs(f - m) / m for f, m in zip(pred, measured)]
             print(f"\n{name}: MAE {100 * sum(errs) / len(errs):.1f}%, worst {100 * max(errs):.1f}%, "
                   f"Spearman {spearmanr(pred, measured)[0]:.2f}", end="")

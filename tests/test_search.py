@@ -70,7 +70,8 @@ def test_several_gpus_run_data_parallel_when_the_model_fits_one():
 def test_fsdp_makes_possible_what_one_gpu_cannot_hold():
     from vramplan.profiles import find_gpu, find_model
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
-    result = Planner(gpu, CAL, 24 * GiB).fit(model, seq=8192, effective_batch=4, gpus=2)
+    # 20 GiB: at 24 one GPU holds it with offloaded checkpoints
+    result = Planner(gpu, CAL, 20 * GiB).fit(model, seq=8192, effective_batch=4, gpus=2)
     assert result.one_gpu is None and result.recommended.plan.parallel == "fsdp"
     versus = result.versus_one_gpu
     assert versus.code == D.GPUS_MAKE_IT_POSSIBLE and result.one_gpu_needs > result.limit_bytes

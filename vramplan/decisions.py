@@ -39,6 +39,8 @@ MICRO_BATCH_FASTEST = "micro_batch_fastest"    # batch, grad_accum, effective_ba
 CHECKPOINTING_FOR_BATCH = "checkpointing_for_batch"  # batch, without (the largest micro-batch without it)
 CHECKPOINTING_NEEDED = "checkpointing_needed"
 CHECKPOINTING_OFF = "checkpointing_off"
+CHECKPOINTING_PARTIAL = "checkpointing_partial"  # every, checkpointed, layers, full_speedup (None: full does not fit)
+CHECKPOINTS_OFFLOADED = "checkpoints_offloaded"  # on_gpu_fits (the same plan without offload fits), speedup
 OPTIMIZER = "optimizer"                        # optim
 # several GPUs against one
 GPUS_MAKE_IT_POSSIBLE = "gpus_make_it_possible"  # gpus, gpu, one_gpu_needs_bytes, limit_bytes, per_gpu_bytes, offload

@@ -13,7 +13,8 @@ from .memory import Breakdown, estimate
 from .memory.estimate import SHARDED
 from .plan import ALL_LINEAR, CPU_OPTIMIZERS, TrainPlan
 from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
-from .profiles.checkpointing import search_modes
+from .profiles import checkpointing
+from .profiles.checkpointing import plan_modes, search_modes
 from .search_moe import experts_lora, kbit_prepare_off, plan_for_model
 from .speed import predicted_tokens_per_second
 from .store.calibrations import Calibrations
@@ -85,8 +86,12 @@ def margin_limit(capacity: int) -> int:
 
 
 def _leanest(base: TrainPlan) -> TrainPlan:
-    """Micro-batch 1 with checkpointing, keeping the effective batch (accumulation keeps gradients)."""
-    return base.with_(batch=1, grad_accum=max(1, base.effective_batch // base.gpus), gradient_checkpointing=True)
+    """Micro-batch 1 with checkpointing, keeping the effective batch (accumulation keeps gradients); on one GPU
+    with checkpoints offloaded once that mode is measured, unless the base asks for a mode of its own."""
+    plan = base.with_(batch=1, grad_accum=max(1, base.effective_batch // base.gpus), gradient_checkpointing=True)
+    if base.gpus == 1 and not plan_modes(base) and "offload" in checkpointing.measured_checkpointing_modes():
+        plan = plan.with_(checkpoint_offload=True)
+    return plan
 
 
 def _micro_batches(effective: int) -> list[int]:
@@ -164,7 +169,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     if result.recommended:
         result.alternatives = _alternatives(preferred)
         moe = experts_lora(model, result.recommended.plan)  # an MoE model's experts first: the choice it forces
-        result.reasons = ([moe] if moe else []) + _reasons(result.recommended, gpu, rank, cands + one)
+        result.reasons = ([moe] if moe else []) + _reasons(result.recommended, gpu, rank, cands + one, model.layers)
         if base.gpus > 1:
             result.versus_one_gpu = versus_one_gpu(result, several[0] if several else None)
     elif explain:
@@ -223,7 +228,7 @@ def _shape(p: TrainPlan) -> tuple:
     return p.batch, p.gradient_checkpointing, p.gpus, p.parallel if p.gpus > 1 else None, p.offload
 
 
-def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candidate]) -> list[Reason]:
+def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candidate], layers: int) -> list[Reason]:
     p = rec.plan
     out = [reason(D.DTYPE_BF16, gpu=gpu.name) if p.dtype == "bf16" else
            reason(D.DTYPE_FP16, gpu=gpu.name, compute_capability=gpu.compute_capability)]
@@ -248,7 +253,28 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
         out.append(reason(D.CHECKPOINTING_NEEDED))
     else:
         out.append(reason(D.CHECKPOINTING_OFF))
+    out += _mode_reasons(rec, [c for c in same if c.plan.batch == p.batch], layers)
     out.append(reason(D.OPTIMIZER, optim=p.optim))
+    return out
+
+
+def _mode_reasons(rec: Candidate, same_shape: list[Candidate], layers: int) -> list[Reason]:
+    """Why a partial or offloaded checkpointing mode: against checkpointing every layer, and against keeping the
+    checkpoints on the GPU, at the same micro-batch (speedups by the speed model; None where that one does not
+    fit)."""
+    p, out = rec.plan, []
+
+    def speedup(**mode) -> float | None:
+        other = next((c for c in same_shape if c.fits and all(getattr(c.plan, k) == v for k, v in mode.items())),
+                     None)
+        return rec.tokens_per_s / other.tokens_per_s if other else None
+    if p.checkpoint_every > 1:
+        out.append(reason(D.CHECKPOINTING_PARTIAL, every=p.checkpoint_every, layers=layers,
+                          checkpointed=-(-layers // p.checkpoint_every),  # layer i checkpointed when i % every == 0
+                          full_speedup=speedup(checkpoint_every=1, checkpoint_offload=False)))
+    if p.checkpoint_offload:
+        s = speedup(checkpoint_every=p.checkpoint_every, checkpoint_offload=False)
+        out.append(reason(D.CHECKPOINTS_OFFLOADED, on_gpu_fits=s is not None, speedup=s))
     return out
 
 

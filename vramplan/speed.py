@@ -13,8 +13,11 @@ term is there because QLoRA steps at the sizes people run are dominated by launc
 H200 a 1B model's step at 1,024 tokens takes 0.23 s and 4x the tokens take 0.29 s. Launches are counted per
 kernel class from the code each module runs (KERNELS_PER_CALL below): a 4-bit linear's dequantize and matmul,
 LLM.int8's quantize, int8 matmul and outlier path, an adapter's clone, casts, dropout, A, B, scale and add, a norm's
-fp32 elementwise chain, attention's rotary embedding and SDPA; forward, the recompute when checkpointing, and
-backward (autograd's gradient kernels of the same ops).
+fp32 elementwise chain, attention's rotary embedding and SDPA; forward, the recompute of the checkpointed layers
+(all of them, or every n-th with every_n_layers), and backward (autograd's gradient kernels of the same ops).
+Offloaded checkpoints add their copies to and from pinned host memory (GB per micro-batch) at a rate fitted on the
+runs that offloaded (calibration/partial_ckpt: about an eighth of the H200's PCIe link, the pack's copy_ blocking
+the host); a GPU whose runs did not offload takes its PCIe datasheet x that efficiency.
 
 The coefficients are fitted per GPU by vramplan.calibrate.speed_solve on the recorded runs and read here from
 calibration/speed/<gpu>.json. A GPU without runs takes its datasheet rate and bandwidth scaled by the fitted
@@ -85,7 +88,7 @@ KERNELS_PER_CALL = {
     "layer_rest": (15, 20),
 }
 
-FEATURES = ("matmul_tflop", "stream_gb", "kernel_launches", "micro_batches", "steps")
+FEATURES = ("matmul_tflop", "stream_gb", "kernel_launches", "micro_batches", "steps", "offload_gb")
 """The solver's columns, in the order of SpeedParams.coefficients: TFLOPs, GB and counts per optimizer step."""
 
 
@@ -106,6 +109,9 @@ class SpeedParams:
     """FSDP: seconds per wrapped unit and pass (its hooks, all-gather launch and wait)."""
     ddp_step_s: float = 0.0
     """DDP: seconds per optimizer step beyond the gradient all-reduce's bytes (its hooks and buckets)."""
+    offload_gbs: float = 0.0
+    """Offloaded checkpoints: GB/s of the copies to and from pinned host memory, the blocking pack and the unpack
+    (0: none charged; params_from_speed_fits always sets it)."""
     multi_gpu_from: str = ""
     """The GPU whose multi-GPU runs fitted fsdp_unit_s and ddp_step_s ('' when built in)."""
     multi_gpu_layouts: tuple = ()
@@ -119,20 +125,22 @@ class SpeedParams:
     @property
     def coefficients(self) -> tuple[float, ...]:
         """Seconds per unit of each FEATURES column."""
-        return (1.0 / self.matmul_tflops, 1.0 / self.stream_gbs, self.kernel_s, self.micro_batch_s, self.step_s)
+        return (1.0 / self.matmul_tflops, 1.0 / self.stream_gbs, self.kernel_s, self.micro_batch_s, self.step_s,
+                1.0 / self.offload_gbs if self.offload_gbs > 0 else 0.0)
 
     @classmethod
     def from_coefficients(cls, coefs, **meta) -> "SpeedParams":
         """From the solver's fitted seconds per unit (a zero rate coefficient: that term was not seen to cost)."""
-        inv_rate, inv_bw, c_kernel, c_micro, c_step = (float(c) for c in coefs)
+        inv_rate, inv_bw, c_kernel, c_micro, c_step, inv_offload = (float(c) for c in coefs)
         return cls(matmul_tflops=1.0 / inv_rate if inv_rate > 0 else float("inf"),
                    stream_gbs=1.0 / inv_bw if inv_bw > 0 else float("inf"), kernel_s=c_kernel,
-                   micro_batch_s=c_micro, step_s=c_step, **meta)
+                   micro_batch_s=c_micro, step_s=c_step, offload_gbs=1.0 / inv_offload if inv_offload > 0 else 0.0,
+                   **meta)
 
     def to_dict(self) -> dict:
         return {"matmul_tflops": self.matmul_tflops, "stream_gbs": self.stream_gbs,
-                "kernel_s": self.kernel_s, "micro_batch_s": self.micro_batch_s, "step_s": self.step_s, "fsdp_unit_s": self.fsdp_unit_s,
-                "ddp_step_s": self.ddp_step_s}
+                "kernel_s": self.kernel_s, "micro_batch_s": self.micro_batch_s, "step_s": self.step_s,
+                "offload_gbs": self.offload_gbs, "fsdp_unit_s": self.fsdp_unit_s, "ddp_step_s": self.ddp_step_s}
 
 
 def features(model: ModelArch, plan: TrainPlan, b: Breakdown, lay: Layout | None = None) -> tuple[float, ...]:
@@ -155,7 +163,8 @@ def features(model: ModelArch, plan: TrainPlan, b: Breakdown, lay: Layout | None
     if plan.attn == "eager":  # eager materializes the scores: bf16 written and read, fp32 softmax, in each pass
         streamed += (layer_passes + model.layers) * 12 * plan.batch * model.heads * plan.seq * plan.seq
     ga = plan.grad_accum
-    return (ga * flops / 1e12, ga * streamed / 1e9, ga * kernel_launches(model, plan, len(targets)), float(ga), 1.0)
+    return (ga * flops / 1e12, ga * streamed / 1e9, ga * kernel_launches(model, plan, len(targets)), float(ga), 1.0,
+            ga * offloaded_gb(model, plan))
 
 
 def layer_norms(model: ModelArch) -> int:
@@ -187,7 +196,7 @@ def predicted_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: B
     params = params or speed_params(gpu)
     lay = resolve(plan, model, gpu)
     total = compute_seconds_per_step(model, plan, b, params, lay)
-    total += plan.grad_accum * (checkpoint_offload_seconds(model, gpu, plan) + expert_seconds(model, gpu, plan))
+    total += plan.grad_accum * expert_seconds(model, gpu, plan)
     if lay.fsdp:
         total += plan.grad_accum * fsdp_seconds(model, gpu, lay, b, params)
     elif lay.ddp:
@@ -195,13 +204,11 @@ def predicted_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: B
     return total
 
 
-def checkpoint_offload_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> float:
-    """Per micro-batch, offloaded checkpoints: save_on_cpu's pack copies each checkpointed layer's input to pinned
-    host memory with a blocking copy_, and its unpack copies it back before the recompute (torch
-    autograd/graph.py), both on the compute stream, over the card's PCIe link at LINK_EFFICIENCY as FSDP's CPU
-    offload is."""
-    copied = 2 * checkpointed_layers(model, plan) * offloaded_input_bytes(model, plan)
-    return copied / (gpu.pcie_gbs * 1e9 * LINK_EFFICIENCY)
+def offloaded_gb(model: ModelArch, plan: TrainPlan) -> float:
+    """Per micro-batch, GB of offloaded checkpoints: save_on_cpu's pack copies each checkpointed layer's input to
+    pinned host memory with a blocking copy_ (the host waits for the GPU to reach it), and its unpack copies it back
+    before the recompute (torch autograd/graph.py), both on the compute stream."""
+    return 2 * checkpointed_layers(model, plan) * offloaded_input_bytes(model, plan) / 1e9
 
 
 def fsdp_units(model: ModelArch, lay: Layout) -> int:
@@ -269,11 +276,20 @@ def _multi_gpu_terms(fits: tuple[dict, ...], own: dict | None) -> dict:
 ONE_GPU_TERMS = ("matmul_tflops", "stream_gbs", "kernel_s", "micro_batch_s", "step_s")
 
 
+def offload_rate(fits: tuple[dict, ...], own: dict | None, gpu: GpuSpec) -> float:
+    """GB/s of offloaded checkpoints' copies: the GPU's own fit where its runs offloaded; else its PCIe datasheet x
+    the mean efficiency fitted where runs did (said in the fit); else x LINK_EFFICIENCY, as FSDP's CPU offload."""
+    if own and own["params"].get("offload_gbs"):
+        return own["params"]["offload_gbs"]
+    measured = [f["efficiency"]["offload"] for f in fits if "offload" in f.get("efficiency", {})]
+    return gpu.pcie_gbs * (sum(measured) / len(measured) if measured else LINK_EFFICIENCY)
+
+
 def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
     """The GPU's own fit; else its datasheet scaled by the mean fitted efficiency of the Hopper fits (or of every
     fit when none is Hopper), with their mean call costs; else the built-in roofline. The source says which."""
     own = next((f for f in fits if _own(f, gpu)), None)
-    multi = _multi_gpu_terms(fits, own)
+    multi = {**_multi_gpu_terms(fits, own), "offload_gbs": offload_rate(fits, own, gpu)}
     if own:
         err = own.get("error", {})
         return SpeedParams(**{k: own["params"][k] for k in ONE_GPU_TERMS}, **multi, measured=True,
@@ -283,7 +299,7 @@ def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
     pool = [f for f in fits if f.get("architecture") == "hopper"] or list(fits)
     if not pool:
         return SpeedParams(matmul_tflops=gpu.tensor_tflops_16bit * ROOFLINE_MATMUL_EFFICIENCY,
-                           stream_gbs=gpu.bandwidth_gbs * ROOFLINE_MEMORY_EFFICIENCY,
+                           stream_gbs=gpu.bandwidth_gbs * ROOFLINE_MEMORY_EFFICIENCY, offload_gbs=multi["offload_gbs"],
                            source=f"built-in roofline on {gpu.name}'s datasheet (no speed fit)")
     k = len(pool)
     mm = sum(f["efficiency"]["matmul"] for f in pool) / k

@@ -6,6 +6,7 @@ from vramplan.calibrate import sweep as S
 from vramplan.calibrate.design import SweepRun, sweep
 from vramplan.calibrate.progress import ERASE_LINE, SweepProgress, clock_text, peak_words
 from vramplan.units import GiB
+from tests.profiles.checkpointing_gate import checkpointing_gate_closed  # noqa: F401  (the fixture)
 
 RUNS = sweep("quick")[:3]
 
@@ -85,6 +86,6 @@ def test_no_prediction_for_a_gpu_without_a_profile():
     assert S.predicted_peak(RUNS[0], "NVIDIA H100 80GB HBM3") > GiB
 
 
-def test_no_prediction_for_a_plan_the_planner_refuses():
+def test_no_prediction_for_a_plan_the_planner_refuses(checkpointing_gate_closed):
     refused = SweepRun(RUNS[0].model, "partial checkpointing, not yet measured", RUNS[0].plan.with_(checkpoint_every=2))
     assert S.predicted_peak(refused, "NVIDIA H200") is None

@@ -4,15 +4,16 @@ import json
 
 import pytest
 
-from tests.profiles.checkpointing_gate import checkpointing_gate_open  # noqa: F401  (the fixture)
+from tests.profiles.checkpointing_gate import checkpointing_gate_closed, checkpointing_gate_open  # noqa: F401
 from vramplan import flags
+from vramplan.calibrate import partial_ckpt_accuracy as A
 from vramplan.errors import VramplanError
 from vramplan.memory import estimate
 from vramplan.memory.activations import checkpointed_layers, layer_activations, rope_bytes
 from vramplan.plan import TrainPlan
 from vramplan.profiles import checkpointing, find_gpu, find_model
 from vramplan.resources import data_dir
-from vramplan.speed import checkpoint_offload_seconds, predicted_step_seconds
+from vramplan.speed import FEATURES, features, offloaded_gb, predicted_step_seconds, speed_params
 from vramplan.store.calibrations import Calibrations
 from vramplan.train.arguments import training_kwargs
 
@@ -31,9 +32,29 @@ def _recompute(plan: TrainPlan) -> dict:
     return _saved_for_backward(MODEL, resolve(plan, MODEL, GPU), Calibrations.shipped().params(GPU))[1]
 
 
-def test_the_gate_ships_closed_and_refuses_each_mode_by_name():
+def test_the_gate_lists_the_modes_whose_runs_meet_its_bound():
+    """profiles/checkpointing_modes.json lists a mode exactly when its recorded runs' peaks, as predicted before
+    them, keep to the bound (vramplan/calibrate/partial_ckpt_accuracy.py)."""
     data = json.loads((data_dir("profiles") / "checkpointing_modes.json").read_text())
-    assert data["measured"] == [] and checkpointing.measured_checkpointing_modes() == frozenset()
+    rows = A.accuracy_rows()
+    meets = {m for m in checkpointing.MODES if A.within_gate(A.mode_summary(rows, m))}
+    assert set(data["measured"]) == meets == {"partial", "offload"}
+    assert checkpointing.measured_checkpointing_modes() == frozenset(meets)
+    for mode in meets:  # each checked on more than one architecture and both trainers
+        runs = [r for r in rows if mode in r["modes"]]
+        assert len({r["model"] for r in runs}) >= 3 and {r["plan"].trainer for r in runs} == {"trl", "hf"}
+        assert all(r["layers_measured"] == r["layers_predicted"] for r in runs)
+
+
+def test_a_mode_outside_the_bound_stays_closed():
+    rows = [{"modes": ("partial",), "model": "m", "before_bytes": p, "measured_bytes": 100} for p in (100, 92)]
+    assert not A.within_gate(A.mode_summary(rows, "partial"))  # -8% under: the side that runs out of memory
+    rows[1]["before_bytes"] = 105
+    assert A.within_gate(A.mode_summary(rows, "partial"))
+    assert not A.within_gate(A.mode_summary(rows, "offload"))  # no run, no listing
+
+
+def test_the_closed_gate_refuses_each_mode_by_name(checkpointing_gate_closed):
     for plan, flag, words in ((PLAN.with_(checkpoint_every=2), "--checkpoint-every", "every 2 layers"),
                               (PLAN.with_(checkpoint_offload=True), "--checkpoint-offload", "offloaded")):
         with pytest.raises(VramplanError) as exc:
@@ -124,10 +145,12 @@ def test_offload_adds_the_pcie_copies_both_ways(checkpointing_gate_open):
     plan = PLAN.with_(checkpoint_every=2, checkpoint_offload=True)
     la = layer_activations(MODEL, plan)
     copied = 2 * 8 * (la.input_per_token * plan.tokens + rope_bytes(MODEL, plan))
-    from vramplan.speed import LINK_EFFICIENCY
-    assert checkpoint_offload_seconds(MODEL, GPU, plan) == pytest.approx(
-        copied / (GPU.pcie_gbs * 1e9 * LINK_EFFICIENCY))
-    assert checkpoint_offload_seconds(MODEL, GPU, PLAN) == 0
+    assert offloaded_gb(MODEL, plan) == pytest.approx(copied / 1e9)
+    assert offloaded_gb(MODEL, PLAN) == 0
+    b = _estimate(plan)
+    column = features(MODEL, plan.with_(grad_accum=3), b)[FEATURES.index("offload_gb")]
+    assert column == pytest.approx(3 * copied / 1e9)  # per micro-batch
     on_gpu = PLAN.with_(checkpoint_every=2)
-    assert predicted_step_seconds(MODEL, GPU, plan, _estimate(plan)) > predicted_step_seconds(
-        MODEL, GPU, on_gpu, _estimate(on_gpu))
+    params = speed_params(GPU)
+    extra = predicted_step_seconds(MODEL, GPU, plan, b) - predicted_step_seconds(MODEL, GPU, on_gpu, _estimate(on_gpu))
+    assert params.offload_gbs > 0 and extra > copied / (params.offload_gbs * 1e9) * 0.9

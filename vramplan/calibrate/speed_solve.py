@@ -2,9 +2,10 @@
 
     python -m vramplan.calibrate.speed_solve [--calib DIR] [--out DIR] [--dry-run]
 
-Runs: every completed one-GPU record with a step time in calibration/runs (the plain Trainer) and
-calibration/stacks (TRL's SFTTrainer at its releases, and the plain Trainer), evaluation runs left out (their
-steps hold an evaluation loop). The target is the median of each record's optimizer steps after the first (the
+Runs: every completed one-GPU record with a step time in calibration/runs (the plain Trainer) and in the
+folders of bench/stack_runs.py's records (TRL's SFTTrainer at its releases, and the plain Trainer):
+calibration/stacks, calibration/partial_ckpt (partial and offloaded checkpointing) and calibration/ranking (the
+plans fit compares for one job); evaluation runs left out (their steps hold an evaluation loop). The target is the median of each record's optimizer steps after the first (the
 first holds CUDA and cuBLAS initialization, the paged optimizer's first allocation), from the per-step times the
 record keeps; the records' own `step_time_s` took the upper median, with two steady steps the slower one.
 The fit minimizes the relative error (a 0.2 s step off by 0.05 s matters as much as a 2 s step off by 0.5 s),
@@ -57,6 +58,12 @@ def _row(record: dict, plan: TrainPlan, source: str) -> dict:
             "why": record.get("why", "")}
 
 
+STACK_FORMAT_SOURCES = ("stacks", "partial_ckpt", "ranking")
+"""The folders of bench/stack_runs.py's records (TRL's SFTTrainer at its releases, and the plain Trainer): the
+stacks, the partial and offloaded checkpointing runs, and the ranking set's plans."""
+SOURCES = ("runs",) + STACK_FORMAT_SOURCES
+
+
 def speed_rows(calib_dir: Path | None = None) -> list[dict]:
     """The runs the speed model is fitted on, one dict each (plan as a TrainPlan, measured_s in seconds)."""
     folder = Path(calib_dir) if calib_dir else data_dir("calibration")
@@ -65,10 +72,11 @@ def speed_rows(calib_dir: Path | None = None) -> list[dict]:
         for r in load_runs(path):
             if r.get("status") == "ok" and r.get("step_time_s") and r["plan"].get("gpus", 1) == 1:
                 rows.append(_row(r, TrainPlan.from_dict(r["plan"]), "runs"))
-    for path in sorted((folder / "stacks").glob("*.jsonl")):
-        for r in load_runs(path):
-            if r.get("status") == "ok" and r.get("step_time_s") and not r.get("eval"):
-                rows.append(_row(r, record_plan(r), "stacks"))
+    for source in STACK_FORMAT_SOURCES:
+        for path in sorted((folder / source).glob("*.jsonl")):
+            for r in load_runs(path):
+                if r.get("status") == "ok" and r.get("step_time_s") and not r.get("eval"):
+                    rows.append(_row(r, record_plan(r), source))
     return rows
 
 
@@ -93,6 +101,7 @@ def solve(rows: list[dict]) -> SpeedParams:
     lower = np.zeros(len(FEATURES))
     lower[0] = 1.0 / gpu.tensor_tflops_16bit  # no faster than the datasheet
     lower[1] = 1.0 / gpu.bandwidth_gbs
+    lower[5] = 1.0 / gpu.pcie_gbs  # offloaded checkpoints: no faster than the PCIe link
     coefs = lower.copy()  # a column no run exercises stays at its bound
     used = a.max(axis=0) > 0
     scale = a.max(axis=0)[used]
@@ -223,6 +232,7 @@ def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> 
     the runs and the accuracy; with multi-GPU runs, the FSDP and DDP costs and their accuracy."""
     gpu = gpu_rows[0]["profile"]
     params = solve(gpu_rows)
+    offloaded = sum(bool(r["plan"].checkpoint_offload) for r in gpu_rows)
     fitted, held_out = summarize(error_rows(gpu_rows, params)), summarize(loao_rows(gpu_rows))
     multi = {}
     if multi_rows:
@@ -238,12 +248,15 @@ def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> 
             "datasheet": {"tensor_tflops_16bit": gpu.tensor_tflops_16bit, "bandwidth_gbs": gpu.bandwidth_gbs},
             # the multi-GPU costs only where this GPU's own multi-GPU runs fitted them: the planner borrows
             # them from the GPU that has them, and says so
+            # the offload rate only where this GPU's runs offloaded: the others scale their PCIe link by its efficiency
             "params": {k: round(v, 9) for k, v in params.to_dict().items()
-                       if multi or k not in ("fsdp_unit_s", "ddp_step_s")},
+                       if (multi or k not in ("fsdp_unit_s", "ddp_step_s")) and (offloaded or k != "offload_gbs")},
             "efficiency": {"matmul": round(params.matmul_tflops / gpu.tensor_tflops_16bit, 4),
-                           "bandwidth": round(params.stream_gbs / gpu.bandwidth_gbs, 4)},
+                           "bandwidth": round(params.stream_gbs / gpu.bandwidth_gbs, 4),
+                           **({"offload": round(params.offload_gbs / gpu.pcie_gbs, 4)} if offloaded else {})},
+            "offload_runs": offloaded,
             "runs": len(gpu_rows), "architectures": sorted({r["model"] for r in gpu_rows}),
-            "sources": {s: sum(r["source"] == s for r in gpu_rows) for s in ("runs", "stacks")},
+            "sources": {s: sum(r["source"] == s for r in gpu_rows) for s in SOURCES},
             "error": {**{k: v for k, v in fitted.items() if k != "n"},
                       **{f"loao_{k}": v for k, v in held_out.items() if k != "n"}},
             "target": "median optimizer step after the first (torch.steps[1:].time_s); one GPU, evaluation runs "

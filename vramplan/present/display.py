@@ -29,6 +29,14 @@ def breakdown_table(b: Breakdown) -> list[str]:
     return lines
 
 
+def checkpointing_cell(plan: dict) -> str:
+    """A plan's checkpointing in a table cell: off, on (every layer), every K (layers), +cpu when offloaded."""
+    if not plan["gradient_checkpointing"]:
+        return "off"
+    every = plan.get("checkpoint_every", 1)
+    return (f"every {every}" if every > 1 else "on") + ("+cpu" if plan.get("checkpoint_offload") else "")
+
+
 def plan_line(plan: dict) -> str:
     return flags.plan_line(plan)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..search import SAFETY_MARGIN
 from ..speed import not_measured, speed_source
 from ..units import GiB
-from .display import bar, plan_line
+from .display import bar, checkpointing_cell, plan_line
 from .reasons import fit_reasons, reasons_json
 
 
@@ -69,13 +69,13 @@ def _alternative_lines(result) -> list[str]:
     """The alternatives' table: each plan's shape, memory, and its speed (by cost: its cost too) relative to the
     recommended plan's."""
     rec, multi, by_cost = result.recommended, result.gpus > 1, result.objective == "cost"
-    out = [f"  {'micro-batch x accum':>20s}  {'ckpt':>4s}  {'optimizer':18s} {'rank':>4s}  "
+    out = [f"  {'micro-batch x accum':>20s}  {'ckpt':>11s}  {'optimizer':18s} {'rank':>4s}  "
            + (f"{'layout':>12s}  " if multi else "") + f"{'GiB':>6s}  {'speed':>5s}" + ("   cost" if by_cost else "")]
     for c in result.alternatives:
         p = c.plan
         layout = f"{p.gpus} x {p.parallel}{'+offload' if p.offload else ''}" if p.gpus > 1 else "1 GPU"
         cost = f"  {c.gpu_seconds_per_token / rec.gpu_seconds_per_token:5.2f}x" if by_cost else ""
-        out.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {'on' if p.gradient_checkpointing else 'off':>4s}"
+        out.append(f"  {str(p.batch) + ' x ' + str(p.grad_accum):>20s}  {checkpointing_cell(p.to_dict()):>11s}"
                    f"  {p.optim:18s} {p.rank:>4d}  " + (f"{layout:>12s}  " if multi else "")
                    + f"{c.breakdown.required_bytes / GiB:6.2f}  {c.tokens_per_s / rec.tokens_per_s:5.2f}x" + cost)
     ranked = "cost per token" if by_cost else "tokens/s"

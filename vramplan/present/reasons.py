@@ -97,6 +97,14 @@ TEXT = {
                                "fits, which the estimate puts slower",
     D.CHECKPOINTING_NEEDED: "gradient checkpointing on: without it the activations do not fit even at micro-batch 1",
     D.CHECKPOINTING_OFF: "gradient checkpointing off: memory allows it, and it skips a forward recompute (faster)",
+    D.CHECKPOINTING_PARTIAL: lambda n: (
+        "checkpointing every {every} layers: {checkpointed} of {layers} decoder layers recomputed in backward, the "
+        "others keep their activations; " + ("~{full_speedup:.2f}x the tokens/s of checkpointing every layer"
+                                             if n["full_speedup"] else "checkpointing every layer does not fit")),
+    D.CHECKPOINTS_OFFLOADED: lambda n: (
+        "checkpoints offloaded to pinned CPU memory (a blocking copy out in forward, a copy back before the "
+        "recompute): " + ("~{speedup:.2f}x the tokens/s of keeping them on the GPU" if n["on_gpu_fits"] else
+                          "keeping them on the GPU does not fit")),
     D.OPTIMIZER: lambda n: "{optim}: " + OPTIMIZER_WHY.get(n["optim"], "as requested"),
     D.GPUS_MAKE_IT_POSSIBLE: _gpus_make_it_possible,
     D.GPUS_DDP_FASTER: "{gpus} GPUs beat one, ~{speedup:.1f}x its tokens/s: the model fits one {gpu}, so data "

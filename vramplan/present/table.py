@@ -3,6 +3,7 @@ which GPU (or model) is the fastest and the cheapest for the job."""
 from __future__ import annotations
 
 from ..units import GiB
+from .display import checkpointing_cell
 from .time_cost import duration
 
 
@@ -32,8 +33,9 @@ def _plan_text(r: dict) -> str:
         return f"seq beyond its context ({r['context']:,})"
     if not p:
         return "-"
-    return (f"r{p['rank']} {p['batch']}x{p['grad_accum']} {'ckpt' if p['gradient_checkpointing'] else 'no-ckpt'} "
-            f"{p['optim']} {p['dtype']}")
+    cell = checkpointing_cell(p)
+    ckpt = "no-ckpt" if cell == "off" else "ckpt" + cell[2:] if cell.startswith("on") else "ckpt " + cell
+    return f"r{p['rank']} {p['batch']}x{p['grad_accum']} {ckpt} {p['optim']} {p['dtype']}"
 
 
 def _time_cost_cells(tc: dict | None, timed: bool) -> str:

@@ -8,6 +8,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..present.display import checkpointing_cell
 from ..present.reasons import brief_reasons, fit_reasons
 from ..search import SAFETY_MARGIN, FitResult
 from ..units import GiB
@@ -66,7 +67,7 @@ class FitScreen(ModalScreen):
                 p = c.plan
                 tag = "recommended" if i == 0 else "alternative"
                 options.append(Option(
-                    f"{tag:11s} {p.batch}x{p.grad_accum} ckpt {'on ' if p.gradient_checkpointing else 'off'} "
+                    f"{tag:11s} {p.batch}x{p.grad_accum} ckpt {checkpointing_cell(p.to_dict()):11s} "
                     f"{p.optim:16s} r{p.rank:<3d} {c.breakdown.required_bytes / GiB:4.1f} GiB "
                     f"{c.tokens_per_s:6,.0f} tok/s", id=str(i)))
             yield OptionList(*options, id="fit-options")
