@@ -73,6 +73,7 @@ EXPERTS_HALF_TARGETED = "experts_half_targeted"  # model_type, have, missing
 MOE_SEVERAL_GPUS = "moe_several_gpus"          # gpus
 MOE_INT8 = "moe_int8"
 MOE_NO_KBIT_PREPARE = "moe_no_kbit_prepare"
+MOE_CHECKPOINT_MODE = "moe_checkpoint_mode"
 
 
 class Refusal(VramplanError):

@@ -85,11 +85,13 @@ def margin_limit(capacity: int) -> int:
     return int(capacity * (1 - SAFETY_MARGIN))
 
 
-def _leanest(base: TrainPlan) -> TrainPlan:
+def _leanest(base: TrainPlan, model: ModelArch) -> TrainPlan:
     """Micro-batch 1 with checkpointing, keeping the effective batch (accumulation keeps gradients); on one GPU
-    with checkpoints offloaded once that mode is measured, unless the base asks for a mode of its own."""
+    with a dense model's checkpoints offloaded once that mode is measured, unless the base asks for a mode of its
+    own."""
     plan = base.with_(batch=1, grad_accum=max(1, base.effective_batch // base.gpus), gradient_checkpointing=True)
-    if base.gpus == 1 and not plan_modes(base) and "offload" in checkpointing.measured_checkpointing_modes():
+    if (base.gpus == 1 and model.experts is None and not plan_modes(base)
+            and "offload" in checkpointing.measured_checkpointing_modes()):
         plan = plan.with_(checkpoint_offload=True)
     return plan
 
@@ -109,7 +111,7 @@ def candidates(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPla
     out = []
     for rank in ranks:
         for optim in optims:
-            for ckpt, every, ckpt_offload in search_modes(model.layers, base):
+            for ckpt, every, ckpt_offload in search_modes(model.layers, base, model.experts is not None):
                 for mb in _micro_batches(per_gpu):
                     plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
                                       grad_accum=per_gpu // mb, checkpoint_every=every,
@@ -284,7 +286,7 @@ def longest_seq(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPl
     keeping the effective batch (accumulation keeps gradients between micro-batches)."""
     calibration = cal.params(gpu)
     limit = margin_limit(capacity)
-    plan = _leanest(base)
+    plan = _leanest(base, model)
 
     def ok(seq: int) -> bool:
         return estimate(model, gpu, plan.with_(seq=seq), calibration, vram_bytes=capacity).required_bytes <= limit
@@ -348,7 +350,7 @@ def _fits_at_all(cal, model, gpu, base, capacity) -> bool:
     calibration = cal.params(gpu)
     cap = capacity or calibration.usable_bytes(gpu.memory_bytes)
     try:  # another model gets its own recipe (an MoE model's dropout); one it is refused for does not fit
-        b = estimate(model, gpu, _leanest(plan_for_model(model, base)), calibration, vram_bytes=cap)
+        b = estimate(model, gpu, _leanest(plan_for_model(model, base), model), calibration, vram_bytes=cap)
     except VramplanError:
         return False
     return b.required_bytes <= margin_limit(cap)

@@ -323,10 +323,15 @@ def speed_params(gpu: GpuSpec, calib_dir: str | None = None) -> SpeedParams:
     return _CACHE[key]
 
 
-def speed_source(gpu: GpuSpec, plan: TrainPlan | None = None) -> str:
-    """Where the figure comes from, with what several GPUs add on top of the one-GPU fit."""
+def speed_source(gpu: GpuSpec, plan: TrainPlan | None = None, model: ModelArch | None = None) -> str:
+    """Where the figure comes from, with what several GPUs add on top of the one-GPU fit, and an MoE model's
+    experts."""
     params = speed_params(gpu)
     source = params.source
+    if model is not None and model.experts is not None:
+        fit = expert_speed_fit()
+        source += (f"; the experts' fp32 time fitted on {fit.runs} MoE runs on {fit.gpu} (MAE {fit.mae_pct}%, "
+                   f"{fit.lofo_mae_pct}% leaving a family out)")
     if plan is not None and plan.gpus > 1:
         counts = sorted({n for n, _, _ in params.multi_gpu_layouts})
         on = f"{params.multi_gpu_from} x {'/'.join(map(str, counts)) or '?'}"

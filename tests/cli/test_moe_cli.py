@@ -81,3 +81,14 @@ def test_estimate_plans_an_moe_model_as_fit_does_when_the_dropout_is_left_open(m
     assert code in (0, 1) and json.loads(out)["plan"]["dropout"] == 0.0
     code, out, err = run(capsys, "estimate", "olmoe-1b-7b", "--gpu", "H200", "--dropout", "0.05")
     assert code == 2 and "lora.ParamWrapper does not work with lora_dropout != 0" in err
+
+
+def test_partial_or_offloaded_checkpointing_of_an_moe_model_is_refused_and_never_chosen(moe_gate_open, capsys):
+    for flag in (["--checkpoint-every", "2"], ["--checkpoint-offload"]):
+        code, out, err = run(capsys, "estimate", "olmoe-1b-7b", "--gpu", "H200", *flag)
+        assert code == 2 and not out and "measured on dense models only" in err
+    for gpu in ("H200", "A100-80GB", "A100-40GB"):
+        code, out, _ = run(capsys, "fit", "olmoe-1b-7b", "--gpu", gpu, "--json")
+        plans = [json.loads(out)["recommended"]] + json.loads(out)["alternatives"]
+        for c in filter(None, plans):
+            assert c["plan"]["checkpoint_every"] == 1 and not c["plan"]["checkpoint_offload"]

@@ -114,6 +114,6 @@ def row(planner: Planner, model, job: Job, args, prices: dict[str, float] | None
     if r["plan"]:
         plan = TrainPlan.from_dict(r["plan"])
         priced = replace(job, price=(prices or {}).get(gpu.name))
-        r["time_cost"] = figures(plan, r["tokens_per_s"], speed_params(gpu), speed_source(gpu, plan), priced,
+        r["time_cost"] = figures(plan, r["tokens_per_s"], speed_params(gpu), speed_source(gpu, plan, model), priced,
                                  not_measured(gpu, plan, model=model))
     return r

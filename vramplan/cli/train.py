@@ -320,7 +320,7 @@ def _train(args, arch, source, examples, planner: Planner, candidates, out: Path
                    "verification": checked.log, "verifications": tried,
                    "predicted_peak_bytes": predicted.peak_bytes, "predicted_required_bytes": predicted.required_bytes,
                    "verified_peak_bytes": checked.trial.peak_bytes, "predicted_tokens_per_s": round(speed, 1),
-                   "speed_source": speed_source(planner.gpu, plan)})
+                   "speed_source": speed_source(planner.gpu, plan, arch)})
     (out / "run_record.json").write_text(json.dumps(record, indent=2) + "\n")
     if record.get("warning"):
         print(f"warning: {record['warning']}")

@@ -78,7 +78,8 @@ def _refusal(code: str, **numbers):
 
 
 def check_moe_plan(model: ModelArch, plan: TrainPlan) -> None:
-    """An MoE plan outside what was measured (one GPU, 4-bit or 16-bit base) is refused; so is one peft refuses."""
+    """An MoE plan outside what was measured (one GPU, 4-bit or 16-bit base with prepare_model_for_kbit_training,
+    full or no checkpointing) is refused; so is one peft refuses."""
     if model.experts is None:
         return
     if plan.gpus > 1:
@@ -87,6 +88,8 @@ def check_moe_plan(model: ModelArch, plan: TrainPlan) -> None:
         raise _refusal(D.MOE_INT8)
     if plan.quantized and not plan.kbit_prepare:
         raise _refusal(D.MOE_NO_KBIT_PREPARE)
+    if plan.gradient_checkpointing and (plan.checkpoint_every > 1 or plan.checkpoint_offload):
+        raise _refusal(D.MOE_CHECKPOINT_MODE)
     expert_targets(model, plan)
 
 

@@ -10,7 +10,7 @@ from .reasons import fit_reasons, reasons_json
 
 def _speed(result, c, price: float | None) -> dict:
     """Where a candidate's speed comes from, what of it no run measured, and its cost per million tokens."""
-    out = {"speed_source": speed_source(result.gpu, c.plan),
+    out = {"speed_source": speed_source(result.gpu, c.plan, result.model),
            "speed_not_measured": not_measured(result.gpu, c.plan, model=result.model)}
     if price is not None:
         out["cost_per_million_tokens_usd"] = round(price * c.gpu_seconds_per_token / 3600 * 1e6, 4)

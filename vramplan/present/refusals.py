@@ -26,6 +26,10 @@ TEXT = {
         "--no-kbit-prepare: Mixture-of-Experts models are modelled with prepare_model_for_kbit_training, which "
         "casts the experts to fp32; their 16-bit experts without that cast were not measured (memory or speed)",
         "leave --no-kbit-prepare off"),
+    D.MOE_CHECKPOINT_MODE: (
+        "--checkpoint-every / --checkpoint-offload: partial and offloaded checkpointing were measured on dense "
+        "models only; the Mixture-of-Experts runs checkpointed every layer or none",
+        "drop --checkpoint-every and --checkpoint-offload (full checkpointing), or --no-gradient-checkpointing"),
 }
 
 

@@ -69,7 +69,7 @@ def plan_figures(model, gpu, plan, b, job: Job) -> dict:
     """figures() of a plan from the speed model fitted to measured step times (what estimate, fit, table and
     the TUI show)."""
     return figures(plan, predicted_tokens_per_second(model, gpu, plan, b), speed_params(gpu),
-                   speed_source(gpu, plan), job, not_measured(gpu, plan, model=model))
+                   speed_source(gpu, plan, model), job, not_measured(gpu, plan, model=model))
 
 
 def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job,

@@ -48,14 +48,14 @@ PARTIAL_EVERY = (2, 3, 4, 6, 8)
 """The every_n_layers fit tries between checkpointing every layer and none (those below the layer count)."""
 
 
-def search_modes(layers: int, base) -> list[tuple[bool, int, bool]]:
+def search_modes(layers: int, base, experts: bool = False) -> list[tuple[bool, int, bool]]:
     """(gradient_checkpointing, checkpoint_every, checkpoint_offload) of each mode fit's search tries: the one the
     base plan asks for (checked against the gate), else off and every layer, and the measured modes on one GPU
-    (none while profiles/checkpointing_modes.json lists none)."""
+    of a dense model (none while profiles/checkpointing_modes.json lists none; the MoE runs measured neither)."""
     if plan_modes(base):
         check_checkpointing(base)
         return [(True, base.checkpoint_every, base.checkpoint_offload)]
-    measured = measured_checkpointing_modes() if base.gpus == 1 else frozenset()
+    measured = measured_checkpointing_modes() if base.gpus == 1 and not experts else frozenset()
     everies = [1] + ([k for k in PARTIAL_EVERY if k < layers] if "partial" in measured else [])
     modes = [(False, 1, False)] + [(True, k, False) for k in everies]
     if "offload" in measured:
