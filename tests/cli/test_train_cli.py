@@ -128,3 +128,13 @@ def test_a_memory_cap_over_several_gpus_is_refused_before_the_dry_run_plans(inst
     installed("1.16.0")
     code, d, err = dry("--gpus", "2", "--trainer", "hf", "--memory-cap", "10GiB", gpu="H200")
     assert code == 2 and "--memory-cap" in d["error"]
+
+
+def test_a_dry_run_says_the_peak_its_first_verification_is_checked_against(tmp_path, capsys):
+    from vramplan.cli import main
+    from tests.synthetic import write_dataset
+    data = write_dataset(tmp_path / "d.jsonl", n=8, min_words=64, max_words=200)
+    code = main(["train", "llama-3.2-1b", "--data", str(data), "--seq", "512", "--gpu", "H200", "--dry-run",
+                 "--output", str(tmp_path / "run"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["predicted_peak_bytes"] >= out["predicted_required_bytes"] > 0

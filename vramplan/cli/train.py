@@ -128,6 +128,10 @@ def _run(args) -> tuple[int, dict]:
                "output_note": output_note}
     say_plan(summary, result, len(candidates) - 1)
     if args.dry_run:
+        b = planner.estimate(arch, plan)  # what the first verification will be checked against
+        summary["predicted_peak_bytes"], summary["predicted_required_bytes"] = b.peak_bytes, b.required_bytes
+        print(f"predicted: nvidia-smi peak {b.peak_bytes / GiB:.2f} GiB on a card with room, needs "
+              f"{b.required_bytes / GiB:.2f} GiB ({b.peak_phase} phase)")
         return 0, dry_run(args, plan, summary)
     if gpus > 1:
         record = _train_multi(args, arch, source, planner, candidates, out)
