@@ -37,7 +37,8 @@ def rows(records: list[dict]) -> list[dict]:
         planner = Planner(find_gpu(PROFILE_OF[r["gpu"]["name"]]), Calibrations.package(), vram_bytes=r.get("cap_bytes"))
         b = planner.estimate(shape_arch(r["model"]), record_plan(r))
         peaks = r["nvml"]["phase_peaks"]
-        out.append({"key": r["run_key"], "model": r["model"], "family": shape_arch(r["model"]).model_type, "why": r.get("why", ""), "status": r["status"],
+        out.append({"key": r["run_key"], "model": r["model"], "family": shape_arch(r["model"]).model_type,
+                    "why": r.get("why", ""), "status": r["status"],
                     "trainer": r["stack"]["trainer"], "cap": r.get("cap_bytes"), "validation": r.get("validation"),
                     "measured": r["nvml"]["peak"], "predicted": b.peak_bytes, "phase": b.peak_phase,
                     "train_measured": peaks.get("train", 0), "train_predicted": b.train_peak_bytes,

@@ -7,7 +7,8 @@ For every run, what the caching allocator held beyond the model's allocated peak
 less the prediction without the cache. Per family that is fitted, by least squares with coefficients >= 0, to
 three sizes of the family's own tensors: one layer's gate_up_proj in 16 bits, every layer's down_proj in 16 bits,
 and one W' of gate_up_proj when the experts carry LoRA; a size the runs do not vary (one depth measured, no
-expert LoRA) is left out. Prints the coefficients as profiles/moe_families.json holds them, and each run's error.
+expert LoRA) is left out. Prints the coefficients as profiles/moe_families.json holds them, each run's error, and
+each run's error left out of its own family's fit (the out-of-sample check of the in-sample gate).
 """
 import argparse
 import json
@@ -21,17 +22,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from moe_accuracy import load, rows  # noqa: E402
 from moe_runs import shape_arch  # noqa: E402
 from vramplan.calibrate.stack_accuracy import record_plan  # noqa: E402
-from vramplan.memory.experts import allocator_cache_bytes, expert_dtype_bytes, expert_targets  # noqa: E402
+from vramplan.memory.experts import allocator_cache_bytes, allocator_cache_sizes  # noqa: E402
 from vramplan.units import GiB  # noqa: E402
 
 NAMES = ("gate_up_16bit", "down_16bit_per_layer", "lora_gate_up_copy")
-
-
-def sizes(model, plan) -> list[float]:
-    ex, h = model.experts, model.hidden
-    gate_up, down = ex.count * 2 * ex.width * h, ex.count * ex.width * h
-    copy = expert_dtype_bytes(model, plan) * gate_up if expert_targets(model, plan).gate_up else 0
-    return [2 * gate_up, 2 * down * model.layers, copy]
 
 
 def solve(xs: list[list[float]], ys: list[float]) -> list[float]:
@@ -73,7 +67,7 @@ def runs_by_family(records: list[dict]) -> dict[str, list]:
         r = by_key[row["key"]]
         model, plan = shape_arch(r["model"]), record_plan(r)
         beyond = row["train_measured"] - (row["train_predicted"] - allocator_cache_bytes(model, plan))
-        families.setdefault(model.model_type, []).append((sizes(model, plan), beyond, row))
+        families.setdefault(model.model_type, []).append((list(allocator_cache_sizes(model, plan)), beyond, row))
     return families
 
 
@@ -81,6 +75,16 @@ def fitted(records: list[dict]) -> dict[str, dict[str, float]]:
     """Each family's coefficients, rounded as profiles/moe_families.json holds them."""
     return {family: {n: round(v, 3) for n, v in zip(NAMES, fit([x for x, _, _ in runs], [y for _, y, _ in runs]))}
             for family, runs in sorted(runs_by_family(records).items())}
+
+
+def left_out(runs: list) -> list[float]:
+    """Each run's error (% of its peak) with the coefficients fitted on the family's other runs."""
+    out = []
+    for i, (x, y, row) in enumerate(runs):
+        rest = runs[:i] + runs[i + 1:]
+        c = fit([r[0] for r in rest], [r[1] for r in rest]) if rest else [0.0] * 3
+        out.append((sum(a * b for a, b in zip(x, c)) - y) / row["train_measured"] * 100)
+    return out
 
 
 def main() -> int:
@@ -91,11 +95,14 @@ def main() -> int:
     for family, runs in runs_by_family(records).items():
         c = [coefficients[family][n] for n in NAMES]
         print(f"{family}: {json.dumps(coefficients[family])}")
-        for x, y, row in runs:
+        loo = left_out(runs)
+        for (x, y, row), held in zip(runs, loo):
             got = sum(a * b for a, b in zip(x, c))
             print(f"  {row['model']:24s} {row['why'][:44]:44s} {row['trainer']:3s} beyond the allocated peak "
                   f"{y / GiB:5.2f} GiB, fitted {got / GiB:5.2f}: {(got - y) / row['train_measured'] * 100:+.1f}% "
-                  "of the peak")
+                  f"of the peak; left out of the fit {held:+.1f}%")
+        print(f"  left out, one run at a time: MAE {sum(map(abs, loo)) / len(loo):.1f}%, "
+              f"{min(loo):+.1f}..{max(loo):+.1f}%")
     return 0
 
 

@@ -71,7 +71,7 @@ EXPERTS_KBIT_PREPARE = "experts_kbit_prepare"  # model_type, expert_bytes, sixte
 PARAMWRAPPER_DROPOUT = "paramwrapper_dropout"  # model_type, dropout, wrapped (the expert parameters peft wraps)
 EXPERTS_HALF_TARGETED = "experts_half_targeted"  # model_type, have, missing
 MOE_SEVERAL_GPUS = "moe_several_gpus"          # gpus
-MOE_INT8 = "moe_int8"
+MOE_QUANT = "moe_quant"                        # quant
 MOE_NO_KBIT_PREPARE = "moe_no_kbit_prepare"
 MOE_CHECKPOINT_MODE = "moe_checkpoint_mode"
 

@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .errors import VramplanError
 from .memory.activations import checkpointed_layers
 from .memory.experts import expert_dtype_bytes, expert_lora_wrapped, expert_targets
 from .plan import TrainPlan
@@ -44,9 +43,6 @@ def expert_speed_fit() -> ExpertSpeedFit:
 def expert_features(model: ModelArch, gpu: GpuSpec, plan: TrainPlan) -> tuple[float, float, float]:
     """One micro-batch's experts, in FEATURES units (seconds at the datasheet rates, microseconds per expert pass)."""
     ex = model.experts
-    if not gpu.fp32_tflops:
-        raise VramplanError(f"GPU profile {gpu.name} has no fp32_tflops: the speed of Mixture-of-Experts plans needs "
-                            "the card's fp32 rate", hint="add fp32_tflops (the datasheet's FP32 TFLOPS) to the profile")
     t = expert_targets(model, plan)
     recomputed = checkpointed_layers(model, plan)
     # forward, input gradient, recompute; with LoRA on the experts W' needs its gradient: one more GEMM pass

@@ -43,7 +43,7 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-MOE_UNMEASURED = ({"quant": "int8"}, {"kbit_prepare": False})
+MOE_UNMEASURED = ({"quant": "int8"}, {"quant": "none"}, {"kbit_prepare": False})
 """Variants memory/experts.py refuses for Mixture-of-Experts models (as it refuses several GPUs): not in the grid."""
 
 

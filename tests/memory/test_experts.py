@@ -153,11 +153,12 @@ def test_router_logits_are_kept_when_the_config_or_the_trl_release_asks_for_them
     assert not router_logits_kept(off, hf.with_(trainer="trl", trl_version="1.16"))
 
 
-def test_moe_over_several_gpus_or_int8_is_refused(moe_gate_open):
+def test_moe_over_several_gpus_or_an_8_or_16_bit_base_is_refused(moe_gate_open):
     with pytest.raises(Refusal, match="one GPU only"):
         estimate(tiny("olmoe"), GPU, TrainPlan(dropout=0.0, gpus=2, trainer="hf"), DEFAULT_CALIBRATION)
-    with pytest.raises(VramplanError, match="8-bit was not measured"):
-        estimate(tiny("olmoe"), GPU, TrainPlan(dropout=0.0, quant="int8"), DEFAULT_CALIBRATION)
+    for quant in ("int8", "none"):
+        with pytest.raises(VramplanError, match=f"--quant {quant}: .* 8-bit and 16-bit bases were not measured"):
+            estimate(tiny("olmoe"), GPU, TrainPlan(dropout=0.0, quant=quant), DEFAULT_CALIBRATION)
 
 
 def test_qwen3_30b_does_not_fit_a_24_gib_card(moe_gate_open):

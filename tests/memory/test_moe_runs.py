@@ -148,7 +148,8 @@ def test_the_cache_fit_reproduces_the_coefficients_the_profile_holds():
     fitted = moe_cache_fit.fitted(records)
     for family in moe_accuracy.listed_families():
         held = allocator_cache(family)
-        assert [round(getattr(held, n), 3) for n in moe_cache_fit.NAMES] == [fitted[family][n] for n in moe_cache_fit.NAMES]
+        names = moe_cache_fit.NAMES
+        assert [round(getattr(held, n), 3) for n in names] == [fitted[family][n] for n in names]
 
 
 def test_the_expert_speed_fit_is_the_one_the_records_give():
@@ -159,3 +160,14 @@ def test_the_expert_speed_fit_is_the_one_the_records_give():
     assert held.runs == len(rows)
     assert held.coefficients == pytest.approx(tuple(moe_speed_fit.fit(rows)), rel=1e-4)
     assert len(FEATURES) == 3 and held.mae_pct == pytest.approx(moe_speed_fit.mae(rows, held.coefficients), abs=0.1)
+
+
+def test_a_refused_family_cites_the_errors_its_runs_give():
+    data = json.loads((BENCH.parent / "profiles" / "moe_families.json").read_text())
+    rows = [r for r in moe_accuracy.rows(moe_accuracy.load(BENCH.parent / "calibration" / "moe"))
+            if r["status"] == "ok" and not r["cap"]]
+    for family, entry in data["refused"].items():
+        errors = sorted(round(moe_accuracy.error_pct(r["predicted"], r["measured"]), 1) for r in rows
+                        if moe_accuracy.family_of(r) == family)
+        assert errors == sorted(entry["errors_pct"]) and max(map(abs, errors)) > 5
+        assert family not in data["measured"]

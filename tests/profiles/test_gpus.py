@@ -28,12 +28,14 @@ def test_every_gpu_profile_has_a_sourced_cuda_core_fp32_rate_below_its_tensor_ra
     assert gpu.summary()["fp32_tflops"] == gpu.fp32_tflops
 
 
-def test_a_gpu_file_without_an_fp32_rate_loads_with_none(tmp_path):
+def test_a_gpu_file_without_an_fp32_rate_is_refused_naming_it(tmp_path):
+    from vramplan.errors import VramplanError
     from vramplan.profiles.gpus import load_gpu_file
     path = tmp_path / "card.json"
     path.write_text('{"name": "Card", "memory_mib": 16384, "compute_capability": 8.0, "bf16": true, '
                     '"bandwidth_gbs": 900, "tensor_tflops_16bit": 100}')
-    assert load_gpu_file(path).fp32_tflops is None
+    with pytest.raises(VramplanError, match="lacks fp32_tflops"):
+        load_gpu_file(path)
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -12,8 +12,8 @@ from .activations import (checkpointed_inputs_bytes, checkpointed_layers, checkp
                           eval_attention_bytes, int8_kept_bytes, layer_activations, offloaded_input_bytes)
 from .adapter import adapter_bytes, lora_tensor_shapes, trainable_params
 from .breakdown import Breakdown
-from .experts import (allocator_cache_bytes, check_moe_plan, expert_base_components, load_transient_bytes, moe_assumptions, moe_layer,
-                      router_logits_bytes)
+from .experts import (allocator_cache_bytes, check_moe_plan, expert_base_components, load_transient_bytes,
+                      moe_assumptions, moe_layer, router_logits_bytes)
 from .calibration import Calibration
 from .fsdp_reserve import all_gather_reserve, compute_stream_after_wrap, gathered_bytes
 from .logits import fp32_block

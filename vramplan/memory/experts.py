@@ -78,14 +78,14 @@ def _refusal(code: str, **numbers):
 
 
 def check_moe_plan(model: ModelArch, plan: TrainPlan) -> None:
-    """An MoE plan outside what was measured (one GPU, 4-bit or 16-bit base with prepare_model_for_kbit_training,
-    full or no checkpointing) is refused; so is one peft refuses."""
+    """An MoE plan outside what was measured (one GPU, 4-bit base with prepare_model_for_kbit_training, full or
+    no checkpointing) is refused; so is one peft refuses."""
     if model.experts is None:
         return
     if plan.gpus > 1:
         raise _refusal(D.MOE_SEVERAL_GPUS, gpus=plan.gpus)
-    if plan.quant == "int8":
-        raise _refusal(D.MOE_INT8)
+    if plan.quant not in ("nf4", "fp4"):
+        raise _refusal(D.MOE_QUANT, quant=plan.quant)
     if plan.quantized and not plan.kbit_prepare:
         raise _refusal(D.MOE_NO_KBIT_PREPARE)
     if plan.gradient_checkpointing and (plan.checkpoint_every > 1 or plan.checkpoint_offload):
@@ -215,6 +215,15 @@ def load_transient_bytes(model: ModelArch, plan: TrainPlan) -> int:
     return r512(c * ex.count * 2 * ex.width * h)
 
 
+def allocator_cache_sizes(model: ModelArch, plan: TrainPlan) -> tuple[int, int, int]:
+    """The three sizes a family's allocator cache is a multiple of: one layer's gate_up_proj in 16 bits, every
+    layer's down_proj in 16 bits, and one W' of gate_up_proj at the experts' dtype when they carry LoRA."""
+    ex, h = model.experts, model.hidden
+    gate_up, down = ex.count * 2 * ex.width * h, ex.count * ex.width * h
+    copy = expert_dtype_bytes(model, plan) * gate_up if expert_targets(model, plan).gate_up else 0
+    return 2 * gate_up, 2 * down * model.layers, copy
+
+
 def allocator_cache_bytes(model: ModelArch, plan: TrainPlan) -> int:
     """The caching allocator's reserve beyond the allocated peak that the family's GPU runs measured (0 for a
     dense model or a family not measured, which is refused before it gets here)."""
@@ -222,11 +231,8 @@ def allocator_cache_bytes(model: ModelArch, plan: TrainPlan) -> int:
     k = allocator_cache(model.model_type) if ex is not None and model.model_type in measured_families() else None
     if k is None:
         return 0
-    h = model.hidden
-    gate_up, down = ex.count * 2 * ex.width * h, ex.count * ex.width * h
-    copy = expert_dtype_bytes(model, plan) * gate_up if expert_targets(model, plan).gate_up else 0
-    return int(k.gate_up_16bit * 2 * gate_up + k.down_16bit_per_layer * 2 * down * model.layers
-               + k.lora_gate_up_copy * copy)
+    gate_up, down, copy = allocator_cache_sizes(model, plan)
+    return int(k.gate_up_16bit * gate_up + k.down_16bit_per_layer * down + k.lora_gate_up_copy * copy)
 
 
 def moe_assumptions(model: ModelArch, plan: TrainPlan) -> list[str]:

@@ -19,9 +19,9 @@ TEXT = {
     D.MOE_SEVERAL_GPUS: (
         "--gpus {gpus}: Mixture-of-Experts models are modelled on one GPU only (their experts under DDP or FSDP "
         "were not measured)", "plan it with --gpus 1"),
-    D.MOE_INT8: (
-        "--quant int8: Mixture-of-Experts models are modelled with 4-bit or 16-bit base weights only (8-bit was "
-        "not measured)", "use --quant nf4"),
+    D.MOE_QUANT: (
+        "--quant {quant}: Mixture-of-Experts models are modelled with a 4-bit base only (the MoE runs were nf4; "
+        "8-bit and 16-bit bases were not measured)", "use --quant nf4"),
     D.MOE_NO_KBIT_PREPARE: (
         "--no-kbit-prepare: Mixture-of-Experts models are modelled with prepare_model_for_kbit_training, which "
         "casts the experts to fp32; their 16-bit experts without that cast were not measured (memory or speed)",

@@ -63,7 +63,7 @@ class Experts:
 @dataclass(frozen=True)
 class AllocatorCache:
     """What PyTorch's caching allocator holds beyond the allocated peak of a family's runs, fitted to its GPU runs
-    (bench/moe_accuracy.py --fit) as multiples of the family's own tensor sizes, so it follows the geometry."""
+    (bench/moe_cache_fit.py) as multiples of the family's own tensor sizes, so it follows the geometry."""
 
     gate_up_16bit: float
     """One layer's gate_up_proj stack in 16 bits: the blocks the load's fusion and cast leave cached."""
@@ -81,6 +81,13 @@ def _families() -> dict:
 def measured_families() -> frozenset[str]:
     """The MoE families whose model was checked against GPU runs (profiles/moe_families.json)."""
     return frozenset(_families())
+
+
+@lru_cache(maxsize=None)
+def refused_family(family: str) -> tuple[str, tuple[float, ...]] | None:
+    """(where its runs are, their errors in %) of a family measured but not within the gate's 5%; None else."""
+    entry = json.loads((data_dir("profiles") / "moe_families.json").read_text()).get("refused", {}).get(family)
+    return (entry["runs"], tuple(entry["errors_pct"])) if entry else None
 
 
 @lru_cache(maxsize=None)

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import VramplanError
 from ..units import MiB
 
 # GPU-to-GPU bandwidth per direction without NVLink: the PCIe x16 link of the card's generation (PCI-SIG:
@@ -22,7 +23,7 @@ class GpuSpec:
     bandwidth_gbs: float
     tensor_tflops_16bit: float
     """Dense fp16/bf16 tensor-core rate with fp32 accumulation (what autocast training runs at)."""
-    fp32_tflops: float | None = None
+    fp32_tflops: float = 0.0
     """Dense CUDA-core fp32 rate: what fp32 matmuls without TF32 run at (PyTorch's default for fp32 matmul)."""
     fp32_source: str = ""
     architecture: str = ""
@@ -59,13 +60,20 @@ class GpuSpec:
                 "interconnect_gbs": self.interconnect_gbs, "source": self.source}
 
 
+REQUIRED = ("name", "memory_mib", "compute_capability", "bf16", "bandwidth_gbs", "tensor_tflops_16bit",
+            "fp32_tflops")
+
+
 def load_gpu_file(path: Path) -> GpuSpec:
     d = json.loads(path.read_text())
-    fp32 = d.get("fp32_tflops")
+    missing = [k for k in REQUIRED if k not in d]
+    if missing:
+        raise VramplanError(f"GPU profile {path.name} lacks {', '.join(missing)}",
+                            hint="every profile states these datasheet figures, each with its source")
     return GpuSpec(name=d["name"], memory_mib=int(d["memory_mib"]), compute_capability=float(d["compute_capability"]),
                    bf16=bool(d["bf16"]), bandwidth_gbs=float(d["bandwidth_gbs"]),
                    tensor_tflops_16bit=float(d["tensor_tflops_16bit"]),
-                   fp32_tflops=None if fp32 is None else float(fp32), fp32_source=d.get("fp32_source", ""),
+                   fp32_tflops=float(d["fp32_tflops"]), fp32_source=d.get("fp32_source", ""),
                    architecture=d.get("architecture", ""),
                    aliases=tuple(d.get("aliases", ())), source=d.get("source", ""),
                    memory_source=d.get("memory_source", ""), link_gbs=float(d.get("link_gbs", 0.0)),

@@ -76,7 +76,12 @@ def _refuse_moe(config: dict, mt: str, origin: str) -> None:
     e = next((_count(config.get(k)) for k in EXPERT_COUNT_KEYS if _count(config.get(k))), None)
     k = _count(config.get("num_experts_per_tok"))
     what = f" ({e} experts" + (f", {k} per token" if k else "") + ")" if e else f" ({', '.join(fields) or mt})"
-    if mt in MOE_MODELLED:
+    refused = _experts.refused_family(mt) if mt in MOE_MODELLED else None
+    if refused:
+        runs, errors = refused
+        why = (f"vramplan's Mixture-of-Experts model of {mt} missed its GPU runs by more than 5% ("
+               + ", ".join(f"{e:+.1f}%" for e in errors) + f"; {runs}), so it gives no number")
+    elif mt in MOE_MODELLED:
         why = (f"vramplan's Mixture-of-Experts model of {mt} has not been checked against GPU runs yet "
                "(profiles/moe_families.json lists the measured families), so it gives no number")
     else:
@@ -87,7 +92,8 @@ def _refuse_moe(config: dict, mt: str, origin: str) -> None:
         f"{origin}: {mt} is a Mixture-of-Experts model{what}: under transformers 5 its experts are fused 3-D "
         "parameters that bitsandbytes 4-bit does not quantize (they load in the compute dtype) and "
         f"prepare_model_for_kbit_training casts them to fp32{_expert_gib(config)}; {why}",
-        hint=_DENSE_HINT + "; peft also refuses lora_dropout != 0 once the experts are LoRA targets")
+        hint=_DENSE_HINT + ("" if mt in MOE_MODELLED and MOE_MODELLED[mt][2] is None else
+                            "; peft also refuses lora_dropout != 0 once the experts are LoRA targets"))
 
 
 # -- gpt-oss and pre-quantized checkpoints -------------------------------------------------------------------

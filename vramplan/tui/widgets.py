@@ -16,7 +16,8 @@ GROUPS = (
     ("activ.", "dark_orange", ("checkpointed_inputs", "activations", "layer_recompute", "layer_workspace",
                                     "dequant_buffer", "int8_kept_inputs")),
     ("logits", "magenta", ("lm_head_cast", "logits_loss")),
-    ("runtime", "grey50", ("cuda_context", "cuda_workspaces", "allocator_slack", "logits_resplit", "moe_allocator_cache")),
+    ("runtime", "grey50", ("cuda_context", "cuda_workspaces", "allocator_slack", "logits_resplit",
+                           "moe_allocator_cache")),
 )
 
 
