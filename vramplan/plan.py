@@ -8,7 +8,7 @@ plan dimension is one field here plus its memory component.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 from .errors import VramplanError
@@ -309,7 +309,7 @@ class TrainPlan:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # every field is a scalar or a tuple of str
         d["targets"] = self.targets if isinstance(self.targets, str) else list(self.targets)
         d["micro_batch"] = self.batch
         d["effective_batch"] = self.effective_batch

@@ -109,16 +109,32 @@ def candidates(cal: Calibrations, model: ModelArch, gpu: GpuSpec, base: TrainPla
     if base.offload:
         optims = tuple(o for o in optims if o in CPU_OPTIMIZERS) or ("adamw_torch",)
     out = []
+    modes = _memory_descending(search_modes(model.layers, base, model.experts is not None))
     for rank in ranks:
         for optim in optims:
-            for ckpt, every, ckpt_offload in search_modes(model.layers, base, model.experts is not None):
+            fitted: set[int] = set()  # micro-batches where a mode fits
+            for ckpt, every, ckpt_offload in modes:
                 for mb in _micro_batches(per_gpu):
+                    # a partial or offloaded mode below one that fits only recomputes or copies more for memory
+                    # it does not need (every layer's checkpointing stays: the reasons compare against it)
+                    if mb in fitted and (every > 1 or ckpt_offload):
+                        continue
                     plan = base.with_(rank=rank, optim=optim, gradient_checkpointing=ckpt, batch=mb,
                                       grad_accum=per_gpu // mb, checkpoint_every=every,
                                       checkpoint_offload=ckpt_offload)
                     b = estimate(model, gpu, plan, calibration, vram_bytes=capacity)
-                    out.append(Candidate(plan, b, predicted_tokens_per_second(model, gpu, plan, b), limit))
+                    c = Candidate(plan, b, predicted_tokens_per_second(model, gpu, plan, b), limit)
+                    out.append(c)
+                    if not c.fits:
+                        break  # a larger micro-batch needs more: the first that does not fit is the last tried
+                    fitted.add(mb)
     return out
+
+
+def _memory_descending(modes: list[tuple[bool, int, bool]]) -> list[tuple[bool, int, bool]]:
+    """Within each offload group: no checkpointing, then every K-th layer from the largest K, then every layer,
+    the order in which the kept activations shrink."""
+    return sorted(modes, key=lambda m: (m[2], m[0], m[1] == 1, -m[1]))
 
 
 def layouts(base: TrainPlan, parallel: str | None = None) -> list[TrainPlan]:

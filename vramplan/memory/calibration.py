@@ -6,6 +6,7 @@ uncalibrated install still starts from measurements; `vramplan calibrate` refits
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 
 from ..units import MiB
 from .logits import fp32_block
@@ -75,6 +76,11 @@ class Calibration:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """The constants as JSON values; made once per Calibration (every estimate's Breakdown carries them)."""
+        return self._as_dict
+
+    @cached_property
+    def _as_dict(self) -> dict:
         return asdict(self)
 
     def usable_bytes(self, memory_bytes: int) -> int:
