@@ -10,9 +10,8 @@ from ..planner import Planner
 from ..search_moe import for_model
 from ..plan import TrainPlan
 from ..present.table import table_lines, fastest_and_cheapest
-from ..present.time_cost import Job, data_fields, data_line, figures, parse_price
+from ..present.time_cost import Job, data_fields, data_line, parse_price, plan_figures
 from ..profiles import find_gpu, find_model, gpu_catalog, model_catalog
-from ..speed import not_measured, speed_params, speed_source
 from ..store.calibrations import Calibrations
 from ..flags import positive_int
 from .common import check_context, context_window, print_json
@@ -114,6 +113,5 @@ def row(planner: Planner, model, job: Job, args, prices: dict[str, float] | None
     if r["plan"]:
         plan = TrainPlan.from_dict(r["plan"])
         priced = replace(job, price=(prices or {}).get(gpu.name))
-        r["time_cost"] = figures(plan, r["tokens_per_s"], speed_params(gpu), speed_source(gpu, plan, model), priced,
-                                 not_measured(gpu, plan, model=model))
+        r["time_cost"] = plan_figures(model, gpu, plan, None, priced, tokens_per_s=r["tokens_per_s"])
     return r

@@ -65,11 +65,12 @@ def parse_price(text: str) -> float:
     return value
 
 
-def plan_figures(model, gpu, plan, b, job: Job) -> dict:
+def plan_figures(model, gpu, plan, b, job: Job, tokens_per_s: float | None = None) -> dict:
     """figures() of a plan from the speed model fitted to measured step times (what estimate, fit, table and
-    the TUI show)."""
-    return figures(plan, predicted_tokens_per_second(model, gpu, plan, b), speed_params(gpu),
-                   speed_source(gpu, plan, model), job, not_measured(gpu, plan, model=model))
+    the TUI show); tokens_per_s: the figure when the caller has it already (a table row), else from b."""
+    speed = predicted_tokens_per_second(model, gpu, plan, b) if tokens_per_s is None else tokens_per_s
+    return figures(plan, speed, speed_params(gpu), speed_source(gpu, plan, model), job,
+                   not_measured(gpu, plan, model=model))
 
 
 def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job,
