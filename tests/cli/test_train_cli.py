@@ -112,7 +112,7 @@ def test_a_run_verifies_trains_through_sfttrainer_and_records_the_stack(tmp_path
                                           "--output", str(out), "--json"])
     assert escaped is None and code == 0, err
     record = json.loads((out / "run_record.json").read_text())
-    assert record["stack"] == {"trainer": "trl", "loss_path": "trl_fused", "release": "1.16", "trl": "1.16.0",
+    assert record["stack"] == {"trainer": "trl", "loss_path": "trl_fused", "release": "1.16", "installed": "1.16.0",
                                "fp32_adapters": False}
     assert record["versions"]["trl"] and record["steps"] == 2 and record["predicted_tokens_per_s"] > 0
     (v,) = record["verifications"]

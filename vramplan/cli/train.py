@@ -13,11 +13,11 @@ from ..planner import Planner
 from ..profiles import find_model
 from ..search import SAFETY_MARGIN
 from ..store.calibrations import Calibrations
-from ..train.sft import installed_trl, run_kwargs, run_release
+from ..train.sft import installed_trl, run_kwargs, run_release, stack_fields
 from ..stacks import default_trl_release, trl_profile
 from ..train.data import load_examples
 from ..train.seqlen import choose_seq
-from ..layout import check_card, resolve
+from ..layout import check_card
 from ..units import GiB, parse_size
 from ..verdict import resolve_gpu
 from ..flags import positive_int
@@ -159,10 +159,7 @@ def pin_stack(given: dict, dry_run: bool) -> str | None:
 
 
 def stack_summary(plan: TrainPlan, note: str | None) -> dict:
-    out = {"trainer": plan.trainer, "loss_path": resolve(plan).loss_path}
-    if plan.trainer == "trl":
-        out.update(release=plan.trl_version, installed=installed_trl(), fp32_adapters=plan.fp32_adapters)
-    return {**out, "note": note}
+    return {**stack_fields(plan), "note": note}
 
 
 def stack_line(stack: dict) -> str:

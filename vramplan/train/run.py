@@ -15,7 +15,7 @@ from ..plan import TrainPlan
 from ..workers import worker_command
 from .data import Example
 from .progress import progress_callback
-from .sft import installed_trl, run_kwargs, sft_trainer, trainable_dtypes
+from .sft import run_kwargs, sft_trainer, stack_fields, trainable_dtypes
 from .verify import Trial
 
 IGNORE = -100
@@ -136,7 +136,7 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
     elapsed = time.time() - t0
     trainer.model.save_pretrained(output_dir / "adapter")
     tok.save_pretrained(output_dir / "adapter")
-    record = {"plan": plan.to_dict(), "stack": stack_record(plan), "trainable_dtypes": trainable_dtypes(trainer.model),
+    record = {"plan": plan.to_dict(), "stack": stack_fields(plan), "trainable_dtypes": trainable_dtypes(trainer.model),
               **result_fields(result, data, plan, elapsed),
               "measured_max_allocated": torch.cuda.max_memory_allocated() if on_gpu else None,
               "measured_max_reserved": torch.cuda.max_memory_reserved() if on_gpu else None,
@@ -147,15 +147,6 @@ def train_full(model_path: str, examples: list[Example], plan: TrainPlan, output
     if not math.isfinite(result.training_loss):
         record["warning"] = "the training loss is not finite"
     return record
-
-
-def stack_record(plan: TrainPlan) -> dict:
-    """Which stack ran, its installed release and the loss path planned for it."""
-    from ..layout import resolve
-    out = {"trainer": plan.trainer, "loss_path": resolve(plan).loss_path}
-    if plan.trainer == "trl":
-        out.update(release=plan.trl_version, trl=installed_trl(), fp32_adapters=plan.fp32_adapters)
-    return out
 
 
 def eval_split(data: list[dict], eval_batch: int) -> tuple[list[dict], list[dict]]:

@@ -109,3 +109,13 @@ def trainable_dtypes(model) -> dict[str, int]:
             name = str(p.dtype).replace("torch.", "")
             out[name] = out.get(name, 0) + p.numel()
     return out
+
+
+def stack_fields(plan) -> dict:
+    """Which stack a plan runs through, the release it is planned as, the installed one and the loss path planned
+    for it: what a run record and train's summary say of the stack."""
+    from ..layout import resolve
+    out = {"trainer": plan.trainer, "loss_path": resolve(plan).loss_path}
+    if plan.trainer == "trl":
+        out.update(release=plan.trl_version, installed=installed_trl(), fp32_adapters=plan.fp32_adapters)
+    return out
