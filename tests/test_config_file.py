@@ -107,3 +107,16 @@ def test_the_readme_lists_every_key_read_ignored_and_refused():
     for key in (*config_file.IGNORED, *config_file.REFUSED, *refused_trl_keys(), *config_file.TRL_MARKERS[:6]):
         if key != "compute_metrics":  # a function, never a file's key: the README says why it is not needed
             assert f"`{key}`" in readme, key
+
+
+def test_a_key_one_typo_from_a_plan_key_is_refused_naming_the_key_it_meant():
+    with pytest.raises(VramplanError, match="did you mean 'per_device_train_batch_size'"):
+        parse({"per_device_train_batchsize": 8})
+    assert parse({"my_custom_thing": 3}).unknown == ["my_custom_thing"]  # far from every key: only reported
+
+
+def test_axolotl_evaluates_at_its_micro_batch_unless_told():
+    base = {"adapter": "qlora", "load_in_4bit": True, "micro_batch_size": 2, "val_set_size": 0.05}
+    assert parse(base).plan["eval_batch"] == 2
+    assert parse({**base, "eval_batch_size": 4}).plan["eval_batch"] == 4
+    assert parse({"eval_strategy": "steps", "per_device_train_batch_size": 2}).plan["eval_batch"] == 8

@@ -126,6 +126,7 @@ def parse(data: dict) -> ConfigPlan:
             out.ignored.append(key)
         else:
             out.unknown.append(key)
+    _refuse_misspelled(out.unknown, [*plan_keys, *model_keys])
     out.plan = flags.from_config(found)
     if axolotl:  # AxolotlTrainer subclasses transformers' Trainer (axolotl/core/trainers/base.py): full logits
         out.plan.setdefault("trainer", "hf")
@@ -134,6 +135,16 @@ def parse(data: dict) -> ConfigPlan:
         out.plan.setdefault("trainer", "trl")
         out.notes.append("TRL's SFTTrainer: SFTConfig keys found")
     return out
+
+
+def _refuse_misspelled(unknown: list[str], known: list[str]) -> None:
+    """An unknown key one typo away from a key that changes the plan would silently plan the default: exit 2."""
+    import difflib
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.9)
+        if close:
+            raise VramplanError(f"--config: unknown key {key!r}; did you mean {close[0]!r}?",
+                                hint=f"spell it {close[0]} (as it is, it would be left out and its default planned)")
 
 
 def _truthy(value) -> bool:

@@ -122,6 +122,16 @@ def from_config(found_by_field: dict[str, dict]) -> dict:
             value = _convert(name, list(found.values())[-1], default)
         if value is not None:
             out[name] = value
+    return _axolotl_eval_batch(found_by_field, out)
+
+
+def _axolotl_eval_batch(found_by_field: dict[str, dict], out: dict) -> dict:
+    """axolotl evaluates at micro_batch_size when eval_batch_size is not set (its config's default), not at
+    transformers' 8."""
+    evals, batch = found_by_field.get("eval_batch") or {}, found_by_field.get("batch") or {}
+    named = {"eval_batch_size", "per_device_eval_batch_size"} & set(evals)
+    if out.get("eval_batch") and not named and "micro_batch_size" in batch and "batch" in out:
+        out["eval_batch"] = out["batch"]
     return out
 
 

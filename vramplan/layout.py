@@ -84,7 +84,8 @@ def check_card(plan: TrainPlan, gpu: GpuSpec) -> None:
                  "--eval-batch")
     if plan.dtype == "bf16" and not gpu.bf16:
         raise VramplanError(f"--dtype bf16: {gpu.name} has no bf16 (compute capability {gpu.compute_capability:g})",
-                            hint="use --dtype fp16 (the same memory), or leave --dtype out")
+                            hint="leave --dtype out (fp16 then, with the adapters cast back to fp32 through TRL's "
+                                 "SFTTrainer), or --dtype fp16 --fp32-adapters, or --dtype fp16 --trainer hf")
     if plan.attn == "flash_attention_2" and gpu.compute_capability < FLASH_MIN_CAPABILITY:
         raise VramplanError(f"--attn flash_attention_2: {gpu.name} (compute capability {gpu.compute_capability:g}) "
                             "is older than flash attention 2 supports (8.0, Ampere)", hint="use --attn sdpa")

@@ -261,7 +261,8 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
     largest = {ckpt: max((c.plan.batch for c in same if c.plan.gradient_checkpointing == ckpt), default=0)
                for ckpt in (False, True)}
     if p.batch == largest[p.gradient_checkpointing] and p.batch < p.effective_batch:
-        out.append(reason(D.MICRO_BATCH_LARGEST, batch=p.batch, grad_accum=p.grad_accum, next_batch=2 * p.batch))
+        out.append(reason(D.MICRO_BATCH_LARGEST, batch=p.batch, grad_accum=p.grad_accum, next_batch=2 * p.batch,
+                          gradient_checkpointing=p.gradient_checkpointing))
     else:
         out.append(reason(D.MICRO_BATCH_FASTEST, batch=p.batch, grad_accum=p.grad_accum,
                           effective_batch=p.effective_batch))

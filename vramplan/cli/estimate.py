@@ -7,6 +7,8 @@ from ..errors import VramplanError
 from ..planner import Planner
 from ..present import model_json, model_lines, say
 from ..present.display import estimate_lines
+from ..present.reasons import reasons_json
+from ..search_moe import experts_lora
 from ..profiles import find_gpu, find_model
 from ..store.calibrations import Calibrations
 from .common import check_context, add_plan_args, add_vram_arg, plan_from_args, print_json, vram_from_args
@@ -83,15 +85,17 @@ def run(args) -> int:
     saving = planner.biggest_saving(model, plan, b)
     saving = {"change": say(saving), "saves_bytes": saving["saves_bytes"]} if saving else None
     tc = plan_figures(model, gpu, plan, b, job)
+    experts = experts_lora(model, plan)  # an MoE model's LoRA on its experts and the dropout that follows
     if args.json:
         d = b.to_dict()
         d["gpu"] = gpu.summary()
         d["model_summary"] = model.summary()
         d["biggest_saving"] = saving
+        d["experts_lora"] = reasons_json([experts])[0] if experts else None
         print_json({**d, **model_json(model), **time_cost_json(tc)})
         return 0
-    print("\n".join(model_lines(model, args.model)
-                     + estimate_lines(b, model, gpu, saving, [""] + time_cost_lines(tc))))
+    extra = [""] + ([say(experts)] if experts else []) + time_cost_lines(tc)
+    print("\n".join(model_lines(model, args.model) + estimate_lines(b, model, gpu, saving, extra)))
     return 0
 
 

@@ -89,8 +89,10 @@ TEXT = {
     D.RANK_ASKED: "rank {rank}: the one you asked for",
     D.RANK_DEFAULT: RANK_WHY,
     D.RANK_FALLBACK: "r={rank}: r={preferred} does not fit with the margin",
-    D.MICRO_BATCH_LARGEST: "micro-batch {batch} x accumulation {grad_accum}: the largest micro-batch that fits "
-                           "({next_batch} does not); larger micro-batches amortize the 4-bit dequantization",
+    D.MICRO_BATCH_LARGEST: lambda n: (
+        "micro-batch {batch} x accumulation {grad_accum}: the largest micro-batch that fits "
+        + ("" if n.get("gradient_checkpointing", True) else "without checkpointing ")
+        + "({next_batch} does not); larger micro-batches amortize the 4-bit dequantization"),
     D.MICRO_BATCH_FASTEST: "micro-batch {batch} x accumulation {grad_accum}: the fastest split of the effective "
                            "batch of {effective_batch} that fits",
     D.CHECKPOINTING_FOR_BATCH: "gradient checkpointing on: it allows micro-batch {batch}; without it only {without} "
