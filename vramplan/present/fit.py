@@ -79,6 +79,13 @@ def _alternative_lines(result) -> list[str]:
                    f"  {p.optim:18s} {p.rank:>4d}  " + (f"{layout:>12s}  " if multi else "")
                    + f"{c.breakdown.required_bytes / GiB:6.2f}  {c.tokens_per_s / rec.tokens_per_s:5.2f}x" + cost)
     ranked = "cost per token" if by_cost else "tokens/s"
+    last = result.alternatives[-1].plan if result.alternatives else None
+    other = last is not None and last.optim != rec.plan.optim and (last.batch, last.gradient_checkpointing) == (
+        rec.plan.batch, rec.plan.gradient_checkpointing)
     out.append(f"  (relative to the recommended plan, by the speed model fitted to measured step times; ranked by "
-               f"{ranked})")
+               f"{ranked}" + ("; last, the recommended shape with another optimizer" if other else "") + ")")
+    plans = [c.plan for c in result.alternatives]
+    if any(p.checkpoint_offload or p.checkpoint_every > 1 for p in plans if p.gradient_checkpointing):
+        out.append("  (ckpt: on = every decoder layer checkpointed, every K = every K-th layer, +cpu = checkpoints "
+                   "kept in pinned host memory)")
     return out
