@@ -87,7 +87,7 @@ def test_sftconfig_keys_mean_trl_and_evaluation_is_read():
     ({"fsdp": "full_shard"}, "fsdp"),
     ({"modules_to_save": ["embed_tokens"]}, "modules_to_save"),
     ({"lora_config": {"use_dora": True}}, "use_dora"),
-    ({"gradient_checkpointing_kwargs": {"use_reentrant": False, "offload": True}}, "offload"),
+    ({"gradient_checkpointing_kwargs": {"use_reentrant": False, "preserve_rng_state": False}}, "preserve_rng_state"),
 ])
 def test_keys_that_change_memory_unmodelled_are_refused_by_name(data, needle):
     with pytest.raises(VramplanError, match=needle):
@@ -120,3 +120,14 @@ def test_axolotl_evaluates_at_its_micro_batch_unless_told():
     assert parse(base).plan["eval_batch"] == 2
     assert parse({**base, "eval_batch_size": 4}).plan["eval_batch"] == 4
     assert parse({"eval_strategy": "steps", "per_device_train_batch_size": 2}).plan["eval_batch"] == 8
+
+
+def test_partial_and_offloaded_checkpointing_are_read_from_the_checkpointing_kwargs():
+    cfg = parse({"gradient_checkpointing": True,
+                 "gradient_checkpointing_kwargs": {"use_reentrant": False, "every_n_layers": 4, "offload": True}})
+    assert cfg.plan["checkpoint_every"] == 4 and cfg.plan["checkpoint_offload"] is True and not cfg.unknown
+    assert parse({"activation_checkpointing_kwargs": {"every_n_layers": 2}}).plan["checkpoint_every"] == 2
+    with pytest.raises(VramplanError, match="every_n_layers must be a whole number"):
+        parse({"gradient_checkpointing_kwargs": {"every_n_layers": 0}})
+    with pytest.raises(VramplanError, match="preserve_rng_state: not modelled"):
+        parse({"gradient_checkpointing_kwargs": {"preserve_rng_state": False}})

@@ -21,6 +21,7 @@ AXOLOTL_MARKERS = ("adapter", "base_model", "sequence_len", "micro_batch_size")
 # -- keys known to have no effect on memory -----------------------------------------------------------------
 IGNORED = {
     "output_dir", "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "num_train_epochs",
+    "disable_tqdm",
     "max_steps", "logging_steps", "save_steps", "save_strategy", "eval_steps",
     "report_to", "seed", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon",
     "dataset_text_field", "bias", "task_type", "inference_mode", "lora_fan_in_fan_out", "run_name",
@@ -119,6 +120,8 @@ def parse(data: dict) -> ConfigPlan:
             if value:
                 out.model = str(value)
             out.read.append(key)
+        elif key in ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"):
+            out.read.append(key)  # every_n_layers and offload: _checkpointing_modes
         elif key == "loss_type":  # checked against the release once it is known (cli/check.py)
             out.loss_type = str(value)
             out.read.append(key)
@@ -127,7 +130,7 @@ def parse(data: dict) -> ConfigPlan:
         else:
             out.unknown.append(key)
     _refuse_misspelled(out.unknown, [*plan_keys, *model_keys])
-    out.plan = flags.from_config(found)
+    out.plan = {**flags.from_config(found), **_checkpointing_modes(flat)}
     if axolotl:  # AxolotlTrainer subclasses transformers' Trainer (axolotl/core/trainers/base.py): full logits
         out.plan.setdefault("trainer", "hf")
         out.notes.append("the plain Trainer's loss: an axolotl config found")
@@ -161,8 +164,33 @@ def _refuse(flat: dict) -> None:
         if key in flat and _truthy(flat[key]):
             raise VramplanError(f"--config: {key} = {flat[key]!r}: {why}",
                                 hint=f"remove {key} (or set it off) to plan without it")
-    kwargs = flat.get("gradient_checkpointing_kwargs") or {}
-    if isinstance(kwargs, dict) and set(kwargs) - {"use_reentrant"}:
-        extra = ", ".join(sorted(set(kwargs) - {"use_reentrant"}))
-        raise VramplanError(f"--config: gradient_checkpointing_kwargs {extra}: partial or offloaded checkpointing "
-                            "is not modelled", hint="remove them to plan full checkpointing")
+    kwargs = _checkpointing_kwargs(flat)
+    if set(kwargs) - CHECKPOINTING_KWARGS:
+        extra = ", ".join(sorted(set(kwargs) - CHECKPOINTING_KWARGS))
+        raise VramplanError(f"--config: gradient_checkpointing_kwargs {extra}: not modelled",
+                            hint="vramplan reads use_reentrant, every_n_layers and offload; remove the others")
+
+
+CHECKPOINTING_KWARGS = {"use_reentrant", "every_n_layers", "offload"}
+"""What transformers 5.17's Trainer passes on to gradient_checkpointing_enable that vramplan reads."""
+
+
+def _checkpointing_kwargs(flat: dict) -> dict:
+    """gradient_checkpointing_kwargs, or transformers 5.2x's activation_checkpointing_kwargs."""
+    kwargs = flat.get("gradient_checkpointing_kwargs") or flat.get("activation_checkpointing_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise VramplanError(f"--config: gradient_checkpointing_kwargs must be a mapping, got {kwargs!r}")
+    return kwargs
+
+
+def _checkpointing_modes(flat: dict) -> dict:
+    """every_n_layers and offload of the checkpointing kwargs, as plan fields (range-checked by the plan)."""
+    kwargs, out = _checkpointing_kwargs(flat), {}
+    if "every_n_layers" in kwargs:
+        every = kwargs["every_n_layers"]
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise VramplanError(f"--config: every_n_layers must be a whole number >= 1, got {every!r}")
+        out["checkpoint_every"] = every
+    if "offload" in kwargs:
+        out["checkpoint_offload"] = _truthy(kwargs["offload"])
+    return out

@@ -63,7 +63,7 @@ CONFIG = [
     ("deepspeed", "deepspeed.json", "deepspeed"),
     ("use-dora", "use_dora.json", "use_dora"),
     ("bf16-on-t4", "bf16_on_t4.json", "T4 has no bf16"),
-    ("checkpointing-offload", "ckpt_kwargs_offload.json", "gradient_checkpointing_kwargs"),
+    ("checkpointing-kwarg", "ckpt_kwargs_unmodelled.json", "gradient_checkpointing_kwargs preserve_rng_state"),
     ("yaml-bomb", "bomb.yaml", "--targets"),
     ("axolotl-bad-micro-batch", "axolotl_bad_micro_batch.yaml", "whole number"),
 ]
