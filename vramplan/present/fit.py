@@ -56,6 +56,9 @@ def fit_lines(result, time_cost: list[str] = ()) -> list[str]:
     lines += ["", "recommended: " + plan_line(rec.plan.to_dict()),
               f"  needs {b.required_bytes / GiB:.2f} GiB (nvidia-smi peak {b.peak_bytes / GiB:.2f} GiB) "
               f"{bar(b.required_bytes, result.capacity_bytes, result.limit_bytes)}"]
+    if b.peak_bytes > result.limit_bytes:
+        lines.append("  (the peak on a card with room is above the limit: it holds allocator cache that PyTorch frees "
+                     "and retries with before it runs out of memory; 'needs' is what must fit)")
     lines += [f"  {line}" for line in time_cost]
     lines += ["", "why:"]
     lines += [f"  - {r}" for r in fit_reasons(result)]
