@@ -54,7 +54,8 @@ def family_of(row: dict) -> str:
 
 def listed_families() -> set[str]:
     """The families profiles/moe_families.json lists (shape_arch opens the gate to all in this process)."""
-    return set(json.loads((ROOT / "profiles" / "moe_families.json").read_text())["measured"])
+    from vramplan.profiles.experts import moe_families_file
+    return set(moe_families_file()["measured"])
 
 
 def accuracy_row(rs: list[dict], listed: bool = True) -> str:

@@ -10,11 +10,11 @@ from . import flags
 from .decisions import Reason, reason
 from .errors import VramplanError
 from .memory import Breakdown, estimate
+from .memory.activations import checkpointed_layers
 from .memory.estimate import SHARDED
 from .plan import ALL_LINEAR, CPU_OPTIMIZERS, TrainPlan
 from .profiles import GpuSpec, ModelArch, gpu_catalog, model_catalog
-from .profiles import checkpointing
-from .profiles.checkpointing import plan_modes, search_modes
+from .profiles.checkpointing import plan_modes, search_modes, usable_modes
 from .search_moe import experts_lora, kbit_prepare_off, plan_for_model
 from .speed import predicted_tokens_per_second
 from .store.calibrations import Calibrations
@@ -90,8 +90,7 @@ def _leanest(base: TrainPlan, model: ModelArch) -> TrainPlan:
     with a dense model's checkpoints offloaded once that mode is measured, unless the base asks for a mode of its
     own."""
     plan = base.with_(batch=1, grad_accum=max(1, base.effective_batch // base.gpus), gradient_checkpointing=True)
-    if (base.gpus == 1 and model.experts is None and not plan_modes(base)
-            and "offload" in checkpointing.measured_checkpointing_modes()):
+    if not plan_modes(base) and "offload" in usable_modes(base, model.experts is not None):
         plan = plan.with_(checkpoint_offload=True)
     return plan
 
@@ -187,7 +186,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     if result.recommended:
         result.alternatives = _alternatives(preferred)
         moe = experts_lora(model, result.recommended.plan)  # an MoE model's experts first: the choice it forces
-        result.reasons = ([moe] if moe else []) + _reasons(result.recommended, gpu, rank, cands + one, model.layers)
+        result.reasons = ([moe] if moe else []) + _reasons(result.recommended, gpu, rank, cands + one, model)
         if base.gpus > 1:
             result.versus_one_gpu = versus_one_gpu(result, several[0] if several else None)
     elif explain:
@@ -246,7 +245,7 @@ def _shape(p: TrainPlan) -> tuple:
     return p.batch, p.gradient_checkpointing, p.gpus, p.parallel if p.gpus > 1 else None, p.offload
 
 
-def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candidate], layers: int) -> list[Reason]:
+def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candidate], model: ModelArch) -> list[Reason]:
     p = rec.plan
     out = [reason(D.DTYPE_BF16, gpu=gpu.name) if p.dtype == "bf16" else
            reason(D.DTYPE_FP16, gpu=gpu.name, compute_capability=gpu.compute_capability)]
@@ -272,12 +271,12 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
         out.append(reason(D.CHECKPOINTING_NEEDED))
     else:
         out.append(reason(D.CHECKPOINTING_OFF))
-    out += _mode_reasons(rec, [c for c in same if c.plan.batch == p.batch], layers)
+    out += _mode_reasons(rec, [c for c in same if c.plan.batch == p.batch], model)
     out.append(reason(D.OPTIMIZER, optim=p.optim))
     return out
 
 
-def _mode_reasons(rec: Candidate, same_shape: list[Candidate], layers: int) -> list[Reason]:
+def _mode_reasons(rec: Candidate, same_shape: list[Candidate], model: ModelArch) -> list[Reason]:
     """Why a partial or offloaded checkpointing mode: against checkpointing every layer, and against keeping the
     checkpoints on the GPU, at the same micro-batch (speedups by the speed model; None where that one does not
     fit)."""
@@ -288,8 +287,8 @@ def _mode_reasons(rec: Candidate, same_shape: list[Candidate], layers: int) -> l
                      None)
         return rec.tokens_per_s / other.tokens_per_s if other else None
     if p.checkpoint_every > 1:
-        out.append(reason(D.CHECKPOINTING_PARTIAL, every=p.checkpoint_every, layers=layers,
-                          checkpointed=-(-layers // p.checkpoint_every),  # layer i checkpointed when i % every == 0
+        out.append(reason(D.CHECKPOINTING_PARTIAL, every=p.checkpoint_every, layers=model.layers,
+                          checkpointed=checkpointed_layers(model, p),
                           full_speedup=speedup(checkpoint_every=1, checkpoint_offload=False)))
     if p.checkpoint_offload:
         s = speedup(checkpoint_every=p.checkpoint_every, checkpoint_offload=False)

@@ -44,6 +44,12 @@ def check_checkpointing(plan) -> None:
                  "checkpointing are measured")
 
 
+def usable_modes(base, experts: bool) -> frozenset[str]:
+    """The measured modes a plan vramplan makes may take: one GPU and a dense model (the MoE runs checkpointed
+    every layer or none)."""
+    return measured_checkpointing_modes() if base.gpus == 1 and not experts else frozenset()
+
+
 PARTIAL_EVERY = (2, 3, 4, 6, 8)
 """The every_n_layers fit tries between checkpointing every layer and none (those below the layer count)."""
 
@@ -55,7 +61,7 @@ def search_modes(layers: int, base, experts: bool = False) -> list[tuple[bool, i
     if plan_modes(base):
         check_checkpointing(base)
         return [(True, base.checkpoint_every, base.checkpoint_offload)]
-    measured = measured_checkpointing_modes() if base.gpus == 1 and not experts else frozenset()
+    measured = usable_modes(base, experts)
     everies = [1] + ([k for k in PARTIAL_EVERY if k < layers] if "partial" in measured else [])
     modes = [(False, 1, False)] + [(True, k, False) for k in everies]
     if "offload" in measured:

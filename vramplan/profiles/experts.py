@@ -73,27 +73,28 @@ class AllocatorCache:
     """One W' of gate_up_proj at the experts' dtype, when the experts carry LoRA: a segment its backward strands."""
 
 
-def _families() -> dict:
-    return json.loads((data_dir("profiles") / "moe_families.json").read_text())["measured"]
+@lru_cache(maxsize=None)
+def moe_families_file() -> dict:
+    """profiles/moe_families.json: the families listed as measured (with their allocator cache) and refused."""
+    return json.loads((data_dir("profiles") / "moe_families.json").read_text())
 
 
 @lru_cache(maxsize=None)
 def measured_families() -> frozenset[str]:
     """The MoE families whose model was checked against GPU runs (profiles/moe_families.json)."""
-    return frozenset(_families())
+    return frozenset(moe_families_file()["measured"])
 
 
-@lru_cache(maxsize=None)
 def refused_family(family: str) -> tuple[str, tuple[float, ...]] | None:
     """(where its runs are, their errors in %) of a family measured but not within the gate's 5%; None else."""
-    entry = json.loads((data_dir("profiles") / "moe_families.json").read_text()).get("refused", {}).get(family)
+    entry = moe_families_file().get("refused", {}).get(family)
     return (entry["runs"], tuple(entry["errors_pct"])) if entry else None
 
 
 @lru_cache(maxsize=None)
 def allocator_cache(family: str) -> AllocatorCache | None:
     """A measured family's allocator cache coefficients (profiles/moe_families.json); None when not measured."""
-    entry = _families().get(family)
+    entry = moe_families_file()["measured"].get(family)
     return AllocatorCache(**entry["allocator_cache"]) if entry else None
 
 
