@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from stack_runs import (  # noqa: E402
-    StackRun, select_list_or_predict, validated_set_args, gpu_name, preload_stack, run_one, slug, stack_plan)
+    StackRun, gpu_name, preload_stack, run_one, run_validated_set, slug, stack_plan)
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.units import GiB  # noqa: E402
 from vramplan.workers import worker_command  # noqa: E402
@@ -255,13 +255,9 @@ def measure(items: list[MoeRun], out: Path, cache: Path, budget_s: float, timeou
 
 
 def main() -> int:
-    t0 = time.time()
     cache = Path(tempfile.gettempdir()) / "vramplan-moe-checkpoints"
-    a = validated_set_args(__doc__, ROOT / "calibration" / "moe", cache, 520.0).parse_args()
-    items, code = select_list_or_predict(a, runs(), predict)
-    if code is not None:
-        return code
-    return measure(items, Path(a.out), Path(a.cache), a.budget_s, a.timeout, t0)
+    return run_validated_set(__doc__, ROOT / "calibration" / "moe", cache, 520.0, runs, predict,
+                             lambda items, a, t0: measure(items, Path(a.out), Path(a.cache), a.budget_s, a.timeout, t0))
 
 
 if __name__ == "__main__":

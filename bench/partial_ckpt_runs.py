@@ -24,8 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from stack_runs import (  # noqa: E402
-    StackRun, checkpoint, gpu_name, preload_stack, run_one, select_list_or_predict, slug, stack_plan,
-    validated_set_args)
+    StackRun, checkpoint, gpu_name, preload_stack, run_one, run_validated_set, slug, stack_plan)
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.profiles import checkpointing  # noqa: E402
 
@@ -169,13 +168,10 @@ def measure(items: list[CkptRun], out: Path, cache: Path, budget_s: float, timeo
 
 
 def main() -> int:
-    t0 = time.time()
     cache = Path(tempfile.gettempdir()) / "vramplan-checkpoints"
-    a = validated_set_args(__doc__, ROOT / "calibration" / "partial_ckpt", cache, 390.0).parse_args()
-    items, code = select_list_or_predict(a, runs(), predict)
-    if code is not None:
-        return code
-    return measure(items, Path(a.out), Path(a.cache), a.budget_s, a.timeout, t0, profile=a.gpu)
+    return run_validated_set(__doc__, ROOT / "calibration" / "partial_ckpt", cache, 390.0, runs, predict,
+                             lambda items, a, t0: measure(items, Path(a.out), Path(a.cache), a.budget_s, a.timeout,
+                                                          t0, profile=a.gpu))
 
 
 if __name__ == "__main__":

@@ -340,6 +340,15 @@ def validated_set_args(doc: str, out: Path, cache: Path, budget_s: float) -> arg
     return ap
 
 
+def run_validated_set(doc: str, out: Path, cache: Path, budget_s: float, runs, predict, measure) -> int:
+    """main() of a run set with a validation subset: its options, then --list / --predict, or measure(items, args,
+    t0) of the runs chosen."""
+    t0 = time.time()
+    a = validated_set_args(doc, out, cache, budget_s).parse_args()
+    items, code = select_list_or_predict(a, runs(), predict)
+    return code if code is not None else measure(items, a, t0)
+
+
 def select_list_or_predict(a: argparse.Namespace, items: list, predict) -> tuple[list, int | None]:
     """--only's runs; with --list or --predict, what they print or write and the exit code (None: measure)."""
     if a.only:
