@@ -13,6 +13,7 @@ land; runs already there are skipped (resumable), and a run that would not finis
 the next call. These runs decide what goes into profiles/checkpointing_modes.json.
 """
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -132,7 +133,9 @@ def summary(record: dict, predicted: dict) -> str:
 
 
 def measure(items: list[CkptRun], out: Path, cache: Path, budget_s: float, timeout_s: int, t0: float,
-            profile: str = "H200") -> int:
+            profile: str = "H200", predict=predict, drop_checkpoints: bool = False) -> int:
+    """Measure the runs not yet in OUT/<gpu>.jsonl. drop_checkpoints: delete a model's random-weight checkpoint
+    after its last run (runs ordered by model), so that sets of large models fit the disk."""
     gpu = gpu_name()
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{slug(gpu)}.jsonl"
@@ -164,6 +167,8 @@ def measure(items: list[CkptRun], out: Path, cache: Path, budget_s: float, timeo
             f.write(json.dumps(record) + "\n")
         clock.walls.append(record["wall_s"])
         print("    " + summary(record, predicted[key]) + f" ({time.time() - t0:.0f} s in)", flush=True)
+        if drop_checkpoints and all(n.run.model != r.model for n in todo[i:]):
+            shutil.rmtree(cache / r.model, ignore_errors=True)
     return 0
 
 

@@ -47,6 +47,9 @@ class StackRun:
     fp32_adapters: bool = False
     cap_bytes: int | None = None
     steps: int = 4
+    nvml_poll_steps: int | None = None
+    """Stop polling NVML after this many optimizer steps (None: poll throughout), so the later steps time
+    the training loop without the poller's thread."""
 
     def spec(self) -> dict:
         stack = {"trainer": self.trainer, **({"release": self.release} if self.trainer == "trl" else {})}
@@ -60,8 +63,9 @@ class StackRun:
         for name, default in (("checkpoint_every", 1), ("checkpoint_offload", False)):
             if plan.get(name) == default:
                 del plan[name]
+        poll = {"nvml_poll_steps": self.nvml_poll_steps} if self.nvml_poll_steps else {}  # older keys unchanged
         return {"model": self.model, "plan": plan, "steps": self.steps, "stack": stack,
-                "eval": self.eval, "cap_bytes": self.cap_bytes, "why": self.why}
+                "eval": self.eval, "cap_bytes": self.cap_bytes, "why": self.why, **poll}
 
     def key(self, gpu: str) -> str:
         blob = json.dumps({"gpu": gpu, **self.spec()}, sort_keys=True, default=str)

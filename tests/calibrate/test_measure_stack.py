@@ -72,3 +72,18 @@ def test_partial_and_offloaded_checkpointing_reach_the_layers(tmp_path, monkeypa
     built.train()
     assert checkpointed_layer_count(built.model) == 2
     assert offloaded == ([True] * 2 if offload else [])  # each checkpointed layer's forward, pinned
+
+
+def test_the_poller_stops_after_the_polled_steps_and_the_record_says_so(monkeypatch):
+    from types import SimpleNamespace
+    from vramplan.calibrate import measure_stack
+    from vramplan.calibrate.measure_stack import PhasedNvmlPeak, eval_recorder
+    monkeypatch.setattr(measure_stack, "nvml_used", lambda index=0: 1)  # no NVML on the CPU
+    poller, record = PhasedNvmlPeak(interval_s=0.001), {}
+    control = SimpleNamespace(should_evaluate=False)
+    with poller:
+        recorder = eval_recorder(poller, poll_steps=2, record=record)
+        recorder.on_step_end(None, SimpleNamespace(global_step=1), control)
+        assert poller._thread.is_alive() and "nvml_polled_steps" not in record
+        recorder.on_step_end(None, SimpleNamespace(global_step=2), control)
+        assert not poller._thread.is_alive() and record["nvml_polled_steps"] == 2

@@ -43,9 +43,15 @@ class NvmlPeak:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def stop(self):
+        """End the sampling thread: a 2 ms poller takes the GIL from a launch-bound training loop, so the steps
+        timed for speed run without it (their peaks stay in the allocator's counters)."""
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __exit__(self, *exc):
+        self.stop()
         self.sample()
 
 

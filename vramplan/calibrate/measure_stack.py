@@ -43,12 +43,13 @@ class PhasedNvmlPeak(NvmlPeak):
         return max(self.peaks.values(), default=0)
 
 
-def eval_recorder(poller: PhasedNvmlPeak):
+def eval_recorder(poller: PhasedNvmlPeak, poll_steps: int | None = None, record: dict | None = None):
     import torch
     from transformers import TrainerCallback
 
     class EvalRecorder(TrainerCallback):
-        """Switches the poller's phase around each evaluation loop and records its torch peaks."""
+        """Switches the poller's phase around each evaluation loop and records its torch peaks; with poll_steps,
+        stops the poller after that many optimizer steps (record["nvml_polled_steps"])."""
 
         def __init__(self):
             self.evals: list[dict] = []
@@ -58,6 +59,9 @@ def eval_recorder(poller: PhasedNvmlPeak):
             poller.switch("train")
 
         def on_step_end(self, args, state, control, **kw):
+            if poll_steps and state.global_step == poll_steps and record is not None:
+                poller.stop()
+                record["nvml_polled_steps"] = poll_steps
             if control.should_evaluate:  # set by DefaultFlowCallback, which runs before user callbacks
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
@@ -152,7 +156,7 @@ def _train(spec: dict, record: dict, poller: PhasedNvmlPeak) -> None:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     recorder = phase_recorder()
-    evals = eval_recorder(poller)
+    evals = eval_recorder(poller, spec.get("nvml_poll_steps"), record)
     trainer = make_stack_trainer(spec, model, tokenizer, [recorder, evals])
     record["trainable_dtypes_after_build"] = trainable_dtypes(trainer.model)
     if spec["stack"].get("fp32_adapters"):  # the way out of TRL's bf16 cast for fp16 training
@@ -196,7 +200,9 @@ def run(spec: dict) -> dict:
     """Measure one plan through its stack. spec: run_key, model, checkpoint, plan, steps, cap_bytes, stack
     ({"trainer": "trl"|"hf", "sft": extra SFTConfig keys, "fp32_adapters": bool}), memory_cap_bytes (nvidia-smi's
     footprint of the process at most; cap_bytes caps the allocator alone), eval ({"batch", "samples",
-    "at_step", "prediction_loss_only", "eval_accumulation_steps"} or None), args (extra TrainingArguments)."""
+    "at_step", "prediction_loss_only", "eval_accumulation_steps"} or None), args (extra TrainingArguments),
+    nvml_poll_steps (stop polling NVML after that many optimizer steps, so that the later ones time the step
+    without the poller)."""
     versions = stack_versions()
     record = {"schema": SCHEMA, "run_key": spec["run_key"], "model": spec["model"], "plan": spec["plan"],
               "stack": spec["stack"], "eval": spec.get("eval"), "args": spec.get("args", {}),
