@@ -17,17 +17,18 @@ from vramplan.profiles.checkpointing import measured_checkpointing_modes  # noqa
 
 
 def add_held_out(rows: list[dict]) -> None:
-    """Each run's step time by the speed fit refitted without any run of its architecture (numpy and scipy)."""
+    """Each run's step time by the speed fit refitted (as the shipped one, with the other Hopper GPUs' runs)
+    without any run of its architecture (numpy and scipy)."""
     from vramplan.calibrate import speed_solve as S
     from vramplan.planner import Planner
     from vramplan.profiles import find_gpu, find_model
     from vramplan.speed import predicted_step_seconds
     from vramplan.store.calibrations import Calibrations
-    fit_rows = [r for r in S.with_features(S.speed_rows()) if r["gpu_name"] == "NVIDIA H200"]
+    fit_rows = [r for r in S.with_features(S.speed_rows()) if r["profile"].architecture == "hopper"]
     gpu = find_gpu("H200")
     planner = Planner(gpu, Calibrations.package())
     for arch in {r["model"] for r in rows}:
-        params = S.solve([r for r in fit_rows if r["model"] != arch])
+        params = S.solve([r for r in fit_rows if r["model"] != arch], "NVIDIA H200")
         model = find_model(arch)
         for r in rows:
             if r["model"] == arch:

@@ -25,19 +25,26 @@ from vramplan.store.calibrations import Calibrations  # noqa: E402
 
 
 def per_gpu_table(rows: list[dict], worst: int) -> None:
-    print(f"{'GPU':24s} {'runs':>5s} {'archs':>5s} {'MAE':>7s} {'LOAO MAE':>9s} {'worst':>8s} {'within 15%':>11s}")
+    """Per GPU, solved as the shipped fits are (the GPUs of one architecture together): the step time's and
+    tokens/s' errors, in sample and leave-one-architecture-out."""
+    print(f"{'GPU':24s} {'runs':>5s} {'archs':>5s} {'':10s} {'MAE':>7s} {'LOAO MAE':>9s} {'worst':>8s} "
+          f"{'within 15%':>11s}")
     details = []
-    for name, rs in sorted(S.by_gpu(rows).items()):
-        fitted = S.summarize(S.error_rows(rs, S.solve(rs)))
-        loao_rows = S.loao_rows(rs)
-        held = S.summarize(loao_rows)
-        print(f"{name:24s} {len(rs):5d} {len({r['model'] for r in rs}):5d} {fitted['mae_pct']:6.1f}% "
-              f"{held['mae_pct']:8.1f}% {held['worst_pct']:+7.1f}% {held['within_pct']:10.0f}%")
-        details.append((name, loao_rows))
-    for name, loao_rows in details:
-        print(f"\n{name}: worst LOAO predictions")
-        for r in sorted(loao_rows, key=lambda r: -abs(r["error_pct"]))[:worst]:
-            print(f"  {r['error_pct']:+6.1f}%  {r['model']:16s} {r['why'][:46]:46s} measured {r['measured_s']:.3f} s, "
+    for group in S.by_architecture(rows).values():
+        params, held_rows = S.solve_group(group), S.loao_rows(group)
+        for name, rs in sorted(S.by_gpu(group).items()):
+            own_held = [e for e in held_rows if e["gpu_name"] == name]
+            for label, key in (("step time", "error_pct"), ("tokens/s", "tokens_error_pct")):
+                fitted = S.summarize(S.error_rows(rs, params), key)
+                held = S.summarize(own_held, key)
+                print(f"{name:24s} {len(rs):5d} {len({r['model'] for r in rs}):5d} {label:10s} "
+                      f"{fitted['mae_pct']:6.1f}% {held['mae_pct']:8.1f}% {held['worst_pct']:+7.1f}% "
+                      f"{held['within_pct']:10.0f}%")
+            details.append((name, own_held))
+    for name, held_rows in details:
+        print(f"\n{name}: worst LOAO predictions (tokens/s error)")
+        for r in sorted(held_rows, key=lambda r: -abs(r["tokens_error_pct"]))[:worst]:
+            print(f"  {r['tokens_error_pct']:+6.1f}%  {r['model']:16s} {r['why'][:46]:46s} measured {r['measured_s']:.3f} s, "
                   f"predicted {r['predicted_s']:.3f} s")
 
 
@@ -81,13 +88,41 @@ def longer_runs() -> None:
                   f"{100 * (pred - measured) / measured:+6.1f}%  ({note})")
 
 
+def validation_set(rows: list[dict], folder: Path) -> None:
+    """A set whose step times were predicted (and committed) before it ran: measured tokens/s against the
+    prediction then, and against the current fit with the run's architecture held out (refit without it)."""
+    path = folder / "validation.json"
+    if not path.exists():
+        return
+    predicted = json.loads(path.read_text())
+    runs = {r["run_key"]: r for r in rows if r["source"] == folder.name and r["run_key"] in predicted}
+    if not runs:
+        return
+    hopper = [r for r in rows if r["profile"].architecture == "hopper"]
+    held = {e["run_key"]: e for e in S.loao_rows(hopper) if e["source"] == folder.name}
+    print(f"\n{folder.name}: {len(runs)} runs predicted before they were measured ({path.name}); tokens/s error "
+          f"= measured / predicted - 1")
+    print(f"  {'model':18s} {'plan':44s} {'measured':>9s} {'before':>8s} {'held out':>9s}")
+    before, after = [], []
+    for key, r in sorted(runs.items(), key=lambda kv: (kv[1]["model"], kv[1]["why"])):
+        t = r["plan"].tokens * r["plan"].grad_accum
+        b = 100 * (r["measured_s"] / predicted[key]["step_s"] - 1)
+        h = held[key]["tokens_error_pct"]
+        before.append(b)
+        after.append(h)
+        print(f"  {r['model']:18s} {r['why'][:44]:44s} {t / r['measured_s']:8,.0f}/s {b:+7.1f}% {h:+8.1f}%")
+    for label, e in (("predicted before measuring", before), ("held out by architecture, current fit", after)):
+        print(f"  {label}: MAE {statistics.fmean(abs(x) for x in e):.1f}%, worst {max(e, key=abs):+.1f}%, "
+              f"within 15%: {100 * sum(abs(x) <= 15 for x in e) / len(e):.0f}%")
+
+
 def multi_gpu(rows: list[dict]) -> None:
     multi = S.by_gpu(S.multi_gpu_rows())
     for name, ms in multi.items():
         own = [r for r in rows if r["gpu_name"] == name]
         if not own:
             continue
-        params = S.solve(own)
+        params = S.solve([r for r in rows if r["profile"].architecture == own[0]["profile"].architecture], name)
         fitted = S.solve_multi_gpu(ms, params)
         from dataclasses import replace
         params = replace(params, **fitted)
@@ -112,6 +147,7 @@ def main() -> None:
           "no evaluation runs)\n")
     per_gpu_table(rows, args.worst)
     repeat_noise(rows)
+    validation_set(rows, (args.calib or data_dir("calibration")) / "speed_runs")
     longer_runs()
     multi_gpu(rows)
 

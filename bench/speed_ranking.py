@@ -30,10 +30,12 @@ PREDICTIONS = FOLDER / "predictions.json"
 
 
 def held_out_params(model: str, nvml_name: str):
-    """The speed fit of the GPU's runs without any run of the architecture (numpy and scipy)."""
+    """The GPU's speed fit, solved as the shipped one (with the other GPUs of its architecture) without any run
+    of the architecture (numpy and scipy)."""
     from vramplan.calibrate import speed_solve as S
-    rows = [r for r in S.with_features(S.speed_rows()) if r["gpu_name"] == nvml_name and r["model"] != model]
-    return S.solve(rows)
+    rows = S.with_features(S.speed_rows())
+    arch = next(r["profile"].architecture for r in rows if r["gpu_name"] == nvml_name)
+    return S.solve([r for r in rows if r["profile"].architecture == arch and r["model"] != model], nvml_name)
 
 
 def predictions(profile: str, nvml_name: str, params=None) -> dict:

@@ -1,6 +1,7 @@
 """The speed solver on the real records: what it reads, what it fits, and how well it predicts what it did not see."""
 import functools
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -21,7 +22,7 @@ def _docs() -> dict:
 def test_it_reads_the_one_gpu_runs_with_step_times_and_leaves_evaluation_out():
     assert set(BY_GPU) == {"NVIDIA H100 80GB HBM3", "NVIDIA H200"}
     assert all(r["plan"].gpus == 1 and r["measured_s"] > 0 for r in ROWS)
-    assert {r["source"] for r in BY_GPU["NVIDIA H200"]} == {"runs", "stacks", "partial_ckpt", "ranking"}
+    assert {r["source"] for r in BY_GPU["NVIDIA H200"]} == {"runs", "stacks", "partial_ckpt", "ranking", "speed_runs"}
     h200 = BY_GPU["NVIDIA H200"]
     assert sum(r["plan"].checkpoint_offload for r in h200) == 5 and sum(r["plan"].checkpoint_every > 1 for r in h200) == 9
     assert not any(r["plan"].eval_batch for r in ROWS)
@@ -38,13 +39,40 @@ def test_the_fitted_rates_stay_under_the_datasheet_and_the_costs_non_negative():
         assert 1e-6 < p.kernel_s < 1e-4  # launches dominate these small steps: microseconds each
 
 
-# The bounds the shipped records meet (bench/speed_accuracy.py prints the figures): a LOAO MAE of 14.5% (H100,
-# within the 15% goal) and 15.4% (H200: above it since the partial-checkpointing and ranking runs joined, which
-# the model under-predicts at large micro-batches); repeat runs of one plan differ by 5% on average.
-@pytest.mark.parametrize("gpu,loao_mae", [("NVIDIA H100 80GB HBM3", 15.0), ("NVIDIA H200", 16.0)])
+HOPPER = [r for r in ROWS if r["profile"].architecture == "hopper"]
+
+
+def test_the_gpus_of_one_architecture_share_their_rate_efficiencies_and_keep_their_own_launch_costs():
+    params = S.solve_group(HOPPER)
+    h100, h200 = params["NVIDIA H100 80GB HBM3"], params["NVIDIA H200"]
+    eff = [(p.matmul_tflops / g.tensor_tflops_16bit, p.stream_gbs / g.bandwidth_gbs)
+           for p, g in ((h100, BY_GPU["NVIDIA H100 80GB HBM3"][0]["profile"]), (h200, BY_GPU["NVIDIA H200"][0]["profile"]))]
+    assert eff[0] == pytest.approx(eff[1])
+    # the H200's compute-bound runs (8B-14B at 8-16k tokens a step) pin the matmul rate well below the datasheet
+    assert 0.4 < eff[0][0] < 0.8
+    assert h100.kernel_s != pytest.approx(h200.kernel_s)
+    # one GPU's runs alone: its own fit (the H100's launch-bound runs alone leave the rate at its datasheet bound)
+    assert S.solve(BY_GPU["NVIDIA H200"]).runs == len(BY_GPU["NVIDIA H200"])
+
+
+def test_the_fit_minimizes_the_relative_error_of_tokens_per_second():
+    rows = BY_GPU["NVIDIA H200"]
+    p = S.solve(rows)
+    base = sum(e["tokens_error_pct"] ** 2 for e in S.error_rows(rows, p))
+    for k in ("kernel_s", "step_s", "matmul_tflops"):  # a small move of any free coefficient does no better
+        moved = replace(p, **{k: getattr(p, k) * 1.03})
+        assert sum(e["tokens_error_pct"] ** 2 for e in S.error_rows(rows, moved)) >= base * 0.999
+
+
+# The bounds the shipped records meet (bench/speed_accuracy.py prints the figures), solved as shipped (the
+# Hopper GPUs together), held out by architecture on every GPU: a tokens/s LOAO MAE of 14.7% (H100) and 15.0%
+# (H200, at the 15% goal: the runs of the different hosts differ by up to a fifth in their launch costs).
+@pytest.mark.parametrize("gpu,loao_mae", [("NVIDIA H100 80GB HBM3", 15.0), ("NVIDIA H200", 15.5)])
 def test_leave_one_architecture_out_error_on_the_real_records(gpu, loao_mae):
     rows = BY_GPU[gpu]
-    fitted, held = S.summarize(S.error_rows(rows, S.solve(rows))), S.summarize(S.loao_rows(rows))
+    held = [e for e in S.loao_rows(HOPPER) if e["gpu_name"] == gpu]
+    fitted = S.summarize(S.error_rows(rows, S.solve_group(HOPPER)), "tokens_error_pct")
+    held = S.summarize(held, "tokens_error_pct")
     assert held["n"] == len(rows)
     assert held["mae_pct"] <= loao_mae and fitted["mae_pct"] <= held["mae_pct"] + 0.5
     assert held["within_pct"] >= 50
@@ -54,7 +82,7 @@ def test_leave_one_architecture_out_error_on_the_real_records(gpu, loao_mae):
 def test_the_offload_rate_is_fitted_where_runs_offloaded_and_borrowed_elsewhere():
     from vramplan.profiles import find_gpu
     from vramplan.speed import params_from_speed_fits
-    h200 = S.solve(BY_GPU["NVIDIA H200"])
+    h200 = S.solve(HOPPER, "NVIDIA H200")
     assert 1.0 < h200.offload_gbs < find_gpu("H200").pcie_gbs  # the copies block the compute stream
     docs = _docs()
     h100_doc, h200_doc = docs["nvidia-h100-80gb-hbm3"], docs["nvidia-h200"]
@@ -70,17 +98,20 @@ def test_the_offload_rate_is_fitted_where_runs_offloaded_and_borrowed_elsewhere(
 
 def test_multi_gpu_costs_fit_the_two_gpu_runs():
     multi = S.by_gpu(S.multi_gpu_rows())["NVIDIA H200"]
-    params = S.solve(BY_GPU["NVIDIA H200"])
+    params = S.solve(HOPPER, "NVIDIA H200")
     fitted = S.solve_multi_gpu(multi, params)
     assert 0 < fitted["fsdp_unit_s"] < 2e-3 and 0 <= fitted["ddp_step_s"] < 0.5
     from dataclasses import replace
     held = S.summarize(S.multi_gpu_loao(multi, replace(params, **fitted)))
-    assert held["mae_pct"] <= 10
+    assert held["mae_pct"] <= 11  # 10.2% since the one-GPU terms fit tokens/s on the Hopper GPUs together
 
 
 def test_the_target_is_the_median_of_the_steady_steps():
     steps = [{"time_s": t} for t in (3.0, 0.4, 0.6)]
     assert S.steady_step_seconds({"torch": {"steps": steps}, "step_time_s": 0.6}) == pytest.approx(0.5)
+    # where the record stopped its NVML poller, the steps after the polled ones
+    polled = [{"time_s": t} for t in (3.0, 0.9, 0.8, 0.4, 0.5, 0.6)]
+    assert S.steady_step_seconds({"torch": {"steps": polled}, "nvml_polled_steps": 3}) == pytest.approx(0.5)
     assert S.steady_step_seconds({"torch": {"steps": steps + [{"time_s": 0.45}]}}) == pytest.approx(0.45)
     assert S.steady_step_seconds({"step_time_s": 0.7}) == 0.7  # no per-step times: the record's own figure
 

@@ -8,8 +8,9 @@ calibration/stacks, calibration/partial_ckpt (partial and offloaded checkpointin
 plans fit compares for one job); evaluation runs left out (their steps hold an evaluation loop). The target is the median of each record's optimizer steps after the first (the
 first holds CUDA and cuBLAS initialization, the paged optimizer's first allocation), from the per-step times the
 record keeps; the records' own `step_time_s` took the upper median, with two steady steps the slower one.
-The fit minimizes the relative error (a 0.2 s step off by 0.05 s matters as much as a 2 s step off by 0.5 s),
-with every coefficient non-negative and the rates at most the datasheet's. Accuracy: in-sample, and
+The fit minimizes the relative error of tokens/s (a 0.2 s step off by 0.05 s matters as much as a 2 s step off by
+0.5 s), with every coefficient non-negative and the rates at most the datasheet's; errors are reported of both
+the step time and tokens/s. Accuracy: in-sample, and
 leave-one-architecture-out (LOAO: refit without every run of the model, predict its runs).
 
 These runs (1,024-8,192 tokens a step) are launch-bound, so how their token-proportional time splits between
@@ -45,10 +46,12 @@ WITHIN_PCT = 15.0
 
 
 def steady_step_seconds(record: dict) -> float:
-    """The median of the optimizer steps after the first (the mean of the middle two when even); a record
-    without per-step times gives its step_time_s."""
+    """The median of the optimizer steps after the first, or after the ones NVML was polled in where the record
+    stopped its poller (the mean of the middle two when even); a record without per-step times gives its
+    step_time_s."""
     steps = (record.get("torch") or {}).get("steps") or []
-    times = [s["time_s"] for s in steps[1:] if s.get("time_s")]
+    warm = max(1, record.get("nvml_polled_steps") or 0)
+    times = [s["time_s"] for s in steps[warm:] if s.get("time_s")]
     return float(statistics.median(times)) if times else float(record["step_time_s"])
 
 
@@ -58,7 +61,7 @@ def _row(record: dict, plan: TrainPlan, source: str) -> dict:
             "why": record.get("why", "")}
 
 
-STACK_FORMAT_SOURCES = ("stacks", "partial_ckpt", "ranking")
+STACK_FORMAT_SOURCES = ("stacks", "partial_ckpt", "ranking", "speed_runs")
 """The folders of bench/stack_runs.py's records (TRL's SFTTrainer at its releases, and the plain Trainer): the
 stacks, the partial and offloaded checkpointing runs, and the ranking set's plans."""
 SOURCES = ("runs",) + STACK_FORMAT_SOURCES
@@ -91,23 +94,81 @@ def with_features(rows: list[dict], calibrations: Calibrations | None = None) ->
     return out
 
 
-def solve(rows: list[dict]) -> SpeedParams:
-    """The coefficients of one GPU's runs (rows from with_features, all of one GPU)."""
-    from scipy.optimize import lsq_linear
+SHARED = (0, 1)
+"""FEATURES columns whose rate the GPUs of one architecture share as a share of their datasheets (the matmul rate,
+the streaming bandwidth): the same SMs, and the same kernels; only the large runs of one of them pin it."""
+OWN = (2, 3, 4, 5)
+"""FEATURES columns each GPU fits alone: the per-launch, per-micro-batch and per-step costs of the hosts it was
+measured on, and its offloaded copies over its own PCIe link."""
+
+
+def solve_group(rows: list[dict]) -> dict[str, SpeedParams]:
+    """The coefficients of each GPU of rows (rows from with_features, GPUs of one architecture), fitted together:
+    one matmul and one bandwidth efficiency against each GPU's datasheet, each GPU its own OWN costs.
+
+    It minimizes the squared relative error of tokens/s, measured / predicted seconds - 1 = m / (x.c) - 1 (bounded
+    nonlinear least squares, from the linear fit of the step time's relative error). Every coefficient is
+    non-negative, the rates at most the datasheet's, the offload copies at most the PCIe link's; a column no run
+    exercises stays at its bound."""
+    from scipy.optimize import least_squares, lsq_linear
     if not rows:
         raise ValueError("no runs with step times")
-    gpu = rows[0]["profile"]
-    a = np.array([r["x"] / r["measured_s"] for r in rows])  # relative error: each row divided by its target
-    lower = np.zeros(len(FEATURES))
-    lower[0] = 1.0 / gpu.tensor_tflops_16bit  # no faster than the datasheet
-    lower[1] = 1.0 / gpu.bandwidth_gbs
-    lower[5] = 1.0 / gpu.pcie_gbs  # offloaded checkpoints: no faster than the PCIe link
-    coefs = lower.copy()  # a column no run exercises stays at its bound
-    used = a.max(axis=0) > 0
-    scale = a.max(axis=0)[used]
-    fit = lsq_linear(a[:, used] / scale, np.ones(len(rows)), bounds=(lower[used] * scale, np.inf))
+    names = sorted({r["gpu_name"] for r in rows})
+    profiles = {r["gpu_name"]: r["profile"] for r in rows}
+    width = len(SHARED) + len(OWN) * len(names)
+
+    def own_at(name: str) -> int:
+        return len(SHARED) + len(OWN) * names.index(name)
+
+    x = np.zeros((len(rows), width))
+    for i, r in enumerate(rows):
+        gpu = profiles[r["gpu_name"]]
+        # seconds at the datasheet's rates: their coefficients are 1 / efficiency
+        x[i, 0] = r["x"][0] / gpu.tensor_tflops_16bit
+        x[i, 1] = r["x"][1] / gpu.bandwidth_gbs
+        x[i, own_at(r["gpu_name"]):own_at(r["gpu_name"]) + len(OWN)] = r["x"][list(OWN)]
+    m = np.array([r["measured_s"] for r in rows])
+    lower = np.zeros(width)
+    lower[list(SHARED)] = 1.0  # no faster than the datasheet
+    for name in names:
+        lower[own_at(name) + OWN.index(5)] = 1.0 / profiles[name].pcie_gbs
+    coefs = lower.copy()
+    used = x.max(axis=0) > 0
+    a = x[:, used] / m[:, None]  # in units of each row's measured step: columns of comparable size
+    scale = a.max(axis=0)
+    a, low = a / scale, lower[used] * scale
+    start = lsq_linear(a, np.ones(len(rows)), bounds=(low, np.inf)).x  # the step time's relative error
+
+    def residual(c):
+        return 1.0 / (a @ c) - 1.0  # m / p - 1
+
+    def jacobian(c):
+        return -a / ((a @ c) ** 2)[:, None]
+
+    fit = least_squares(residual, np.maximum(start, low * (1 + 1e-9)), jac=jacobian, bounds=(low, np.inf),
+                        x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12)
     coefs[used] = fit.x / scale
-    return SpeedParams.from_coefficients(coefs, measured=True, runs=len(rows))
+    out = {}
+    for name in names:
+        gpu, at = profiles[name], own_at(name)
+        out[name] = SpeedParams.from_coefficients(
+            (coefs[0] / gpu.tensor_tflops_16bit, coefs[1] / gpu.bandwidth_gbs, *coefs[at:at + len(OWN)]),
+            measured=True, runs=sum(r["gpu_name"] == name for r in rows))
+    return out
+
+
+def solve(rows: list[dict], gpu_name: str | None = None) -> SpeedParams:
+    """One GPU's coefficients (gpu_name's, else the first row's) from rows of its architecture: its own runs
+    alone, or with the other GPUs' of the architecture, as the shipped fits are solved."""
+    return solve_group(rows)[gpu_name or rows[0]["gpu_name"]]
+
+
+def by_architecture(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows by their GPU's architecture (hopper, ampere, ...): the groups solve_group fits together."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["profile"].architecture, []).append(r)
+    return out
 
 
 def predict(rows: list[dict], params: SpeedParams) -> list[float]:
@@ -115,24 +176,33 @@ def predict(rows: list[dict], params: SpeedParams) -> list[float]:
     return [float(r["x"] @ coefs) for r in rows]
 
 
-def error_rows(rows: list[dict], params: SpeedParams) -> list[dict]:
-    return [{"model": r["model"], "why": r["why"], "source": r["source"], "run_key": r["run_key"],
-             "measured_s": r["measured_s"], "predicted_s": p, "error_pct": 100.0 * (p - r["measured_s"]) / r["measured_s"]}
-            for r, p in zip(rows, predict(rows, params))]
+def error_rows(rows: list[dict], params: SpeedParams | dict[str, SpeedParams]) -> list[dict]:
+    """Each run's error: of the step time (predicted / measured - 1) and of tokens/s (measured / predicted - 1).
+    params: one GPU's, or solve_group's for each GPU of rows."""
+    out = []
+    for r in rows:
+        own = params[r["gpu_name"]] if isinstance(params, dict) else params
+        p = float(r["x"] @ np.array(own.coefficients))
+        out.append({"model": r["model"], "gpu_name": r["gpu_name"], "why": r["why"], "source": r["source"],
+                    "run_key": r["run_key"], "measured_s": r["measured_s"], "predicted_s": p,
+                    "error_pct": 100.0 * (p - r["measured_s"]) / r["measured_s"],
+                    "tokens_error_pct": 100.0 * (r["measured_s"] - p) / p})
+    return out
 
 
 def loao_rows(rows: list[dict]) -> list[dict]:
-    """Refit without each architecture (model) and predict its runs."""
+    """Refit without each architecture (model: its runs on every GPU of rows) and predict its runs."""
     out = []
     for arch in sorted({r["model"] for r in rows}):
-        params = solve([r for r in rows if r["model"] != arch])
+        params = solve_group([r for r in rows if r["model"] != arch])
         out += error_rows([r for r in rows if r["model"] == arch], params)
     return out
 
 
-def summarize(errors: list[dict]) -> dict:
-    """MAE, the worst error (signed), the range and the share within WITHIN_PCT."""
-    e = [r["error_pct"] for r in errors]
+def summarize(errors: list[dict], key: str = "error_pct") -> dict:
+    """MAE, the worst error (signed), the range and the share within WITHIN_PCT, of the step time (key
+    error_pct) or of tokens/s (tokens_error_pct)."""
+    e = [r[key] for r in errors]
     if not e:
         return {}
     return {"mae_pct": round(statistics.fmean(abs(x) for x in e), 2), "worst_pct": round(max(e, key=abs), 2),
@@ -227,13 +297,21 @@ def measured_layouts(rows: list[dict]) -> list[dict]:
     return [{"gpus": g, "parallel": p, "offload": o, "runs": n} for (g, p, o), n in sorted(counts.items())]
 
 
-def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> dict:
+def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None,
+                 group_rows: list[dict] | None = None) -> dict:
     """The JSON the planner reads for one GPU: its coefficients, their efficiencies against the datasheet,
-    the runs and the accuracy; with multi-GPU runs, the FSDP and DDP costs and their accuracy."""
-    gpu = gpu_rows[0]["profile"]
-    params = solve(gpu_rows)
+    the runs and the accuracy; with multi-GPU runs, the FSDP and DDP costs and their accuracy. group_rows: the
+    runs of every GPU of its architecture, solved together (solve_group); its own alone when None."""
+    gpu, name = gpu_rows[0]["profile"], gpu_rows[0]["gpu_name"]
+    group = group_rows or gpu_rows
+    params = solve_group(group)[name]
     offloaded = sum(bool(r["plan"].checkpoint_offload) for r in gpu_rows)
-    fitted, held_out = summarize(error_rows(gpu_rows, params)), summarize(loao_rows(gpu_rows))
+    in_rows = error_rows(gpu_rows, params)
+    loao = [e for e in loao_rows(group) if e["gpu_name"] == name]
+    shared = sorted({r["gpu_name"] for r in group} - {name})
+    fitted, held_out = summarize(in_rows), summarize(loao)
+    tokens = {f"{pre}{k}": v for pre, rows in (("", in_rows), ("loao_", loao))
+              for k, v in summarize(rows, "tokens_error_pct").items() if k != "n"}
     multi = {}
     if multi_rows:
         params = replace(params, **solve_multi_gpu(multi_rows, params))
@@ -254,13 +332,17 @@ def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None) -> 
             "efficiency": {"matmul": round(params.matmul_tflops / gpu.tensor_tflops_16bit, 4),
                            "bandwidth": round(params.stream_gbs / gpu.bandwidth_gbs, 4),
                            **({"offload": round(params.offload_gbs / gpu.pcie_gbs, 4)} if offloaded else {})},
+            # the matmul and bandwidth efficiencies are fitted with these GPUs' runs too
+            "efficiency_shared_with": shared,
             "offload_runs": offloaded,
             "runs": len(gpu_rows), "architectures": sorted({r["model"] for r in gpu_rows}),
             "sources": {s: sum(r["source"] == s for r in gpu_rows) for s in SOURCES},
             "error": {**{k: v for k, v in fitted.items() if k != "n"},
                       **{f"loao_{k}": v for k, v in held_out.items() if k != "n"}},
-            "target": "median optimizer step after the first (torch.steps[1:].time_s); one GPU, evaluation runs "
-                      "left out",
+            # the same of tokens/s (measured / predicted seconds - 1), what the fit minimizes
+            "tokens_error": tokens,
+            "target": "median optimizer step after the first, or after the NVML-polled ones (nvml_polled_steps); "
+                      "one GPU, evaluation runs left out",
             "derived_by": "python -m vramplan.calibrate.speed_solve (vramplan/calibrate/speed_solve.py)"}
 
 
@@ -268,7 +350,8 @@ def solve_all(calib_dir: Path | None = None) -> dict[str, dict]:
     """{gpu slug: fit document} for every GPU with runs."""
     rows = with_features(speed_rows(calib_dir))
     multi = by_gpu(multi_gpu_rows(calib_dir))
-    return {gpu_slug(name): fit_document(rs, multi.get(name)) for name, rs in sorted(by_gpu(rows).items())}
+    return {gpu_slug(name): fit_document(rs, multi.get(name), by_architecture(rows)[rs[0]["profile"].architecture])
+            for name, rs in sorted(by_gpu(rows).items())}
 
 
 def write_fits(docs: dict[str, dict], out_dir: Path) -> list[Path]:
@@ -290,9 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     docs = solve_all(args.calib)
     for doc in docs.values():
         e = doc["error"]
-        print(f"{doc['gpu_name']}: {doc['runs']} runs, MAE {e['mae_pct']:.1f}%, LOAO MAE {e['loao_mae_pct']:.1f}% "
-              f"(worst {e['loao_worst_pct']:+.1f}%), matmul {doc['params']['matmul_tflops']:.0f} TFLOP/s "
-              f"({doc['efficiency']['matmul']:.2f} of the datasheet)")
+        t = doc["tokens_error"]
+        print(f"{doc['gpu_name']}: {doc['runs']} runs; step time MAE {e['mae_pct']:.1f}%, LOAO MAE "
+              f"{e['loao_mae_pct']:.1f}% (worst {e['loao_worst_pct']:+.1f}%); tokens/s MAE {t['mae_pct']:.1f}%, LOAO "
+              f"MAE {t['loao_mae_pct']:.1f}% (worst {t['loao_worst_pct']:+.1f}%); matmul "
+              f"{doc['params']['matmul_tflops']:.0f} TFLOP/s ({doc['efficiency']['matmul']:.2f} of the datasheet)")
     if not args.dry_run:
         out = args.out or (args.calib or data_dir("calibration")) / "speed"
         for path in write_fits(docs, out):
