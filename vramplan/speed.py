@@ -285,6 +285,16 @@ def offload_rate(fits: tuple[dict, ...], own: dict | None, gpu: GpuSpec) -> floa
     return gpu.pcie_gbs * (sum(measured) / len(measured) if measured else LINK_EFFICIENCY)
 
 
+def held_out_words(fit: dict) -> str:
+    """How far the fit's tokens/s land from the measured ones for models left out of it (its leave-one-
+    architecture-out MAE), in words; fits written before tokens/s was reported give the step time's."""
+    tokens = fit.get("tokens_error", {}).get("loao_mae_pct")
+    if tokens is not None:
+        return f"tokens/s off by {tokens:.1f}% on average for models left out of the fit"
+    return f"step time off by {fit.get('error', {}).get('loao_mae_pct', float('nan')):.1f}% on average for " \
+           f"models left out of the fit"
+
+
 def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
     """The GPU's own fit; else its datasheet scaled by the mean fitted efficiency of the Hopper fits (or of every
     fit when none is Hopper), with their mean call costs; else the built-in roofline. The source says which."""
@@ -294,8 +304,8 @@ def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
         err = own.get("error", {})
         return SpeedParams(**{k: own["params"][k] for k in ONE_GPU_TERMS}, **multi, measured=True,
                            runs=own.get("runs", 0), error=err,
-                           source=f"step times fitted on {own['gpu_name']} ({own.get('runs', 0)} runs, "
-                                  f"LOAO MAE {err.get('loao_mae_pct', float('nan')):.1f}%)")
+                           source=f"step times fitted on {own['gpu_name']} ({own.get('runs', 0)} runs; "
+                                  f"{held_out_words(own)})")
     pool = [f for f in fits if f.get("architecture") == "hopper"] or list(fits)
     if not pool:
         return SpeedParams(matmul_tflops=gpu.tensor_tflops_16bit * ROOFLINE_MATMUL_EFFICIENCY,
@@ -308,8 +318,9 @@ def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
     names = ", ".join(f["gpu_name"] for f in pool)
     return SpeedParams(matmul_tflops=gpu.tensor_tflops_16bit * mm, stream_gbs=gpu.bandwidth_gbs * bw, **calls,
                        **multi, source=f"{gpu.name} not measured: its datasheet ({gpu.tensor_tflops_16bit:g} "
-                                       f"TFLOP/s, {gpu.bandwidth_gbs:g} GB/s) x the efficiencies fitted on {names} "
-                                       f"({mm:.2f}, {bw:.2f}), with their per-launch costs")
+                                       f"TFLOP/s, {gpu.bandwidth_gbs:g} GB/s) at the shares reached on {names} "
+                                       f"({mm:.2f} of the matmul rate, {bw:.2f} of the bandwidth), with their "
+                                       f"launch costs")
 
 
 _CACHE: dict[tuple, SpeedParams] = {}
