@@ -88,12 +88,15 @@ def longer_runs() -> None:
                   f"{100 * (pred - measured) / measured:+6.1f}%  ({note})")
 
 
-def validation_set(rows: list[dict], folder: Path) -> None:
-    """A set whose step times were predicted (and committed) before it ran: measured tokens/s against the
-    prediction then, and against the current fit with the run's architecture held out (refit without it)."""
-    path = folder / "validation.json"
-    if not path.exists():
-        return
+def validation_sets(rows: list[dict], folder: Path) -> None:
+    """Each set of folder whose step times were predicted (and committed, validation*.json) before it ran."""
+    for path in sorted(folder.glob("validation*.json")):
+        validation_set(rows, folder, path)
+
+
+def validation_set(rows: list[dict], folder: Path, path: Path) -> None:
+    """Measured tokens/s against the prediction made before the runs, and against the current fit with the run's
+    architecture held out (refit without it); nothing while none of its runs is measured."""
     predicted = json.loads(path.read_text())
     runs = {r["run_key"]: r for r in rows if r["source"] == folder.name and r["run_key"] in predicted}
     if not runs:
@@ -147,7 +150,7 @@ def main() -> None:
           "no evaluation runs)\n")
     per_gpu_table(rows, args.worst)
     repeat_noise(rows)
-    validation_set(rows, (args.calib or data_dir("calibration")) / "speed_runs")
+    validation_sets(rows, (args.calib or data_dir("calibration")) / "speed_runs")
     longer_runs()
     multi_gpu(rows)
 

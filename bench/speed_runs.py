@@ -4,6 +4,7 @@ device calls:
 
     python bench/speed_runs.py [--out calibration/speed_runs] [--budget-s 540] [--only 0,3] [--list]
     python bench/speed_runs.py --predict FILE --all     # every run's predictions, before measuring
+    python bench/speed_runs.py --predict calibration/speed_runs/validation2.json --all --only 27,28,...
 
 The earlier records time 3 to 8 steps with a 2 ms NVML poller running throughout; at the sizes people run, a
 QLoRA step is bound by the host launching kernels, and both the short runs and the poller's thread (which takes
@@ -32,11 +33,12 @@ POLL_STEPS = 3
 
 
 def _run(model: str, batch: int, seq: int, checkpointing: bool = True, trainer: str = "trl",
-         poll_all: bool = False) -> CkptRun:
-    plan = TrainPlan(batch=batch, seq=seq, gradient_checkpointing=checkpointing)
-    why = (f"speed: {trainer} b{batch}x{seq} {'checkpointing' if checkpointing else 'no checkpointing'}"
+         poll_all: bool = False, grad_accum: int = 1, steps: int = STEPS) -> CkptRun:
+    plan = TrainPlan(batch=batch, seq=seq, gradient_checkpointing=checkpointing, grad_accum=grad_accum)
+    why = (f"speed: {trainer} b{batch}x{seq}{f' ga{grad_accum}' if grad_accum > 1 else ''} "
+           f"{'checkpointing' if checkpointing else 'no checkpointing'}"
            + (", NVML polled throughout" if poll_all else ""))
-    return CkptRun(StackRun(model, why, plan, trainer=trainer, steps=STEPS,
+    return CkptRun(StackRun(model, why, plan, trainer=trainer, steps=steps,
                             nvml_poll_steps=None if poll_all else POLL_STEPS), validation=True)
 
 
@@ -59,6 +61,19 @@ def runs() -> list[CkptRun]:
         _run("mistral-nemo-12b", 2, 4096),
         _run("phi-3-mini", 2, 2048),
         _run("qwen3-8b", 1, 4096),
+    ] + second_set()
+
+
+def second_set() -> list[CkptRun]:
+    """Plans none of the runs above measured, predicted by the fit those runs joined (validation2.json), before
+    they are measured: 13 architectures, grad accumulation among them, the small ones first."""
+    return [
+        _run("smollm2-1.7b", 8, 1024), _run("tinyllama-1.1b", 4, 2048), _run("qwen2.5-3b", 4, 2048),
+        _run("llama-3.2-3b", 2, 2048, False), _run("phi-4-mini", 2, 2048), _run("gemma-3-4b", 2, 2048),
+        _run("qwen2.5-7b", 1, 4096, trainer="hf"), _run("llama-3.1-8b", 8, 2048),
+        _run("llama-3.1-8b", 2, 2048, grad_accum=4, steps=8), _run("qwen3-8b", 4, 2048),
+        _run("gemma-2-9b", 1, 4096), _run("mistral-nemo-12b", 1, 2048), _run("qwen3-14b", 2, 2048),
+        _run("qwen2.5-14b", 2, 4096, trainer="hf"),
     ]
 
 

@@ -1,0 +1,103 @@
+"""What the host adds to the speed model's error: the launch cost per device call, the spread of steps within a
+run, and what the NVML poller costs.
+
+    python bench/speed_hosts.py
+
+Runs are grouped into device calls by their timestamps (a gap of more than 20 minutes starts a new one; each call
+may land on another host). For each call, the shipped fit's per-launch cost is refitted on that call's runs alone
+(the other coefficients as shipped): how far the hosts' launch costs lie apart. Then, for the runs of
+calibration/speed_runs (14 steps), the coefficient of variation of their steady steps, by how launch-bound they
+are, and the pairs run with and without the poller. Torch-free; needs numpy and scipy (the [test] extra).
+"""
+import statistics
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vramplan.calibrate import speed_solve as S  # noqa: E402
+from vramplan.calibrate.records import load_runs  # noqa: E402
+from vramplan.resources import data_dir  # noqa: E402
+from vramplan.speed import speed_params  # noqa: E402
+
+GAP_S = 1200
+KERNEL = 2  # the kernel_launches column of vramplan.speed.FEATURES
+
+
+def records_by_key() -> dict:
+    out = {}
+    for source in S.SOURCES:
+        for path in (data_dir("calibration") / source).glob("*.jsonl"):
+            for r in load_runs(path):
+                out[(source, r.get("run_key"))] = r
+    return out
+
+
+def device_calls(rows: list[dict], records: dict) -> list[list[dict]]:
+    """rows split where their records' timestamps are more than GAP_S apart."""
+    stamped = sorted(rows, key=lambda r: records[(r["source"], r["run_key"])]["timestamp"][:19])
+    calls, last = [], None
+    for r in stamped:
+        t = datetime.fromisoformat(records[(r["source"], r["run_key"])]["timestamp"][:19])
+        if last is None or (t - last).total_seconds() > GAP_S:
+            calls.append([])
+        calls[-1].append(r)
+        last = t
+    return calls
+
+
+def launch_cost(rows: list[dict], coefs: np.ndarray) -> float:
+    """The per-launch cost that, with the other coefficients fixed, minimizes the rows' squared relative error of
+    tokens/s to first order (least squares on the step time's relative error, closed form)."""
+    num = den = 0.0
+    for r in rows:
+        x, m = r["x"], r["measured_s"]
+        rest = float(x @ coefs) - x[KERNEL] * coefs[KERNEL]
+        num += (x[KERNEL] / m) * ((m - rest) / m)
+        den += (x[KERNEL] / m) ** 2
+    return num / den
+
+
+def main() -> None:
+    from vramplan.profiles import find_gpu
+    rows = S.with_features(S.speed_rows())
+    records = records_by_key()
+    for name, rs in sorted(S.by_gpu(rows).items()):
+        coefs = np.array(speed_params(find_gpu(name)).coefficients)
+        print(f"{name}: shipped launch cost {coefs[KERNEL] * 1e6:.1f} us")
+        for call in device_calls(rs, records):
+            first = records[(call[0]["source"], call[0]["run_key"])]["timestamp"][:16]
+            print(f"  call from {first}: {len(call):3d} runs, launch cost {launch_cost(call, coefs) * 1e6:5.1f} us "
+                  f"({', '.join(sorted({r['source'] for r in call}))})")
+    print("\ncalibration/speed_runs: steady steps' coefficient of variation (sd / mean), by step time")
+    spread = []
+    for path in sorted((data_dir("calibration") / "speed_runs").glob("*.jsonl")):
+        for r in load_runs(path):
+            if r.get("status") != "ok":
+                continue
+            warm = max(1, r.get("nvml_polled_steps") or 0)
+            steps = [s["time_s"] for s in r["torch"]["steps"][warm:]]
+            spread.append((statistics.median(steps), statistics.stdev(steps) / statistics.fmean(steps), r))
+    polled = max(r.get("nvml_polled_steps") or 0 for _, _, r in spread)
+    for label, keep in (("under 1 s a step", lambda t: t < 1.0), ("1 s or more", lambda t: t >= 1.0)):
+        cvs = [100 * cv for t, cv, _ in spread if keep(t)]
+        if cvs:
+            print(f"  {label}: {len(cvs)} runs, {min(cvs):.0f}-{max(cvs):.0f}% (median {statistics.median(cvs):.0f}%)")
+    print("\nthe NVML poller (same plan, polled throughout against polled for the first steps only):")
+    by_plan: dict = {}
+    for _, _, r in spread:  # both over the same steps: those after the other run's polled ones
+        t = statistics.median(s["time_s"] for s in r["torch"]["steps"][polled:])
+        by_plan.setdefault((r["model"], r["why"].replace(", NVML polled throughout", "")), {})[
+            "throughout" if "polled throughout" in r["why"] else "first"] = t
+    for (model, why), pair in sorted(by_plan.items()):
+        if len(pair) == 2:
+            print(f"  {model} {why}: {pair['first']:.3f} s against {pair['throughout']:.3f} s polled throughout "
+                  f"({100 * (pair['throughout'] / pair['first'] - 1):+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
