@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from vramplan.calibrate import speed_solve as S  # noqa: E402
 from vramplan.calibrate.records import load_runs  # noqa: E402
 from vramplan.resources import data_dir  # noqa: E402
-from vramplan.speed import speed_params  # noqa: E402
+from vramplan.speed_fits import speed_params  # noqa: E402
 
 GAP_S = 1200
 KERNEL = 2  # the kernel_launches column of vramplan.speed.FEATURES
@@ -62,6 +62,34 @@ def launch_cost(rows: list[dict], coefs: np.ndarray) -> float:
     return num / den
 
 
+def calibrated_hosts(rows: list[dict], records: dict) -> None:
+    """What `vramplan calibrate` buys on a machine: each architecture held out of the rates (refit without it,
+    as LOAO) and of its device call's host factor (fitted on the call's other architectures), against LOAO alone."""
+    from vramplan.calibrate.speed_host import host_factor, scaled, tokens_errors
+    print("\ntokens/s held out by architecture, without and with a host factor fitted on the same device call's "
+          "other architectures (what `vramplan calibrate` fits on your machine):")
+    for group in S.by_architecture(rows).values():
+        plain: dict[str, list[float]] = {}
+        hosted: dict[str, list[float]] = {}
+        calls = [c for _, rs in sorted(S.by_gpu(group).items()) for c in device_calls(rs, records)]
+        for arch in sorted({r["model"] for r in group}):
+            params = S.solve_group([r for r in group if r["model"] != arch])
+            for call in calls:
+                test = [r for r in call if r["model"] == arch]
+                rest = [r for r in call if r["model"] != arch]
+                if not test or len(rest) < 3:
+                    continue
+                name = test[0]["gpu_name"]
+                plain.setdefault(name, []).extend(tokens_errors(test, params[name]))
+                factor = host_factor(rest, params[name])
+                hosted.setdefault(name, []).extend(tokens_errors(test, scaled(params[name], factor)))
+        for name in sorted(plain):
+            a, b = plain[name], hosted[name]
+            print(f"  {name}: {len(a)} runs, MAE {statistics.fmean(map(abs, a)):.1f}% without, "
+                  f"{statistics.fmean(map(abs, b)):.1f}% with (worst {max(b, key=abs):+.1f}%, within 15%: "
+                  f"{100 * sum(abs(x) <= 15 for x in b) / len(b):.0f}%)")
+
+
 def main() -> None:
     from vramplan.profiles import find_gpu
     rows = S.with_features(S.speed_rows())
@@ -73,6 +101,7 @@ def main() -> None:
             first = records[(call[0]["source"], call[0]["run_key"])]["timestamp"][:16]
             print(f"  call from {first}: {len(call):3d} runs, launch cost {launch_cost(call, coefs) * 1e6:5.1f} us "
                   f"({', '.join(sorted({r['source'] for r in call}))})")
+    calibrated_hosts(rows, records)
     print("\ncalibration/speed_runs: steady steps' coefficient of variation (sd / mean), by step time")
     spread = []
     for path in sorted((data_dir("calibration") / "speed_runs").glob("*.jsonl")):

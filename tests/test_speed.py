@@ -9,8 +9,8 @@ from vramplan.memory import estimate
 from vramplan.plan import TrainPlan
 from vramplan.present.time_cost import Job, duration, figures
 from vramplan.profiles import find_gpu, find_model
-from vramplan.speed import (FEATURES, SpeedParams, features, load_speed_fits, params_from_speed_fits,
-                            predicted_step_seconds, predicted_tokens_per_second, speed_params)
+from vramplan.speed import FEATURES, features, predicted_step_seconds, predicted_tokens_per_second
+from vramplan.speed_fits import SpeedParams, load_speed_fits, params_from_speed_fits, speed_params
 from vramplan.store.calibrations import Calibrations
 
 CAL = Calibrations.shipped()
@@ -99,7 +99,7 @@ def test_a_gpu_without_runs_scales_its_datasheet_by_the_hopper_efficiencies():
 
 
 def test_a_gpu_without_multi_gpu_runs_borrows_the_fitted_multi_gpu_costs_and_says_whose():
-    from vramplan.speed import speed_source
+    from vramplan.speed_fits import speed_source
     own, h200 = speed_params(H100), speed_params(H200)
     assert own.measured and own.multi_gpu_from == "NVIDIA H200" and own.fsdp_unit_s == h200.fsdp_unit_s
     assert "fitted on NVIDIA H200 x 2" in speed_source(find_gpu("RTX-4090"), TrainPlan(gpus=2, trainer="hf"))
@@ -180,7 +180,7 @@ def test_bad_time_and_price_values_exit_2(args):
 # -- what was not measured, said by name ------------------------------------------------------------------------
 
 def test_what_no_run_measured_is_named():
-    from vramplan.speed import not_measured
+    from vramplan.speed_fits import not_measured
     two = TrainPlan(gpus=2, parallel="fsdp", trainer="hf")
     assert not_measured(H200, TrainPlan()) == [] and not_measured(H200, two) == []
     assert [x["code"] for x in not_measured(H200, two.with_(gpus=4))] == ["gpu_count"]
@@ -196,7 +196,7 @@ def test_what_no_run_measured_is_named():
 
 def test_the_words_of_what_was_not_measured():
     from vramplan.present.time_cost import not_measured_words
-    from vramplan.speed import not_measured
+    from vramplan.speed_fits import not_measured
     words = not_measured_words(not_measured(H200, TrainPlan(gpus=4, parallel="ddp", trainer="hf")))
     assert words == ["note: not measured on 4 GPUs (the multi-GPU runs used 2): the per-unit and per-step costs "
                      "are taken as they were there"]

@@ -7,7 +7,7 @@ import pytest
 
 from vramplan.calibrate import speed_solve as S
 from vramplan.resources import data_dir
-from vramplan.speed import load_speed_fits
+from vramplan.speed_fits import load_speed_fits
 
 ROWS = S.with_features(S.speed_rows())
 BY_GPU = S.by_gpu(ROWS)
@@ -81,7 +81,7 @@ def test_leave_one_architecture_out_error_on_the_real_records(gpu, loao_mae):
 
 def test_the_offload_rate_is_fitted_where_runs_offloaded_and_borrowed_elsewhere():
     from vramplan.profiles import find_gpu
-    from vramplan.speed import params_from_speed_fits
+    from vramplan.speed_fits import params_from_speed_fits
     h200 = S.solve(HOPPER, "NVIDIA H200")
     assert 1.0 < h200.offload_gbs < find_gpu("H200").pcie_gbs  # the copies block the compute stream
     docs = _docs()

@@ -225,3 +225,19 @@ def test_json_before_the_action_and_no_action(capsys, user_folder):
     code, out, _ = run(capsys, "calibrate", "--dry-run", "--quick", "--json")
     d = json.loads(out)
     assert code == 0 and d["out"] == str(user_folder) and d["runs"] and not user_folder.exists()
+
+
+def test_a_refit_of_expandable_segments_runs_alone_lends_the_shipped_default_runs_or_says_what_to_run(capsys, user_folder):
+    pytest.importorskip("scipy")
+    pytest.importorskip("pandas")
+    lines = [line for line in (data_dir("calibration") / "runs" / "nvidia-h100-80gb-hbm3.jsonl").read_text().splitlines()
+             if json.loads(line)["plan"].get("allocator") == "expandable"]
+    runs = user_folder / "runs" / "nvidia-h100-80gb-hbm3.jsonl"
+    runs.parent.mkdir(parents=True)
+    runs.write_text("\n".join(lines) + "\n")
+    code, out, _ = run(capsys, "calibrate", "--refit")
+    assert code == 0 and "fits/nvidia-h100-80gb-hbm3.json" in out  # with the H100's shipped default runs
+    other = user_folder / "runs" / "nvidia-a100-sxm4-80gb.jsonl"
+    other.write_text("\n".join(line.replace("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB") for line in lines) + "\n")
+    code, _, err = run(capsys, "calibrate", "--refit")
+    assert code == 2 and "default allocator" in err and "Traceback" not in err

@@ -13,7 +13,8 @@ from vramplan.memory.activations import checkpointed_layers, layer_activations, 
 from vramplan.plan import TrainPlan
 from vramplan.profiles import checkpointing, find_gpu, find_model
 from vramplan.resources import data_dir
-from vramplan.speed import FEATURES, features, offloaded_gb, predicted_step_seconds, speed_params
+from vramplan.speed import FEATURES, features, offloaded_gb, predicted_step_seconds
+from vramplan.speed_fits import speed_params
 from vramplan.store.calibrations import Calibrations
 from vramplan.train.arguments import training_kwargs
 

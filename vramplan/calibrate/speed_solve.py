@@ -35,7 +35,8 @@ from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..resources import data_dir
 from ..layout import resolve
-from ..speed import (SpeedParams, compute_seconds_per_step, features, fsdp_link_seconds, fsdp_units,
+from ..speed_fits import SpeedParams
+from ..speed import (compute_seconds_per_step, features, fsdp_link_seconds, fsdp_units,
                      sync_seconds)
 from ..store.calibrations import Calibrations
 from .records import gpu_slug, load_runs

@@ -93,7 +93,8 @@ def refit(out: Path) -> list[Path]:
     """Refit the GPUs recorded in out, solved as if their records had shipped: the shipped GPUs' records stand
     in where out has none of its own (the expandable-segments and multi-GPU parameters, the capped runs of
     the fits verdict), as they do for the shipped fits. A folder of one GPU's sweep alone would otherwise get
-    no expandable-segments slack and no multi-GPU parameters at all."""
+    no expandable-segments slack and no multi-GPU parameters at all. Then out/speed: the machine's launch
+    costs from its runs' step times (vramplan.calibrate.speed_host)."""
     import shutil
     import tempfile
     from ..calibrate.solve import solve_all
@@ -111,14 +112,33 @@ def refit(out: Path) -> list[Path]:
             for path in (shipped / kind).glob("*.jsonl"):
                 shutil.copyfile(path, Path(tmp) / kind / path.name)
             for path in (out / kind).glob("*.jsonl"):
-                shutil.copyfile(path, Path(tmp) / kind / path.name)
+                target = Path(tmp) / kind / path.name
+                if kind == "runs" and not _has_default_allocator_runs(path):
+                    # the memory fit rests on the standard recipe's runs: expandable-segments runs alone add
+                    # their slack to the shipped ones of the GPU, or, with none shipped, cannot be fitted
+                    if not target.exists():
+                        raise VramplanError(f"{path}: every run here used expandable segments; the memory fit "
+                                            "needs runs with PyTorch's default allocator too",
+                                            hint="run `vramplan calibrate --quick` (default allocator) on this "
+                                                 "GPU, then --refit")
+                    with target.open("a") as f:
+                        f.write(path.read_text())
+                    continue
+                shutil.copyfile(path, target)
         for path in solve_all(Path(tmp)):
             if path.stem in own:
                 target = out / "fits" / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
                 written.append(target)
-    return written
+    # the runs' step times: this machine's launch costs on top of the shipped speed fit
+    from ..calibrate.speed_host import write_host_fits
+    return written + write_host_fits(out, own)
+
+
+def _has_default_allocator_runs(path: Path) -> bool:
+    from ..calibrate.records import load_runs
+    return any((r.get("plan") or {}).get("allocator", "default") == "default" for r in load_runs(path))
 
 
 def _print_written(paths: list[Path], args, out: Path) -> None:

@@ -302,7 +302,8 @@ def _train(args, arch, source, examples, planner: Planner, candidates, out: Path
     from ..train.run import train_full, verification_trial
     from ..calibrate.measure import apply_allocator
     from ..train.sft import stack_versions
-    from ..speed import predicted_tokens_per_second, speed_source
+    from ..speed import predicted_tokens_per_second
+    from ..speed_fits import speed_source
     apply_allocator(candidates[0].to_dict())  # read when CUDA starts: before torch touches the GPU
     import torch
     if not torch.cuda.is_available():

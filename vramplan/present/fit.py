@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..search import SAFETY_MARGIN
-from ..speed import not_measured, speed_source
+from ..speed_fits import not_measured, speed_source
 from ..units import GiB
 from .display import bar, checkpointing_cell, plan_line
 from .reasons import fit_reasons, reasons_json

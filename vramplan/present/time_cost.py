@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..speed import SpeedParams, not_measured, predicted_tokens_per_second, speed_params, speed_source
+from ..speed import predicted_tokens_per_second
+from ..speed_fits import SpeedParams, not_measured, speed_params, speed_source
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def plan_figures(model, gpu, plan, b, job: Job, tokens_per_s: float | None = Non
 def figures(plan, tokens_per_s: float, params: SpeedParams, source: str, job: Job,
             unmeasured: list[dict] = ()) -> dict:
     """Every figure behind the lines, for --json. None where the user gave nothing to compute it from.
-    unmeasured: vramplan.speed.not_measured of the plan."""
+    unmeasured: vramplan.speed_fits.not_measured of the plan."""
     per_step = plan.tokens * plan.grad_accum * plan.gpus
     step_s = per_step / tokens_per_s
     steps = math.ceil(job.tokens * job.epochs / per_step) if job.tokens else None
@@ -140,7 +141,7 @@ NOT_MEASURED = {
     "moe_speed_gpu": "the experts' step time was measured on {fitted_on}; on {gpu} it is carried by the datasheet's "
                      "fp32 rate and bandwidth",
 }
-"""What no run measured of a plan's speed, in words (vramplan.speed.not_measured's codes). "gpu", a GPU without
+"""What no run measured of a plan's speed, in words (vramplan.speed_fits.not_measured's codes). "gpu", a GPU without
 runs, is said by the speed source line itself."""
 
 

@@ -1,0 +1,269 @@
+"""Which fitted speed parameters a GPU plans with, and where they come from.
+
+calibration/speed/<gpu>.json holds the fits vramplan.calibrate.speed_solve wrote from the shipped step times; a
+GPU without one takes its datasheet at the shares the Hopper fits reached, with their launch costs; a user's
+calibration folder may hold a host fit (vramplan.calibrate.speed_host: `vramplan calibrate` on that machine)
+that scales the host's terms. speed_source and not_measured say what a figure rests on; vramplan.speed computes
+the figures from these parameters.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+from .calibrate.records import gpu_slug
+from .errors import VramplanError
+from .plan import TrainPlan
+from .profiles.gpus import GpuSpec
+from .profiles.models import ModelArch
+from .resources import data_dir
+from .speed_experts import expert_speed_fit
+
+LINK_EFFICIENCY = 0.7  # share of the link's datasheet rate that NCCL collectives reach
+# FSDP1 as peft wraps it makes every LoRA linear its own unit: ~15 units per decoder layer, each unsharded in
+# every pass (forward, backward, the recompute) by its hooks, a collective launch and stream wait each. That is
+# host-side work on the thread that launches the compute, so it adds to the step rather than overlapping it.
+# Without a multi-GPU fit: 1.3 ms per unit and pass (2 x H200 steps as they were first read: 1.5-2.0 s per
+# micro-batch whatever the tokens, 2048-8192).
+FSDP_UNIT_S = 1.3e-3
+
+# What a GPU without a speed fit and without a Hopper fit to scale from reaches: the hand-set roofline
+# efficiencies vramplan used before any step time was fitted, with no launch terms.
+ROOFLINE_MATMUL_EFFICIENCY = 0.55
+ROOFLINE_MEMORY_EFFICIENCY = 0.75
+
+
+@dataclass(frozen=True)
+class SpeedParams:
+    matmul_tflops: float
+    """Fitted rate of the training matmuls (TFLOP/s)."""
+    stream_gbs: float
+    """Fitted bandwidth of the streaming kernels: dequantization, activations, the loss path (GB/s)."""
+    kernel_s: float = 0.0
+    """Seconds per kernel launch of the decoder layers (KERNELS_PER_CALL): the host-side cost of the module calls
+    and launches that, at these sizes, the GPU waits on."""
+    micro_batch_s: float = 0.0
+    """Seconds per micro-batch beyond the layers: the Trainer's loop, the data collator, embedding, loss."""
+    step_s: float = 0.0
+    """Seconds per optimizer step: the optimizer over the adapter, gradient clipping, zero_grad."""
+    fsdp_unit_s: float = FSDP_UNIT_S
+    """FSDP: seconds per wrapped unit and pass (its hooks, all-gather launch and wait)."""
+    ddp_step_s: float = 0.0
+    """DDP: seconds per optimizer step beyond the gradient all-reduce's bytes (its hooks and buckets)."""
+    offload_gbs: float = 0.0
+    """Offloaded checkpoints: GB/s of the copies to and from pinned host memory, the blocking pack and the unpack
+    (0: none charged; params_from_speed_fits always sets it)."""
+    multi_gpu_from: str = ""
+    """The GPU whose multi-GPU runs fitted fsdp_unit_s and ddp_step_s ('' when built in)."""
+    multi_gpu_layouts: tuple = ()
+    """(gpus, parallel, offload) of each layout those runs measured."""
+    source: str = "built-in roofline (no speed fit)"
+    measured: bool = False
+    """True when the GPU's own runs fitted these; False when derived from a datasheet or built in."""
+    runs: int = 0
+    error: dict = field(default_factory=dict)
+
+    @property
+    def coefficients(self) -> tuple[float, ...]:
+        """Seconds per unit of each FEATURES column."""
+        return (1.0 / self.matmul_tflops, 1.0 / self.stream_gbs, self.kernel_s, self.micro_batch_s, self.step_s,
+                1.0 / self.offload_gbs if self.offload_gbs > 0 else 0.0)
+
+    @classmethod
+    def from_coefficients(cls, coefs, **meta) -> "SpeedParams":
+        """From the solver's fitted seconds per unit (a zero rate coefficient: that term was not seen to cost)."""
+        inv_rate, inv_bw, c_kernel, c_micro, c_step, inv_offload = (float(c) for c in coefs)
+        return cls(matmul_tflops=1.0 / inv_rate if inv_rate > 0 else float("inf"),
+                   stream_gbs=1.0 / inv_bw if inv_bw > 0 else float("inf"), kernel_s=c_kernel,
+                   micro_batch_s=c_micro, step_s=c_step, offload_gbs=1.0 / inv_offload if inv_offload > 0 else 0.0,
+                   **meta)
+
+    def to_dict(self) -> dict:
+        return {"matmul_tflops": self.matmul_tflops, "stream_gbs": self.stream_gbs,
+                "kernel_s": self.kernel_s, "micro_batch_s": self.micro_batch_s, "step_s": self.step_s,
+                "offload_gbs": self.offload_gbs, "fsdp_unit_s": self.fsdp_unit_s, "ddp_step_s": self.ddp_step_s}
+
+
+@lru_cache(maxsize=None)
+def load_speed_fits(calib_dir: str | None = None) -> tuple[dict, ...]:
+    folder = (Path(calib_dir) if calib_dir else data_dir("calibration")) / "speed"
+    return tuple(json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))
+
+
+def _own(fit: dict, gpu: GpuSpec) -> bool:
+    names = {gpu_slug(n) for n in (gpu.name, *gpu.aliases)}
+    return fit.get("profile") == gpu.name or gpu_slug(fit.get("gpu_name", "")) in names
+
+
+def _multi_gpu_terms(fits: tuple[dict, ...], own: dict | None) -> dict:
+    """fsdp_unit_s and ddp_step_s: the GPU's own multi-GPU fit, else the first fit that has one."""
+    for fit in ([own] if own else []) + [f for f in fits if f is not own]:
+        if "multi_gpu" in fit and "fsdp_unit_s" in fit.get("params", {}):
+            layouts = tuple((d["gpus"], d["parallel"], d["offload"]) for d in fit["multi_gpu"].get("layouts", ()))
+            return {"fsdp_unit_s": fit["params"]["fsdp_unit_s"], "ddp_step_s": fit["params"].get("ddp_step_s", 0.0),
+                    "multi_gpu_from": fit["gpu_name"], "multi_gpu_layouts": layouts}
+    return {}
+
+
+ONE_GPU_TERMS = ("matmul_tflops", "stream_gbs", "kernel_s", "micro_batch_s", "step_s")
+
+
+def offload_rate(fits: tuple[dict, ...], own: dict | None, gpu: GpuSpec) -> float:
+    """GB/s of offloaded checkpoints' copies: the GPU's own fit where its runs offloaded; else its PCIe datasheet x
+    the mean efficiency fitted where runs did (said in the fit); else x LINK_EFFICIENCY, as FSDP's CPU offload."""
+    if own and own["params"].get("offload_gbs"):
+        return own["params"]["offload_gbs"]
+    measured = [f["efficiency"]["offload"] for f in fits if "offload" in f.get("efficiency", {})]
+    return gpu.pcie_gbs * (sum(measured) / len(measured) if measured else LINK_EFFICIENCY)
+
+
+def held_out_words(fit: dict) -> str:
+    """How far the fit's tokens/s land from the measured ones for models left out of it (its leave-one-
+    architecture-out MAE), in words; fits written before tokens/s was reported give the step time's."""
+    tokens = fit.get("tokens_error", {}).get("loao_mae_pct")
+    if tokens is not None:
+        return f"tokens/s off by {tokens:.1f}% on average for models left out of the fit"
+    return f"step time off by {fit.get('error', {}).get('loao_mae_pct', float('nan')):.1f}% on average for " \
+           f"models left out of the fit"
+
+
+def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
+    """The GPU's own fit; else its datasheet scaled by the mean fitted efficiency of the Hopper fits (or of every
+    fit when none is Hopper), with their mean call costs; else the built-in roofline. A host fit of the GPU (one
+    `vramplan calibrate` wrote, vramplan.calibrate.speed_host) scales the host's terms of that. The source says
+    which."""
+    host = next((f for f in reversed(fits) if f.get("kind") == "host" and _own(f, gpu)), None)
+    fits = tuple(f for f in fits if f.get("kind") != "host")
+    if host:
+        return host_scaled(params_from_speed_fits(fits, gpu), host)
+    own = next((f for f in fits if _own(f, gpu)), None)
+    multi = {**_multi_gpu_terms(fits, own), "offload_gbs": offload_rate(fits, own, gpu)}
+    if own:
+        err = own.get("error", {})
+        return SpeedParams(**{k: own["params"][k] for k in ONE_GPU_TERMS}, **multi, measured=True,
+                           runs=own.get("runs", 0), error=err,
+                           source=f"step times fitted on {own['gpu_name']} ({own.get('runs', 0)} runs; "
+                                  f"{held_out_words(own)})")
+    pool = [f for f in fits if f.get("architecture") == "hopper"] or list(fits)
+    if not pool:
+        return SpeedParams(matmul_tflops=gpu.tensor_tflops_16bit * ROOFLINE_MATMUL_EFFICIENCY,
+                           stream_gbs=gpu.bandwidth_gbs * ROOFLINE_MEMORY_EFFICIENCY, offload_gbs=multi["offload_gbs"],
+                           source=f"built-in roofline on {gpu.name}'s datasheet (no speed fit)")
+    k = len(pool)
+    mm = sum(f["efficiency"]["matmul"] for f in pool) / k
+    bw = sum(f["efficiency"]["bandwidth"] for f in pool) / k
+    calls = {c: sum(f["params"][c] for f in pool) / k for c in ONE_GPU_TERMS[2:]}
+    names = ", ".join(f["gpu_name"] for f in pool)
+    return SpeedParams(matmul_tflops=gpu.tensor_tflops_16bit * mm, stream_gbs=gpu.bandwidth_gbs * bw, **calls,
+                       **multi, source=f"{gpu.name} not measured: its datasheet ({gpu.tensor_tflops_16bit:g} "
+                                       f"TFLOP/s, {gpu.bandwidth_gbs:g} GB/s) at the shares reached on {names} "
+                                       f"({mm:.2f} of the matmul rate, {bw:.2f} of the bandwidth), with their "
+                                       f"launch costs")
+
+
+HOST_TERMS = ("kernel_s", "micro_batch_s", "step_s")
+"""What the host spends launching, per launch, micro-batch and optimizer step: what a host fit scales."""
+
+
+def host_scaled(base: SpeedParams, host: dict) -> SpeedParams:
+    """base with its host terms times the host fit's factor, and a source that says so."""
+    factor = host["host_factor"]
+    err = host.get("tokens_error", {})
+    after, before = err.get("calibrated", {}).get("mae_pct"), err.get("shipped", {}).get("mae_pct")
+    where = f" in {host['_folder']}" if host.get("_folder") else ""
+    return replace(base, **{k: getattr(base, k) * factor for k in HOST_TERMS},
+                   source=f"{base.source}; launch costs x{factor:.2f} for this machine, fitted on {host.get('runs', 0)} "
+                          f"of its calibration runs{where} (their tokens/s off by {after:.1f}% on average, "
+                          f"{before:.1f}% before)")
+
+
+def _read_host_fit(path: Path) -> dict:
+    try:
+        fit = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise VramplanError(f"{path}: cannot be read as JSON ({type(exc).__name__})",
+                            hint="`vramplan calibrate --refit` rewrites it from the recorded runs; or remove it") from None
+    if not isinstance(fit, dict) or fit.get("kind") != "host":
+        raise VramplanError(f"{path}: not a vramplan speed calibration (no \"kind\": \"host\")",
+                            hint="`vramplan calibrate --refit` rewrites it from the recorded runs; or remove it")
+    factor = fit.get("host_factor")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 100 or \
+            not isinstance(fit.get("gpu_name"), str):
+        raise VramplanError(f"{path}: host_factor is {factor!r}, not a number above 0",
+                            hint="`vramplan calibrate --refit` rewrites it from the recorded runs; or remove it")
+    return {**fit, "_folder": str(path.parent.parent)}
+
+
+@lru_cache(maxsize=None)
+def _host_fits(folders: tuple[str, ...]) -> tuple[dict, ...]:
+    """The host fits of the user's calibration folders (each folder's speed/*.json), in their order."""
+    out = []
+    for folder in folders:
+        speed = Path(folder) / "speed"
+        if speed.is_dir():
+            out += [_read_host_fit(p) for p in sorted(speed.glob("*.json"))]
+    return tuple(out)
+
+
+def user_calibration_folders() -> tuple[str, ...]:
+    """The folders a planning command reads the user's calibrations from, lowest first: the user data folder,
+    VRAMPLAN_CALIBRATION, the command's --calibration (store.calibrations reads their memory fits)."""
+    from .store import user
+    folders = [user.user_calibration_dir(), user.env_calibration(), user.selected_calibration()]
+    return tuple(str(f) for f in folders if f is not None and Path(f).is_dir())
+
+
+_CACHE: dict[tuple, SpeedParams] = {}
+
+
+def speed_params(gpu: GpuSpec, calib_dir: str | None = None) -> SpeedParams:
+    """The speed parameters of one GPU: the shipped fits with the host fits of the user's calibration folders
+    on top; calib_dir's fits alone when named."""
+    folders = () if calib_dir else user_calibration_folders()
+    key = (gpu.name, calib_dir, folders)
+    if key not in _CACHE:
+        _CACHE[key] = params_from_speed_fits(load_speed_fits(calib_dir) + _host_fits(folders), gpu)
+    return _CACHE[key]
+
+
+def speed_source(gpu: GpuSpec, plan: TrainPlan | None = None, model: ModelArch | None = None) -> str:
+    """Where the figure comes from, with what several GPUs add on top of the one-GPU fit, and an MoE model's
+    experts."""
+    params = speed_params(gpu)
+    source = params.source
+    if model is not None and model.experts is not None:
+        fit = expert_speed_fit()
+        source += (f"; the experts' fp32 time fitted on {fit.runs} MoE runs on {fit.gpu} (MAE {fit.mae_pct}%, "
+                   f"{fit.lofo_mae_pct}% leaving a family out)")
+    if plan is not None and plan.gpus > 1:
+        counts = sorted({n for n, _, _ in params.multi_gpu_layouts})
+        on = f"{params.multi_gpu_from} x {'/'.join(map(str, counts)) or '?'}"
+        fitted = f"fitted on {on}" if params.multi_gpu_from else "built in, not fitted"
+        source += f"; {plan.gpus} GPUs: FSDP's per-unit and DDP's per-step costs {fitted} (plain Trainer)"
+    return source
+
+
+def not_measured(gpu: GpuSpec, plan: TrainPlan, params: SpeedParams | None = None,
+                 model: ModelArch | None = None) -> list[dict]:
+    """What a plan's speed figure rests on that no recorded run measured, as codes with their names
+    (vramplan.present.time_cost words them): the GPU itself, and on several GPUs the GPU, the count and the
+    layout the FSDP/DDP costs were fitted on."""
+    params = params or speed_params(gpu)
+    out = [] if params.measured else [{"code": "gpu", "gpu": gpu.name}]
+    if model is not None and model.experts is not None and gpu_slug(expert_speed_fit().gpu) not in {
+            gpu_slug(n) for n in (gpu.name, *gpu.aliases)}:
+        out.append({"code": "moe_speed_gpu", "gpu": gpu.name, "fitted_on": expert_speed_fit().gpu})
+    if plan.gpus == 1:
+        return out
+    if not params.multi_gpu_from:
+        return out + [{"code": "multi_gpu_built_in", "gpus": plan.gpus}]
+    if gpu_slug(params.multi_gpu_from) not in {gpu_slug(n) for n in (gpu.name, *gpu.aliases)}:
+        out.append({"code": "multi_gpu_gpu", "gpu": gpu.name, "fitted_on": params.multi_gpu_from})
+    counts = sorted({n for n, _, _ in params.multi_gpu_layouts})
+    if plan.gpus not in counts:
+        out.append({"code": "gpu_count", "gpus": plan.gpus, "measured_counts": counts})
+    if (plan.parallel, plan.offload) not in {(p, o) for _, p, o in params.multi_gpu_layouts}:
+        out.append({"code": "layout", "parallel": plan.parallel, "offload": plan.offload})
+    return out
