@@ -64,6 +64,8 @@ def test_calibrate_refit_writes_the_host_fit_and_the_planning_commands_use_it(ca
     assert main(["estimate", "llama-3.2-1b", "--gpu", "H100-80GB", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert "launch costs x" in json.dumps(d) and str(user_folder) in json.dumps(d)
+    assert main(["calibration", "show", "H100-80GB"]) == 0
+    assert "for this machine" in capsys.readouterr().out
 
 
 def test_a_broken_host_fit_is_a_clear_error(capsys, user_folder):

@@ -168,14 +168,27 @@ def _size(name: str, value) -> str:
     return f"{value}"
 
 
+def _speed_words(profile: str | None) -> str | None:
+    """Where the GPU's tokens/s come from (its speed fit, its datasheet, this machine's host fit)."""
+    if not profile:
+        return None
+    from ..profiles import find_gpu
+    from ..speed_fits import speed_source
+    try:
+        return speed_source(find_gpu(profile))
+    except VramplanError:
+        return None
+
+
 def run_show(args) -> int:
     cal = Calibrations.for_user(args.calibration)
     fit, origin, stands_in_for = _find(cal, args.gpu)
     where = origin.where if origin else "shipped"
     head = (origin.describe() if origin and origin.kind != SHIPPED else "shipped calibration")
     error = fit.get("error") or {}
+    speed = _speed_words(stands_in_for or fit.get("profile"))
     if _json(args):
-        print_json({"gpu_name": fit["gpu_name"], "profile": fit.get("profile"),
+        print_json({"gpu_name": fit["gpu_name"], "profile": fit.get("profile"), "speed_source": speed,
                     "stands_in_for": stands_in_for, "kind": origin.kind if origin else SHIPPED, "where": where,
                     "path": str(origin.path) if origin else None, "runs": fit.get("runs", 0),
                     "accuracy": accuracy_words(error), "error": error, "params": fit["params"],
@@ -197,6 +210,8 @@ def run_show(args) -> int:
         lines.append("  architectures: " + ", ".join(fit["architectures"]))
     if error:
         lines.append("  accuracy: " + ", ".join(f"{k} {v}" for k, v in error.items()))
+    if speed:
+        lines.append(f"  speed: {speed}")
     lines.append("  parameters:")
     width = max((len(k) for k in fit["params"]), default=0)
     lines += [f"    {k:{width}s}  {_size(k, v)}" for k, v in fit["params"].items()]
