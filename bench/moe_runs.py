@@ -133,7 +133,7 @@ def predict(items: list[MoeRun], gpu_profile: str, nvml_name: str) -> dict:
     out = {}
     for m in items:
         r = m.run
-        b = Planner(find_gpu(gpu_profile), Calibrations.shipped(), vram_bytes=r.cap_bytes).estimate(
+        b = Planner(find_gpu(gpu_profile), Calibrations.package(), vram_bytes=r.cap_bytes).estimate(
             shape_arch(r.model), stack_plan(r))
         out[r.key(nvml_name)] = {"model": r.model, "why": r.why, "peak_bytes": b.peak_bytes,
                                  "train_peak_bytes": b.train_peak_bytes, "peak_phase": b.peak_phase,

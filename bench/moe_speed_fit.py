@@ -24,6 +24,7 @@ from vramplan.calibrate.stack_accuracy import PROFILE_OF, record_plan  # noqa: E
 from vramplan.planner import Planner  # noqa: E402
 from vramplan.profiles import find_gpu  # noqa: E402
 from vramplan.speed import predicted_step_seconds  # noqa: E402
+from vramplan.speed_fits import shipped_speed_params  # noqa: E402
 from vramplan.speed_experts import FEATURES, expert_features, expert_seconds  # noqa: E402
 from vramplan.store.calibrations import Calibrations  # noqa: E402
 
@@ -39,7 +40,8 @@ def samples(records: list[dict]) -> list[dict]:
         model, plan, gpu = shape_arch(r["model"]), record_plan(r), find_gpu(PROFILE_OF[r["gpu"]["name"]])
         b = Planner(gpu, Calibrations.package()).estimate(model, plan)
         ga = plan.grad_accum
-        dense = predicted_step_seconds(model, gpu, plan, b) - ga * expert_seconds(model, gpu, plan)
+        dense = predicted_step_seconds(model, gpu, plan, b, shipped_speed_params(gpu)) \
+            - ga * expert_seconds(model, gpu, plan)
         out.append({"family": model.model_type, "model": r["model"], "why": r.get("why", ""),
                     "x": [ga * f for f in expert_features(model, gpu, plan)], "dense": dense,
                     "measured": r["step_time_s"], "gpu": r["gpu"]["name"]})

@@ -91,10 +91,11 @@ def predict(items: list[CkptRun], profile: str, nvml_name: str) -> dict:
     from vramplan.planner import Planner
     from vramplan.profiles import find_gpu, find_model
     from vramplan.speed import predicted_step_seconds
+    from vramplan.speed_fits import shipped_speed_params
     from vramplan.store.calibrations import Calibrations
     open_gate()
     gpu = find_gpu(profile)
-    planner = Planner(gpu, Calibrations.shipped())
+    planner = Planner(gpu, Calibrations.package())  # the shipped fits alone: nothing of the developer's own
     out = {}
     for m in items:
         r, model = m.run, find_model(m.run.model)
@@ -105,7 +106,7 @@ def predict(items: list[CkptRun], profile: str, nvml_name: str) -> dict:
             "train_peak_bytes": b.train_peak_bytes, "peak_phase": b.peak_phase,
             "peak_allocated_bytes": b.peak_allocated_bytes, "required_bytes": b.required_bytes,
             "checkpointed_layers": checkpointed_layers(model, plan), "layers": model.layers,
-            "step_s": predicted_step_seconds(model, gpu, plan, b)}
+            "step_s": predicted_step_seconds(model, gpu, plan, b, shipped_speed_params(gpu))}
     return out
 
 

@@ -15,12 +15,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from vramplan.calibrate import speed_multi_gpu as M  # noqa: E402
 from vramplan.calibrate import speed_solve as S  # noqa: E402
 from vramplan.memory import estimate  # noqa: E402
 from vramplan.plan import TrainPlan  # noqa: E402
 from vramplan.profiles import find_gpu, find_model  # noqa: E402
 from vramplan.resources import data_dir  # noqa: E402
 from vramplan.speed import predicted_step_seconds  # noqa: E402
+from vramplan.speed_fits import shipped_speed_params  # noqa: E402
 from vramplan.store.calibrations import Calibrations  # noqa: E402
 
 
@@ -65,7 +67,7 @@ def repeat_noise(rows: list[dict]) -> None:
 def longer_runs() -> None:
     """calibration/train: plans no fit saw (gradient accumulation 4-8, 8,192 tokens per micro-batch)."""
     folder = data_dir("calibration") / "train"
-    cal = Calibrations.shipped()
+    cal = Calibrations.package()
     print("\nlonger runs no fit saw (calibration/train):")
     print(f"  {'GPU':10s} {'model':14s} {'plan':34s} {'measured':>9s} {'predicted':>9s} {'error':>7s}")
     for path, kind in ((folder / "comparison.jsonl", "steps"), (folder / "train_runs.jsonl", "train")):
@@ -78,7 +80,8 @@ def longer_runs() -> None:
                 continue  # the multi-GPU table below has these layouts
             gpu = find_gpu(r["gpu"]["name"] if isinstance(r["gpu"], dict) else r["gpu"])
             model = find_model(r["model"])
-            pred = predicted_step_seconds(model, gpu, plan, estimate(model, gpu, plan, cal.params(gpu)))
+            pred = predicted_step_seconds(model, gpu, plan, estimate(model, gpu, plan, cal.params(gpu)),
+                                          shipped_speed_params(gpu))
             if kind == "steps":
                 measured, note = r["step_time_s"], "step_time_s"
             else:  # a whole `vramplan train` run: wall seconds over its steps, the data pipeline included
@@ -104,7 +107,7 @@ def validation_set(rows: list[dict], folder: Path, path: Path) -> None:
     hopper = [r for r in rows if r["profile"].architecture == "hopper"]
     held = {e["run_key"]: e for e in S.loao_rows(hopper) if e["source"] == folder.name}
     print(f"\n{folder.name}: {len(runs)} runs predicted before they were measured ({path.name}); tokens/s error "
-          f"= measured / predicted - 1")
+          f"= predicted / measured tokens/s - 1 (positive: the prediction too fast)")
     print(f"  {'model':18s} {'plan':44s} {'measured':>9s} {'before':>8s} {'held out':>9s}")
     before, after = [], []
     for key, r in sorted(runs.items(), key=lambda kv: (kv[1]["model"], kv[1]["why"])):
@@ -120,20 +123,20 @@ def validation_set(rows: list[dict], folder: Path, path: Path) -> None:
 
 
 def multi_gpu(rows: list[dict]) -> None:
-    multi = S.by_gpu(S.multi_gpu_rows())
+    multi = S.by_gpu(M.multi_gpu_rows())
     for name, ms in multi.items():
         own = [r for r in rows if r["gpu_name"] == name]
         if not own:
             continue
         params = S.solve([r for r in rows if r["profile"].architecture == own[0]["profile"].architecture], name)
-        fitted = S.solve_multi_gpu(ms, params)
+        fitted = M.solve_multi_gpu(ms, params)
         from dataclasses import replace
         params = replace(params, **fitted)
         print(f"\nseveral GPUs on {name} ({len(ms)} runs; fsdp_unit_s {fitted.get('fsdp_unit_s', 0) * 1e3:.2f} ms, "
               f"ddp_step_s {fitted.get('ddp_step_s', 0):.3f} s):")
         for kind in ("fsdp", "ddp"):
-            errs = [e for e in S.multi_gpu_errors(ms, params) if e["parallel"] == kind]
-            held = [e for e in S.multi_gpu_loao(ms, params) if e["parallel"] == kind]
+            errs = [e for e in M.multi_gpu_errors(ms, params) if e["parallel"] == kind]
+            held = [e for e in M.multi_gpu_loao(ms, params) if e["parallel"] == kind]
             if errs:
                 a, b = S.summarize(errs), S.summarize(held)
                 print(f"  {kind}: {a['n']} runs, MAE {a['mae_pct']:.1f}%, LOAO MAE {b['mae_pct']:.1f}% "

@@ -4,8 +4,9 @@ run, and what the NVML poller costs.
     python bench/speed_hosts.py
 
 Runs are grouped into device calls by their timestamps (a gap of more than 20 minutes starts a new one; each call
-may land on another host). For each call, the shipped fit's per-launch cost is refitted on that call's runs alone
-(the other coefficients as shipped): how far the hosts' launch costs lie apart. Then, for the runs of
+may land on another host). For each call, the host factor `vramplan calibrate` fits (vramplan.calibrate.speed_host: one factor on
+the shipped fit's per-launch, per-micro-batch and per-step costs) is fitted on that call's runs alone, and the
+launch cost it gives: how far the hosts lie apart. Then, for the runs of
 calibration/speed_runs (14 steps), the coefficient of variation of their steady steps, by how launch-bound they
 are, and the pairs run with and without the poller. Torch-free; needs numpy and scipy (the [test] extra).
 """
@@ -14,7 +15,6 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT))
 from vramplan.calibrate import speed_solve as S  # noqa: E402
 from vramplan.calibrate.records import load_runs  # noqa: E402
 from vramplan.resources import data_dir  # noqa: E402
-from vramplan.speed_fits import speed_params  # noqa: E402
+from vramplan.calibrate.speed_host import host_factor  # noqa: E402
+from vramplan.speed_fits import shipped_speed_params  # noqa: E402
 
 GAP_S = 1200
-KERNEL = 2  # the kernel_launches column of vramplan.speed.FEATURES
 
 
 def records_by_key() -> dict:
@@ -50,22 +50,10 @@ def device_calls(rows: list[dict], records: dict) -> list[list[dict]]:
     return calls
 
 
-def launch_cost(rows: list[dict], coefs: np.ndarray) -> float:
-    """The per-launch cost that, with the other coefficients fixed, minimizes the rows' squared relative error of
-    tokens/s to first order (least squares on the step time's relative error, closed form)."""
-    num = den = 0.0
-    for r in rows:
-        x, m = r["x"], r["measured_s"]
-        rest = float(x @ coefs) - x[KERNEL] * coefs[KERNEL]
-        num += (x[KERNEL] / m) * ((m - rest) / m)
-        den += (x[KERNEL] / m) ** 2
-    return num / den
-
-
 def calibrated_hosts(rows: list[dict], records: dict) -> None:
     """What `vramplan calibrate` buys on a machine: each architecture held out of the rates (refit without it,
     as LOAO) and of its device call's host factor (fitted on the call's other architectures), against LOAO alone."""
-    from vramplan.calibrate.speed_host import host_factor, scaled, tokens_errors
+    from vramplan.speed_fits import host_scaled
     print("\ntokens/s held out by architecture, without and with a host factor fitted on the same device call's "
           "other architectures (what `vramplan calibrate` fits on your machine):")
     for group in S.by_architecture(rows).values():
@@ -80,9 +68,9 @@ def calibrated_hosts(rows: list[dict], records: dict) -> None:
                 if not test or len(rest) < 3:
                     continue
                 name = test[0]["gpu_name"]
-                plain.setdefault(name, []).extend(tokens_errors(test, params[name]))
-                factor = host_factor(rest, params[name])
-                hosted.setdefault(name, []).extend(tokens_errors(test, scaled(params[name], factor)))
+                plain.setdefault(name, []).extend(e["tokens_error_pct"] for e in S.error_rows(test, params[name]))
+                scaled = host_scaled(params[name], host_factor(rest, params[name]))
+                hosted.setdefault(name, []).extend(e["tokens_error_pct"] for e in S.error_rows(test, scaled))
         for name in sorted(plain):
             a, b = plain[name], hosted[name]
             print(f"  {name}: {len(a)} runs, MAE {statistics.fmean(map(abs, a)):.1f}% without, "
@@ -95,12 +83,13 @@ def main() -> None:
     rows = S.with_features(S.speed_rows())
     records = records_by_key()
     for name, rs in sorted(S.by_gpu(rows).items()):
-        coefs = np.array(speed_params(find_gpu(name)).coefficients)
-        print(f"{name}: shipped launch cost {coefs[KERNEL] * 1e6:.1f} us")
+        base = shipped_speed_params(find_gpu(name))
+        print(f"{name}: shipped launch cost {base.kernel_s * 1e6:.1f} us")
         for call in device_calls(rs, records):
             first = records[(call[0]["source"], call[0]["run_key"])]["timestamp"][:16]
-            print(f"  call from {first}: {len(call):3d} runs, launch cost {launch_cost(call, coefs) * 1e6:5.1f} us "
-                  f"({', '.join(sorted({r['source'] for r in call}))})")
+            factor = host_factor(call, base)
+            print(f"  call from {first}: {len(call):3d} runs, host factor {factor:.2f}, launch cost "
+                  f"{base.kernel_s * factor * 1e6:5.1f} us ({', '.join(sorted({r['source'] for r in call}))})")
     calibrated_hosts(rows, records)
     print("\ncalibration/speed_runs: steady steps' coefficient of variation (sd / mean), by step time")
     spread = []

@@ -23,6 +23,7 @@ from stack_runs import SETS, stack_plan  # noqa: E402
 from vramplan.planner import Planner  # noqa: E402
 from vramplan.profiles import find_gpu, find_model  # noqa: E402
 from vramplan.speed import predicted_step_seconds  # noqa: E402
+from vramplan.speed_fits import shipped_speed_params  # noqa: E402
 from vramplan.store.calibrations import Calibrations  # noqa: E402
 
 FOLDER = ROOT / "calibration" / "ranking"
@@ -40,7 +41,7 @@ def held_out_params(model: str, nvml_name: str):
 
 def predictions(profile: str, nvml_name: str, params=None) -> dict:
     gpu = find_gpu(profile)
-    planner = Planner(gpu, Calibrations.shipped())
+    planner = Planner(gpu, Calibrations.package())  # the shipped fits alone: nothing of the developer's own
     out = {}
     for run in SETS["ranking"]():
         model, plan = find_model(run.model), stack_plan(run)
@@ -48,7 +49,8 @@ def predictions(profile: str, nvml_name: str, params=None) -> dict:
         tokens = plan.tokens * plan.grad_accum
         out[run.key(nvml_name)] = {
             "model": run.model, "why": run.why, "tokens_per_step": tokens,
-            "fitted_tokens_per_s": tokens / predicted_step_seconds(model, gpu, plan, b, params),
+            "fitted_tokens_per_s": tokens / predicted_step_seconds(model, gpu, plan, b,
+                                                                  params or shipped_speed_params(gpu)),
             "peak_bytes": b.peak_bytes}
     return out
 

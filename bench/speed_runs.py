@@ -7,8 +7,8 @@ device calls:
     python bench/speed_runs.py --predict calibration/speed_runs/validation2.json --all --only 27,28,...
 
 The earlier records time 3 to 8 steps with a 2 ms NVML poller running throughout; at the sizes people run, a
-QLoRA step is bound by the host launching kernels, and both the short runs and the poller's thread (which takes
-the GIL from the launching loop) are in their step times. These runs take STEPS optimizer steps, poll NVML for
+QLoRA step is bound by the host launching kernels, and both the short runs and the poller's thread (which may
+take the GIL from the launching loop) are in their step times. These runs take STEPS optimizer steps, poll NVML for
 the first POLL_STEPS only (the peaks are reached there; later steps keep the allocator's counters), and the
 speed model's target is the median of the steps after them (vramplan.calibrate.speed_solve). Two plans are
 also run with the poller on throughout, to measure what it costs. Plans are the ones people run through TRL's

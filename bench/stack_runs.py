@@ -199,7 +199,7 @@ def predict(runs: list[StackRun], profile: str, nvml_name: str) -> dict:
     from vramplan.planner import Planner
     from vramplan.profiles import find_gpu, find_model
     from vramplan.store.calibrations import Calibrations
-    planner = Planner(find_gpu(profile), Calibrations.shipped())
+    planner = Planner(find_gpu(profile), Calibrations.package())  # the shipped fits alone
     out = {}
     for r in runs:
         b = planner.estimate(find_model(r.model), stack_plan(r))

@@ -19,9 +19,10 @@ Offloaded checkpoints add their copies to and from pinned host memory (GB per mi
 runs that offloaded (calibration/partial_ckpt: about an eighth of the H200's PCIe link, the pack's copy_ blocking
 the host); a GPU whose runs did not offload takes its PCIe datasheet x that efficiency.
 
-The coefficients are fitted per GPU by vramplan.calibrate.speed_solve on the recorded runs and read here from
-calibration/speed/<gpu>.json. A GPU without runs takes its datasheet rate and bandwidth scaled by the fitted
-Hopper efficiencies, and the fitted launch costs (host-side, measured on Hopper hosts); its source says so.
+The coefficients are fitted by vramplan.calibrate.speed_solve on the recorded runs (the GPUs of one architecture
+together: shared rate efficiencies, each GPU its own launch costs); vramplan.speed_fits says which a GPU takes:
+its fit, else its datasheet at the Hopper shares with their launch costs, with the host factor of a user's
+`vramplan calibrate` on top, and its source says so.
 Several GPUs add FSDP's per-unit cost or DDP's per-step cost, fitted on the 2 x H200 runs (and borrowed, said,
 by every other GPU). estimate, fit, table and the TUI print these figures, and fit's search ranks plans by them.
 """

@@ -137,7 +137,7 @@ def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
     host = next((f for f in reversed(fits) if f.get("kind") == "host" and _own(f, gpu)), None)
     fits = tuple(f for f in fits if f.get("kind") != "host")
     if host:
-        return host_scaled(params_from_speed_fits(fits, gpu), host)
+        return with_host_fit(params_from_speed_fits(fits, gpu), host)
     own = next((f for f in fits if _own(f, gpu)), None)
     multi = {**_multi_gpu_terms(fits, own), "offload_gbs": offload_rate(fits, own, gpu)}
     if own:
@@ -165,46 +165,73 @@ def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
 
 HOST_TERMS = ("kernel_s", "micro_batch_s", "step_s")
 """What the host spends launching, per launch, micro-batch and optimizer step: what a host fit scales."""
+HOST_FACTOR_BOUNDS = (0.2, 5.0)
+"""The host factors a fit may take (vramplan.calibrate.speed_host) and a planning command accepts."""
+HOST_FOLDER = "speed_host"
+"""Where in a calibration folder `vramplan calibrate` writes host fits: speed_host/<gpu>.json (calibration/speed is
+speed_solve's full fits)."""
 
 
-def host_scaled(base: SpeedParams, host: dict) -> SpeedParams:
-    """base with its host terms times the host fit's factor, and a source that says so."""
-    factor = host["host_factor"]
-    err = host.get("tokens_error", {})
-    after, before = err.get("calibrated", {}).get("mae_pct"), err.get("shipped", {}).get("mae_pct")
-    where = f" in {host['_folder']}" if host.get("_folder") else ""
-    return replace(base, **{k: getattr(base, k) * factor for k in HOST_TERMS},
-                   source=f"{base.source}; launch costs x{factor:.2f} for this machine, fitted on {host.get('runs', 0)} "
-                          f"of its calibration runs{where} (their tokens/s off by {after:.1f}% on average, "
-                          f"{before:.1f}% before)")
+def host_scaled(base: SpeedParams, factor: float) -> SpeedParams:
+    """base with its host terms times factor."""
+    return replace(base, **{k: getattr(base, k) * factor for k in HOST_TERMS})
+
+
+def with_host_fit(base: SpeedParams, host: dict) -> SpeedParams:
+    """base scaled by a host fit, and a source that says so."""
+    err = host["tokens_error"]
+    return replace(host_scaled(base, host["host_factor"]),
+                   source=f"{base.source}; launch costs x{host['host_factor']:.2f} for this machine, fitted on "
+                          f"{host['runs']} of its calibration runs in {host['_folder']} (their tokens/s off by "
+                          f"{err['calibrated']['mae_pct']:.1f}% on average, {err['shipped']['mae_pct']:.1f}% before)")
+
+
+def _number(value, low: float = 0.0, high: float = float("inf")) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
 
 
 def _read_host_fit(path: Path) -> dict:
+    """One host fit, checked before any figure is planned from it (a one-line error naming the file if not)."""
+    def bad(what: str) -> VramplanError:
+        return VramplanError(f"{path}: not a vramplan host speed fit ({what})",
+                             hint="`vramplan calibrate --refit` rewrites it from the recorded runs; or remove it")
     try:
         fit = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise VramplanError(f"{path}: cannot be read as JSON ({type(exc).__name__})",
                             hint="`vramplan calibrate --refit` rewrites it from the recorded runs; or remove it") from None
     if not isinstance(fit, dict) or fit.get("kind") != "host":
-        raise VramplanError(f"{path}: not a vramplan speed calibration (no \"kind\": \"host\")",
-                            hint="`vramplan calibrate --refit` rewrites it from the recorded runs; or remove it")
-    factor = fit.get("host_factor")
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 100 or \
-            not isinstance(fit.get("gpu_name"), str):
-        raise VramplanError(f"{path}: host_factor is {factor!r}, not a number above 0",
-                            hint="`vramplan calibrate --refit` rewrites it from the recorded runs; or remove it")
+        raise bad('no "kind": "host"')
+    if not isinstance(fit.get("gpu_name"), str) or not fit["gpu_name"].strip():
+        raise bad("no gpu_name")
+    if not _number(fit.get("host_factor"), *HOST_FACTOR_BOUNDS):
+        raise bad(f"host_factor is {fit.get('host_factor')!r}, not a number in {HOST_FACTOR_BOUNDS[0]}.."
+                  f"{HOST_FACTOR_BOUNDS[1]}")
+    if isinstance(fit.get("runs"), bool) or not isinstance(fit.get("runs"), int) or fit["runs"] < 1:
+        raise bad(f"runs is {fit.get('runs')!r}")
+    err = fit.get("tokens_error")
+    for which in ("calibrated", "shipped"):
+        if not isinstance(err, dict) or not isinstance(err.get(which), dict) or not _number(err[which].get("mae_pct")):
+            raise bad(f"no tokens_error.{which}.mae_pct")
     return {**fit, "_folder": str(path.parent.parent)}
 
 
-@lru_cache(maxsize=None)
-def _host_fits(folders: tuple[str, ...]) -> tuple[dict, ...]:
-    """The host fits of the user's calibration folders (each folder's speed/*.json), in their order."""
+def _host_fit_files(folders: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """(path, modification time) of each host fit in the folders, in their order: what the caches are keyed on, so
+    a fit written, rewritten or removed while a process plans is read afresh."""
     out = []
     for folder in folders:
-        speed = Path(folder) / "speed"
-        if speed.is_dir():
-            out += [_read_host_fit(p) for p in sorted(speed.glob("*.json"))]
+        for path in sorted((Path(folder) / HOST_FOLDER).glob("*.json")):
+            try:
+                out.append((str(path), path.stat().st_mtime_ns))
+            except OSError:
+                continue
     return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def _host_fits(files: tuple[tuple[str, int], ...]) -> tuple[dict, ...]:
+    return tuple(_read_host_fit(Path(path)) for path, _ in files)
 
 
 def user_calibration_folders() -> tuple[str, ...]:
@@ -221,11 +248,17 @@ _CACHE: dict[tuple, SpeedParams] = {}
 def speed_params(gpu: GpuSpec, calib_dir: str | None = None) -> SpeedParams:
     """The speed parameters of one GPU: the shipped fits with the host fits of the user's calibration folders
     on top; calib_dir's fits alone when named."""
-    folders = () if calib_dir else user_calibration_folders()
-    key = (gpu.name, calib_dir, folders)
+    files = () if calib_dir else _host_fit_files(user_calibration_folders())
+    key = (gpu.name, calib_dir, files)
     if key not in _CACHE:
-        _CACHE[key] = params_from_speed_fits(load_speed_fits(calib_dir) + _host_fits(folders), gpu)
+        _CACHE[key] = params_from_speed_fits(load_speed_fits(calib_dir) + _host_fits(files), gpu)
     return _CACHE[key]
+
+
+def shipped_speed_params(gpu: GpuSpec) -> SpeedParams:
+    """The shipped fits' parameters alone, whatever the user's folders hold: what benches predict with and what
+    a host fit scales."""
+    return speed_params(gpu, str(data_dir("calibration")))
 
 
 def speed_source(gpu: GpuSpec, plan: TrainPlan | None = None, model: ModelArch | None = None) -> str:

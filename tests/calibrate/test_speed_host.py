@@ -52,7 +52,7 @@ def test_calibrate_refit_writes_the_host_fit_and_the_planning_commands_use_it(ca
     runs.write_text("\n".join(second_call_lines()) + "\n")
     assert main(["calibrate", "--refit"]) == 0
     out = capsys.readouterr().out
-    speed_file = user_folder / "speed" / "nvidia-h100-80gb-hbm3.json"
+    speed_file = user_folder / "speed_host" / "nvidia-h100-80gb-hbm3.json"
     assert f"wrote {speed_file}" in out and speed_file.exists()
     doc = json.loads(speed_file.read_text())
     gpu = find_gpu("H100-80GB")
@@ -69,12 +69,23 @@ def test_calibrate_refit_writes_the_host_fit_and_the_planning_commands_use_it(ca
 
 
 def test_a_broken_host_fit_is_a_clear_error(capsys, user_folder):
-    path = user_folder / "speed" / "nvidia-h200.json"
+    path = user_folder / "speed_host" / "nvidia-h200.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"kind": "host", "gpu_name": "NVIDIA H200", "host_factor": -1}))
-    assert main(["fit", "llama-3.2-1b", "--gpu", "H200"]) == 2
-    err = capsys.readouterr().err
-    assert "nvidia-h200.json" in err and "host_factor" in err and "Traceback" not in err
+    good = json.loads(json.dumps({"kind": "host", "gpu_name": "NVIDIA H200", "host_factor": 1.1, "runs": 5,
+                                  "tokens_error": {"shipped": {"mae_pct": 9.0}, "calibrated": {"mae_pct": 6.0}}}))
+    for broken, what in (({**good, "host_factor": -1}, "host_factor"), ({**good, "host_factor": 50}, "host_factor"),
+                         ({**good, "gpu_name": 3}, "gpu_name"), ({**good, "runs": "many"}, "runs"),
+                         ({k: v for k, v in good.items() if k != "tokens_error"}, "tokens_error"),
+                         ({**good, "tokens_error": {"shipped": {"mae_pct": "x"}, "calibrated": {}}}, "tokens_error")):
+        path.write_text(json.dumps(broken))
+        assert main(["fit", "llama-3.2-1b", "--gpu", "H200"]) == 2
+        err = capsys.readouterr().err
+        assert "nvidia-h200.json" in err and what in err and "Traceback" not in err
+        assert main(["calibration", "show", "H200"]) == 2  # not a silent omission there either
+        capsys.readouterr()
+    path.write_text(json.dumps(good))
+    assert main(["fit", "llama-3.2-1b", "--gpu", "H200"]) == 0
+    assert "launch costs x1.10 for this machine" in capsys.readouterr().out
     path.write_text("{oops")
     assert main(["fit", "llama-3.2-1b", "--gpu", "H200", "--json"]) == 2
     assert "cannot be read as JSON" in json.loads(capsys.readouterr().out)["error"]
@@ -83,4 +94,20 @@ def test_a_broken_host_fit_is_a_clear_error(capsys, user_folder):
 def test_too_few_runs_fit_no_factor(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / H100_RUNS.name).write_text("\n".join(second_call_lines()[:H.MIN_RUNS - 1]) + "\n")
-    assert H.write_host_fits(tmp_path) == [] and not (tmp_path / "speed").exists()
+    assert H.write_host_fits(tmp_path) == [] and not (tmp_path / "speed_host").exists()
+
+
+def test_a_host_fit_written_while_a_process_plans_is_read_and_a_full_fit_beside_it_is_not_one(user_folder):
+    gpu = find_gpu("H200")
+    before = speed_params(gpu)
+    full = user_folder / "speed" / "nvidia-h200.json"  # what speed_solve --calib writes: not a host fit
+    full.parent.mkdir(parents=True)
+    full.write_text((data_dir("calibration") / "speed" / "nvidia-h200.json").read_text())
+    assert speed_params(gpu) == before
+    host = user_folder / "speed_host" / "nvidia-h200.json"
+    host.parent.mkdir(parents=True)
+    host.write_text(json.dumps({"kind": "host", "gpu_name": "NVIDIA H200", "host_factor": 2.0, "runs": 4,
+                                "tokens_error": {"shipped": {"mae_pct": 30.0}, "calibrated": {"mae_pct": 5.0}}}))
+    assert speed_params(gpu).kernel_s == pytest.approx(2 * before.kernel_s)
+    host.unlink()
+    assert speed_params(gpu).kernel_s == pytest.approx(before.kernel_s)

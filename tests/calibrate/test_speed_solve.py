@@ -51,17 +51,27 @@ def test_the_gpus_of_one_architecture_share_their_rate_efficiencies_and_keep_the
     # the H200's compute-bound runs (8B-14B at 8-16k tokens a step) pin the matmul rate well below the datasheet
     assert 0.4 < eff[0][0] < 0.8
     assert h100.kernel_s != pytest.approx(h200.kernel_s)
-    # one GPU's runs alone: its own fit (the H100's launch-bound runs alone leave the rate at its datasheet bound)
-    assert S.solve(BY_GPU["NVIDIA H200"]).runs == len(BY_GPU["NVIDIA H200"])
+    # the H100's launch-bound runs alone leave its matmul rate at the datasheet bound
+    alone = S.solve(BY_GPU["NVIDIA H100 80GB HBM3"])
+    assert alone.matmul_tflops == pytest.approx(BY_GPU["NVIDIA H100 80GB HBM3"][0]["profile"].tensor_tflops_16bit)
+
+
+def test_an_architecture_that_is_a_gpus_only_one_is_left_out_of_its_loao():
+    h100_llama = [r for r in BY_GPU["NVIDIA H100 80GB HBM3"] if r["model"] == "llama-3.2-1b"]
+    rows = h100_llama + BY_GPU["NVIDIA H200"]
+    held = S.loao_rows(rows)
+    assert {e["gpu_name"] for e in held} == {"NVIDIA H200"} and len(held) == len(BY_GPU["NVIDIA H200"])
+    assert S.loao_rows(h100_llama) == []
 
 
 def test_the_fit_minimizes_the_relative_error_of_tokens_per_second():
     rows = BY_GPU["NVIDIA H200"]
     p = S.solve(rows)
     base = sum(e["tokens_error_pct"] ** 2 for e in S.error_rows(rows, p))
-    for k in ("kernel_s", "step_s", "matmul_tflops"):  # a small move of any free coefficient does no better
-        moved = replace(p, **{k: getattr(p, k) * 1.03})
-        assert sum(e["tokens_error_pct"] ** 2 for e in S.error_rows(rows, moved)) >= base * 0.999
+    for k in ("kernel_s", "step_s", "micro_batch_s", "matmul_tflops", "offload_gbs"):
+        for f in (0.97, 1.03):  # a small move of any coefficient either way does no better
+            moved = replace(p, **{k: getattr(p, k) * f})
+            assert sum(e["tokens_error_pct"] ** 2 for e in S.error_rows(rows, moved)) >= base * 0.999
 
 
 # The bounds the shipped records meet (bench/speed_accuracy.py prints the figures), solved as shipped (the
@@ -94,16 +104,6 @@ def test_the_offload_rate_is_fitted_where_runs_offloaded_and_borrowed_elsewhere(
         assert params_from_speed_fits(fits, gpu).offload_gbs == pytest.approx(
             gpu.pcie_gbs * h200_doc["efficiency"]["offload"])
     assert params_from_speed_fits(fits, find_gpu("H200")).offload_gbs == h200_doc["params"]["offload_gbs"]
-
-
-def test_multi_gpu_costs_fit_the_two_gpu_runs():
-    multi = S.by_gpu(S.multi_gpu_rows())["NVIDIA H200"]
-    params = S.solve(HOPPER, "NVIDIA H200")
-    fitted = S.solve_multi_gpu(multi, params)
-    assert 0 < fitted["fsdp_unit_s"] < 2e-3 and 0 <= fitted["ddp_step_s"] < 0.5
-    from dataclasses import replace
-    held = S.summarize(S.multi_gpu_loao(multi, replace(params, **fitted)))
-    assert held["mae_pct"] <= 11  # 10.2% since the one-GPU terms fit tokens/s on the Hopper GPUs together
 
 
 def test_the_target_is_the_median_of_the_steady_steps():

@@ -44,8 +44,8 @@ class NvmlPeak:
         return self
 
     def stop(self):
-        """End the sampling thread: a 2 ms poller takes the GIL from a launch-bound training loop, so the steps
-        timed for speed run without it (their peaks stay in the allocator's counters)."""
+        """End the sampling thread: a 2 ms poller may take the GIL from a launch-bound training loop, so the steps
+        timed for speed can run without it (their peaks stay in the allocator's counters)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()

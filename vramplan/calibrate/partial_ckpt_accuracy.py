@@ -17,7 +17,7 @@ from ..profiles.checkpointing import plan_modes
 from ..resources import data_dir
 from ..speed import predicted_step_seconds
 from ..store.calibrations import Calibrations
-from .speed_solve import steady_step_seconds
+from .records import steady_step_seconds
 from .stack_accuracy import record_plan
 
 GATE_MAE_PCT = 3.0

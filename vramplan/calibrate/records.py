@@ -4,7 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import statistics
 from pathlib import Path
+
+from ..errors import VramplanError
 
 
 def measured_peak(record: dict) -> int:
@@ -50,9 +53,15 @@ def load_runs(path: Path) -> list[dict]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             out.append(json.loads(line))
+        except ValueError:  # a sweep killed mid-write leaves half a line
+            raise VramplanError(f"{path}:{number}: not a JSON record (a run cut off while it was written?)",
+                                hint="delete that line (the run is measured again by the next `vramplan "
+                                     "calibrate`), then --refit") from None
     return out
 
 
@@ -78,3 +87,13 @@ def train_bench_record(out_run: Path, command: list[str], exit_code: int) -> dic
     record["bench"] = {"command": command, "exit_code": exit_code, "written": sorted(p.name for p in out_run.iterdir()),
                        "adapter_files": sorted(p.name for p in adapter.glob("*")) if adapter.exists() else []}
     return record
+
+
+def steady_step_seconds(record: dict) -> float:
+    """The median of the optimizer steps after the first, or after the ones NVML was polled in where the record
+    stopped its poller (the mean of the middle two when even); a record without per-step times gives its
+    step_time_s."""
+    steps = (record.get("torch") or {}).get("steps") or []
+    warm = max(1, record.get("nvml_polled_steps") or 0)
+    times = [s["time_s"] for s in steps[warm:] if s.get("time_s")]
+    return float(statistics.median(times)) if times else float(record["step_time_s"])

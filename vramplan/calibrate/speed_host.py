@@ -1,33 +1,31 @@
-"""Your machine's launch costs, from the step times of its own calibration runs: OUT/speed/<gpu>.json.
+"""Your machine's launch costs, from the step times of its own calibration runs: OUT/speed_host/<gpu>.json.
 
 At the sizes people fine-tune, a QLoRA step waits on the host launching kernels, and the same GPU type steps at
-different speeds on different hosts: refitted on each device call's runs alone, the H200's shipped runs give 35
-to 48 us per launch and the H100's 45 and 60 us (python bench/speed_hosts.py). The GPU's rates (matmul,
+different speeds on different hosts: fitted on each device call's runs alone, this factor is 0.87 to 1.15 over
+the H200's shipped calls and 0.81 and 1.08 over the H100's (python bench/speed_hosts.py). The GPU's rates (matmul,
 bandwidth, offloaded copies) stay the shipped fit's, or its datasheet's at the Hopper shares; one factor scales
 the host's terms (per launch, per micro-batch, per optimizer step), fitted on the runs `vramplan calibrate`
 recorded here so that their tokens/s err least (squared relative error). The fit says how far those runs' tokens/s
 were from the shipped figures and from the calibrated ones, and, leaving each architecture out of the factor in
 turn, how far its runs were from the rest's.
 
-numpy and scipy (the [test] extra, like the other solvers); the planning path only reads the JSON.
+numpy and scipy (the [train] extra, which `vramplan calibrate` needs); the planning path only reads the JSON.
 """
 from __future__ import annotations
 
 import json
-import statistics
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..profiles import find_gpu
 from ..errors import VramplanError
-from ..speed_fits import HOST_TERMS, SpeedParams, load_speed_fits, params_from_speed_fits
+from ..speed_fits import HOST_FACTOR_BOUNDS, HOST_FOLDER, SpeedParams, host_scaled, shipped_speed_params
 from .records import gpu_slug
+from .speed_solve import by_gpu, error_rows, speed_rows, summarize, with_features
 
 HOST_COLUMNS = (2, 3, 4)
-"""Their FEATURES columns (vramplan.speed)."""
-FACTOR_BOUNDS = (0.2, 5.0)
+"""The FEATURES columns (vramplan.speed) of the host terms the factor scales (speed_fits.HOST_TERMS)."""
 MIN_RUNS = 3
 """Fewer runs than this with step times fit no factor: the shipped figures stay."""
 
@@ -39,27 +37,12 @@ def host_factor(rows: list[dict], base: SpeedParams) -> float:
     host = np.array([sum(r["x"][c] * coefs[c] for c in HOST_COLUMNS) for r in rows])
     rest = np.array([float(r["x"] @ coefs) for r in rows]) - host
     m = np.array([r["measured_s"] for r in rows])
-    fit = minimize_scalar(lambda k: float(np.sum((m / (rest + k * host) - 1.0) ** 2)), bounds=FACTOR_BOUNDS,
+    fit = minimize_scalar(lambda k: float(np.sum((m / (rest + k * host) - 1.0) ** 2)), bounds=HOST_FACTOR_BOUNDS,
                           method="bounded", options={"xatol": 1e-6})
     return float(fit.x)
 
 
-def scaled(base: SpeedParams, factor: float) -> SpeedParams:
-    return replace(base, **{k: getattr(base, k) * factor for k in HOST_TERMS})
-
-
-def tokens_errors(rows: list[dict], params: SpeedParams) -> list[float]:
-    """measured / predicted step seconds - 1 of each row, in percent."""
-    coefs = np.array(params.coefficients)
-    return [100.0 * (r["measured_s"] / float(r["x"] @ coefs) - 1.0) for r in rows]
-
-
-def _summary(errors: list[float]) -> dict:
-    return {"mae_pct": round(statistics.fmean(abs(e) for e in errors), 2),
-            "worst_pct": round(max(errors, key=abs), 2), "n": len(errors)}
-
-
-def held_out_errors(rows: list[dict], base: SpeedParams) -> list[float]:
+def held_out_errors(rows: list[dict], base: SpeedParams) -> list[dict]:
     """Each architecture's runs predicted with the factor fitted on the other architectures' runs (empty with
     fewer than two architectures)."""
     archs = sorted({r["model"] for r in rows})
@@ -68,8 +51,12 @@ def held_out_errors(rows: list[dict], base: SpeedParams) -> list[float]:
     out = []
     for arch in archs:
         rest = [r for r in rows if r["model"] != arch]
-        out += tokens_errors([r for r in rows if r["model"] == arch], scaled(base, host_factor(rest, base)))
+        out += error_rows([r for r in rows if r["model"] == arch], host_scaled(base, host_factor(rest, base)))
     return out
+
+
+def _summary(errors: list[dict]) -> dict:
+    return {k: v for k, v in summarize(errors, "tokens_error_pct").items() if k in ("mae_pct", "worst_pct", "n")}
 
 
 def host_fit_document(rows: list[dict], gpu_name: str) -> dict | None:
@@ -78,25 +65,25 @@ def host_fit_document(rows: list[dict], gpu_name: str) -> dict | None:
     if len(rows) < MIN_RUNS:
         return None
     gpu = find_gpu(gpu_name)
-    base = params_from_speed_fits(load_speed_fits(), gpu)  # the shipped fits alone: no factor on a factor
+    base = shipped_speed_params(gpu)  # the shipped fits alone: no factor on a factor
     factor = host_factor(rows, base)
-    params = scaled(base, factor)
+    params = host_scaled(base, factor)
     held = held_out_errors(rows, base)
     return {"kind": "host", "gpu_name": gpu_name, "profile": gpu.name, "architecture": gpu.architecture,
             "compute_capability": gpu.compute_capability, "host_factor": round(factor, 4),
             "base": base.source, "base_measured": base.measured,
             "params": {k: round(v, 9) for k, v in params.to_dict().items()},
             "runs": len(rows), "architectures": sorted({r["model"] for r in rows}),
-            "tokens_error": {"shipped": _summary(tokens_errors(rows, base)),
-                             "calibrated": _summary(tokens_errors(rows, params)),
+            # predicted / measured tokens/s - 1, in percent (positive: the prediction too fast)
+            "tokens_error": {"shipped": _summary(error_rows(rows, base)),
+                             "calibrated": _summary(error_rows(rows, params)),
                              **({"held_out": _summary(held)} if held else {})},
             "target": "median optimizer step after the first (or after the NVML-polled ones)",
             "derived_by": "vramplan calibrate (vramplan/calibrate/speed_host.py)"}
 
 
 def write_host_fits(out: Path, gpus: set[str] | None = None) -> list[Path]:
-    """OUT/speed/<gpu>.json for each GPU whose runs OUT records (gpus: only these slugs); the paths written."""
-    from .speed_solve import by_gpu, speed_rows, with_features
+    """OUT/speed_host/<gpu>.json for each GPU whose runs OUT records (gpus: only these slugs); the paths written."""
     from ..store.calibrations import Calibrations
     rows = [r for r in speed_rows(out) if r["source"] == "runs"]
     written = []
@@ -111,7 +98,7 @@ def write_host_fits(out: Path, gpus: set[str] | None = None) -> list[Path]:
         doc = host_fit_document(with_features(rs, Calibrations.package()), name)
         if doc is None:
             continue
-        path = out / "speed" / f"{slug}.json"
+        path = out / HOST_FOLDER / f"{slug}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         written.append(path)

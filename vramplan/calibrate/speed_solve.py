@@ -1,22 +1,27 @@
-"""Fit the speed model (vramplan.speed) of each GPU to its measured step times; write calibration/speed/<gpu>.json.
+"""Fit the speed model (vramplan.speed) to the measured step times; write calibration/speed/<gpu>.json.
 
     python -m vramplan.calibrate.speed_solve [--calib DIR] [--out DIR] [--dry-run]
 
 Runs: every completed one-GPU record with a step time in calibration/runs (the plain Trainer) and in the
 folders of bench/stack_runs.py's records (TRL's SFTTrainer at its releases, and the plain Trainer):
-calibration/stacks, calibration/partial_ckpt (partial and offloaded checkpointing) and calibration/ranking (the
-plans fit compares for one job); evaluation runs left out (their steps hold an evaluation loop). The target is the median of each record's optimizer steps after the first (the
-first holds CUDA and cuBLAS initialization, the paged optimizer's first allocation), from the per-step times the
-record keeps; the records' own `step_time_s` took the upper median, with two steady steps the slower one.
-The fit minimizes the relative error of tokens/s (a 0.2 s step off by 0.05 s matters as much as a 2 s step off by
-0.5 s), with every coefficient non-negative and the rates at most the datasheet's; errors are reported of both
-the step time and tokens/s. Accuracy: in-sample, and
-leave-one-architecture-out (LOAO: refit without every run of the model, predict its runs).
+calibration/stacks, calibration/partial_ckpt (partial and offloaded checkpointing), calibration/ranking (the
+plans fit compares for one job) and calibration/speed_runs (steady-state runs, 1B-14B); evaluation runs left out
+(their steps hold an evaluation loop). The target is the median of each record's optimizer steps after the first
+(the first holds CUDA and cuBLAS initialization, the paged optimizer's first allocation), or after the steps its
+NVML poller ran in (nvml_polled_steps), from the per-step times the record keeps; the records' own `step_time_s`
+took the upper median, with two steady steps the slower one. The GPUs of one architecture are fitted together
+(solve_group): one matmul and one bandwidth efficiency, each GPU its own launch costs.
 
-These runs (1,024-8,192 tokens a step) are launch-bound, so how their token-proportional time splits between
-the matmul rate and the streamed bytes is weakly determined: the H100 fit puts the matmul rate at its datasheet
-bound, the H200 fit the bandwidth. Their sum is what is measured; the split matters for a GPU derived from its
-datasheet, whose figures are the less certain for it.
+The fit minimizes the relative error of tokens/s, predicted / measured tokens/s - 1 (a 0.2 s step off by 0.05 s
+matters as much as a 2 s step off by 0.5 s), with every coefficient non-negative and the rates at most the
+datasheet's. Errors are reported of both: the step time's (predicted / measured seconds - 1, positive: too slow)
+and tokens/s' (positive: too fast). Accuracy: in-sample, and leave-one-architecture-out (LOAO: refit without
+every run of the model, on every GPU, and predict its runs).
+
+Most of these runs (1,024-16,384 tokens a step) are launch-bound, so how their token-proportional time splits
+between the matmul rate and the streamed bytes is weakly determined: the Hopper GPUs' shared fit puts the
+bandwidth at its datasheet bound and the matmul rate, pinned by the H200's 8B-14B runs, at 0.59 of it. Their sum
+is what is measured; the split matters for a GPU derived from its datasheet, whose figures are the less certain.
 
 numpy and scipy, like vramplan.calibrate.solve; nothing on the planning path imports this module.
 """
@@ -34,26 +39,15 @@ from ..memory import estimate
 from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..resources import data_dir
-from ..layout import resolve
 from ..speed_fits import SpeedParams
-from ..speed import (compute_seconds_per_step, features, fsdp_link_seconds, fsdp_units,
-                     sync_seconds)
+from ..speed import features
 from ..store.calibrations import Calibrations
-from .records import gpu_slug, load_runs
+from .records import gpu_slug, load_runs, steady_step_seconds
+from .speed_multi_gpu import measured_layouts, multi_gpu_errors, multi_gpu_loao, multi_gpu_rows, solve_multi_gpu
 from .stack_accuracy import record_plan
 
 WITHIN_PCT = 15.0
 """The goal for plans the fit did not see: predicted step time within this share of the measured one."""
-
-
-def steady_step_seconds(record: dict) -> float:
-    """The median of the optimizer steps after the first, or after the ones NVML was polled in where the record
-    stopped its poller (the mean of the middle two when even); a record without per-step times gives its
-    step_time_s."""
-    steps = (record.get("torch") or {}).get("steps") or []
-    warm = max(1, record.get("nvml_polled_steps") or 0)
-    times = [s["time_s"] for s in steps[warm:] if s.get("time_s")]
-    return float(statistics.median(times)) if times else float(record["step_time_s"])
 
 
 def _row(record: dict, plan: TrainPlan, source: str) -> dict:
@@ -64,7 +58,8 @@ def _row(record: dict, plan: TrainPlan, source: str) -> dict:
 
 STACK_FORMAT_SOURCES = ("stacks", "partial_ckpt", "ranking", "speed_runs")
 """The folders of bench/stack_runs.py's records (TRL's SFTTrainer at its releases, and the plain Trainer): the
-stacks, the partial and offloaded checkpointing runs, and the ranking set's plans."""
+stacks, the partial and offloaded checkpointing runs, the ranking set's plans and the steady-state speed runs
+(bench/speed_runs.py)."""
 SOURCES = ("runs",) + STACK_FORMAT_SOURCES
 
 
@@ -178,7 +173,8 @@ def predict(rows: list[dict], params: SpeedParams) -> list[float]:
 
 
 def error_rows(rows: list[dict], params: SpeedParams | dict[str, SpeedParams]) -> list[dict]:
-    """Each run's error: of the step time (predicted / measured - 1) and of tokens/s (measured / predicted - 1).
+    """Each run's error: of the step time (predicted / measured seconds - 1) and of tokens/s (predicted / measured
+    tokens/s - 1 = measured / predicted seconds - 1; positive: the prediction too fast).
     params: one GPU's, or solve_group's for each GPU of rows."""
     out = []
     for r in rows:
@@ -192,11 +188,15 @@ def error_rows(rows: list[dict], params: SpeedParams | dict[str, SpeedParams]) -
 
 
 def loao_rows(rows: list[dict]) -> list[dict]:
-    """Refit without each architecture (model: its runs on every GPU of rows) and predict its runs."""
+    """Refit without each architecture (model: its runs on every GPU of rows) and predict its runs; a GPU with no
+    run of another architecture has nothing to refit on, and its runs of that one are left out."""
     out = []
     for arch in sorted({r["model"] for r in rows}):
-        params = solve_group([r for r in rows if r["model"] != arch])
-        out += error_rows([r for r in rows if r["model"] == arch], params)
+        rest = [r for r in rows if r["model"] != arch]
+        if not rest:
+            continue
+        params = solve_group(rest)
+        out += error_rows([r for r in rows if r["model"] == arch and r["gpu_name"] in params], params)
     return out
 
 
@@ -218,97 +218,18 @@ def by_gpu(rows: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def multi_gpu_rows(calib_dir: Path | None = None, calibrations: Calibrations | None = None) -> list[dict]:
-    """Completed, uncapped multi-GPU runs (the plain Trainer): the slowest rank's steady step time (each rank's
-    median after the first), the layout, and what
-    the one-GPU terms and the link's bytes account for of it (base_s, with the solved one-GPU params later)."""
-    folder = Path(calib_dir) if calib_dir else data_dir("calibration")
-    cal = calibrations or Calibrations.package()
-    rows = []
-    for path in sorted((folder / "multi_gpu").glob("*.jsonl")):
-        for r in load_runs(path):
-            ranks = r.get("ranks") or []
-            if r.get("status") != "ok" or r.get("cap_bytes") or not ranks or \
-                    not all(k.get("step_time_s") for k in ranks):
-                continue
-            gpu, model, plan = find_gpu(ranks[0]["gpu"]["name"]), find_model(r["model"]), TrainPlan.from_dict(r["plan"])
-            b = estimate(model, gpu, plan, cal.params(gpu))
-            rows.append({"gpu_name": ranks[0]["gpu"]["name"], "profile": gpu, "model": model, "plan": plan,
-                         "breakdown": b, "layout": resolve(plan, model, gpu), "why": r.get("why", ""),
-                         "measured_s": max(steady_step_seconds(k) for k in ranks)})
-    return rows
-
-
-def _multi_base_and_count(row: dict, params: SpeedParams) -> tuple[float, float]:
-    """Seconds the one-GPU terms and the link's bytes give, and the count the fitted per-unit (FSDP) or per-step
-    (DDP) cost multiplies."""
-    lay, plan, model, b = row["layout"], row["plan"], row["model"], row["breakdown"]
-    base = compute_seconds_per_step(model, plan, b, params, lay)
-    if lay.fsdp:
-        return base + plan.grad_accum * fsdp_link_seconds(model, row["profile"], lay, b), \
-            plan.grad_accum * fsdp_units(model, lay)
-    return base + sync_seconds(row["profile"], lay, b), 1.0
-
-
-def solve_multi_gpu(rows: list[dict], params: SpeedParams) -> dict:
-    """fsdp_unit_s from the FSDP runs and ddp_step_s from the DDP runs, each the least relative-squares
-    non-negative cost on top of the one-GPU params (closed form: one coefficient each)."""
-    out = {}
-    for name, kind in (("fsdp_unit_s", "fsdp"), ("ddp_step_s", "ddp")):
-        num = den = 0.0
-        for r in rows:
-            if r["layout"].parallel != kind:
-                continue
-            base, n = _multi_base_and_count(r, params)
-            m = r["measured_s"]
-            num += (n / m) * ((m - base) / m)
-            den += (n / m) ** 2
-        if den:
-            out[name] = max(0.0, num / den)
-    return out
-
-
-def multi_gpu_errors(rows: list[dict], params: SpeedParams) -> list[dict]:
-    out = []
-    for r in rows:
-        base, n = _multi_base_and_count(r, params)
-        coef = params.fsdp_unit_s if r["layout"].fsdp else params.ddp_step_s
-        p = base + n * coef
-        out.append({"model": r["model"].name, "why": r["why"], "parallel": r["layout"].parallel,
-                    "measured_s": r["measured_s"], "predicted_s": p,
-                    "error_pct": 100.0 * (p - r["measured_s"]) / r["measured_s"]})
-    return out
-
-
-def multi_gpu_loao(rows: list[dict], params: SpeedParams) -> list[dict]:
-    out = []
-    for arch in sorted({r["model"].name for r in rows}):
-        fitted = solve_multi_gpu([r for r in rows if r["model"].name != arch], params)
-        out += multi_gpu_errors([r for r in rows if r["model"].name == arch], replace(params, **fitted))
-    return out
-
-
-def measured_layouts(rows: list[dict]) -> list[dict]:
-    """Each (GPUs, parallel, offload) the multi-GPU runs measured, with its run count: what the planner may say
-    was measured, and what not."""
-    counts: dict[tuple, int] = {}
-    for r in rows:
-        key = (r["plan"].gpus, r["layout"].parallel, bool(r["plan"].offload))
-        counts[key] = counts.get(key, 0) + 1
-    return [{"gpus": g, "parallel": p, "offload": o, "runs": n} for (g, p, o), n in sorted(counts.items())]
-
-
 def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None,
-                 group_rows: list[dict] | None = None) -> dict:
+                 group_rows: list[dict] | None = None, group_loao: list[dict] | None = None) -> dict:
     """The JSON the planner reads for one GPU: its coefficients, their efficiencies against the datasheet,
     the runs and the accuracy; with multi-GPU runs, the FSDP and DDP costs and their accuracy. group_rows: the
-    runs of every GPU of its architecture, solved together (solve_group); its own alone when None."""
+    runs of every GPU of its architecture, solved together (solve_group); its own alone when None. group_loao:
+    loao_rows(group_rows), when the caller has it."""
     gpu, name = gpu_rows[0]["profile"], gpu_rows[0]["gpu_name"]
     group = group_rows or gpu_rows
     params = solve_group(group)[name]
     offloaded = sum(bool(r["plan"].checkpoint_offload) for r in gpu_rows)
     in_rows = error_rows(gpu_rows, params)
-    loao = [e for e in loao_rows(group) if e["gpu_name"] == name]
+    loao = [e for e in (group_loao if group_loao is not None else loao_rows(group)) if e["gpu_name"] == name]
     shared = sorted({r["gpu_name"] for r in group} - {name})
     fitted, held_out = summarize(in_rows), summarize(loao)
     tokens = {f"{pre}{k}": v for pre, rows in (("", in_rows), ("loao_", loao))
@@ -351,7 +272,10 @@ def solve_all(calib_dir: Path | None = None) -> dict[str, dict]:
     """{gpu slug: fit document} for every GPU with runs."""
     rows = with_features(speed_rows(calib_dir))
     multi = by_gpu(multi_gpu_rows(calib_dir))
-    return {gpu_slug(name): fit_document(rs, multi.get(name), by_architecture(rows)[rs[0]["profile"].architecture])
+    groups = by_architecture(rows)
+    held = {arch: loao_rows(group) for arch, group in groups.items()}
+    return {gpu_slug(name): fit_document(rs, multi.get(name), groups[rs[0]["profile"].architecture],
+                                         held[rs[0]["profile"].architecture])
             for name, rs in sorted(by_gpu(rows).items())}
 
 
@@ -372,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print, write nothing")
     args = ap.parse_args(argv)
     docs = solve_all(args.calib)
+    print("(step time error = predicted / measured seconds - 1, positive: too slow; tokens/s error = predicted / "
+          "measured tokens/s - 1, positive: too fast)")
     for doc in docs.values():
         e = doc["error"]
         t = doc["tokens_error"]

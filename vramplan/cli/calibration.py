@@ -175,9 +175,10 @@ def _speed_words(profile: str | None) -> str | None:
     from ..profiles import find_gpu
     from ..speed_fits import speed_source
     try:
-        return speed_source(find_gpu(profile))
+        gpu = find_gpu(profile)
     except VramplanError:
         return None
+    return speed_source(gpu)  # a broken host fit is an error here too
 
 
 def run_show(args) -> int:
