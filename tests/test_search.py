@@ -25,7 +25,8 @@ def test_checkpointing_reason_matches_what_fits():
     r = Planner(gpu, CAL).fit(model, seq=2048, effective_batch=16)
     p = r.recommended.plan
     codes = [x.code for x in r.reasons]
-    no_ckpt_mb1 = estimate(model, gpu, p.with_(batch=1, grad_accum=16, gradient_checkpointing=False),
+    no_ckpt_mb1 = estimate(model, gpu, p.with_(batch=1, grad_accum=16, gradient_checkpointing=False, checkpoint_every=1,
+                                               checkpoint_offload=False),
                            calibration_for(gpu))
     fits_without = no_ckpt_mb1.required_bytes <= r.limit_bytes
     if p.gradient_checkpointing:

@@ -2,9 +2,11 @@
 
 One micro-batch costs
 
-    matmul FLOPs / rate + streamed bytes / bandwidth + kernel launches x c_kernel + c_micro
+    (H^p + D^p)^(1/p),  H = kernel launches x c_kernel + c_micro,  D = matmul FLOPs / rate + streamed bytes / bandwidth
 
-and an optimizer step `grad_accum` micro-batches plus c_step. FLOPs and bytes count what the kernels do: every
+and an optimizer step `grad_accum` micro-batches plus c_step and the offloaded copies. The host launches kernels
+ahead of the GPU, so whichever of its time H and the GPU's D is longer hides most of the other; p (fitted with
+the rest; 1 would add them) says how much. FLOPs and bytes count what the kernels do: every
 4-bit linear is dequantized (read n/2, write 2n bytes) and multiplied (2 flops per weight per token) once in
 forward, once in backward (the input gradient only: the base is frozen) and once more in the recompute when
 checkpointing; attention's causal matmuls; the LM head and the loss path of the stack (the full-logits paths
@@ -116,9 +118,30 @@ def kernel_launches(model: ModelArch, plan: TrainPlan, adapted: int) -> int:
     return model.layers * (forward + backward) + checkpointed_layers(model, plan) * forward
 
 
+HOST_COLUMNS = (2, 3)
+"""FEATURES the host spends in each micro-batch: the kernel launches, the Trainer's loop."""
+DEVICE_COLUMNS = (0, 1)
+"""FEATURES the GPU spends in each micro-batch: the matmuls, the streaming kernels."""
+SERIAL_COLUMNS = (4, 5)
+"""FEATURES that hide nothing and are hidden by nothing: the optimizer step, the blocking offload copies."""
+
+
+def seconds_from_terms(terms, overlap: float) -> float:
+    """Seconds of one optimizer step from each FEATURES column's seconds (feature x coefficient): the host's and
+    the device's time combined as (H^p + D^p)^(1/p) (SpeedParams.overlap), plus the serial terms."""
+    host = sum(terms[i] for i in HOST_COLUMNS)
+    device = sum(terms[i] for i in DEVICE_COLUMNS)
+    both = host + device if overlap == 1 else (host ** overlap + device ** overlap) ** (1.0 / overlap)
+    return both + sum(terms[i] for i in SERIAL_COLUMNS)
+
+
+def seconds_from_features(x, params: SpeedParams) -> float:
+    return seconds_from_terms([f * c for f, c in zip(x, params.coefficients)], params.overlap)
+
+
 def compute_seconds_per_step(model: ModelArch, plan: TrainPlan, b: Breakdown, params: SpeedParams,
                              lay: Layout | None = None) -> float:
-    return sum(c * f for c, f in zip(params.coefficients, features(model, plan, b, lay)))
+    return seconds_from_features(features(model, plan, b, lay), params)
 
 
 def predicted_step_seconds(model: ModelArch, gpu: GpuSpec, plan: TrainPlan, b: Breakdown,

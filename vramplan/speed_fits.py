@@ -55,6 +55,10 @@ class SpeedParams:
     offload_gbs: float = 0.0
     """Offloaded checkpoints: GB/s of the copies to and from pinned host memory, the blocking pack and the unpack
     (0: none charged; params_from_speed_fits always sets it)."""
+    overlap: float = 1.0
+    """How a micro-batch's host time H (launches, the loop) and device time D (matmuls, streaming) combine:
+    (H^p + D^p)^(1/p) with this p. The host launches ahead of the GPU, so the longer one hides most of the other;
+    1 adds them (the built-in roofline)."""
     multi_gpu_from: str = ""
     """The GPU whose multi-GPU runs fitted fsdp_unit_s and ddp_step_s ('' when built in)."""
     multi_gpu_layouts: tuple = ()
@@ -83,7 +87,8 @@ class SpeedParams:
     def to_dict(self) -> dict:
         return {"matmul_tflops": self.matmul_tflops, "stream_gbs": self.stream_gbs,
                 "kernel_s": self.kernel_s, "micro_batch_s": self.micro_batch_s, "step_s": self.step_s,
-                "offload_gbs": self.offload_gbs, "fsdp_unit_s": self.fsdp_unit_s, "ddp_step_s": self.ddp_step_s}
+                "offload_gbs": self.offload_gbs, "fsdp_unit_s": self.fsdp_unit_s, "ddp_step_s": self.ddp_step_s,
+                "overlap": self.overlap}
 
 
 @lru_cache(maxsize=None)
@@ -142,7 +147,8 @@ def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
     multi = {**_multi_gpu_terms(fits, own), "offload_gbs": offload_rate(fits, own, gpu)}
     if own:
         err = own.get("error", {})
-        return SpeedParams(**{k: own["params"][k] for k in ONE_GPU_TERMS}, **multi, measured=True,
+        return SpeedParams(**{k: own["params"][k] for k in ONE_GPU_TERMS}, **multi,
+                           overlap=own["params"].get("overlap", 1.0), measured=True,
                            runs=own.get("runs", 0), error=err,
                            source=f"step times fitted on {own['gpu_name']} ({own.get('runs', 0)} runs; "
                                   f"{held_out_words(own)})")
@@ -155,6 +161,7 @@ def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
     mm = sum(f["efficiency"]["matmul"] for f in pool) / k
     bw = sum(f["efficiency"]["bandwidth"] for f in pool) / k
     calls = {c: sum(f["params"][c] for f in pool) / k for c in ONE_GPU_TERMS[2:]}
+    calls["overlap"] = sum(f["params"].get("overlap", 1.0) for f in pool) / k
     names = ", ".join(f["gpu_name"] for f in pool)
     return SpeedParams(matmul_tflops=gpu.tensor_tflops_16bit * mm, stream_gbs=gpu.bandwidth_gbs * bw, **calls,
                        **multi, source=f"{gpu.name} not measured: its datasheet ({gpu.tensor_tflops_16bit:g} "

@@ -20,12 +20,11 @@ import numpy as np
 
 from ..profiles import find_gpu
 from ..errors import VramplanError
+from ..speed import seconds_from_features
 from ..speed_fits import HOST_FACTOR_BOUNDS, HOST_FOLDER, SpeedParams, host_scaled, shipped_speed_params
 from .records import gpu_slug
 from .speed_solve import by_gpu, error_rows, speed_rows, summarize, with_features
 
-HOST_COLUMNS = (2, 3, 4)
-"""The FEATURES columns (vramplan.speed) of the host terms the factor scales (speed_fits.HOST_TERMS)."""
 MIN_RUNS = 3
 """Fewer runs than this with step times fit no factor: the shipped figures stay."""
 
@@ -33,13 +32,13 @@ MIN_RUNS = 3
 def host_factor(rows: list[dict], base: SpeedParams) -> float:
     """The factor on base's host terms that minimizes the rows' squared relative error of tokens/s."""
     from scipy.optimize import minimize_scalar
-    coefs = np.array(base.coefficients)
-    host = np.array([sum(r["x"][c] * coefs[c] for c in HOST_COLUMNS) for r in rows])
-    rest = np.array([float(r["x"] @ coefs) for r in rows]) - host
     m = np.array([r["measured_s"] for r in rows])
-    fit = minimize_scalar(lambda k: float(np.sum((m / (rest + k * host) - 1.0) ** 2)), bounds=HOST_FACTOR_BOUNDS,
-                          method="bounded", options={"xatol": 1e-6})
-    return float(fit.x)
+
+    def loss(k: float) -> float:
+        scaled = host_scaled(base, k)
+        return float(np.sum((m / np.array([seconds_from_features(r["x"], scaled) for r in rows]) - 1.0) ** 2))
+
+    return float(minimize_scalar(loss, bounds=HOST_FACTOR_BOUNDS, method="bounded", options={"xatol": 1e-6}).x)
 
 
 def held_out_errors(rows: list[dict], base: SpeedParams) -> list[dict]:

@@ -40,7 +40,7 @@ from ..plan import TrainPlan
 from ..profiles import find_gpu, find_model
 from ..resources import data_dir
 from ..speed_fits import SpeedParams
-from ..speed import features
+from ..speed import HOST_COLUMNS, features, seconds_from_features
 from ..store.calibrations import Calibrations
 from .records import gpu_slug, load_runs, steady_step_seconds
 from .speed_multi_gpu import measured_layouts, multi_gpu_errors, multi_gpu_loao, multi_gpu_rows, solve_multi_gpu
@@ -93,17 +93,48 @@ def with_features(rows: list[dict], calibrations: Calibrations | None = None) ->
 SHARED = (0, 1)
 """FEATURES columns whose rate the GPUs of one architecture share as a share of their datasheets (the matmul rate,
 the streaming bandwidth): the same SMs, and the same kernels; only the large runs of one of them pin it."""
+OVERLAP_BOUNDS = (1.0, 8.0)
+"""The overlap p the fit may take: 1 adds host and device time, 8 is all but their maximum."""
 OWN = (2, 3, 4, 5)
 """FEATURES columns each GPU fits alone: the per-launch, per-micro-batch and per-step costs of the hosts it was
 measured on, and its offloaded copies over its own PCIe link."""
+
+
+def _own_at(names: list[str], name: str) -> int:
+    """The first of a GPU's OWN columns in solve_group's design."""
+    return len(SHARED) + len(OWN) * names.index(name)
+
+
+def _group_design(rows: list[dict], names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """solve_group's columns: the SHARED ones in seconds at each GPU's datasheet rates (their coefficients are 1 /
+    efficiency), then each GPU's OWN; their lower bounds; and which are host, device or serial time."""
+    width = len(SHARED) + len(OWN) * len(names)
+    x = np.zeros((len(rows), width))
+    for i, r in enumerate(rows):
+        gpu, at = r["profile"], _own_at(names, r["gpu_name"])
+        x[i, 0] = r["x"][0] / gpu.tensor_tflops_16bit
+        x[i, 1] = r["x"][1] / gpu.bandwidth_gbs
+        x[i, at:at + len(OWN)] = r["x"][list(OWN)]
+    lower = np.zeros(width)
+    lower[list(SHARED)] = 1.0  # no faster than the datasheet
+    kinds = np.empty(width, dtype=object)
+    kinds[list(SHARED)] = "device"
+    pcie = {r["gpu_name"]: r["profile"].pcie_gbs for r in rows}
+    for name in names:
+        at = _own_at(names, name)
+        lower[at + OWN.index(5)] = 1.0 / pcie[name]  # offloaded copies: no faster than the PCIe link
+        for col, column in enumerate(OWN):
+            kinds[at + col] = "host" if column in HOST_COLUMNS else "serial"
+    return x, lower, kinds
 
 
 def solve_group(rows: list[dict]) -> dict[str, SpeedParams]:
     """The coefficients of each GPU of rows (rows from with_features, GPUs of one architecture), fitted together:
     one matmul and one bandwidth efficiency against each GPU's datasheet, each GPU its own OWN costs.
 
-    It minimizes the squared relative error of tokens/s, measured / predicted seconds - 1 = m / (x.c) - 1 (bounded
-    nonlinear least squares, from the linear fit of the step time's relative error). Every coefficient is
+    It minimizes the squared relative error of tokens/s, measured / predicted seconds - 1, the prediction
+    combining host and device time with the overlap p fitted with the rest (vramplan.speed.seconds_from_terms;
+    bounded nonlinear least squares, from the linear fit of the step time's relative error). Every coefficient is
     non-negative, the rates at most the datasheet's, the offload copies at most the PCIe link's; a column no run
     exercises stays at its bound."""
     from scipy.optimize import least_squares, lsq_linear
@@ -111,45 +142,33 @@ def solve_group(rows: list[dict]) -> dict[str, SpeedParams]:
         raise ValueError("no runs with step times")
     names = sorted({r["gpu_name"] for r in rows})
     profiles = {r["gpu_name"]: r["profile"] for r in rows}
-    width = len(SHARED) + len(OWN) * len(names)
-
-    def own_at(name: str) -> int:
-        return len(SHARED) + len(OWN) * names.index(name)
-
-    x = np.zeros((len(rows), width))
-    for i, r in enumerate(rows):
-        gpu = profiles[r["gpu_name"]]
-        # seconds at the datasheet's rates: their coefficients are 1 / efficiency
-        x[i, 0] = r["x"][0] / gpu.tensor_tflops_16bit
-        x[i, 1] = r["x"][1] / gpu.bandwidth_gbs
-        x[i, own_at(r["gpu_name"]):own_at(r["gpu_name"]) + len(OWN)] = r["x"][list(OWN)]
+    x, lower, kinds = _group_design(rows, names)
     m = np.array([r["measured_s"] for r in rows])
-    lower = np.zeros(width)
-    lower[list(SHARED)] = 1.0  # no faster than the datasheet
-    for name in names:
-        lower[own_at(name) + OWN.index(5)] = 1.0 / profiles[name].pcie_gbs
     coefs = lower.copy()
     used = x.max(axis=0) > 0
     a = x[:, used] / m[:, None]  # in units of each row's measured step: columns of comparable size
     scale = a.max(axis=0)
-    a, low = a / scale, lower[used] * scale
-    start = lsq_linear(a, np.ones(len(rows)), bounds=(low, np.inf)).x  # the step time's relative error
+    a, low, kinds = a / scale, lower[used] * scale, kinds[used]
+    start = lsq_linear(a, np.ones(len(rows)), bounds=(low, np.inf)).x  # the step time's relative error, p = 1
+    host, device, serial = (a[:, kinds == k] for k in ("host", "device", "serial"))
 
-    def residual(c):
-        return 1.0 / (a @ c) - 1.0  # m / p - 1
+    def seconds(z):  # predicted / measured seconds of each row; z: the used coefficients (scaled), then p
+        c, p = z[:-1], z[-1]
+        h, d = host @ c[kinds == "host"], device @ c[kinds == "device"]
+        return serial @ c[kinds == "serial"] + (h ** p + d ** p) ** (1.0 / p)
 
-    def jacobian(c):
-        return -a / ((a @ c) ** 2)[:, None]
-
-    fit = least_squares(residual, np.maximum(start, low * (1 + 1e-9)), jac=jacobian, bounds=(low, np.inf),
-                        x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12)
-    coefs[used] = fit.x / scale
+    z0 = np.append(np.maximum(start, low * (1 + 1e-9)), 2.0)
+    fit = least_squares(lambda z: 1.0 / seconds(z) - 1.0, z0, bounds=(np.append(low, OVERLAP_BOUNDS[0]),
+                        np.append(np.full(len(low), np.inf), OVERLAP_BOUNDS[1])), x_scale="jac",
+                        xtol=1e-10, ftol=1e-10, gtol=1e-10)
+    coefs[used] = fit.x[:-1] / scale
+    overlap = float(fit.x[-1])
     out = {}
     for name in names:
-        gpu, at = profiles[name], own_at(name)
+        gpu, at = profiles[name], _own_at(names, name)
         out[name] = SpeedParams.from_coefficients(
             (coefs[0] / gpu.tensor_tflops_16bit, coefs[1] / gpu.bandwidth_gbs, *coefs[at:at + len(OWN)]),
-            measured=True, runs=sum(r["gpu_name"] == name for r in rows))
+            overlap=overlap, measured=True, runs=sum(r["gpu_name"] == name for r in rows))
     return out
 
 
@@ -168,8 +187,7 @@ def by_architecture(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def predict(rows: list[dict], params: SpeedParams) -> list[float]:
-    coefs = np.array(params.coefficients)
-    return [float(r["x"] @ coefs) for r in rows]
+    return [seconds_from_features(r["x"], params) for r in rows]
 
 
 def error_rows(rows: list[dict], params: SpeedParams | dict[str, SpeedParams]) -> list[dict]:
@@ -179,7 +197,7 @@ def error_rows(rows: list[dict], params: SpeedParams | dict[str, SpeedParams]) -
     out = []
     for r in rows:
         own = params[r["gpu_name"]] if isinstance(params, dict) else params
-        p = float(r["x"] @ np.array(own.coefficients))
+        p = seconds_from_features(r["x"], own)
         out.append({"model": r["model"], "gpu_name": r["gpu_name"], "why": r["why"], "source": r["source"],
                     "run_key": r["run_key"], "measured_s": r["measured_s"], "predicted_s": p,
                     "error_pct": 100.0 * (p - r["measured_s"]) / r["measured_s"],
