@@ -69,7 +69,7 @@ def longer_runs() -> None:
     folder = data_dir("calibration") / "train"
     cal = Calibrations.package()
     print("\nlonger runs no fit saw (calibration/train):")
-    print(f"  {'GPU':10s} {'model':14s} {'plan':34s} {'measured':>9s} {'predicted':>9s} {'error':>7s}")
+    print(f"  {'GPU':10s} {'model':14s} {'plan':34s} {'measured':>9s} {'predicted':>9s} {'tokens/s error':>7s}")
     for path, kind in ((folder / "comparison.jsonl", "steps"), (folder / "train_runs.jsonl", "train")):
         if not path.exists():
             continue
@@ -88,7 +88,7 @@ def longer_runs() -> None:
                 measured, note = r["seconds"] / r["steps"], f"train: {r['steps']} steps, wall"
             desc = f"b{plan.batch}x{plan.seq} ga{plan.grad_accum} ckpt {'on' if plan.gradient_checkpointing else 'off'} {plan.optim}"
             print(f"  {gpu.name:10s} {model.name:14s} {desc:34s} {measured:8.3f}s {pred:8.3f}s "
-                  f"{100 * (pred - measured) / measured:+6.1f}%  ({note})")
+                  f"{100 * (measured / pred - 1):+6.1f}%  ({note})")
 
 
 def validation_sets(rows: list[dict], folder: Path) -> None:

@@ -85,7 +85,7 @@ def test_more_gpus_add_their_measured_costs():
 def test_calibrated_gpus_read_their_own_fit_and_say_so():
     for gpu in (H100, H200):
         p = speed_params(gpu)
-        assert p.measured and p.runs >= 60 and "fitted on NVIDIA" in p.source and "for models left out of the fit" in p.source
+        assert p.measured and p.runs >= 60 and "fitted on NVIDIA" in p.source and "for each model predicted by a fit without it" in p.source
         assert p.matmul_tflops <= gpu.tensor_tflops_16bit + 1e-6 and p.stream_gbs <= gpu.bandwidth_gbs + 1e-6
 
 

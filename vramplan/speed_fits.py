@@ -127,9 +127,11 @@ def offload_rate(fits: tuple[dict, ...], own: dict | None, gpu: GpuSpec) -> floa
 def held_out_words(fit: dict) -> str:
     """How far the fit's tokens/s land from the measured ones for models left out of it (its leave-one-
     architecture-out MAE), in words; fits written before tokens/s was reported give the step time's."""
-    tokens = fit.get("tokens_error", {}).get("loao_mae_pct")
-    if tokens is not None:
-        return f"tokens/s off by {tokens:.1f}% on average for models left out of the fit"
+    tokens = fit.get("tokens_error", {})
+    if tokens.get("loao_mae_pct") is not None:
+        worst = tokens.get("loao_worst_pct", 0.0)
+        return (f"predicted tokens/s off by {tokens['loao_mae_pct']:.1f}% on average, at worst {abs(worst):.0f}% too "
+                f"{'fast' if worst > 0 else 'slow'}, for each model predicted by a fit without it")
     return f"step time off by {fit.get('error', {}).get('loao_mae_pct', float('nan')):.1f}% on average for " \
            f"models left out of the fit"
 

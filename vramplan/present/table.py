@@ -88,7 +88,7 @@ def _best_lines(rows: list[dict], key: str, best: dict, timed: bool) -> list[str
     if best["cheapest"]:
         c = best["cheapest"]
         cost = (f"{c['cost_usd']:,.2f} USD for the job" if c["cost_usd"] is not None
-                else f"{c['cost_per_million_tokens_usd']:.4f} USD per million tokens")
+                else f"{c['cost_per_million_tokens_usd']:.4f} USD per million trained tokens")
         out.append(f"cheapest of the priced: {c[key]} ({cost})")
     elif best["fastest"]:
         out.append("cost: give --price NAME=USD,... (USD per GPU hour) for the GPUs you can rent; none is assumed")

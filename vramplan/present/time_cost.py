@@ -191,7 +191,7 @@ def lines(d: dict) -> list[str]:
         out.append("time: give --data FILE or --tokens N (the data set's tokens), and --epochs E, for the time to "
                    "train")
     if d["price_usd_per_gpu_hour"] is not None:
-        per_m = f"{d['cost_per_million_tokens_usd']:.4f} USD per million tokens"
+        per_m = f"{d['cost_per_million_tokens_usd']:.4f} USD per million trained tokens"
         if d["cost_usd"] is not None:
             out.append(f"cost: {d['cost_usd']:,.2f} USD at {d['price_usd_per_gpu_hour']:g} USD per GPU hour x "
                        f"{d['gpus']} GPU{'s' if d['gpus'] > 1 else ''} ({d['gpu_hours']:,.2f} GPU hours; {per_m})")
@@ -220,7 +220,7 @@ def brief_lines(d: dict) -> list[str]:
     if d["cost_usd"] is not None:
         out.append(f"cost: {d['cost_usd']:,.2f} USD ({d['gpu_hours']:,.1f} GPU h)")
     elif d["price_usd_per_gpu_hour"] is not None:
-        out.append(f"cost: {d['cost_per_million_tokens_usd']:.4f} USD per million tokens")
+        out.append(f"cost: {d['cost_per_million_tokens_usd']:.4f} USD per million trained tokens")
     else:
         out.append("cost: type your USD per GPU hour")
     return out
