@@ -66,7 +66,7 @@ def test_a_calibration_in_the_user_folder_is_used_by_the_next_fit(capsys, user_f
     assert shipped_line.startswith("calibrated on NVIDIA H200 (60 runs")
     write_fit(user_folder, context_bytes=3 * GiB, runs=12)
     line, context = fit_json(capsys)
-    assert line == f"your calibration in {shown(user_folder)} (12 runs, LOAO MAE 1.8%)"
+    assert line == f"your calibration in {shown(user_folder)} (12 runs, peak LOAO MAE 1.8%)"
     assert context == 3 * GiB != shipped_context
     code, out, _ = run(capsys, "fit", "llama-3.2-1b", "--gpu", "H200")
     assert f"calibration: your calibration in {shown(user_folder)} (12 runs" in out
@@ -121,7 +121,7 @@ def test_every_planning_command_takes_the_calibration_flag():
 def test_show_gives_parameters_and_accuracy(capsys):
     code, out, _ = run(capsys, "calibration", "show", "H200")
     assert code == 0
-    assert "NVIDIA H200 (profile H200): shipped calibration, 60 runs, LOAO MAE 1.8%" in out
+    assert "NVIDIA H200 (profile H200): shipped calibration, 60 runs, peak LOAO MAE 1.8%" in out
     assert "context_bytes" in out and "767 MiB" in out and "loao_mae_pct" in out
     d = json.loads(run(capsys, "calibration", "show", "nvidia-h200", "--json")[1])
     assert d["params"] == shipped_fit()["params"] and d["kind"] == "shipped" and d["stands_in_for"] is None

@@ -16,7 +16,7 @@ H200, T4 = find_gpu("H200"), find_gpu("T4")
 def test_without_user_fits_the_shipped_ones_are_used_as_before():
     params = Calibrations.shipped().params(H200)
     assert params == Calibrations.package().params(H200)
-    assert params.source.startswith("calibrated on NVIDIA H200 (60 runs, LOAO MAE")
+    assert params.source.startswith("calibrated on NVIDIA H200 (60 runs, peak LOAO MAE")
     assert Calibrations.shipped().name == "shipped"
 
 
@@ -34,7 +34,7 @@ def test_a_user_fit_replaces_the_shipped_one_for_its_gpu_only(user_folder):
     write_fit(user_folder, changed_fit(3 * GiB, runs=12))
     cal = Calibrations.shipped()
     assert cal.params(H200).context_bytes == 3 * GiB
-    assert cal.params(H200).source.startswith(f"your calibration in {user.display_path(user_folder)} (12 runs, LOAO")
+    assert cal.params(H200).source.startswith(f"your calibration in {user.display_path(user_folder)} (12 runs, peak LOAO")
     h100 = cal.params(find_gpu("H100-80GB"))
     assert h100 == Calibrations.package().params(find_gpu("H100-80GB"))
     assert sum(f["gpu_name"] == "NVIDIA H200" for f in cal.fits) == 1
