@@ -18,7 +18,7 @@ LLM.int8's quantize, int8 matmul and outlier path, an adapter's clone, casts, dr
 fp32 elementwise chain, attention's rotary embedding and SDPA; forward, the recompute of the checkpointed layers
 (all of them, or every n-th with every_n_layers), and backward (autograd's gradient kernels of the same ops).
 Offloaded checkpoints add their copies to and from pinned host memory (GB per micro-batch) at a rate fitted on the
-runs that offloaded (calibration/partial_ckpt: about an eighth of the H200's PCIe link, the pack's copy_ blocking
+runs that offloaded (calibration/partial_ckpt: about a tenth of the H200's PCIe link, the pack's copy_ blocking
 the host); a GPU whose runs did not offload takes its PCIe datasheet x that efficiency.
 
 The coefficients are fitted by vramplan.calibrate.speed_solve on the recorded runs (the GPUs of one architecture

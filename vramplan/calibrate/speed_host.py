@@ -1,8 +1,8 @@
 """Your machine's launch costs, from the step times of its own calibration runs: OUT/speed_host/<gpu>.json.
 
 At the sizes people fine-tune, a QLoRA step waits on the host launching kernels, and the same GPU type steps at
-different speeds on different hosts: fitted on each device call's runs alone, this factor is 0.87 to 1.15 over
-the H200's shipped calls and 0.81 and 1.08 over the H100's (python bench/speed_hosts.py). The GPU's rates (matmul,
+different speeds on different hosts: fitted on each device call's runs alone, this factor is 0.85 to 1.16 over
+the H200's shipped calls and 0.81 and 1.07 over the H100's (python bench/speed_hosts.py). The GPU's rates (matmul,
 bandwidth, offloaded copies) stay the shipped fit's, or its datasheet's at the Hopper shares; one factor scales
 the host's terms (per launch, per micro-batch, per optimizer step), fitted on the runs `vramplan calibrate`
 recorded here so that their tokens/s err least (squared relative error). The fit says how far those runs' tokens/s
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..profiles import find_gpu
+from ..profiles.gpus import GpuSpec
 from ..errors import VramplanError
 from ..speed import seconds_from_features
 from ..speed_fits import HOST_FACTOR_BOUNDS, HOST_FOLDER, SpeedParams, host_scaled, shipped_speed_params
@@ -58,12 +59,12 @@ def _summary(errors: list[dict]) -> dict:
     return {k: v for k, v in summarize(errors, "tokens_error_pct").items() if k in ("mae_pct", "worst_pct", "n")}
 
 
-def host_fit_document(rows: list[dict], gpu_name: str) -> dict | None:
-    """The speed fit the planner reads for this GPU on this machine (rows: with_features rows of one GPU); None
-    with fewer than MIN_RUNS runs."""
+def host_fit_document(rows: list[dict], gpu_name: str, gpu: GpuSpec | None = None) -> dict | None:
+    """The speed fit the planner reads for this GPU on this machine (rows: with_features rows of one GPU; gpu:
+    its profile, found from gpu_name when None); None with fewer than MIN_RUNS runs."""
     if len(rows) < MIN_RUNS:
         return None
-    gpu = find_gpu(gpu_name)
+    gpu = gpu or find_gpu(gpu_name)
     base = shipped_speed_params(gpu)  # the shipped fits alone: no factor on a factor
     factor = host_factor(rows, base)
     params = host_scaled(base, factor)
@@ -91,10 +92,10 @@ def write_host_fits(out: Path, gpus: set[str] | None = None) -> list[Path]:
         if gpus is not None and slug not in gpus:
             continue
         try:
-            find_gpu(name)
+            gpu = find_gpu(name)
         except VramplanError:  # a GPU the catalog has no profile of: its memory fit stands, no speed is planned
             continue
-        doc = host_fit_document(with_features(rs, Calibrations.package()), name)
+        doc = host_fit_document(with_features(rs, Calibrations.package()), name, gpu)
         if doc is None:
             continue
         path = out / HOST_FOLDER / f"{slug}.json"

@@ -237,14 +237,15 @@ def by_gpu(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def fit_document(gpu_rows: list[dict], multi_rows: list[dict] | None = None,
-                 group_rows: list[dict] | None = None, group_loao: list[dict] | None = None) -> dict:
+                 group_rows: list[dict] | None = None, group_loao: list[dict] | None = None,
+                 group_params: dict[str, SpeedParams] | None = None) -> dict:
     """The JSON the planner reads for one GPU: its coefficients, their efficiencies against the datasheet,
     the runs and the accuracy; with multi-GPU runs, the FSDP and DDP costs and their accuracy. group_rows: the
-    runs of every GPU of its architecture, solved together (solve_group); its own alone when None. group_loao:
-    loao_rows(group_rows), when the caller has it."""
+    runs of every GPU of its architecture, solved together (solve_group); its own alone when None. group_loao and
+    group_params: loao_rows(group_rows) and solve_group(group_rows), when the caller has them."""
     gpu, name = gpu_rows[0]["profile"], gpu_rows[0]["gpu_name"]
     group = group_rows or gpu_rows
-    params = solve_group(group)[name]
+    params = (group_params or solve_group(group))[name]
     offloaded = sum(bool(r["plan"].checkpoint_offload) for r in gpu_rows)
     in_rows = error_rows(gpu_rows, params)
     loao = [e for e in (group_loao if group_loao is not None else loao_rows(group)) if e["gpu_name"] == name]
@@ -292,9 +293,12 @@ def solve_all(calib_dir: Path | None = None) -> dict[str, dict]:
     multi = by_gpu(multi_gpu_rows(calib_dir))
     groups = by_architecture(rows)
     held = {arch: loao_rows(group) for arch, group in groups.items()}
-    return {gpu_slug(name): fit_document(rs, multi.get(name), groups[rs[0]["profile"].architecture],
-                                         held[rs[0]["profile"].architecture])
-            for name, rs in sorted(by_gpu(rows).items())}
+    solved = {arch: solve_group(group) for arch, group in groups.items()}
+    docs = {}
+    for name, rs in sorted(by_gpu(rows).items()):
+        arch = rs[0]["profile"].architecture
+        docs[gpu_slug(name)] = fit_document(rs, multi.get(name), groups[arch], held[arch], solved[arch])
+    return docs
 
 
 def write_fits(docs: dict[str, dict], out_dir: Path) -> list[Path]:
