@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .records import load_all_runs, measured_peak
+from .records import load_all_runs, measured_peak, record_allocator
 
 COLUMNS = ("run_key", "model", "why", "gpu", "slug", "status", "cap_bytes", "allocator", "plan", "max_allocated",
            "max_reserved", "after_train", "measured_peak", "reserved_fraction", "record")
@@ -20,7 +20,7 @@ def _row(record: dict, slug: str | None) -> dict:
     total = gpu.get("memory_total_bytes")
     return {"run_key": record.get("run_key"), "model": record.get("model"), "why": record.get("why", ""),
             "gpu": gpu.get("name"), "slug": slug, "status": record.get("status"),
-            "cap_bytes": record.get("cap_bytes") or 0, "allocator": record.get("plan", {}).get("allocator", "default"),
+            "cap_bytes": record.get("cap_bytes") or 0, "allocator": record_allocator(record),
             "plan": record.get("plan"), "max_allocated": torch.get("max_allocated"),
             "max_reserved": torch.get("max_reserved"), "after_train": nvml.get("after_train"),
             "measured_peak": measured_peak(record) if nvml else None,

@@ -49,6 +49,11 @@ def runs_path(calib_dir: Path, gpu_name: str) -> Path:
     return calib_dir / "runs" / f"{gpu_slug(gpu_name)}.jsonl"
 
 
+def record_allocator(record: dict) -> str:
+    """The allocator a run measured: its plan's, "default" for the runs recorded before the field existed."""
+    return (record.get("plan") or {}).get("allocator", "default")
+
+
 def load_runs(path: Path) -> list[dict]:
     if not path.exists():
         return []

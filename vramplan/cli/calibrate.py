@@ -93,7 +93,7 @@ def refit(out: Path) -> list[Path]:
     """Refit the GPUs recorded in out, solved as if their records had shipped: the shipped GPUs' records stand
     in where out has none of its own (the expandable-segments and multi-GPU parameters, the capped runs of
     the fits verdict), as they do for the shipped fits. A folder of one GPU's sweep alone would otherwise get
-    no expandable-segments slack and no multi-GPU parameters at all. Then out/speed: the machine's launch
+    no expandable-segments slack and no multi-GPU parameters at all. Then out/speed_host: the machine's launch
     costs from its runs' step times (vramplan.calibrate.speed_host)."""
     import shutil
     import tempfile
@@ -137,8 +137,8 @@ def refit(out: Path) -> list[Path]:
 
 
 def _has_default_allocator_runs(path: Path) -> bool:
-    from ..calibrate.records import load_runs
-    return any((r.get("plan") or {}).get("allocator", "default") == "default" for r in load_runs(path))
+    from ..calibrate.records import load_runs, record_allocator
+    return any(record_allocator(r) == "default" for r in load_runs(path))
 
 
 def _print_written(paths: list[Path], args, out: Path) -> None:
