@@ -61,7 +61,7 @@ def test_host_and_device_time_overlap_rather_than_add():
     assert 0.52 < seconds_from_terms(terms, 2.3) < 0.92 and seconds_from_terms(terms, 8.0) < 0.60
     # the fitted overlap predicts the large compute-bound runs: 8B-14B at 8-16k tokens a step within 15%
     rows = [r for r in BY_GPU["NVIDIA H200"] if r["source"] == "speed_runs" and r["x"][0] > 300]
-    assert len(rows) == 5
+    assert len(rows) >= 5
     assert all(abs(e["tokens_error_pct"]) < 15 for e in S.error_rows(rows, S.solve(HOPPER, "NVIDIA H200")))
 
 
