@@ -104,3 +104,15 @@ def test_why_nothing_fits_over_data_parallel_plans_the_one_gpu_recipe():
     assert planner.estimate(find_model("llama-3.1-8b"), leanest).required_bytes <= result.limit_bytes
     longer = planner.estimate(find_model("llama-3.1-8b"), leanest.with_(seq=shorter["seq"] + 128))
     assert longer.required_bytes > result.limit_bytes and shorter["seq"] == 1408
+
+
+def test_the_recommendation_says_which_allocator_it_was_planned_for_and_what_train_sets():
+    from vramplan.present import say
+    from vramplan.present.display import plan_line
+    for allocator in ("default", "expandable"):
+        base = TrainPlan(allocator=allocator)
+        r = Planner(find_gpu("RTX-4090"), CAL).fit(find_model("llama-3.2-3b"), seq=2048, effective_batch=16, base=base)
+        said = [say(x) for x in r.reasons if x.code == D.ALLOCATOR]
+        assert len(said) == 1 and "vramplan train" in said[0]
+        assert ("default allocator" if allocator == "default" else "expandable segments") \
+            in plan_line(r.recommended.plan.to_dict())

@@ -187,7 +187,8 @@ class TrainPlan:
     allocator: str = plan_field("default", Flag(
         "PyTorch's caching allocator as is (default) or with expandable_segments:True (expandable; what "
         "`vramplan train` uses)", choices=ALLOCATORS,
-        show=lambda p: "; expandable segments" if p.get("allocator") == "expandable" else "", tui_label="alloc"))
+        show=lambda p: "; expandable segments" if p.get("allocator") == "expandable" else "; default allocator",
+        tui_label="alloc"))
 
     trainer: str = plan_field("trl", Flag(
         "training stack: trl (TRL's SFTTrainer, default on one GPU) or hf (the plain transformers Trainer, "

@@ -9,6 +9,7 @@ from . import decisions as D
 from . import flags
 from .decisions import Reason, reason
 from .errors import VramplanError
+from .margin import SAFETY_MARGIN, margin_limit
 from .memory import Breakdown, estimate
 from .memory.activations import checkpointed_layers
 from .memory.estimate import SHARDED
@@ -19,8 +20,6 @@ from .search_moe import experts_lora, kbit_prepare_off, plan_for_model
 from .speed import predicted_tokens_per_second
 from .store.calibrations import Calibrations
 
-SAFETY_MARGIN = 0.05
-"""Share of the card kept free: covers the calibrated error bound (no under-prediction worse than -5%)."""
 DEFAULT_RANK = 16
 OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused")
 GAIN = 1.05
@@ -78,11 +77,6 @@ class FitResult:
     """With several GPUs and a plan that fits: why they beat one GPU, or why not."""
     objective: str = "time"
     """What the plans were ranked by (OBJECTIVES)."""
-
-
-def margin_limit(capacity: int) -> int:
-    """The most a recommended plan may need: the capacity less the safety margin."""
-    return int(capacity * (1 - SAFETY_MARGIN))
 
 
 def _leanest(base: TrainPlan, model: ModelArch) -> TrainPlan:
@@ -273,6 +267,7 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
         out.append(reason(D.CHECKPOINTING_OFF))
     out += _mode_reasons(rec, [c for c in same if c.plan.batch == p.batch], model)
     out.append(reason(D.OPTIMIZER, optim=p.optim))
+    out.append(reason(D.ALLOCATOR, allocator=p.allocator))
     return out
 
 

@@ -9,20 +9,14 @@ from .decisions import Reason, reason
 from .memory import Breakdown, estimate
 from .plan import TrainPlan
 from .profiles import GpuSpec, ModelArch, find_gpu, find_model
-from .search import SAFETY_MARGIN, fit, margin_limit
+from .margin import FITS, SAFETY_MARGIN, margin_limit
+from .search import fit
 from .store.calibrations import Calibrations
 
 
-FITS, INSIDE_MARGIN, DOES_NOT_FIT = "fits", "fits_only_inside_margin", "does_not_fit"
-STANDINGS = (FITS, INSIDE_MARGIN, DOES_NOT_FIT)
-
-
 def standing(b: Breakdown) -> str:
-    """The one judgement of a breakdown against its card, on what the run needs when the card is full: fits with
-    the safety margin, fits only inside it, or does not fit. Every output shows this and only this."""
-    if b.required_bytes <= margin_limit(b.capacity_bytes):
-        return FITS
-    return INSIDE_MARGIN if b.required_bytes <= b.capacity_bytes else DOES_NOT_FIT
+    """The one judgement of a breakdown against its card (vramplan.margin). Every output shows this and only this."""
+    return b.standing
 
 
 @dataclass

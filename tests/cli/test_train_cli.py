@@ -138,3 +138,12 @@ def test_a_dry_run_says_the_peak_its_first_verification_is_checked_against(tmp_p
                  "--output", str(tmp_path / "run"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["predicted_peak_bytes"] >= out["predicted_required_bytes"] > 0
+
+
+def test_the_allocator_line_says_when_expandable_segments_are_predicted_to_cost_memory(installed):
+    installed("1.16.0")
+    code, d, err = dry()
+    saving = d["allocator_saving_bytes"]
+    assert code == 0 and d["plan"]["allocator"] == "expandable" and saving < 0  # TRL's fused path: measured reserve
+    assert f"{-saving / 2**30:.2f} GiB above PyTorch's default allocator" in err and "--allocator default" in err
+    assert d["capacity_bytes"] > 0 and "T4 (15.0 GiB: " in err

@@ -60,3 +60,11 @@ def test_an_moe_model_gets_dropout_0_while_its_experts_are_lora_targets(moe_gate
     assert s.plan.dropout == 0.05
     s.set_model("qwen3-30b-a3b")
     assert s.plan.dropout == 0.0
+
+
+def test_the_exported_command_keeps_the_trl_stack_and_leaves_its_release_to_train():
+    s = PlanState.create("llama-3.1-8b", "T4")  # fp16: TRL's way out is casting the adapters back to fp32
+    assert s.plan.trainer == "trl" and s.plan.fp32_adapters
+    cmd = s.train_command()
+    assert "--trainer trl" in cmd and "--fp32-adapters" in cmd and "--trl-version" not in cmd
+    assert "--allocator default" in cmd  # the allocator the TUI planned, not the one train would pick

@@ -10,6 +10,7 @@ from ..stacks import check_loss_type
 from ..memory import LABELS
 from ..planner import Planner
 from ..present import model_json, model_lines, plan_line, say
+from ..present.display import card_words
 from ..present.reasons import reasons_json, room_words, standing_words
 from ..profiles import find_model
 from ..search_moe import experts_lora, for_model
@@ -60,9 +61,10 @@ def run(args) -> int:
         b = verdict.breakdown
         for line in model_lines(model, model_name):
             print(line)
-        print(f"{model.name} on {gpu.name}: {plan_line(plan.to_dict())}")
+        print(f"{model.name} on {gpu.name} ({card_words(gpu.memory_mib, verdict.capacity_bytes, plan.gpus)})")
+        print(f"plan: {plan_line(plan.to_dict())}")
         status = ("OK: " if verdict.fits else "FAIL: ") + standing_words(verdict.standing)
-        print(f"{status}: needs {verdict.required_bytes / GiB:.2f} GiB, card {verdict.capacity_bytes / GiB:.2f} GiB "
+        print(f"{status}: needs {verdict.required_bytes / GiB:.2f} of {verdict.capacity_bytes / GiB:.2f} GiB "
               f"({room_words(verdict.peak_bytes)})")
         dom, dom_bytes = b.dominant()
         print(f"dominant: {LABELS.get(dom, dom)} {dom_bytes / GiB:.2f} GiB ({b.peak_phase} phase)")

@@ -11,7 +11,7 @@ from ..errors import VramplanError
 from ..plan import ALLOC_CONF, TrainPlan
 from ..planner import Planner
 from ..profiles import find_model
-from ..search import SAFETY_MARGIN
+from ..margin import SAFETY_MARGIN
 from ..store.calibrations import Calibrations
 from ..train.sft import installed_trl, run_kwargs, run_release, stack_fields
 from ..stacks import default_trl_release, trl_profile
@@ -24,6 +24,7 @@ from ..flags import positive_int
 from .common import (add_plan_args, check_context, given_plan_fields, positive_float, print_json, progress_to_stderr,
                      vram_from_args)
 from ..present import model_json, plan_line, say
+from ..present.display import card_words
 from ..present.reasons import fit_reasons
 from ..workers import WORKERS
 
@@ -121,7 +122,7 @@ def _run(args) -> tuple[int, dict]:
     saving = allocator_saving(planner, arch, plan) if plan.allocator == "expandable" else None
     summary = {"model": arch.summary(), **model_json(arch), "source": source,
                "data": {"file": str(args.data), "examples": len(examples)},
-               "gpu": gpu.summary(), "gpus": gpus, "capacity_bytes": capacity, "seq": seq, "seq_note": seq_note,
+               "gpu": gpu.summary(), "gpus": gpus, "capacity_bytes": planner.capacity_bytes, "seq": seq, "seq_note": seq_note,
                "context_note": context_note, "plan": plan.to_dict(), "stack": stack_summary(plan, stack_note),
                "fallbacks": [c.to_dict() for c in candidates[1:]], "safety_margin": SAFETY_MARGIN,
                "allocator_saving_bytes": saving, "memory_cap_bytes": cap, "output": str(out),
@@ -221,8 +222,8 @@ def say_plan(summary: dict, result, fallbacks: int) -> None:
     gpus, capacity = summary["gpus"], summary["capacity_bytes"]
     print(f"model: {summary['model']['name']} ({summary['source']}); data: {summary['data']['examples']} examples "
           f"from {summary['data']['file']}")
-    print(f"gpu: {f'{gpus} x ' if gpus > 1 else ''}{summary['gpu']['name']}"
-          + (f", {capacity / GiB:.2f} GiB{' each' if gpus > 1 else ''} to plan for" if capacity else ""))
+    print(f"gpu: {f'{gpus} x ' if gpus > 1 else ''}{summary['gpu']['name']} "
+          f"({card_words(summary['gpu']['memory_mib'], capacity, gpus)})")
     print(summary["seq_note"])
     if summary["context_note"]:
         print(summary["context_note"])
@@ -232,7 +233,8 @@ def say_plan(summary: dict, result, fallbacks: int) -> None:
     if saving is not None:
         print(f"allocator: PYTORCH_CUDA_ALLOC_CONF={ALLOC_CONF['expandable']}"
               + (f" (predicted peak {saving / GiB:.2f} GiB lower than PyTorch's default allocator)" if saving > 0
-                 else ""))
+                 else f" (predicted peak {-saving / GiB:.2f} GiB above PyTorch's default allocator on a card with "
+                      "room, its measured reserve; --allocator default plans without it)" if saving < 0 else ""))
     if result is not None:
         print(f"  ({SAFETY_MARGIN:.0%} safety margin; {fallbacks} fallback plan(s) if verification fails)")
         if result.versus_one_gpu:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..margin import FITS, standing_of
 from ..units import GiB
 
 PHASES = ("load", "forward", "loss", "backward", "optimizer")
@@ -85,7 +86,13 @@ class Breakdown:
 
     @property
     def fits(self) -> bool:
+        """Within the capacity, margin or not: the run is predicted not to run out of memory (what the boundary
+        runs under allocator caps check). What outputs call "fits" is the standing (vramplan.margin)."""
         return self.required_bytes <= self.capacity_bytes
+
+    @property
+    def standing(self) -> str:
+        return standing_of(self.required_bytes, self.capacity_bytes)
 
     @property
     def headroom_bytes(self) -> int:
@@ -105,7 +112,9 @@ class Breakdown:
             "managed_bytes": self.managed_bytes, "peak_phase": self.peak_phase,
             "train_peak_bytes": self.train_peak_bytes or self.peak_bytes,
             "peak_upper_bytes": self.peak_bytes + self.fragmentation_event_bytes,
-            "required_bytes": self.required_bytes, "capacity_bytes": self.capacity_bytes, "fits": self.fits, "headroom_bytes": self.headroom_bytes,
+            "required_bytes": self.required_bytes, "capacity_bytes": self.capacity_bytes,
+            "fits": self.standing == FITS, "standing": self.standing, "within_capacity": self.fits,
+            "headroom_bytes": self.headroom_bytes,
             "components": dict(self.components), "phase_allocated_bytes": self.phase_peaks(),
             "trainable_params": self.trainable_params, "assumptions": list(self.assumptions),
             "calibration": self.calibration,

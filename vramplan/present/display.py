@@ -18,6 +18,18 @@ def bar(used: int, capacity: int, limit: int | None = None, width: int = BAR) ->
     return "[" + "".join(cells) + "]" + over
 
 
+def card_words(memory_mib: int, capacity: int, gpus: int = 1) -> str:
+    """How every output names a card's memory: nvidia-smi's total, the capacity a plan is judged against (what
+    one process can allocate of it, --vram, or the free memory --gpu auto found) and the limit a recommended
+    plan stays under."""
+    from ..margin import SAFETY_MARGIN, margin_limit
+    each = " each" if gpus > 1 else ""
+    cap = (f"; judged against {capacity / GiB:.2f} GiB" if capacity > memory_mib * 2**20
+           else f": {capacity / GiB:.2f} GiB usable")
+    return (f"{memory_mib / 1024:.1f} GiB{each}{cap}, limit {margin_limit(capacity) / GiB:.2f} GiB with the "
+            f"{SAFETY_MARGIN:.0%} safety margin")
+
+
 def breakdown_table(b: Breakdown) -> list[str]:
     cap = b.capacity_bytes
     rows = sorted(b.components.items(), key=lambda kv: -kv[1])
@@ -57,10 +69,8 @@ def model_json(model) -> dict:
 def estimate_lines(b: Breakdown, model, gpu, saving: dict | None, extra: list[str] = ()) -> list[str]:
     """`estimate`'s text: the plan, the component table, the bar, the verdict and the biggest saving (then
     `extra`, such as the time and cost lines, before the calibration line)."""
-    limit_note = f"{b.capacity_bytes / GiB:.2f} GiB usable"
     n = b.plan.get("gpus", 1)
-    lines = [f"{model.name} on {f'{n} x ' if n > 1 else ''}{gpu.name} ({gpu.memory_mib / 1024:.1f} GiB"
-             f"{' each' if n > 1 else ''}, {limit_note})",
+    lines = [f"{model.name} on {f'{n} x ' if n > 1 else ''}{gpu.name} ({card_words(gpu.memory_mib, b.capacity_bytes, n)})",
              f"plan: {plan_line(b.plan)}", ""]
     lines += breakdown_table(b)
     lines += ["", f"  {bar(b.required_bytes, b.capacity_bytes)}  needs {b.required_bytes / GiB:.2f} of "

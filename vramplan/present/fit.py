@@ -1,10 +1,10 @@
 """A FitResult in words: `vramplan fit`'s text and its --json."""
 from __future__ import annotations
 
-from ..search import SAFETY_MARGIN
+from ..margin import SAFETY_MARGIN
 from ..speed_fits import not_measured, speed_source
 from ..units import GiB
-from .display import bar, checkpointing_cell, plan_line
+from .display import bar, card_words, checkpointing_cell, plan_line
 from .reasons import fit_reasons, reasons_json
 
 
@@ -44,9 +44,7 @@ def fit_lines(result, time_cost: list[str] = ()) -> list[str]:
     lines) and why, the alternatives, or why nothing fits."""
     m, g = result.model, result.gpu
     on = f"{result.gpus} x {g.name}" if result.gpus > 1 else g.name
-    each = " each" if result.gpus > 1 else ""
-    lines = [f"{m.name} ({m.total_params / 1e9:.2f}B) on {on} ({g.memory_mib / 1024:.1f} GiB{each}): "
-             f"limit {result.limit_bytes / GiB:.2f} GiB{each} ({SAFETY_MARGIN:.0%} safety margin)"]
+    lines = [f"{m.name} ({m.total_params / 1e9:.2f}B) on {on} ({card_words(g.memory_mib, result.capacity_bytes, result.gpus)})"]
     rec = result.recommended
     if rec is None:
         lines.append("\nNOTHING FITS.")

@@ -108,6 +108,12 @@ TEXT = {
         "recompute): " + ("~{speedup:.2f}x the tokens/s of keeping them on the GPU" if n["on_gpu_fits"] else
                           "keeping them on the GPU does not fit")),
     D.OPTIMIZER: lambda n: "{optim}: " + OPTIMIZER_WHY.get(n["optim"], "as requested"),
+    D.ALLOCATOR: lambda n: (
+        "PyTorch's default allocator: what a run gets without PYTORCH_CUDA_ALLOC_CONF; `vramplan train` sets "
+        "expandable_segments:True and plans for that (--allocator expandable plans it here)"
+        if n["allocator"] == "default" else
+        "expandable segments: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, what `vramplan train` sets; set it "
+        "in your own launcher too, or the run gets PyTorch's default allocator and this plan's figures do not hold"),
     D.GPUS_MAKE_IT_POSSIBLE: _gpus_make_it_possible,
     D.GPUS_DDP_FASTER: "{gpus} GPUs beat one, ~{speedup:.1f}x its tokens/s: the model fits one {gpu}, so data "
                        "parallel runs a whole copy on each GPU ({per_gpu_gib} per GPU) and only all-reduces the "
@@ -184,7 +190,7 @@ STANDING_WORDS = {"fits": "FITS with the {margin:.0%} safety margin",
 
 
 def standing_words(standing: str) -> str:
-    from ..search import SAFETY_MARGIN
+    from ..margin import SAFETY_MARGIN
     return STANDING_WORDS[standing].format(margin=SAFETY_MARGIN)
 
 

@@ -10,10 +10,11 @@ from textual.widgets import DataTable, Static
 
 from ..memory import LABELS, Breakdown
 from ..profiles import GpuSpec, ModelArch
+from ..present.display import card_words
 from ..present.reasons import room_words, standing_words
 from ..present.time_cost import brief_lines
-from ..search import SAFETY_MARGIN
-from ..verdict import DOES_NOT_FIT, FITS, INSIDE_MARGIN, standing
+from ..margin import DOES_NOT_FIT, FITS, INSIDE_MARGIN, SAFETY_MARGIN
+from ..verdict import standing
 from ..units import GiB
 from .widgets import MemoryBar, table_rows
 
@@ -49,7 +50,8 @@ class ResultPanel(Vertical):
     def watch_picture(self, picture: Picture) -> None:
         m, g, b = picture.model, picture.gpu, picture.breakdown
         self.query_one("#title", Static).update(
-            f"[b]{m.name}[/b] ({m.total_params / 1e9:.2f}B) on [b]{g.name}[/b] ({b.capacity_bytes / GiB:.1f} GiB usable)")
+            f"[b]{m.name}[/b] ({m.total_params / 1e9:.2f}B) on [b]{g.name}[/b] "
+            f"({card_words(g.memory_mib, b.capacity_bytes, b.plan.get('gpus', 1))})")
         self.query_one("#bar", MemoryBar).show(b)
         self.query_one("#verdict", Static).update(verdict_text(b))
         self.query_one("#speed", Static).update("\n".join(brief_lines(picture.time_cost)) if picture.time_cost else "")

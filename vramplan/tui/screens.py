@@ -8,9 +8,9 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from ..present.display import checkpointing_cell
+from ..present.display import card_words, checkpointing_cell
 from ..present.reasons import brief_reasons, fit_reasons
-from ..search import SAFETY_MARGIN, FitResult
+from ..search import FitResult
 from ..units import GiB
 
 HELP = """[b]vramplan[/b]: explore QLoRA memory plans. Every change re-plans at once.
@@ -56,8 +56,7 @@ class FitScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         r = self.result
         with Vertical(id="fit-box"):
-            head = (f"[b]fit[/b] {r.model.name} on {r.gpu.name}: limit {r.limit_bytes / GiB:.1f} GiB "
-                    f"({SAFETY_MARGIN:.0%} margin)")
+            head = f"[b]fit[/b] {r.model.name} on {r.gpu.name} ({card_words(r.gpu.memory_mib, r.capacity_bytes, r.gpus)})"
             yield Static(head, id="fit-head")
             if not self.choices:
                 yield Static("[b red]nothing fits[/b red]\n" + "\n".join(f"- {x}" for x in fit_reasons(r)), id="fit-why")

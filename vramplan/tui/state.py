@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import flags
+from ..margin import FITS
 from ..memory import Breakdown
 from ..plan import ALL_LINEAR, PARALLELS, TrainPlan
 from ..present.time_cost import Job, parse_epochs, parse_price, parse_tokens, plan_figures
@@ -132,19 +133,19 @@ class PlanState:
 
     # -- export -------------------------------------------------------------------------------------------
     def train_command(self, data: str = "train.jsonl") -> str:
-        """The `vramplan train` command that runs this plan: every plan flag, from the plan's declarations.
-        `vramplan train` launches the plain Trainer, so a TRL plan is handed over as --trainer hf (train verifies
-        and plans that stack itself; the script says so)."""
+        """The `vramplan train` command that runs this plan: every plan flag, from the plan's declarations. The
+        TRL release is left to train, which plans the installed one and says which (a --trl-version that differs
+        from it is refused there)."""
         p = self.plan
-        skip = ("grad_accum", "trainer", "trl_version", "fp32_adapters", "eval_batch")
         args = ["vramplan", "train", self.model.hub_id or self.model.name, "--data", data, "--gpu", self.gpu.name,
-                "--effective-batch", str(p.effective_batch)] + flags.command_args(p, skip=skip) + ["--trainer", "hf"]
+                "--effective-batch", str(p.effective_batch)] + flags.command_args(p, skip=("grad_accum", "trl_version"))
         return shlex.join(args)
 
     def to_json(self) -> dict:
         b = self.breakdown()
         return {"model": self.model.name, "gpu": self.gpu.name, "plan": self.plan.to_dict(),
-                "peak_bytes": b.peak_bytes, "required_bytes": b.required_bytes, "fits": b.fits,
+                "peak_bytes": b.peak_bytes, "required_bytes": b.required_bytes, "fits": b.standing == FITS,
+                "standing": b.standing,
                 "train_command": self.train_command()}
 
     def write(self, folder: Path) -> tuple[Path, Path]:
@@ -152,8 +153,8 @@ class PlanState:
         json_path = _fresh(folder / "vramplan-plan.json")
         json_path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         sh_path = _fresh(folder / "vramplan-train.sh")
-        note = ("# planned for TRL's SFTTrainer; `vramplan train` runs the plain transformers Trainer and plans it "
-                "again for that stack\n" if self.plan.trainer == "trl" else "")
+        note = (f"# planned for TRL {self.plan.trl_version}'s SFTTrainer; `vramplan train` plans the installed TRL "
+                "release again before it runs\n" if self.plan.trainer == "trl" else "")
         sh_path.write_text("#!/bin/sh\n" + note + self.train_command() + "\n")
         return json_path, sh_path
 

@@ -1,0 +1,44 @@
+"""The one judgement of a breakdown against its card, and every JSON that carries it saying the same."""
+import json
+
+from tests.cli.test_bad_input import run_cli
+from vramplan.margin import DOES_NOT_FIT, FITS, INSIDE_MARGIN, margin_limit, standing_of
+from vramplan.planner import Planner
+from vramplan.plan import TrainPlan
+from vramplan.profiles import find_gpu, find_model
+from vramplan.store.calibrations import Calibrations
+
+
+def test_the_standing_has_three_sides_split_at_the_margin_and_at_the_capacity():
+    cap = 100 * 2**30
+    assert standing_of(margin_limit(cap), cap) == FITS
+    assert standing_of(margin_limit(cap) + 1, cap) == INSIDE_MARGIN == standing_of(cap, cap)
+    assert standing_of(cap + 1, cap) == DOES_NOT_FIT
+
+
+def _inside_margin_plan():
+    """llama-3.1-8b on a T4 at the micro-batch whose need falls between the limit and the card."""
+    planner = Planner(find_gpu("T4"), Calibrations.shipped())
+    model = find_model("llama-3.1-8b")
+    for batch in range(1, 9):
+        b = planner.estimate(model, TrainPlan(batch=batch, dtype="fp16", fp32_adapters=True))
+        if b.standing == INSIDE_MARGIN:
+            return batch, b
+    raise AssertionError("no micro-batch of llama-3.1-8b falls inside the T4's margin")
+
+
+def test_a_breakdowns_json_fits_is_the_standing_and_says_within_capacity_apart():
+    _, b = _inside_margin_plan()
+    d = b.to_dict()
+    assert b.fits and d["within_capacity"] is True
+    assert d["fits"] is False and d["standing"] == INSIDE_MARGIN
+
+
+def test_check_json_says_fits_once_whether_read_at_the_top_or_in_the_breakdown():
+    batch, _ = _inside_margin_plan()
+    code, out, _, escaped = run_cli(["check", "llama-3.1-8b", "--gpu", "T4", "--batch", str(batch), "--json"])
+    d = json.loads(out)
+    assert escaped is None and code == 1
+    assert d["fits"] is d["breakdown"]["fits"] is False and d["standing"] == d["breakdown"]["standing"] == INSIDE_MARGIN
+    code, out, _, _ = run_cli(["estimate", "llama-3.1-8b", "--gpu", "T4", "--batch", str(batch), "--json"])
+    assert json.loads(out)["fits"] is False and json.loads(out)["standing"] == INSIDE_MARGIN
