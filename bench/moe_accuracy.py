@@ -44,7 +44,7 @@ def rows(records: list[dict]) -> list[dict]:
                     "train_measured": peaks.get("train", 0), "train_predicted": b.train_peak_bytes,
                     "load_measured": peaks.get("load", 0),
                     "load_predicted": b.phase_peaks()["load"] + b.components.get("cuda_context", 0),
-                    "fits": b.fits, "required": b.required_bytes, "versions": r.get("versions", {})})
+                    "fits": b.within_capacity, "required": b.required_bytes, "versions": r.get("versions", {})})
     return out
 
 

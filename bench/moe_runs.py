@@ -137,7 +137,7 @@ def predict(items: list[MoeRun], gpu_profile: str, nvml_name: str) -> dict:
             shape_arch(r.model), stack_plan(r))
         out[r.key(nvml_name)] = {"model": r.model, "why": r.why, "peak_bytes": b.peak_bytes,
                                  "train_peak_bytes": b.train_peak_bytes, "peak_phase": b.peak_phase,
-                                 "required_bytes": b.required_bytes, "fits": b.fits}
+                                 "required_bytes": b.required_bytes, "fits": b.within_capacity}
     return out
 
 

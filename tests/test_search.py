@@ -112,7 +112,9 @@ def test_the_recommendation_says_which_allocator_it_was_planned_for_and_what_tra
     for allocator in ("default", "expandable"):
         base = TrainPlan(allocator=allocator)
         r = Planner(find_gpu("RTX-4090"), CAL).fit(find_model("llama-3.2-3b"), seq=2048, effective_batch=16, base=base)
-        said = [say(x) for x in r.reasons if x.code == D.ALLOCATOR]
-        assert len(said) == 1 and "vramplan train" in said[0]
+        said = [x for x in r.reasons if x.code == D.ALLOCATOR]
+        assert len(said) == 1 and said[0].numbers["train_allocator"] in ("default", "expandable")
+        assert said[0].numbers["default_required_bytes"] > 0 and said[0].numbers["expandable_required_bytes"] > 0
+        assert ("vramplan train" if allocator == "default" else "PYTORCH_CUDA_ALLOC_CONF") in say(said[0])
         assert ("default allocator" if allocator == "default" else "expandable segments") \
             in plan_line(r.recommended.plan.to_dict())

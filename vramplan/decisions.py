@@ -42,7 +42,8 @@ CHECKPOINTING_OFF = "checkpointing_off"
 CHECKPOINTING_PARTIAL = "checkpointing_partial"  # every, checkpointed, layers, full_speedup (None: full does not fit)
 CHECKPOINTS_OFFLOADED = "checkpoints_offloaded"  # on_gpu_fits (the same plan without offload fits), speedup
 OPTIMIZER = "optimizer"                        # optim
-ALLOCATOR = "allocator"                        # allocator (the plan's: default or expandable)
+ALLOCATOR = "allocator"  # allocator (the plan's), default_required_bytes, expandable_required_bytes, resplit_bytes,
+#                          train_allocator (what train takes without --allocator), given (--allocator typed, in train)
 # several GPUs against one
 GPUS_MAKE_IT_POSSIBLE = "gpus_make_it_possible"  # gpus, gpu, one_gpu_needs_bytes, limit_bytes, per_gpu_bytes, offload
 GPUS_DDP_FASTER = "gpus_ddp_faster"            # gpus, gpu, speedup, per_gpu_bytes

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 SAFETY_MARGIN = 0.05
-"""Share of the card kept free: covers the calibrated error bound (no under-prediction worse than -5%)."""
+"""Share of the usable memory a recommended plan leaves free, for the model's error: most measured peaks are
+predicted within it, but not all (the allocator's cache at large micro-batches of 12-14B models, up to -10% in
+calibration/speed_runs; README, Accuracy)."""
 
 FITS, INSIDE_MARGIN, DOES_NOT_FIT = "fits", "fits_only_inside_margin", "does_not_fit"
 

@@ -185,8 +185,8 @@ class TrainPlan:
         "with FSDP: shards, gradients and optimizer states in CPU memory (needs --optim adamw_torch)", parse=bool,
         shown=_several, tui_label="offload"))
     allocator: str = plan_field("default", Flag(
-        "PyTorch's caching allocator as is (default) or with expandable_segments:True (expandable; what "
-        "`vramplan train` uses)", choices=ALLOCATORS,
+        "PyTorch's caching allocator as is (default) or with expandable_segments:True (expandable; `vramplan "
+        "train` takes the one its plan needs less with)", choices=ALLOCATORS,
         show=lambda p: "; expandable segments" if p.get("allocator") == "expandable" else "; default allocator",
         tui_label="alloc"))
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from . import decisions as D
 from . import flags
+from .allocator_choice import allocator_numbers
 from .decisions import Reason, reason
 from .errors import VramplanError
 from .margin import SAFETY_MARGIN, margin_limit
@@ -181,6 +182,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
         result.alternatives = _alternatives(preferred)
         moe = experts_lora(model, result.recommended.plan)  # an MoE model's experts first: the choice it forces
         result.reasons = ([moe] if moe else []) + _reasons(result.recommended, gpu, rank, cands + one, model)
+        result.reasons.append(_allocator_reason(cal, model, gpu, result.recommended.plan, capacity))
         if base.gpus > 1:
             result.versus_one_gpu = versus_one_gpu(result, several[0] if several else None)
     elif explain:
@@ -267,8 +269,14 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
         out.append(reason(D.CHECKPOINTING_OFF))
     out += _mode_reasons(rec, [c for c in same if c.plan.batch == p.batch], model)
     out.append(reason(D.OPTIMIZER, optim=p.optim))
-    out.append(reason(D.ALLOCATOR, allocator=p.allocator))
     return out
+
+
+def _allocator_reason(cal: Calibrations, model: ModelArch, gpu: GpuSpec, plan: TrainPlan, capacity: int) -> Reason:
+    """The plan's allocator, what the plan needs under each, and the one `vramplan train` would take."""
+    b = {a: estimate(model, gpu, plan.with_(allocator=a), cal.params(gpu), vram_bytes=capacity)
+         for a in ("default", "expandable")}
+    return reason(D.ALLOCATOR, allocator=plan.allocator, **allocator_numbers(b["default"], b["expandable"]))
 
 
 def _mode_reasons(rec: Candidate, same_shape: list[Candidate], model: ModelArch) -> list[Reason]:

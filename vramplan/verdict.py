@@ -38,8 +38,13 @@ class Verdict:
     def standing(self) -> str:
         return standing(self.breakdown)
 
+    @property
+    def within_capacity(self) -> bool:
+        return self.breakdown.within_capacity
+
     def to_dict(self) -> dict:
-        return {"fits": self.fits, "standing": self.standing, "peak_bytes": self.peak_bytes, "required_bytes": self.required_bytes,
+        return {"fits": self.fits, "standing": self.standing, "within_capacity": self.within_capacity,
+                "peak_bytes": self.peak_bytes, "required_bytes": self.required_bytes,
                 "capacity_bytes": self.capacity_bytes, "headroom_bytes": self.headroom_bytes,
                 "safety_margin": SAFETY_MARGIN, "advice": [r.to_dict() for r in self.advice], "nearest_fit": self.nearest_fit,
                 "breakdown": self.breakdown.to_dict()}

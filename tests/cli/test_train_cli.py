@@ -140,10 +140,14 @@ def test_a_dry_run_says_the_peak_its_first_verification_is_checked_against(tmp_p
     assert code == 0 and out["predicted_peak_bytes"] >= out["predicted_required_bytes"] > 0
 
 
-def test_the_allocator_line_says_when_expandable_segments_are_predicted_to_cost_memory(installed):
+def test_without_allocator_train_takes_the_one_whose_plan_needs_less_and_says_why(installed):
     installed("1.16.0")
-    code, d, err = dry()
-    saving = d["allocator_saving_bytes"]
-    assert code == 0 and d["plan"]["allocator"] == "expandable" and saving < 0  # TRL's fused path: measured reserve
-    assert f"{-saving / 2**30:.2f} GiB above PyTorch's default allocator" in err and "--allocator default" in err
+    code, d, err = dry()  # TRL's fused path: the measured reserve under expandable segments is the larger
+    a = d["allocator"]
+    assert code == 0 and d["plan"]["allocator"] == a["train_allocator"] == "default" and not a["given"]
+    assert a["expandable_required_bytes"] > a["default_required_bytes"] and "keeps the default too" in err
+    code, d, err = dry("--trainer", "hf")  # full logits: the default allocator may re-split a logits segment
+    assert d["plan"]["allocator"] == "expandable" and d["allocator"]["resplit_bytes"] > 0 and "re-split" in err
+    code, d, err = dry("--trainer", "hf", "--allocator", "default")
+    assert d["plan"]["allocator"] == "default" and d["allocator"]["given"] and "as given" in err
     assert d["capacity_bytes"] > 0 and "T4 (15.0 GiB: " in err

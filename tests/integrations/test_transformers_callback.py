@@ -46,7 +46,7 @@ def test_a_job_that_fits_passes_and_trains(checkpoint, tmp_path):
 def test_an_oversized_job_stops_before_the_first_step(checkpoint, tmp_path):
     cb = PreflightCallback(gpu="L4", vram_bytes=512 * 2**20)
     trainer, _ = trainer_for(checkpoint, tmp_path, TrainPlan(rank=8, batch=2, seq=64), cb)
-    with pytest.raises(PreflightError, match="does not fit") as err:
+    with pytest.raises(PreflightError, match="DOES NOT FIT") as err:
         trainer.train()
     assert "needs" in str(err.value) and trainer.state.global_step == 0
 

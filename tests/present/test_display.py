@@ -9,14 +9,15 @@ T4 = "15.0 GiB: 14.91 GiB usable, limit 14.17 GiB with the 5% safety margin"
 
 
 def test_the_words_name_total_usable_and_limit():
-    assert card_words(15360, 20 * GiB) == "15.0 GiB; judged against 20.00 GiB, limit 19.00 GiB with the 5% safety margin"
+    assert card_words(15360, 20 * GiB) == ("15.0 GiB; judged against 20.00 GiB, more than the card has, limit 19.00 GiB "
+                                           "with the 5% safety margin")
     assert card_words(15360, 14 * GiB) == "15.0 GiB: 14.00 GiB usable, limit 13.30 GiB with the 5% safety margin"
     assert card_words(24576, 23 * GiB, gpus=2).startswith("24.0 GiB each: 23.00 GiB usable")
 
 
 def test_a_capacity_above_the_cards_total_is_said_to_be_judged_against():
     words = card_words(15360, 22 * GiB)
-    assert words.startswith("15.0 GiB; judged against 22.00 GiB") and "usable" not in words
+    assert words.startswith("15.0 GiB; judged against 22.00 GiB, more than the card has") and "usable" not in words
 
 
 @pytest.mark.parametrize("command", [

@@ -63,8 +63,8 @@ def test_the_measured_24gib_proof_is_what_the_planner_says():
     # calibration/multi_gpu: llama-3.1-8b at 8192 tokens ran out of memory on one H200 capped at 24 GiB, trained on two
     model, gpu = find_model("llama-3.1-8b"), find_gpu("H200")
     cap = 24 * GiB
-    assert not estimate(model, gpu, HfPlan(seq=8192), DEFAULT_CALIBRATION, vram_bytes=cap).fits
-    assert estimate(model, gpu, HfPlan(seq=8192, gpus=2), DEFAULT_CALIBRATION, vram_bytes=cap).fits
+    assert not estimate(model, gpu, HfPlan(seq=8192), DEFAULT_CALIBRATION, vram_bytes=cap).within_capacity
+    assert estimate(model, gpu, HfPlan(seq=8192, gpus=2), DEFAULT_CALIBRATION, vram_bytes=cap).within_capacity
 
 
 def test_multi_gpu_plans_use_the_sharded_recipe_and_refuse_int8():

@@ -111,10 +111,14 @@ def test_train_refuses_a_batch_that_does_not_split_over_the_gpus(model_dir, tmp_
     assert proc.returncode == 2 and "split evenly over 3 GPUs" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_dry_run_says_train_uses_expandable_segments(model_dir):
-    proc = vramplan("train", str(model_dir), "--data", str(model_dir.parent / "train.jsonl"), "--gpu", "T4",
-                    "--seq", "64", "--dry-run")
-    assert proc.returncode == 0 and "expandable_segments:True" in proc.stdout
+def test_dry_run_says_which_allocator_train_uses(model_dir):
+    args = ("train", str(model_dir), "--data", str(model_dir.parent / "train.jsonl"), "--gpu", "T4", "--seq", "64",
+            "--dry-run")
+    proc = vramplan(*args, "--allocator", "expandable")
+    assert proc.returncode == 0 and "allocator: expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True" \
+        in proc.stdout
+    proc = vramplan(*args, "--allocator", "default")
+    assert proc.returncode == 0 and "allocator: PyTorch's default allocator" in proc.stdout and "as given" in proc.stdout
 
 
 def test_a_dry_run_chooses_seq_auto_from_the_exact_token_counts(model_dir):

@@ -11,7 +11,7 @@ from ..memory import LABELS
 from ..planner import Planner
 from ..present import model_json, model_lines, plan_line, say
 from ..present.display import card_words
-from ..present.reasons import reasons_json, room_words, standing_words
+from ..present.reasons import against_words, reasons_json, room_words, standing_words
 from ..profiles import find_model
 from ..search_moe import experts_lora, for_model
 from ..store.calibrations import Calibrations
@@ -61,11 +61,12 @@ def run(args) -> int:
         b = verdict.breakdown
         for line in model_lines(model, model_name):
             print(line)
-        print(f"{model.name} on {gpu.name} ({card_words(gpu.memory_mib, verdict.capacity_bytes, plan.gpus)})")
+        on = f"{plan.gpus} x {gpu.name}" if plan.gpus > 1 else gpu.name
+        print(f"{model.name} on {on} ({card_words(gpu.memory_mib, verdict.capacity_bytes, plan.gpus)})")
         print(f"plan: {plan_line(plan.to_dict())}")
         status = ("OK: " if verdict.fits else "FAIL: ") + standing_words(verdict.standing)
-        print(f"{status}: needs {verdict.required_bytes / GiB:.2f} of {verdict.capacity_bytes / GiB:.2f} GiB "
-              f"({room_words(verdict.peak_bytes)})")
+        room = f" ({room_words(verdict.peak_bytes)})" if verdict.peak_bytes != verdict.required_bytes else ""
+        print(f"{status}: {against_words(verdict.required_bytes, verdict.capacity_bytes)}{room}")
         dom, dom_bytes = b.dominant()
         print(f"dominant: {LABELS.get(dom, dom)} {dom_bytes / GiB:.2f} GiB ({b.peak_phase} phase)")
         for r in verdict.advice:

@@ -17,8 +17,8 @@ from ..present.time_cost import plan_figures
 from .estimate import add_time_args, job_from_args, time_cost_json
 
 
-STACK_FIELDS = ("trainer", "trl_version", "eval_batch")
-"""The plan fields fit takes as given rather than searching: which stack runs and how it evaluates."""
+STACK_FIELDS = ("trainer", "trl_version", "eval_batch", "allocator")
+"""The plan fields fit takes as given rather than searching: which stack runs, how it evaluates, which allocator."""
 LORA_FIELDS = ("dropout", "targets", "kbit_prepare")
 """Also taken as given: the LoRA dropout and targets (left open, an MoE model whose experts are targets gets dropout
 0, peft's rule) and whether prepare_model_for_kbit_training runs."""

@@ -9,6 +9,7 @@ from ..errors import VramplanError
 from ..planner import Planner
 from ..search_moe import for_model
 from ..plan import TrainPlan
+from ..present.display import card_words
 from ..present.table import table_lines, fastest_and_cheapest
 from ..present.time_cost import Job, data_fields, data_line, parse_price, plan_figures
 from ..profiles import find_gpu, find_model, gpu_catalog, model_catalog
@@ -70,7 +71,7 @@ def run(args) -> int:
         prices = prices_from_text(args.price, only_gpu=gpu)
         planner = Planner(gpu, calibrations)
         rows = [row(planner, m, job, args, prices) for m in model_catalog()]
-        title = f"every catalog model on {gpu.name} ({gpu.memory_mib / 1024:.1f} GiB), seq {args.seq}"
+        title = f"every catalog model on {gpu.name} ({card_words(gpu.memory_mib, planner.capacity_bytes)}), seq {args.seq}"
     else:
         model = find_model(args.model)
         check_context(model, args.seq)  # one model: a sequence it cannot take is refused, as estimate does

@@ -6,9 +6,12 @@ import os
 import shutil
 from pathlib import Path
 
+from .. import decisions as D
 from .. import flags
+from ..allocator_choice import allocator_numbers
+from ..decisions import reason
 from ..errors import VramplanError
-from ..plan import ALLOC_CONF, TrainPlan
+from ..plan import TrainPlan
 from ..planner import Planner
 from ..profiles import find_model
 from ..margin import SAFETY_MARGIN
@@ -119,13 +122,14 @@ def _run(args) -> tuple[int, dict]:
                             hint=f"use a multiple of {gpus}")
     candidates, result = plan_candidates(args, planner, arch, seq, given)
     plan = candidates[0]
-    saving = allocator_saving(planner, arch, plan) if plan.allocator == "expandable" else None
+    allocators = allocator_numbers(planner.estimate(arch, plan.with_(allocator="default")),
+                                   planner.estimate(arch, plan.with_(allocator="expandable")))
     summary = {"model": arch.summary(), **model_json(arch), "source": source,
                "data": {"file": str(args.data), "examples": len(examples)},
                "gpu": gpu.summary(), "gpus": gpus, "capacity_bytes": planner.capacity_bytes, "seq": seq, "seq_note": seq_note,
                "context_note": context_note, "plan": plan.to_dict(), "stack": stack_summary(plan, stack_note),
                "fallbacks": [c.to_dict() for c in candidates[1:]], "safety_margin": SAFETY_MARGIN,
-               "allocator_saving_bytes": saving, "memory_cap_bytes": cap, "output": str(out),
+               "allocator": {**allocators, "given": "allocator" in given}, "memory_cap_bytes": cap, "output": str(out),
                "output_note": output_note}
     say_plan(summary, result, len(candidates) - 1)
     if args.dry_run:
@@ -201,11 +205,22 @@ def dry_run(args, plan: TrainPlan, summary: dict) -> dict:
 
 def plan_candidates(args, planner: Planner, arch, seq: int, given: dict) -> tuple[list[TrainPlan], object]:
     """The plan to verify first and its fallbacks: the typed plan as is when plan flags were given, else fit's
-    recommendation and alternatives (and the fit result, None for a typed plan)."""
+    recommendation and alternatives (and the fit result, None for a typed plan). Without --allocator, planned
+    with PyTorch's default allocator, then again with expandable segments where they need less or the default
+    allocator may re-split a logits segment (vramplan.allocator_choice)."""
+    if "allocator" in given:
+        return _candidates(args, planner, arch, seq, given)
+    plans, result = _candidates(args, planner, arch, seq, {**given, "allocator": "default"})
+    numbers = allocator_numbers(planner.estimate(arch, plans[0]),
+                                planner.estimate(arch, plans[0].with_(allocator="expandable")))
+    if numbers["train_allocator"] == "default":
+        return plans, result
+    return _candidates(args, planner, arch, seq, {**given, "allocator": "expandable"})
+
+
+def _candidates(args, planner: Planner, arch, seq: int, given: dict) -> tuple[list[TrainPlan], object]:
     gpu, gpus = planner.gpu, given.get("gpus", 1)
-    # expandable segments: measured to remove the step-2 logits re-split (bench/segment_split.py); --allocator
-    # default keeps PyTorch's allocator as is
-    base = flags.plan_from_fields(flags.gpu_defaults(gpu, {"seq": seq, "allocator": "expandable", **given}))
+    base = flags.plan_from_fields(flags.gpu_defaults(gpu, {"seq": seq, **given}))
     check_card(base, gpu)  # fit re-derives the dtype per card, so a typed bf16 on a T4 is refused here
     if {"batch", "grad_accum", "gradient_checkpointing", "optim", "rank"} & set(given):
         return [base.with_(grad_accum=max(1, args.effective_batch // (base.batch * gpus)))
@@ -229,21 +244,12 @@ def say_plan(summary: dict, result, fallbacks: int) -> None:
         print(summary["context_note"])
     print(f"plan: {plan_line(summary['plan'])}")
     print(f"stack: {stack_line(summary['stack'])}")
-    saving = summary["allocator_saving_bytes"]
-    if saving is not None:
-        print(f"allocator: PYTORCH_CUDA_ALLOC_CONF={ALLOC_CONF['expandable']}"
-              + (f" (predicted peak {saving / GiB:.2f} GiB lower than PyTorch's default allocator)" if saving > 0
-                 else f" (predicted peak {-saving / GiB:.2f} GiB above PyTorch's default allocator on a card with "
-                      "room, its measured reserve; --allocator default plans without it)" if saving < 0 else ""))
+    print("allocator: " + say(reason(D.ALLOCATOR, allocator=summary["plan"]["allocator"], **summary["allocator"])))
     if result is not None:
         print(f"  ({SAFETY_MARGIN:.0%} safety margin; {fallbacks} fallback plan(s) if verification fails)")
         if result.versus_one_gpu:
             summary["versus_one_gpu"] = say(result.versus_one_gpu)
             print(f"  {summary['versus_one_gpu']}")
-
-
-def allocator_saving(planner: Planner, arch, plan: TrainPlan) -> int:
-    return planner.estimate(arch, plan.with_(allocator="default")).peak_bytes - planner.estimate(arch, plan).peak_bytes
 
 
 def resolve_seq(args, source: str, examples, arch) -> tuple[int, str]:

@@ -18,6 +18,8 @@ from ..errors import VramplanError
 from ..plan import TrainPlan
 from ..planner import Planner
 from ..present import said
+from ..present.display import card_words
+from ..present.reasons import standing_words
 from ..profiles import arch_from_config, find_gpu
 from ..store.calibrations import Calibrations
 from ..units import GiB
@@ -130,11 +132,12 @@ class PreflightCallback(TrainerCallback):
         except VramplanError as exc:  # a plan the stack or the card cannot run, a key not accounted for
             raise PreflightError(f"vramplan pre-flight: {exc}") from None
         v = self.verdict
-        summary = (f"vramplan pre-flight: {arch.name} on {gpu.name}: needs {v.required_bytes / GiB:.2f} GiB of "
-                   f"{v.capacity_bytes / GiB:.2f} GiB (peak as nvidia-smi shows it {v.peak_bytes / GiB:.2f} GiB)")
+        summary = (f"vramplan pre-flight: {arch.name} on {gpu.name} ({card_words(gpu.memory_mib, v.capacity_bytes)}): "
+                   f"{standing_words(v.standing)}: needs {v.required_bytes / GiB:.2f} GiB (peak as nvidia-smi shows "
+                   f"it {v.peak_bytes / GiB:.2f} GiB)")
         if not v.fits:
-            raise PreflightError(summary + "; does not fit. " + " ".join(said(v.advice)))
-        log.info("%s; fits", summary)
+            raise PreflightError(summary + ". " + " ".join(said(v.advice)))
+        log.info("%s", summary)
         return control
 
     def _gpu(self):

@@ -85,14 +85,19 @@ class Breakdown:
         return sum(self.components.values())
 
     @property
-    def fits(self) -> bool:
-        """Within the capacity, margin or not: the run is predicted not to run out of memory (what the boundary
-        runs under allocator caps check). What outputs call "fits" is the standing (vramplan.margin)."""
-        return self.required_bytes <= self.capacity_bytes
-
-    @property
     def standing(self) -> str:
         return standing_of(self.required_bytes, self.capacity_bytes)
+
+    @property
+    def fits(self) -> bool:
+        """Fits with the safety margin, as every output says "fits" (vramplan.margin)."""
+        return self.standing == FITS
+
+    @property
+    def within_capacity(self) -> bool:
+        """Needs no more than the capacity, margin or not: predicted not to run out of memory (what the boundary
+        runs under allocator caps check)."""
+        return self.required_bytes <= self.capacity_bytes
 
     @property
     def headroom_bytes(self) -> int:
@@ -113,7 +118,7 @@ class Breakdown:
             "train_peak_bytes": self.train_peak_bytes or self.peak_bytes,
             "peak_upper_bytes": self.peak_bytes + self.fragmentation_event_bytes,
             "required_bytes": self.required_bytes, "capacity_bytes": self.capacity_bytes,
-            "fits": self.standing == FITS, "standing": self.standing, "within_capacity": self.fits,
+            "fits": self.fits, "standing": self.standing, "within_capacity": self.within_capacity,
             "headroom_bytes": self.headroom_bytes,
             "components": dict(self.components), "phase_allocated_bytes": self.phase_peaks(),
             "trainable_params": self.trainable_params, "assumptions": list(self.assumptions),

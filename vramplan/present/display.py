@@ -24,7 +24,7 @@ def card_words(memory_mib: int, capacity: int, gpus: int = 1) -> str:
     plan stays under."""
     from ..margin import SAFETY_MARGIN, margin_limit
     each = " each" if gpus > 1 else ""
-    cap = (f"; judged against {capacity / GiB:.2f} GiB" if capacity > memory_mib * 2**20
+    cap = (f"; judged against {capacity / GiB:.2f} GiB, more than the card has" if capacity > memory_mib * 2**20
            else f": {capacity / GiB:.2f} GiB usable")
     return (f"{memory_mib / 1024:.1f} GiB{each}{cap}, limit {margin_limit(capacity) / GiB:.2f} GiB with the "
             f"{SAFETY_MARGIN:.0%} safety margin")
@@ -79,7 +79,7 @@ def estimate_lines(b: Breakdown, model, gpu, saving: dict | None, extra: list[st
     from .reasons import room_words, standing_words
     lines.append(f"\n{standing_words(standing(b))}: needs {b.required_bytes / GiB:.2f} GiB to run "
                  f"({room_words(b.peak_bytes)}); "
-                 + (f"{b.headroom_bytes / GiB:.2f} GiB to spare" if b.fits
+                 + (f"{b.headroom_bytes / GiB:.2f} GiB to spare" if b.within_capacity
                     else f"{-b.headroom_bytes / GiB:.2f} GiB short"))
     dom, dom_bytes = b.dominant()
     lines.append(f"dominant: {LABELS.get(dom, dom)} ({dom_bytes / GiB:.2f} GiB), peak in the {b.peak_phase} phase")

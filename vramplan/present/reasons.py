@@ -44,6 +44,31 @@ def _bigger_gpus(n: dict) -> str:
     return "smallest catalog GPUs that fit it" + (" ({count} of them)" if n["count"] > 1 else "") + ": {gpus_list}"
 
 
+def _allocator(n: dict) -> str:
+    """The plan's allocator against the other one, and what `vramplan train` takes when --allocator is not given."""
+    more = (n["expandable_required_bytes"] - n["default_required_bytes"]) / GiB
+    if n["allocator"] == "expandable":
+        than = ("the same as" if abs(more) < 0.005 else f"{abs(more):.2f} GiB {'more' if more > 0 else 'less'} than")
+        resplit = (", and avoids its step-2 re-split of a logits segment (up to {resplit_gib2} more)"
+                   if n["resplit_bytes"] else "")
+        return ("expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; set it in your own launcher "
+                f"too): this plan needs {than} with PyTorch's default allocator{resplit}")
+    head = "PyTorch's default allocator (what a run gets without PYTORCH_CUDA_ALLOC_CONF)"
+    if n.get("given"):
+        other = "the same" if abs(more) < 0.005 else f"{abs(more):.2f} GiB {'more' if more > 0 else 'less'}"
+        resplit = (", and avoid its step-2 re-split of a logits segment (up to {resplit_gib2} more)"
+                   if n["resplit_bytes"] else "")
+        return f"{head}, as given; expandable segments would need {other} here{resplit}"
+    if n["train_allocator"] == "default":
+        other = "the same" if abs(more) < 0.005 else f"{more:.2f} GiB more"
+        return f"{head}; expandable segments would need {other} here, so `vramplan train` keeps the default too"
+    why = (f"needs {-more:.2f} GiB less here" if more <= -0.005 else
+           "avoids the default allocator's step-2 re-split of a logits segment (up to {resplit_gib2} more)"
+           if n["resplit_bytes"] else "needs the same here and is what its measured runs used")
+    return (f"{head}; `vramplan train` sets expandable_segments:True, which {why} (`fit --allocator expandable` "
+            "plans with it)")
+
+
 LOSS_PATH_WORDS = {
     "trl_full": "full logits, with entropy and token accuracy computed over them",
     "trl_full_copies": "full logits, plus copies of them for its metrics",
@@ -108,12 +133,7 @@ TEXT = {
         "recompute): " + ("~{speedup:.2f}x the tokens/s of keeping them on the GPU" if n["on_gpu_fits"] else
                           "keeping them on the GPU does not fit")),
     D.OPTIMIZER: lambda n: "{optim}: " + OPTIMIZER_WHY.get(n["optim"], "as requested"),
-    D.ALLOCATOR: lambda n: (
-        "PyTorch's default allocator: what a run gets without PYTORCH_CUDA_ALLOC_CONF; `vramplan train` sets "
-        "expandable_segments:True and plans for that (--allocator expandable plans it here)"
-        if n["allocator"] == "default" else
-        "expandable segments: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, what `vramplan train` sets; set it "
-        "in your own launcher too, or the run gets PyTorch's default allocator and this plan's figures do not hold"),
+    D.ALLOCATOR: _allocator,
     D.GPUS_MAKE_IT_POSSIBLE: _gpus_make_it_possible,
     D.GPUS_DDP_FASTER: "{gpus} GPUs beat one, ~{speedup:.1f}x its tokens/s: the model fits one {gpu}, so data "
                        "parallel runs a whole copy on each GPU ({per_gpu_gib} per GPU) and only all-reduces the "
@@ -127,8 +147,8 @@ TEXT = {
         + "; one {gpu} runs micro-batch {one_gpu_batch} at ~{one_gpu_tokens_per_s:,.0f} tokens/s",
     D.ONE_GPU_CHEAPER: "one {gpu} costs least per token: {gpus} GPUs run ~{speedup:.1f}x its tokens/s at {gpus}x its "
                        "GPU hours, {cost_ratio:.2f}x its cost (ranked by cost; --objective time takes the {gpus} GPUs)",
-    D.LEANEST_TOO_BIG: "even the leanest plan (micro-batch 1, checkpointing, rank {rank}) needs {required_gib}{each}; "
-                       "the limit is {limit_gib} ({gpu} minus the {margin:.0%} margin)",
+    D.LEANEST_TOO_BIG: "even the leanest plan (micro-batch 1, checkpointing, rank {rank}) needs {required_gib2}{each}; "
+                       "the limit is {limit_gib2}{each} (the usable memory less the {margin:.0%} margin)",
     D.LARGEST_PART: "largest part: {label} ({gib}) in the {phase} phase",
     D.PART_PER_GPU: "that part is per GPU: each GPU runs its own micro-batch, so more GPUs do not shrink it",
     D.LOAD_WHOLE_MODEL: "every GPU first loads the whole 4-bit model ({load_gib}: transformers quantizes onto each "
@@ -198,3 +218,16 @@ def room_words(peak_bytes: int) -> str:
     """The unconstrained peak, said as what it is."""
     from ..units import GiB
     return f"on a card with room nvidia-smi would show {peak_bytes / GiB:.2f} GiB"
+
+
+def against_words(required: int, capacity: int) -> str:
+    """What the run needs against the limit and the usable memory, the two lines its standing is drawn at."""
+    from ..margin import margin_limit
+    from ..units import GiB
+    limit = margin_limit(capacity)
+    if required <= limit:
+        return f"needs {required / GiB:.2f} GiB, under the {limit / GiB:.2f} GiB limit"
+    if required <= capacity:
+        return (f"needs {required / GiB:.2f} GiB, over the {limit / GiB:.2f} GiB limit but within the "
+                f"{capacity / GiB:.2f} GiB usable")
+    return f"needs {required / GiB:.2f} GiB, over the {capacity / GiB:.2f} GiB usable"

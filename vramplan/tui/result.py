@@ -49,11 +49,12 @@ class ResultPanel(Vertical):
 
     def watch_picture(self, picture: Picture) -> None:
         m, g, b = picture.model, picture.gpu, picture.breakdown
+        n = b.plan.get("gpus", 1)
         self.query_one("#title", Static).update(
-            f"[b]{m.name}[/b] ({m.total_params / 1e9:.2f}B) on [b]{g.name}[/b] "
-            f"({card_words(g.memory_mib, b.capacity_bytes, b.plan.get('gpus', 1))})")
+            f"[b]{m.name}[/b] ({m.total_params / 1e9:.2f}B) on [b]{f'{n} x ' if n > 1 else ''}{g.name}[/b]")
         self.query_one("#bar", MemoryBar).show(b)
-        self.query_one("#verdict", Static).update(verdict_text(b))
+        # the card's words on their own line: the title has one line, too narrow for them at 80 columns
+        self.query_one("#verdict", Static).update(card_words(g.memory_mib, b.capacity_bytes, n) + "\n" + verdict_text(b))
         self.query_one("#speed", Static).update("\n".join(brief_lines(picture.time_cost)) if picture.time_cost else "")
         table = self.query_one("#table", DataTable)
         table.clear()

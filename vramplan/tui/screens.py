@@ -56,7 +56,8 @@ class FitScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         r = self.result
         with Vertical(id="fit-box"):
-            head = f"[b]fit[/b] {r.model.name} on {r.gpu.name} ({card_words(r.gpu.memory_mib, r.capacity_bytes, r.gpus)})"
+            on = f"{r.gpus} x {r.gpu.name}" if r.gpus > 1 else r.gpu.name
+            head = f"[b]fit[/b] {r.model.name} on {on}\n{card_words(r.gpu.memory_mib, r.capacity_bytes, r.gpus)}"
             yield Static(head, id="fit-head")
             if not self.choices:
                 yield Static("[b red]nothing fits[/b red]\n" + "\n".join(f"- {x}" for x in fit_reasons(r)), id="fit-why")
