@@ -182,7 +182,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
         result.alternatives = _alternatives(preferred)
         moe = experts_lora(model, result.recommended.plan)  # an MoE model's experts first: the choice it forces
         result.reasons = ([moe] if moe else []) + _reasons(result.recommended, gpu, rank, cands + one, model)
-        result.reasons.append(_allocator_reason(cal, model, gpu, result.recommended.plan, capacity))
+        result.reasons.append(_allocator_reason(cal, model, gpu, result.recommended, capacity))
         if base.gpus > 1:
             result.versus_one_gpu = versus_one_gpu(result, several[0] if several else None)
     elif explain:
@@ -272,11 +272,13 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
     return out
 
 
-def _allocator_reason(cal: Calibrations, model: ModelArch, gpu: GpuSpec, plan: TrainPlan, capacity: int) -> Reason:
+def _allocator_reason(cal: Calibrations, model: ModelArch, gpu: GpuSpec, rec: Candidate, capacity: int) -> Reason:
     """The plan's allocator, what the plan needs under each, and the one `vramplan train` would take."""
-    b = {a: estimate(model, gpu, plan.with_(allocator=a), cal.params(gpu), vram_bytes=capacity)
-         for a in ("default", "expandable")}
-    return reason(D.ALLOCATOR, allocator=plan.allocator, **allocator_numbers(b["default"], b["expandable"]))
+    own = rec.plan.allocator
+    other = "expandable" if own == "default" else "default"
+    b = {own: rec.breakdown,
+         other: estimate(model, gpu, rec.plan.with_(allocator=other), cal.params(gpu), vram_bytes=capacity)}
+    return reason(D.ALLOCATOR, allocator=own, **allocator_numbers(b["default"], b["expandable"]))
 
 
 def _mode_reasons(rec: Candidate, same_shape: list[Candidate], model: ModelArch) -> list[Reason]:

@@ -44,26 +44,26 @@ def _bigger_gpus(n: dict) -> str:
     return "smallest catalog GPUs that fit it" + (" ({count} of them)" if n["count"] > 1 else "") + ": {gpus_list}"
 
 
+def _more_or_less(gib: float) -> str:
+    return "the same" if abs(gib) < 0.005 else f"{abs(gib):.2f} GiB {'more' if gib > 0 else 'less'}"
+
+
 def _allocator(n: dict) -> str:
     """The plan's allocator against the other one, and what `vramplan train` takes when --allocator is not given."""
-    more = (n["expandable_required_bytes"] - n["default_required_bytes"]) / GiB
+    more = (n["expandable_required_bytes"] - n["default_required_bytes"]) / GiB  # expandable's need over default's
+    resplit = "step-2 re-split of a logits segment (up to {resplit_gib2} more)"
     if n["allocator"] == "expandable":
-        than = ("the same as" if abs(more) < 0.005 else f"{abs(more):.2f} GiB {'more' if more > 0 else 'less'} than")
-        resplit = (", and avoids its step-2 re-split of a logits segment (up to {resplit_gib2} more)"
-                   if n["resplit_bytes"] else "")
+        than = "the same as" if abs(more) < 0.005 else f"{_more_or_less(more)} than"
         return ("expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; set it in your own launcher "
-                f"too): this plan needs {than} with PyTorch's default allocator{resplit}")
+                f"too): this plan needs {than} with PyTorch's default allocator"
+                + (f", and avoids its {resplit}" if n["resplit_bytes"] else ""))
     head = "PyTorch's default allocator (what a run gets without PYTORCH_CUDA_ALLOC_CONF)"
     if n.get("given"):
-        other = "the same" if abs(more) < 0.005 else f"{abs(more):.2f} GiB {'more' if more > 0 else 'less'}"
-        resplit = (", and avoid its step-2 re-split of a logits segment (up to {resplit_gib2} more)"
-                   if n["resplit_bytes"] else "")
-        return f"{head}, as given; expandable segments would need {other} here{resplit}"
+        return (f"{head}, as given; expandable segments would need {_more_or_less(more)} here"
+                + (f", and avoid its {resplit}" if n["resplit_bytes"] else ""))
     if n["train_allocator"] == "default":
-        other = "the same" if abs(more) < 0.005 else f"{more:.2f} GiB more"
-        return f"{head}; expandable segments would need {other} here, so `vramplan train` keeps the default too"
-    why = (f"needs {-more:.2f} GiB less here" if more <= -0.005 else
-           "avoids the default allocator's step-2 re-split of a logits segment (up to {resplit_gib2} more)"
+        return f"{head}; expandable segments would need {_more_or_less(more)} here, so `vramplan train` keeps the default too"
+    why = (f"needs {_more_or_less(more)} here" if more <= -0.005 else f"avoids the default allocator's {resplit}"
            if n["resplit_bytes"] else "needs the same here and is what its measured runs used")
     return (f"{head}; `vramplan train` sets expandable_segments:True, which {why} (`fit --allocator expandable` "
             "plans with it)")

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import flags
-from ..margin import FITS
 from ..memory import Breakdown
 from ..plan import ALL_LINEAR, PARALLELS, TrainPlan
 from ..present.time_cost import Job, parse_epochs, parse_price, parse_tokens, plan_figures
@@ -144,8 +143,7 @@ class PlanState:
     def to_json(self) -> dict:
         b = self.breakdown()
         return {"model": self.model.name, "gpu": self.gpu.name, "plan": self.plan.to_dict(),
-                "peak_bytes": b.peak_bytes, "required_bytes": b.required_bytes, "fits": b.standing == FITS,
-                "standing": b.standing,
+                "peak_bytes": b.peak_bytes, "required_bytes": b.required_bytes, "fits": b.fits, "standing": b.standing,
                 "train_command": self.train_command()}
 
     def write(self, folder: Path) -> tuple[Path, Path]:
