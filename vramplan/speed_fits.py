@@ -169,7 +169,7 @@ def params_from_speed_fits(fits: tuple[dict, ...], gpu: GpuSpec) -> SpeedParams:
                        **multi, source=f"{gpu.name} not measured: its datasheet ({gpu.tensor_tflops_16bit:g} "
                                        f"TFLOP/s, {gpu.bandwidth_gbs:g} GB/s) at the shares reached on {names} "
                                        f"({mm:.2f} of the matmul rate, {bw:.2f} of the bandwidth), with their "
-                                       f"launch costs")
+                                       f"launch costs; its error on {gpu.name} is not measured")
 
 
 HOST_TERMS = ("kernel_s", "micro_batch_s", "step_s")

@@ -145,7 +145,7 @@ def test_without_allocator_train_takes_the_one_whose_plan_needs_less_and_says_wh
     code, d, err = dry()  # TRL's fused path: the measured reserve under expandable segments is the larger
     a = d["allocator"]
     assert code == 0 and d["plan"]["allocator"] == a["train_allocator"] == "default" and not a["given"]
-    assert a["expandable_required_bytes"] > a["default_required_bytes"] and "keeps the default too" in err
+    assert a["expandable_required_bytes"] > a["default_required_bytes"] and "so `vramplan train` keeps it" in err
     code, d, err = dry("--trainer", "hf")  # full logits: the default allocator may re-split a logits segment
     assert d["plan"]["allocator"] == "expandable" and d["allocator"]["resplit_bytes"] > 0 and "re-split" in err
     code, d, err = dry("--trainer", "hf", "--allocator", "default")

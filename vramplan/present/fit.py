@@ -5,7 +5,7 @@ from ..margin import SAFETY_MARGIN
 from ..speed_fits import not_measured, speed_source
 from ..units import GiB
 from .display import bar, card_words, checkpointing_cell, plan_line
-from .reasons import fit_reasons, reasons_json
+from .reasons import fit_reasons, reasons_json, room_words
 
 
 def _speed(result, c, price: float | None) -> dict:
@@ -52,7 +52,7 @@ def fit_lines(result, time_cost: list[str] = ()) -> list[str]:
         return lines
     b = rec.breakdown
     lines += ["", "recommended: " + plan_line(rec.plan.to_dict()),
-              f"  needs {b.required_bytes / GiB:.2f} GiB (nvidia-smi peak {b.peak_bytes / GiB:.2f} GiB) "
+              f"  needs {b.required_bytes / GiB:.2f} GiB ({room_words(b.peak_bytes)}) "
               f"{bar(b.required_bytes, result.capacity_bytes, result.limit_bytes)}"]
     if b.peak_bytes > result.limit_bytes:
         lines.append("  (the peak on a card with room is above the limit: it holds allocator cache that PyTorch frees "

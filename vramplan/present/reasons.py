@@ -51,18 +51,19 @@ def _more_or_less(gib: float) -> str:
 def _allocator(n: dict) -> str:
     """The plan's allocator against the other one, and what `vramplan train` takes when --allocator is not given."""
     more = (n["expandable_required_bytes"] - n["default_required_bytes"]) / GiB  # expandable's need over default's
-    resplit = "step-2 re-split of a logits segment (up to {resplit_gib2} more)"
+    resplit = "step-2 re-split of a logits segment (up to {resplit_gib2} above the peak shown)"
     if n["allocator"] == "expandable":
         than = "the same as" if abs(more) < 0.005 else f"{_more_or_less(more)} than"
         return ("expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; set it in your own launcher "
                 f"too): this plan needs {than} with PyTorch's default allocator"
-                + (f", and avoids its {resplit}" if n["resplit_bytes"] else ""))
+                + (f", and avoids its {resplit}" if n["resplit_bytes"] else
+                   "; `vramplan train`'s measured runs used them" if abs(more) < 0.005 else ""))
     head = "PyTorch's default allocator (what a run gets without PYTORCH_CUDA_ALLOC_CONF)"
     if n.get("given"):
         return (f"{head}, as given; expandable segments would need {_more_or_less(more)} here"
                 + (f", and avoid its {resplit}" if n["resplit_bytes"] else ""))
     if n["train_allocator"] == "default":
-        return f"{head}; expandable segments would need {_more_or_less(more)} here, so `vramplan train` keeps the default too"
+        return f"{head}; expandable segments would need {_more_or_less(more)} here, so `vramplan train` keeps it"
     why = (f"needs {_more_or_less(more)} here" if more <= -0.005 else f"avoids the default allocator's {resplit}"
            if n["resplit_bytes"] else "needs the same here and is what its measured runs used")
     return (f"{head}; `vramplan train` sets expandable_segments:True, which {why} (`fit --allocator expandable` "
@@ -225,9 +226,11 @@ def against_words(required: int, capacity: int) -> str:
     from ..margin import margin_limit
     from ..units import GiB
     limit = margin_limit(capacity)
+    need = f"needs {required / GiB:.2f} GiB"
     if required <= limit:
-        return f"needs {required / GiB:.2f} GiB, under the {limit / GiB:.2f} GiB limit"
+        return f"{need}, {(limit - required) / GiB:.2f} GiB under the {limit / GiB:.2f} GiB limit"
     if required <= capacity:
-        return (f"needs {required / GiB:.2f} GiB, over the {limit / GiB:.2f} GiB limit but within the "
-                f"{capacity / GiB:.2f} GiB usable")
-    return f"needs {required / GiB:.2f} GiB, over the {capacity / GiB:.2f} GiB usable"
+        return (f"{need}, {(required - limit) / GiB:.2f} GiB over the {limit / GiB:.2f} GiB limit and "
+                f"{(capacity - required) / GiB:.2f} GiB under the {capacity / GiB:.2f} GiB usable: it may run out of "
+                "memory")
+    return f"{need}, {(required - capacity) / GiB:.2f} GiB over the {capacity / GiB:.2f} GiB usable"

@@ -97,8 +97,8 @@ def _best_lines(rows: list[dict], key: str, best: dict, timed: bool) -> list[str
     measured = sorted({r["gpu"] for r in rows if r["time_cost"] and r["time_cost"]["speed_measured_gpu"]})
     if best["fastest"]:
         out.append(f"speed: fitted to step times measured on {', '.join(measured) or 'no GPU here'}; every other "
-                   "GPU's figure is its datasheet at the shares of it reached there (sequences padded or packed to "
-                   "--seq; loading, warm-up, evaluation and saving not counted)")
+                   "GPU's figure is its datasheet at the shares of it reached there, its error not measured (the tokens "
+                   "packed into full --seq sequences; loading, warm-up, evaluation and saving not counted)")
     return out
 
 

@@ -105,8 +105,9 @@ def data_fields(data) -> dict:
 
 
 def assumptions(plan, params: SpeedParams, job: Job) -> list[str]:
-    out = [f"every sequence padded or packed to --seq {plan.seq}: a step is {plan.tokens * plan.grad_accum * plan.gpus:,} "
-           "token positions",
+    out = [f"the tokens packed into full --seq {plan.seq} sequences: a step is {plan.tokens * plan.grad_accum * plan.gpus:,} "
+           "token positions (`vramplan train` pads each batch to its longest example instead: short examples take "
+           "more, shorter steps)",
            "steady-state optimizer steps only: loading the model, the first step (CUDA and cuBLAS warm-up, 1-5 s "
            "measured), evaluation, logging and checkpoint saves are not counted",
            "step times measured over a few steps of random-weight models (the Trainer's own loop; the data "
@@ -185,8 +186,8 @@ def lines(d: dict) -> list[str]:
         epochs = d["epochs"]
         out.append(f"time: {epochs:g} epoch{'s' if epochs != 1 else ''} of {d['tokens']:,} tokens = "
                    f"{d['optimizer_steps']:,} optimizer steps: {duration(d['train_s'])} of training steps "
-                   f"(sequences padded or packed to {d['seq']:,} tokens; loading, warm-up, evaluation and saving "
-                   "not counted)")
+                   f"(the tokens packed into full {d['seq']:,}-token sequences; padded batches take more steps; "
+                   "loading, warm-up, evaluation and saving not counted)")
     else:
         out.append("time: give --data FILE or --tokens N (the data set's tokens), and --epochs E, for the time to "
                    "train")
