@@ -28,7 +28,7 @@ class Planner:
         """vram_bytes: plan for this much memory per GPU instead of what the card offers one process."""
         self.gpu, self.calibrations, self.vram_bytes = gpu, calibrations, vram_bytes
         self.calibration: Calibration = calibrations.params(gpu)
-        self.capacity_bytes = vram_bytes or self.calibration.usable_bytes(gpu.memory_bytes)
+        self.capacity_bytes = vram_bytes or self.calibration.usable_bytes(gpu)
 
     def estimate(self, model: ModelArch, plan: TrainPlan) -> Breakdown:
         check_card(plan, self.gpu)

@@ -161,7 +161,7 @@ def fit(model: ModelArch, gpu: GpuSpec, *, seq: int = 2048, effective_batch: int
     if effective_batch % base.gpus:
         raise VramplanError(f"--effective-batch {effective_batch} does not split evenly over {base.gpus} GPUs",
                             hint=f"use a multiple of {base.gpus}")
-    capacity = vram_bytes or cal.params(gpu).usable_bytes(gpu.memory_bytes)
+    capacity = vram_bytes or cal.params(gpu).usable_bytes(gpu)
     ranks = (rank,) if rank else (DEFAULT_RANK, 8)
     opts = optims or OPTIMIZERS
     cands = [c for layout in layouts(base, parallel) for c in
@@ -369,7 +369,7 @@ def _fits_at_all(cal, model, gpu, base, capacity) -> bool:
     if base.targets != ALL_LINEAR and not set(base.targets) <= set(model.linear_names):
         base = base.with_(targets=ALL_LINEAR)  # another architecture: its module names differ, train them all
     calibration = cal.params(gpu)
-    cap = capacity or calibration.usable_bytes(gpu.memory_bytes)
+    cap = capacity or calibration.usable_bytes(gpu)
     try:  # another model gets its own recipe (an MoE model's dropout); one it is refused for does not fit
         b = estimate(model, gpu, _leanest(plan_for_model(model, base), model), calibration, vram_bytes=cap)
     except VramplanError:

@@ -5,7 +5,7 @@ from tests.cli.test_bad_input import CORPUS, run_cli
 from vramplan.present.display import card_words
 from vramplan.units import GiB
 
-T4 = "15.0 GiB: 14.91 GiB usable, limit 14.17 GiB with the 5% safety margin"
+T4 = "15.0 GiB: 14.56 GiB usable, limit 13.83 GiB with the 5% safety margin"
 
 
 def test_the_words_name_total_usable_and_limit():

@@ -65,3 +65,18 @@ def test_multi_gpu_names_name_the_card_and_the_count():
     assert gpu_count("4 x H200") == 4 and gpu_count("RTX-4090") is None
     with pytest.raises(VramplanError, match="out of range"):
         find_gpu("32xH200")
+
+
+@pytest.mark.parametrize("gpu", [g for g in gpu_catalog() if g.torch_total_gib], ids=lambda g: g.name)
+def test_a_cited_torch_total_is_below_nvidia_smis_and_names_its_reports(gpu):
+    assert 0.95 * gpu.memory_bytes < gpu.torch_total_bytes < gpu.memory_bytes
+    assert gpu.torch_total_source.count("https://github.com/") >= 1 and "total capacity" in gpu.torch_total_source
+
+
+def test_a_cited_torch_total_is_the_capacity_a_plan_is_judged_against():
+    from vramplan.planner import Planner
+    from vramplan.store.calibrations import Calibrations
+    t4, h200 = find_gpu("T4"), find_gpu("H200")
+    assert t4.torch_total_gib == 14.56 and Planner(t4, Calibrations.shipped()).capacity_bytes == t4.torch_total_bytes
+    # a calibrated GPU without a cited total: nvidia-smi's less the driver's share its runs measured
+    assert not h200.torch_total_gib and Planner(h200, Calibrations.shipped()).capacity_bytes < h200.memory_bytes

@@ -83,9 +83,12 @@ class Calibration:
     def _as_dict(self) -> dict:
         return asdict(self)
 
-    def usable_bytes(self, memory_bytes: int) -> int:
-        """What one process can allocate of a card's nvidia-smi total."""
-        return int(memory_bytes * (1 - self.driver_reserved_fraction))
+    def usable_bytes(self, gpu) -> int:
+        """What one process can allocate of a card (a GpuSpec): the total PyTorch reports where its profile cites
+        one, else the nvidia-smi total less the driver's share measured on the calibrated GPUs."""
+        if gpu.torch_total_gib:
+            return gpu.torch_total_bytes
+        return int(gpu.memory_bytes * (1 - self.driver_reserved_fraction))
 
     def slack(self, tokens: int, intermediate: int, allocator: str, logits_block: int) -> int:
         """Reserved minus allocated at the peak; logits_block: the loss path's largest buffer (one fp32 tokens x

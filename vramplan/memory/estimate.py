@@ -172,7 +172,7 @@ def _at_peak(model, gpu, plan, lay, calibration, phases, managed, vram_bytes, lo
         model=model.name, gpu=gpu.name, plan=plan.to_dict(), layout=lay.to_dict(), peak_phase=peak_phase,
         components={k: v for k, v in components.items() if v}, phases=phases, peak_allocated_bytes=allocated,
         peak_reserved_bytes=allocated + slack + resplit + cache, managed_bytes=managed,
-        capacity_bytes=vram_bytes or calibration.usable_bytes(gpu.memory_bytes), required_bytes=required,
+        capacity_bytes=vram_bytes or calibration.usable_bytes(gpu), required_bytes=required,
         fragmentation_event_bytes=(0 if resplit or lay.allocator != "default" or lay.loss_path != "hf_full"
                                    else fp32_block(lay.tokens, model.vocab)),
         trainable_params=trainable_params(model, lay), train_peak_bytes=sum(components.values()),

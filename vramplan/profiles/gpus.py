@@ -33,10 +33,18 @@ class GpuSpec:
     link_gbs: float = 0.0
     """GPU-to-GPU bandwidth per direction (NVLink where the profile says so); 0: the PCIe link."""
     link_source: str = ""
+    torch_total_gib: float = 0.0
+    """The card's total as PyTorch reports it (cudaMemGetInfo; its out-of-memory message prints it), where the
+    profile cites one: what one process can allocate. 0: not cited."""
+    torch_total_source: str = ""
 
     @property
     def memory_bytes(self) -> int:
         return self.memory_mib * MiB
+
+    @property
+    def torch_total_bytes(self) -> int:
+        return int(self.torch_total_gib * 2**30)
 
     @property
     def default_dtype(self) -> str:
@@ -57,7 +65,8 @@ class GpuSpec:
                 "compute_capability": self.compute_capability, "bf16": self.bf16,
                 "bandwidth_gbs": self.bandwidth_gbs, "tensor_tflops_16bit": self.tensor_tflops_16bit,
                 "fp32_tflops": self.fp32_tflops, "architecture": self.architecture,
-                "interconnect_gbs": self.interconnect_gbs, "source": self.source}
+                "interconnect_gbs": self.interconnect_gbs, "source": self.source,
+                "torch_total_gib": self.torch_total_gib or None}
 
 
 REQUIRED = ("name", "memory_mib", "compute_capability", "bf16", "bandwidth_gbs", "tensor_tflops_16bit",
@@ -77,4 +86,5 @@ def load_gpu_file(path: Path) -> GpuSpec:
                    architecture=d.get("architecture", ""),
                    aliases=tuple(d.get("aliases", ())), source=d.get("source", ""),
                    memory_source=d.get("memory_source", ""), link_gbs=float(d.get("link_gbs", 0.0)),
-                   link_source=d.get("link_source", ""))
+                   link_source=d.get("link_source", ""), torch_total_gib=float(d.get("torch_total_gib", 0.0)),
+                   torch_total_source=d.get("torch_total_source", ""))
