@@ -120,3 +120,24 @@ def test_a_broken_user_fit_is_a_one_line_error_naming_its_file(user_folder, name
     with pytest.raises(VramplanError) as err:
         Calibrations.shipped()
     assert str(path) in err.value.message and "\n" not in str(err.value)
+
+
+def test_a_cards_own_calibration_measures_its_driver_share_and_wins_over_a_cited_total(user_folder):
+    t4 = find_gpu("T4")
+    assert Calibrations.shipped().params(t4).usable_bytes(t4) == t4.torch_total_bytes  # not calibrated: cited
+    fit = shipped_fit()
+    fit.update(gpu_name="Tesla T4", profile="T4", architecture="turing", compute_capability=7.5, memory_mib=15360)
+    fit["params"]["driver_reserved_fraction"] = 0.02
+    write_fit(user_folder, fit)
+    assert Calibrations.shipped().params(t4).usable_bytes(t4) == int(t4.memory_bytes * 0.98)
+
+
+def test_an_uncited_card_off_hopper_keeps_at_least_the_smallest_cited_share():
+    from vramplan.profiles import gpu_catalog
+    from vramplan.store.calibrations import card_driver_share
+    cited = [1 - g.torch_total_bytes / g.memory_bytes for g in gpu_catalog() if g.torch_total_gib]
+    a10g, h100_pcie = find_gpu("A10G"), find_gpu("H100-PCIe")
+    assert not a10g.torch_total_gib and not h100_pcie.torch_total_gib
+    assert card_driver_share(a10g, 0.004) == pytest.approx(min(cited)) and min(cited) > 0.009
+    assert card_driver_share(h100_pcie, 0.004) == 0.004  # Hopper: the measured Hopper share
+    assert card_driver_share(a10g, 0.05) == 0.05  # never below what was borrowed

@@ -84,10 +84,8 @@ class Calibration:
         return asdict(self)
 
     def usable_bytes(self, gpu) -> int:
-        """What one process can allocate of a card (a GpuSpec): the total PyTorch reports where its profile cites
-        one, else the nvidia-smi total less the driver's share measured on the calibrated GPUs."""
-        if gpu.torch_total_gib:
-            return gpu.torch_total_bytes
+        """What one process can allocate of a card (a GpuSpec): its nvidia-smi total less the driver's share (a
+        card's own calibration measures it; vramplan.store.calibrations.card_driver_share sets it for the others)."""
         return int(gpu.memory_bytes * (1 - self.driver_reserved_fraction))
 
     def slack(self, tokens: int, intermediate: int, allocator: str, logits_block: int) -> int:

@@ -118,3 +118,12 @@ def find_model(name: str) -> ModelArch:
     if is_hub_id(name):
         return resolve_hub_id(name, _suggest(name.split("/", 1)[1], model_catalog()))
     raise NotFoundError("model", name, _suggest(name, model_catalog()), "vramplan models")
+
+
+@lru_cache(maxsize=None)
+def cited_driver_share_floor() -> float:
+    """The smallest share of nvidia-smi's total that the driver keeps on the catalog's cards off Hopper whose
+    profiles cite the total PyTorch reports (0 when none does)."""
+    shares = [1 - g.torch_total_bytes / g.memory_bytes for g in gpu_catalog()
+              if g.torch_total_gib and g.architecture != "hopper"]
+    return min(shares, default=0.0)

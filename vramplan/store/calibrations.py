@@ -196,6 +196,16 @@ def pick(fits: tuple[dict, ...], gpu: GpuSpec) -> tuple[int, bool]:
     return min(range(len(fits)), key=lambda i: _distance(fits[i], gpu)), False
 
 
+def card_driver_share(gpu: GpuSpec, borrowed: float) -> float:
+    """The driver's share of a card that is not calibrated itself (its own calibration measures it): from the total
+    PyTorch reports where its profile cites one; else the borrowed share, and off Hopper at least the smallest
+    share of the cited cards there (the Hopper share, 0.4-0.6%, is smaller than every one of them)."""
+    from ..profiles.catalog import cited_driver_share_floor
+    if gpu.torch_total_gib:
+        return 1 - gpu.torch_total_bytes / gpu.memory_bytes
+    return max(borrowed, cited_driver_share_floor()) if gpu.architecture != "hopper" else borrowed
+
+
 def params_from_fits(fits: tuple[dict, ...], gpu: GpuSpec, origins: tuple[Origin, ...] | None = None) -> Calibration:
     """The parameters for a GPU from a set of fits: its own, else the nearest calibrated GPU's (said in source).
     origins (one per fit): where each came from; a user's fit says so in source, a shipped one reads as always."""
@@ -211,7 +221,8 @@ def params_from_fits(fits: tuple[dict, ...], gpu: GpuSpec, origins: tuple[Origin
     else:
         what = f"{fit['gpu_name']}, {origin.describe()} ({counted})"
     if not own:
-        # context and driver reserve belong to the card; the allocator's behaviour transfers
+        # the allocator's behaviour transfers; the driver's share belongs to the card
+        params["driver_reserved_fraction"] = card_driver_share(gpu, params.get("driver_reserved_fraction", 0.0))
         params["source"] = f"nearest calibrated GPU: {what}; {gpu.name} itself is not calibrated"
     elif origin is None or origin.kind == SHIPPED:
         params["source"] = f"calibrated on {what}"
