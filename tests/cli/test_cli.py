@@ -177,3 +177,8 @@ def test_estimate_names_the_default_allocators_upper_bound():
     assert code == 0 and "upper bound:" in out and "--allocator expandable avoids it" in out
     code, out, _ = vramplan("estimate", "llama-3.1-8b", "--gpu", "2xH200", "--seq", "4096", "--allocator", "expandable")
     assert code == 0 and "upper bound:" not in out
+
+
+def test_the_table_says_its_longest_seq_is_another_plans():
+    code, out, _ = vramplan("table", "--gpu", "T4")
+    assert code == 0 and "longest seq: of the leanest plan (micro-batch 1, checkpointing" in out

@@ -61,6 +61,8 @@ def table_lines(title: str, rows: list[dict], key: str, best: dict) -> list[str]
         out.append(f"{r[key]:30s} {'yes' if r['fits'] else 'no':>4s}  {gib}  {_plan_text(r):44s} "
                    f"{r['longest_seq'] or '-':>11}  {_time_cost_cells(r['time_cost'], timed)}")
     out += _best_lines(rows, key, best, timed)
+    out.append("longest seq: of the leanest plan (micro-batch 1, checkpointing, the checkpoints in CPU memory where "
+               "that mode is measured), not the best plan's; fit --seq N plans for a length")
     return out + _experts_lines(rows)
 
 
