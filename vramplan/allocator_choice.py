@@ -6,7 +6,10 @@ bench/segment_split.py), but their measured reserve on TRL's paths without full 
 less."""
 from __future__ import annotations
 
+from typing import Callable
+
 from .memory import Breakdown
+from .plan import TrainPlan
 
 
 def leaner_allocator(default: Breakdown, expandable: Breakdown) -> str:
@@ -22,3 +25,12 @@ def allocator_numbers(default: Breakdown, expandable: Breakdown) -> dict:
     return {"default_required_bytes": default.required_bytes, "expandable_required_bytes": expandable.required_bytes,
             "resplit_bytes": default.fragmentation_event_bytes,
             "train_allocator": leaner_allocator(default, expandable)}
+
+
+def plan_allocator_numbers(plan: TrainPlan, estimate: Callable[[TrainPlan], Breakdown],
+                           own: Breakdown | None = None) -> dict:
+    """allocator_numbers of one plan, estimated under each allocator; own: its breakdown under its own allocator,
+    where the caller has it already."""
+    b = {a: own if own is not None and a == plan.allocator else estimate(plan.with_(allocator=a))
+         for a in ("default", "expandable")}
+    return allocator_numbers(b["default"], b["expandable"])

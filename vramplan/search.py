@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from . import decisions as D
 from . import flags
-from .allocator_choice import allocator_numbers
+from .allocator_choice import plan_allocator_numbers
 from .decisions import Reason, reason
 from .errors import VramplanError
 from .margin import SAFETY_MARGIN, margin_limit
@@ -274,11 +274,9 @@ def _reasons(rec: Candidate, gpu: GpuSpec, rank: int | None, cands: list[Candida
 
 def _allocator_reason(cal: Calibrations, model: ModelArch, gpu: GpuSpec, rec: Candidate, capacity: int) -> Reason:
     """The plan's allocator, what the plan needs under each, and the one `vramplan train` would take."""
-    own = rec.plan.allocator
-    other = "expandable" if own == "default" else "default"
-    b = {own: rec.breakdown,
-         other: estimate(model, gpu, rec.plan.with_(allocator=other), cal.params(gpu), vram_bytes=capacity)}
-    return reason(D.ALLOCATOR, allocator=own, **allocator_numbers(b["default"], b["expandable"]))
+    numbers = plan_allocator_numbers(rec.plan, lambda p: estimate(model, gpu, p, cal.params(gpu), vram_bytes=capacity),
+                                     own=rec.breakdown)
+    return reason(D.ALLOCATOR, allocator=rec.plan.allocator, **numbers)
 
 
 def _mode_reasons(rec: Candidate, same_shape: list[Candidate], model: ModelArch) -> list[Reason]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import decisions as D
 from .. import flags
-from ..allocator_choice import allocator_numbers
+from ..allocator_choice import plan_allocator_numbers
 from ..decisions import reason
 from ..errors import VramplanError
 from ..plan import TrainPlan
@@ -122,8 +122,7 @@ def _run(args) -> tuple[int, dict]:
                             hint=f"use a multiple of {gpus}")
     candidates, result = plan_candidates(args, planner, arch, seq, given)
     plan = candidates[0]
-    allocators = allocator_numbers(planner.estimate(arch, plan.with_(allocator="default")),
-                                   planner.estimate(arch, plan.with_(allocator="expandable")))
+    allocators = plan_allocator_numbers(plan, lambda p: planner.estimate(arch, p))
     summary = {"model": arch.summary(), **model_json(arch), "source": source,
                "data": {"file": str(args.data), "examples": len(examples)},
                "gpu": gpu.summary(), "gpus": gpus, "capacity_bytes": planner.capacity_bytes, "seq": seq, "seq_note": seq_note,
@@ -211,8 +210,7 @@ def plan_candidates(args, planner: Planner, arch, seq: int, given: dict) -> tupl
     if "allocator" in given:
         return _candidates(args, planner, arch, seq, given)
     plans, result = _candidates(args, planner, arch, seq, {**given, "allocator": "default"})
-    numbers = allocator_numbers(planner.estimate(arch, plans[0]),
-                                planner.estimate(arch, plans[0].with_(allocator="expandable")))
+    numbers = plan_allocator_numbers(plans[0], lambda p: planner.estimate(arch, p))
     if numbers["train_allocator"] == "default":
         return plans, result
     return _candidates(args, planner, arch, seq, {**given, "allocator": "expandable"})

@@ -224,7 +224,6 @@ def room_words(peak_bytes: int) -> str:
 def against_words(required: int, capacity: int) -> str:
     """What the run needs against the limit and the usable memory, the two lines its standing is drawn at."""
     from ..margin import margin_limit
-    from ..units import GiB
     limit = margin_limit(capacity)
     need = f"needs {required / GiB:.2f} GiB"
     if required <= limit:
